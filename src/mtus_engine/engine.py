@@ -1,0 +1,319 @@
+"""Evaluate a case against the compiled rulebook: case -> facts -> durable_rules -> determination."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .backend import RulesetHandle
+from .case import Case, Request, derive
+from .compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebook, chained_facts,
+                       compile_rulebook, flag)
+from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
+                            Determination, ModifiedRequest, RulebookRef)
+from .errors import EngineError
+from .rulebook import Criterion, Rule, Rulebook, load_rulebook
+
+_PLACEHOLDER = re.compile(r"\{value\}")
+
+
+def request_facts(case: Case, req: Request, rulebook: Rulebook) -> dict[str, Any]:
+    """The flat fact the rules match: request fields, findings, patient, derived values.
+
+    Absent facts are left out (durable_rules' $nex), never set to a default.
+    """
+    facts: dict[str, Any] = {"kind": "request", "id": "request"}
+    findings = case.findings.model_dump(exclude_none=True)
+    list_values = {name: spec.values or [] for name, spec in rulebook.facts.items() if spec.type == "list"}
+
+    def put_list(name: str, members: list[str] | None) -> None:
+        if members is None:
+            return
+        for value in list_values.get(name, []):
+            facts[flag(name, value)] = value in members
+
+    for name, value in findings.items():
+        if name in list_values:
+            put_list(name, value)
+        else:
+            facts[name] = value
+    if case.patient.age is not None:
+        facts["age"] = case.patient.age
+    for name, value in req.model_dump(exclude_none=True).items():
+        if name in ("item", "strength"):
+            continue
+        if name in list_values:
+            put_list(name, value)
+        else:
+            facts[name] = value
+    spec = rulebook.drugs.spec(req.drug) if req.drug else None
+    if req.drug:
+        put_list("drug_class", spec.classes if spec else [])
+        if spec:
+            facts["sedating"] = spec.sedating
+        if case.medications or case.findings:
+            others = [m for m in case.medications if rulebook.drugs.generic(m.name) != req.drug]
+            sedating = [m for m in others
+                        if (s := rulebook.drugs.spec(rulebook.drugs.generic(m.name) or "")) and s.sedating]
+            if case.medications:
+                facts["concurrent_sedating"] = bool(sedating)
+        if req.quantity is not None:
+            total = req.quantity * (1 + (req.refills or 0))
+            facts["total_units"] = total
+            if spec:
+                facts["supply_days"] = round(total / spec.daily_units, 1)
+    if req.sessions is not None and req.prior_sessions is not None:
+        facts["total_sessions"] = req.sessions + req.prior_sessions
+    return facts
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+class Engine:
+    """A rulebook compiled into durable_rules, ready to evaluate cases. Thread-safe."""
+
+    def __init__(self, rulebook: Rulebook | None = None):
+        self.rulebook = rulebook or load_rulebook()
+        self.compiled: CompiledRulebook = compile_rulebook(self.rulebook)
+        self._ruleset = RulesetHandle(self.compiled.name, self.compiled.definition)
+
+    # ---------------------------------------------------------------- public
+    def evaluate(self, case: Case) -> CaseDetermination:
+        rb = self.rulebook
+        edition = rb.edition_for(case.request_date)
+        full, provenance = derive(case, rb.drugs)
+        determinations = []
+        for idx, req in enumerate(full.requests):
+            if edition is None:
+                spans = ", ".join(f"{e.id} {e.effective_from} to {e.effective_until or 'now'}"
+                                  for e in rb.manifest.editions)
+                determinations.append(self._no_rule(
+                    req, f"no rulebook edition is in effect on the request date {case.request_date} "
+                         f"(editions: {spans})"))
+                continue
+            determinations.append(self._evaluate_request(full, req, provenance.get(idx, {}), edition.id))
+        return CaseDetermination(
+            case_id=case.id,
+            rulebook=RulebookRef(edition=edition.id if edition else None, version=rb.version,
+                                 digest=rb.digest),
+            determinations=determinations)
+
+    def fire(self, case: Case, index: int = 0) -> list[str]:
+        """Names of the durable rules that fire for one request (for --explain and tests)."""
+        full, _ = derive(case, self.rulebook.drugs)
+        facts = request_facts(full, full.requests[index], self.rulebook)
+        return self._ruleset.evaluate([facts], lambda fired: chained_facts(self.compiled, fired))
+
+    # -------------------------------------------------------------- internals
+    def _evaluate_request(self, case: Case, req: Request, provenance: dict[str, str],
+                          edition: str) -> Determination:
+        facts = request_facts(case, req, self.rulebook)
+        fired = self._ruleset.evaluate([dict(facts)],
+                                       lambda f: chained_facts(self.compiled, f))
+        actions = [self.compiled.actions[name] for name in fired]
+        applied = {a.rule_id for a in actions if a.kind == "applies"}
+        if not applied:
+            return self._no_rule(req, self._why_no_rule(req))
+        rules = [r for r in self.rulebook.rules if r.id in applied and r.edition == edition]
+        states: dict[tuple[str, str], str] = {}
+        for a in actions:
+            if a.kind == "criterion":
+                key = (a.rule_id, a.criterion_id)
+                if key in states:
+                    raise EngineError(f"criterion {key} matched two states")
+                states[key] = a.state
+        certified = {a.rule_id for a in actions if a.kind == "certify"}
+        return self._decide(req, facts, provenance, rules, states, certified)
+
+    def _decide(self, req: Request, facts: dict, provenance: dict[str, str], rules: list[Rule],
+                states: dict[tuple[str, str], str], certified: set[str]) -> Determination:
+        criteria: list[CriterionResult] = []
+        decision = "certify"
+        modify_supply: list[int] = []
+        modify_sessions: list[int] = []
+        missing: list[str] = []
+        for rule in rules:
+            rule_decision = "certify"
+            blocking: list[Criterion] = []
+            for crit in rule.criteria:
+                state = states.get((rule.id, crit.id))
+                if state is None:
+                    raise EngineError(f"no state matched for criterion {rule.id}/{crit.id}")
+                value = self._fact_value(crit, facts)
+                criteria.append(CriterionResult(
+                    rule=rule.id, criterion=crit.id, asks=crit.asks, fact=crit.fact, value=value,
+                    source=self._source(crit.fact, provenance),
+                    test=crit.test.describe(), state=state, decisive=crit.decisive,
+                    finding=self._finding(crit, state, value)))
+                if crit.decisive and state in (FAILED, UNDOCUMENTED):
+                    blocking.append(crit)
+                    if state == UNDOCUMENTED or (state == FAILED and self._documentable(crit)):
+                        if crit.missing not in missing:
+                            missing.append(crit.missing)
+            if rule.recommendation == "not-recommended":
+                rule_decision = "non-certify"
+            elif blocking:
+                if all(c.on_failure == "modify" and states[(rule.id, c.id)] == FAILED for c in blocking):
+                    rule_decision = "modify"
+                    for c in blocking:
+                        if c.modify and c.modify.supply_days:
+                            modify_supply.append(c.modify.supply_days)
+                        if c.modify and c.modify.sessions:
+                            modify_sessions.append(c.modify.sessions)
+                else:
+                    rule_decision = "non-certify"
+            # the certify join in durable_rules and the criterion states must agree
+            if (rule.id in certified) != (rule.recommendation == "recommended" and not blocking):
+                raise EngineError(f"rule {rule.id}: certify join disagrees with criterion states")
+            if SEVERITY[rule_decision] > SEVERITY[decision]:
+                decision = rule_decision
+        if decision == "non-certify" and any(r.recommendation == "not-recommended" for r in rules):
+            missing = []  # nothing the records could show changes a not-recommended agent
+        modified = None
+        if decision == "modify":
+            modified = self._modified(req, facts, modify_supply, modify_sessions)
+        citations = self._citations(rules)
+        rationale = self._rationale(req, rules, criteria, decision, modified, citations)
+        return Determination(
+            request=req.item, decision=decision, medically_necessary=decision == "certify",
+            rationale=rationale, citations=citations, rules_fired=[r.id for r in rules],
+            criteria=criteria, missing_documentation=missing, modified_request=modified)
+
+    def _source(self, fact: str, provenance: dict[str, str]) -> str | None:
+        if fact in provenance:
+            return provenance[fact]
+        spec = self.rulebook.facts.get(fact)
+        return spec.source if spec else None
+
+    def _documentable(self, crit: Criterion) -> bool:
+        spec = self.rulebook.facts.get(crit.fact)
+        return spec is not None and spec.type in ("boolean", "list") and spec.source != "derived"
+
+    @staticmethod
+    def _fact_value(crit: Criterion, facts: dict) -> Any:
+        if crit.test.op == "includes":
+            return facts.get(flag(crit.fact, crit.test.includes))
+        if crit.test.op == "excludes":
+            present = [v for v in crit.test.excludes if facts.get(flag(crit.fact, v))]
+            known = any(flag(crit.fact, v) in facts for v in crit.test.excludes)
+            return present if known else None
+        return facts.get(crit.fact)
+
+    @staticmethod
+    def _finding(crit: Criterion, state: str, value: Any) -> str:
+        if state == MET:
+            text = crit.met
+        elif state == FAILED:
+            text = crit.failed or crit.met
+        elif state == UNDOCUMENTED:
+            text = f"the records do not document {crit.missing}"
+        else:
+            text = f"not applicable ({crit.when.fact} is {str(not crit.when.equals).lower()})" if crit.when else "not applicable"
+        return _PLACEHOLDER.sub(_show(value) if value is not None else "an unknown number of", text)
+
+    def _modified(self, req: Request, facts: dict, supply: list[int], sessions: list[int]) -> ModifiedRequest:
+        if sessions:
+            n = min(sessions)
+            return ModifiedRequest(item=f"{req.item} (modified to {n} visits)", sessions=n)
+        days = min(supply)
+        spec = self.rulebook.drugs.spec(req.drug or "")
+        qty = math.floor(days * spec.daily_units) if spec else None
+        return ModifiedRequest(item=f"{req.item} (modified to #{qty}, no refills: {days} days)",
+                               quantity=qty, refills=0)
+
+    @staticmethod
+    def _citations(rules: list[Rule]) -> list[CitationOut]:
+        seen, out = set(), []
+        for rule in rules:
+            for c in rule.citations():
+                key = (c.guideline, c.section, c.pages)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(CitationOut(guideline=c.guideline, section=c.section, pages=c.pages,
+                                           certainty=c.certainty))
+        return out
+
+    @staticmethod
+    def _rationale(req: Request, rules: list[Rule], criteria: list[CriterionResult], decision: str,
+                   modified: ModifiedRequest | None, citations: list[CitationOut]) -> str:
+        parts = []
+        for rule in rules:
+            c = rule.citation
+            where = f"{c.section}" + (f", page(s) {c.pages}" if c.pages else "")
+            parts.append(f"{c.guideline} ({where}): {rule.recommends}")
+        for rule in rules:
+            for extra in rule.also_cites:
+                if extra.for_:
+                    parts.append(f"{extra.section}" + (f" (page {extra.pages})" if extra.pages else "")
+                                 + f": {extra.for_}.")
+        decisive = [c for c in criteria if c.decisive and c.state != NOT_APPLICABLE]
+        def unique(items: list[str]) -> list[str]:
+            return list(dict.fromkeys(items))
+
+        met = unique([c.finding for c in decisive if c.state == MET])
+        failed = unique([c.finding for c in decisive if c.state == FAILED])
+        undocumented = unique([c.finding for c in decisive if c.state == UNDOCUMENTED])
+        cautions = unique([c.finding for c in criteria if not c.decisive and c.state == FAILED])
+        case_bits = []
+        if met:
+            case_bits.append("; ".join(met))
+        if failed:
+            case_bits.append(("however, " if met else "") + "; ".join(failed))
+        if undocumented:
+            case_bits.append("; ".join(undocumented))
+        if case_bits:
+            parts.append("In this case, " + "; ".join(case_bits) + ".")
+        if cautions:
+            parts.append("Also noted: " + "; ".join(cautions) + ".")
+        if any(r.recommendation == "not-recommended" for r in rules):
+            names = ", ".join(r.citation.section for r in rules if r.recommendation == "not-recommended")
+            parts.append(f"The guideline does not recommend this agent ({names}); no documentation would make it medically necessary.")
+        if decision == "certify":
+            parts.append(f"The criteria are met. Therefore, the request for {req.item} is medically necessary.")
+        elif decision == "modify":
+            parts.append(f"The request for {req.item} is not medically necessary as written; "
+                         f"a modification to {modified.item.split(' (modified to ')[1].rstrip(')')} is supported.")
+        else:
+            parts.append(f"Therefore, the request for {req.item} is not medically necessary.")
+        return " ".join(p.strip() for p in parts)
+
+    def _why_no_rule(self, req: Request) -> str:
+        if req.drug:
+            spec = self.rulebook.drugs.spec(req.drug)
+            classes = f" (class: {', '.join(spec.classes)})" if spec else " (not in the drug vocabulary)"
+            return (f"no rule in the rulebook covers {req.drug}{classes}; the MTUS rules encoded here do "
+                    f"not address it, and reviewers then turn to other guidelines such as ODG, which "
+                    f"this rulebook does not encode")
+        if req.modality:
+            return f"no rule in the rulebook covers {req.modality.replace('_', ' ')}"
+        return ("the item names no drug in the drug vocabulary and no treatment modality the rulebook "
+                "knows, so no rule applies")
+
+    def _no_rule(self, req: Request, reason: str) -> Determination:
+        return Determination(
+            request=req.item, decision="no-rule", medically_necessary=None,
+            rationale=f"No determination: {reason}. The engine does not guess.",
+            citations=[], rules_fired=[], criteria=[], missing_documentation=[], reason=reason)
+
+
+_default: Engine | None = None
+
+
+def default_engine() -> Engine:
+    global _default
+    if _default is None:
+        _default = Engine()
+    return _default
+
+
+def evaluate(case: Case, engine: Engine | None = None) -> CaseDetermination:
+    return (engine or default_engine()).evaluate(case)

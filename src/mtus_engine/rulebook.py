@@ -1,0 +1,443 @@
+"""The rulebook: guideline rules as YAML data, their fact and drug vocabularies, and lint.
+
+A rulebook directory holds ``rulebook.yaml`` (name, version, editions), ``vocabulary/``
+(facts.yaml, drugs.yaml) and one rule file per guideline section. Rule tests live beside
+their section as ``*.test.yaml``. Every problem is reported with its file and line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import RulebookError
+from .yamlio import line_of, parse_document, plain, read_bytes
+from .errors import InputError
+
+Certainty = Literal["letter", "public", "recalled"]
+Decision = Literal["certify", "modify", "non-certify", "no-rule"]
+PLACEHOLDER = re.compile(r"\{(\w*)\}")
+ALLOWED_PLACEHOLDERS = {"value"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Test(_Strict):
+    """One comparison over a fact. Exactly one key is set."""
+
+    equals: bool | None = None
+    lt: float | None = None
+    lte: float | None = None
+    gt: float | None = None
+    gte: float | None = None
+    documented: Literal[True] | None = None
+    includes: str | None = None
+    excludes: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Test":
+        set_keys = [k for k, v in self.__dict__.items() if v is not None]
+        if len(set_keys) != 1:
+            raise ValueError(f"a test has exactly one of equals, lt, lte, gt, gte, documented, "
+                             f"includes, excludes (found {', '.join(set_keys) or 'none'})")
+        return self
+
+    @property
+    def op(self) -> str:
+        return next(k for k, v in self.__dict__.items() if v is not None)
+
+    @property
+    def operand(self) -> Any:
+        return getattr(self, self.op)
+
+    def describe(self) -> str:
+        op, v = self.op, self.operand
+        if op == "documented":
+            return "documented"
+        if op == "equals":
+            return f"is {str(v).lower()}"
+        if op in ("lt", "lte", "gt", "gte"):
+            sym = {"lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}[op]
+            return f"{sym} {v:g}"
+        if op == "includes":
+            return f"includes {v}"
+        return "none of " + ", ".join(v)
+
+
+class Guard(_Strict):
+    fact: str
+    equals: bool
+
+
+class Modify(_Strict):
+    supply_days: int | None = Field(default=None, gt=0)
+    sessions: int | None = Field(default=None, gt=0)
+
+
+class Criterion(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    asks: str
+    fact: str
+    test: Test
+    when: Guard | None = None
+    decisive: bool = True
+    met: str
+    failed: str | None = None
+    missing: str
+    on_failure: Literal["non-certify", "modify"] = "non-certify"
+    modify: Modify | None = None
+
+    @model_validator(mode="after")
+    def _modify_needs_target(self) -> "Criterion":
+        if self.on_failure == "modify" and self.modify is None:
+            raise ValueError("on_failure: modify needs a modify: target (supply_days or sessions)")
+        if self.test.op != "documented" and self.failed is None:
+            raise ValueError("a criterion that can fail needs failed: wording")
+        return self
+
+
+class AppliesTo(_Strict):
+    drugs: list[str] = Field(default_factory=list)
+    classes: list[str] = Field(default_factory=list)
+    modalities: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> "AppliesTo":
+        if not (self.drugs or self.classes or self.modalities):
+            raise ValueError("applies_to names no drugs, classes or modalities")
+        return self
+
+
+class Citation(_Strict):
+    guideline: str
+    section: str
+    pages: str | None
+    certainty: Certainty
+    note: str | None = None
+
+    def label(self) -> str:
+        return f"{self.section}" + (f", page(s) {self.pages}" if self.pages else "")
+
+
+class ExtraCitation(_Strict):
+    section: str
+    pages: str | None
+    certainty: Certainty
+    for_: str | None = Field(default=None, alias="for")
+
+
+class Rule(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
+    title: str
+    applies_to: AppliesTo
+    recommendation: Literal["recommended", "not-recommended"]
+    recommends: str
+    criteria: list[Criterion] = Field(default_factory=list)
+    also_cites: list[ExtraCitation] = Field(default_factory=list)
+    # filled in by the loader
+    citation: Citation | None = None
+    file: str = ""
+    line: int = 0
+    edition: str = ""
+
+    @property
+    def specificity(self) -> int:
+        """Drug rules come before class rules: the drug's own entry is cited first."""
+        return 0 if self.applies_to.drugs else (1 if self.applies_to.modalities else 2)
+
+    def citations(self) -> list[Citation]:
+        assert self.citation is not None
+        extra = [Citation(guideline=self.citation.guideline, section=c.section, pages=c.pages,
+                          certainty=c.certainty) for c in self.also_cites]
+        return [self.citation, *extra]
+
+
+class Quote(_Strict):
+    text: str
+    source: str
+
+
+class RuleFile(_Strict):
+    edition: str
+    guideline: str
+    section: str
+    pages: str | None
+    certainty: Certainty
+    quote: Quote | None = None
+    rules: list[Rule] = Field(min_length=1)
+
+
+class FactSpec(_Strict):
+    type: Literal["boolean", "integer", "number", "string", "list"]
+    source: Literal["findings", "request", "patient", "derived"]
+    meaning: str
+    values: list[str] | None = None
+
+
+class DrugSpec(_Strict):
+    brands: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    classes: list[str] = Field(min_length=1)
+    sedating: bool
+    daily_units: float = Field(gt=0)
+
+
+class Edition(_Strict):
+    id: str
+    title: str
+    effective_from: dt.date
+    effective_until: dt.date | None = None
+
+    def covers(self, day: dt.date) -> bool:
+        return self.effective_from <= day and (self.effective_until is None or day <= self.effective_until)
+
+
+class Manifest(_Strict):
+    name: str
+    version: str
+    editions: list[Edition] = Field(min_length=1)
+
+
+class DrugVocabulary:
+    """Brand, generic and alias names to the generic; finds a drug named inside item text."""
+
+    def __init__(self, drugs: dict[str, DrugSpec]):
+        self.drugs = drugs
+        self._names: dict[str, str] = {}
+        for generic, spec in drugs.items():
+            for name in (generic, *spec.brands, *spec.aliases):
+                self._names[name.lower()] = generic
+        # longest first so "tramadol/acetaminophen" wins over "tramadol"
+        alternatives = sorted(self._names, key=len, reverse=True)
+        self._pattern = re.compile(
+            r"(?<![A-Za-z])(" + "|".join(re.escape(n) for n in alternatives) + r")(?![A-Za-z])", re.I)
+
+    def generic(self, name: str) -> str | None:
+        key = name.strip().lower()
+        if key in self._names:
+            return self._names[key]
+        m = self._pattern.search(key)
+        return self._names[m.group(1).lower()] if m else None
+
+    def find_in_text(self, text: str) -> str | None:
+        m = self._pattern.search(text)
+        return self._names[m.group(1).lower()] if m else None
+
+    def spec(self, generic: str) -> DrugSpec | None:
+        return self.drugs.get(generic)
+
+
+def default_rules_dir() -> Path:
+    """``$MTUS_RULES``, else the checkout's ``rules/``, else the copy installed with the package."""
+    env = os.environ.get("MTUS_RULES")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    checkout = here.parents[2] / "rules"
+    if (checkout / "rulebook.yaml").exists():
+        return checkout
+    return here.parent / "rules"
+
+
+class Rulebook:
+    """A loaded and linted rulebook. Immutable once built."""
+
+    def __init__(self, directory: Path, manifest: Manifest, facts: dict[str, FactSpec],
+                 drugs: DrugVocabulary, files: dict[str, RuleFile], digest: str):
+        self.directory = directory
+        self.manifest = manifest
+        self.facts = facts
+        self.drugs = drugs
+        self.files = files
+        self.digest = digest
+        rules = [r for f in files.values() for r in f.rules]
+        # drug rules first, then modality, then class; ties by id for a stable order
+        self.rules: list[Rule] = sorted(rules, key=lambda r: (r.specificity, r.id))
+        self.by_id = {r.id: r for r in self.rules}
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def edition_for(self, day: dt.date | None) -> Edition | None:
+        if day is None:
+            # an undated request is judged by the newest edition; the determination says so
+            return self.manifest.editions[-1]
+        for ed in self.manifest.editions:
+            if ed.covers(day):
+                return ed
+        return None
+
+    @cached_property
+    def test_files(self) -> list[Path]:
+        return sorted(self.directory.rglob("*.test.yaml"))
+
+
+# ------------------------------------------------------------------ loading
+
+def _where(source: str, data: Any, path: tuple) -> str:
+    line = line_of(data, path)
+    return f"{source}:{line}" if line else source
+
+
+def _validation_problems(exc: ValidationError, source: str, data: Any) -> list[str]:
+    out = []
+    for err in exc.errors():
+        path = tuple(err["loc"])
+        dotted = ".".join(str(p) for p in path) or "document"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        out.append(f"{_where(source, data, path)}: {dotted}: {msg}")
+    return out
+
+
+def _load_yaml(path: Path, problems: list[str]) -> Any:
+    try:
+        return parse_document(read_bytes(path), str(path))
+    except InputError as exc:
+        problems.append(exc.message)
+        return None
+
+
+def load_rulebook(directory: str | Path | None = None) -> Rulebook:
+    """Load, validate and lint a rulebook; raise RulebookError listing every problem."""
+    root = Path(directory) if directory else default_rules_dir()
+    problems: list[str] = []
+    if not (root / "rulebook.yaml").exists():
+        raise RulebookError([f"{root}: not a rulebook directory (no rulebook.yaml)"])
+    digest = hashlib.sha256()
+
+    def load_model(path: Path, model: type[BaseModel], sub: str | None = None):
+        data = _load_yaml(path, problems)
+        if data is None:
+            return None, None
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+        payload = data.get(sub) if (sub and isinstance(data, dict)) else data
+        try:
+            if sub:
+                if not isinstance(payload, dict):
+                    problems.append(f"{path}: expected a mapping under {sub}:")
+                    return None, data
+                return {k: model.model_validate(v) for k, v in payload.items()}, data
+            return model.model_validate(payload), data
+        except ValidationError as exc:
+            problems.extend(_validation_problems(exc, str(path), data))
+            return None, data
+
+    manifest, _ = load_model(root / "rulebook.yaml", Manifest)
+    facts, _ = load_model(root / "vocabulary" / "facts.yaml", FactSpec, "facts")
+    drug_specs, _ = load_model(root / "vocabulary" / "drugs.yaml", DrugSpec, "drugs")
+    facts = facts or {}
+    drugs = DrugVocabulary(drug_specs or {})
+
+    files: dict[str, RuleFile] = {}
+    raw: dict[str, Any] = {}
+    rule_paths = sorted(p for p in root.rglob("*.yaml")
+                        if p.parent.name != "vocabulary" and p.name != "rulebook.yaml"
+                        and not p.name.endswith(".test.yaml"))
+    edition_ids = {e.id for e in manifest.editions} if manifest else set()
+    seen_ids: dict[str, str] = {}
+    for path in rule_paths:
+        rf, data = load_model(path, RuleFile)
+        if rf is None:
+            continue
+        source = str(path.relative_to(root.parent)) if root.parent in path.parents else str(path)
+        citation = Citation(guideline=rf.guideline, section=rf.section, pages=rf.pages,
+                            certainty=rf.certainty)
+        rules = []
+        for i, rule in enumerate(rf.rules):
+            line = line_of(data, ("rules", i)) or 0
+            rules.append(rule.model_copy(update={
+                "citation": citation, "file": source, "line": line, "edition": rf.edition}))
+        rf = rf.model_copy(update={"rules": rules})
+        files[source] = rf
+        raw[source] = data
+        if rf.edition not in edition_ids:
+            problems.append(f"{_where(str(path), data, ('edition',))}: unknown edition "
+                            f"{rf.edition!r} (rulebook.yaml declares {sorted(edition_ids)})")
+        for i, rule in enumerate(rf.rules):
+            where_rule = _where(str(path), data, ("rules", i, "id"))
+            if rule.id in seen_ids:
+                problems.append(f"{where_rule}: duplicate rule id {rule.id!r} (first in {seen_ids[rule.id]})")
+            seen_ids.setdefault(rule.id, where_rule)
+            problems.extend(_lint_rule(rule, i, str(path), data, facts, drugs))
+
+    if problems:
+        raise RulebookError(problems)
+    return Rulebook(root, manifest, facts, drugs, files, digest.hexdigest()[:12])
+
+
+def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSpec],
+               drugs: DrugVocabulary) -> list[str]:
+    out = []
+    at = lambda *sub: _where(path, data, ("rules", i, *sub))  # noqa: E731
+    for j, drug in enumerate(rule.applies_to.drugs):
+        if drug not in drugs.drugs:
+            out.append(f"{at('applies_to', 'drugs', j)}: unknown drug {drug!r} "
+                       f"(not a generic name in vocabulary/drugs.yaml)")
+    class_values = set((facts.get("drug_class") or FactSpec(type="list", source="derived", meaning="")).values or [])
+    for j, cls in enumerate(rule.applies_to.classes):
+        if cls not in class_values:
+            out.append(f"{at('applies_to', 'classes', j)}: unknown drug class {cls!r}")
+    if rule.citation is None or not rule.citation.section:
+        out.append(f"{at('id')}: rule {rule.id} has no citation")
+    if rule.recommendation == "not-recommended" and any(c.decisive for c in rule.criteria):
+        out.append(f"{at('criteria')}: a not-recommended rule cannot have decisive criteria")
+    crit_ids = set()
+    for k, crit in enumerate(rule.criteria):
+        cat = lambda *sub: at("criteria", k, *sub)  # noqa: E731
+        if crit.id in crit_ids:
+            out.append(f"{cat('id')}: duplicate criterion id {crit.id!r} in rule {rule.id}")
+        crit_ids.add(crit.id)
+        for fact_name, key in ((crit.fact, "fact"), (crit.when.fact if crit.when else None, "when")):
+            if fact_name is None:
+                continue
+            spec = facts.get(fact_name)
+            if spec is None:
+                out.append(f"{cat(key)}: criterion {crit.id} reads undeclared fact {fact_name!r}")
+                continue
+            if key == "when" and spec.type != "boolean":
+                out.append(f"{cat('when')}: a guard must read a boolean fact, {fact_name} is {spec.type}")
+        spec = facts.get(crit.fact)
+        if spec is not None:
+            op = crit.test.op
+            ok = {
+                "equals": spec.type == "boolean",
+                "documented": True,
+                "includes": spec.type == "list",
+                "excludes": spec.type == "list",
+            }.get(op, spec.type in ("integer", "number"))
+            if not ok:
+                out.append(f"{cat('test')}: test {op} does not fit {crit.fact} ({spec.type})")
+            if op in ("includes", "excludes"):
+                wanted = [crit.test.includes] if op == "includes" else crit.test.excludes
+                for v in wanted or []:
+                    if v not in (spec.values or []):
+                        out.append(f"{cat('test')}: {v!r} is not a declared value of {crit.fact}")
+        if crit.on_failure == "modify" and crit.test.op not in ("lt", "lte"):
+            out.append(f"{cat('on_failure')}: only a ceiling (lt/lte) can be modified down to")
+        for field in ("met", "failed", "missing", "asks"):
+            text = getattr(crit, field) or ""
+            for name in PLACEHOLDER.findall(text):
+                if name not in ALLOWED_PLACEHOLDERS:
+                    out.append(f"{cat(field)}: unknown placeholder {{{name}}} (only {{value}})")
+    return out
+
+
+def rulebook_summary(rulebook: Rulebook) -> dict[str, Any]:
+    return {"name": rulebook.manifest.name, "version": rulebook.version, "digest": rulebook.digest,
+            "rules": len(rulebook.rules), "files": len(rulebook.files)}
+
+
+__all__ = ["Rulebook", "Rule", "Criterion", "Citation", "load_rulebook", "default_rules_dir",
+           "DrugVocabulary", "plain"]
