@@ -179,7 +179,12 @@ class DrugLookup(Protocol):
 
 
 _STRENGTH = re.compile(r"(\d+(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)\s*(mg|mcg|g|%|ml)\b", re.I)
-_QTY = re.compile(r"(?:#\s*(\d+))|(?:\bqty:?\s*(\d+))|(?:\bquantity:?\s*(\d+))|(?:(?<![\d.])x\s*(\d+)\b(?!\s*refill))", re.I)
+# tried in order; "x" must stand alone ("Norflex 100 mg" is not "x 100")
+_QTY = (
+    re.compile(r"#\s*(\d+)"),
+    re.compile(r"\b(?:qty|quantity)\s*:?\s*(\d+)", re.I),
+    re.compile(r"(?<![\w.])x\s*(\d+)\b(?!\s*refill)", re.I),
+)
 # tried in order: "#60 refills x 3" must read 3 refills, not 60
 _REFILLS = (
     re.compile(r"refills?\s*(?:x|:)?\s*(\d+)", re.I),
@@ -188,7 +193,7 @@ _REFILLS = (
 )
 _FREQ_WEEKS = re.compile(r"\b(\d+)\s*x\s*(\d+)\b", re.I)
 _SESSIONS = re.compile(r"\b(\d+)\b(?:\s+[a-z&,/-]+){0,5}?\s+(?:sessions?|visits?|treatments?)\b", re.I)
-_SESSIONS_X = re.compile(r"\bx\s*(\d+)\b", re.I)
+_SESSIONS_X = re.compile(r"(?<![\w.])x\s*(\d+)\b", re.I)
 _MODALITY_WORDS = [
     ("chiropractic", re.compile(r"chiropract|manipulation|manual therapy", re.I)),
     ("acupuncture", re.compile(r"acupunct", re.I)),
@@ -228,7 +233,7 @@ def parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
             out["strength"] = f"{amount} {m.group(2).lower()}"
         refill_match = next((m for p in _REFILLS if (m := p.search(item))), None)
         scrubbed = item[:refill_match.start()] + item[refill_match.end():] if refill_match else item
-        qty = _first_int(_QTY.search(scrubbed))
+        qty = _first_int(next((m for p in _QTY if (m := p.search(scrubbed))), None))
         if qty is not None:
             out["quantity"] = qty
         refills = _first_int(refill_match)

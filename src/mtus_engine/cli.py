@@ -1,0 +1,182 @@
+"""The ``mtus`` command: a thin layer over mtus_engine.api."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import MtusError, RulebookError
+
+EXIT_BAD_INPUT = 2
+
+
+def _engine(rules: str | None):
+    from .engine import Engine
+    from .rulebook import load_rulebook
+    try:
+        return Engine(load_rulebook(rules))
+    except RulebookError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+rules_option = click.option("--rules", "rules_dir", type=click.Path(file_okay=False),
+                            envvar="MTUS_RULES", help="Rulebook directory (default: the bundled rules/).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mtus")
+def main() -> None:
+    """MTUS utilization review rules engine: cited determinations from structured cases."""
+
+
+@main.command()
+@click.argument("cases", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True)
+@click.option("--explain", is_flag=True, help="Also show which durable_rules rules fired.")
+@click.option("--color/--no-color", default=None, help="Colour text output (default: when a terminal).")
+@rules_option
+def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None,
+             rules_dir: str | None) -> None:
+    """Evaluate CASE files (YAML or JSON; - reads standard input).
+
+    Prints one determination per request, in request order. A bad case file is reported on
+    standard error and the others are still evaluated; the exit code is then 2.
+    """
+    from .api import evaluate_sources
+    from .render import render, to_json
+    engine = _engine(rules_dir)
+    results = evaluate_sources(list(cases), engine, explain=explain)
+    color = sys.stdout.isatty() if color is None else color
+    failed = False
+    json_docs = []
+    for item in results:
+        if item.error:
+            failed = True
+            click.echo(f"error: {item.error.message}", err=True)
+            continue
+        if fmt == "json":
+            data = item.result.to_json_data()
+            if explain:
+                data["explain"] = item.explain
+            json_docs.append(data)
+        else:
+            click.echo(render(item.result, fmt, color=color, explain=item.explain)
+                       if fmt == "text" else render(item.result, fmt), nl=False)
+    if fmt == "json" and json_docs:
+        click.echo(to_json(json_docs[0] if len(cases) == 1 else json_docs), nl=False)
+    if failed:
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+@main.group()
+def rules() -> None:
+    """Inspect, lint and test the rulebook."""
+
+
+@rules.command("lint")
+@rules_option
+def rules_lint(rules_dir: str | None) -> None:
+    """Validate the rulebook: schema, fact vocabulary, drugs, citations, ids (file:line errors)."""
+    engine = _engine(rules_dir)
+    rb = engine.rulebook
+    click.echo(f"ok: {len(rb.rules)} rules in {len(rb.files)} files, {len(rb.facts)} facts, "
+               f"{len(rb.drugs.drugs)} drugs, {len(engine.compiled.definition)} compiled durable rules "
+               f"(rulebook {rb.version}, digest {rb.digest})")
+
+
+@rules.command("list")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@rules_option
+def rules_list(fmt: str, rules_dir: str | None) -> None:
+    """List every rule with its section, pages and what it applies to."""
+    rb = _engine(rules_dir).rulebook
+    rows = [{"id": r.id, "section": r.citation.section, "pages": r.citation.pages,
+             "certainty": r.citation.certainty, "recommendation": r.recommendation,
+             "applies_to": r.applies_to.model_dump(exclude_defaults=True),
+             "criteria": [c.id for c in r.criteria], "file": f"{r.file}:{r.line}"} for r in rb.rules]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table("rule", "section", "pages", "applies to", "criteria", box=None)
+    for row in rows:
+        applies = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["applies_to"].items())
+        pages = (row["pages"] or "none") + ("" if row["certainty"] == "letter" else f" ({row['certainty']})")
+        table.add_row(row["id"], row["section"], pages, applies, str(len(row["criteria"])))
+    Console(width=140).print(table)
+
+
+@rules.command("show")
+@click.argument("rule_id")
+@click.option("--compiled", is_flag=True, help="Also print the durable_rules definitions it compiles to.")
+@rules_option
+def rules_show(rule_id: str, compiled: bool, rules_dir: str | None) -> None:
+    """Show one rule: citation, recommendation, criteria and their wording."""
+    engine = _engine(rules_dir)
+    rule = engine.rulebook.by_id.get(rule_id)
+    if rule is None:
+        import difflib
+        near = difflib.get_close_matches(rule_id, list(engine.rulebook.by_id), n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        click.echo(f"error: no rule {rule_id!r}{hint}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT)
+    c = rule.citation
+    click.echo(f"{rule.id}: {rule.title}")
+    click.echo(f"  file: {rule.file}:{rule.line}   edition: {rule.edition}")
+    click.echo(f"  cites: {c.guideline}, {c.section}" + (f", page(s) {c.pages}" if c.pages else "")
+               + f" [{c.certainty}]")
+    for extra in rule.also_cites:
+        click.echo(f"  also cites: {extra.section}, page(s) {extra.pages} [{extra.certainty}]")
+    click.echo(f"  applies to: {rule.applies_to.model_dump(exclude_defaults=True)}")
+    click.echo(f"  {rule.recommendation}: {rule.recommends}")
+    for crit in rule.criteria:
+        when = f" when {crit.when.fact} is {str(crit.when.equals).lower()}" if crit.when else ""
+        kind = "decisive" if crit.decisive else "advisory"
+        onfail = f", on failure {crit.on_failure}" + (f" to {crit.modify.model_dump(exclude_none=True)}" if crit.modify else "")
+        click.echo(f"  - {crit.id} ({kind}{onfail}): {crit.fact} {crit.test.describe()}{when}")
+        click.echo(f"      asks: {crit.asks}")
+        click.echo(f"      missing: {crit.missing}")
+    if compiled:
+        names = {k: v for k, v in engine.compiled.definition.items() if k.split("|")[0] == rule.id}
+        click.echo(json.dumps(names, indent=2, sort_keys=True))
+
+
+@rules.command("test")
+@click.option("-v", "--verbose", is_flag=True)
+@rules_option
+def rules_test(verbose: bool, rules_dir: str | None) -> None:
+    """Run the rulebook's own tests (*.test.yaml) and report rule coverage."""
+    from .ruletests import rule_coverage, run_rule_tests
+    engine = _engine(rules_dir)
+    try:
+        results = run_rule_tests(engine)
+    except MtusError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    failed = [r for r in results if not r.passed]
+    for r in results:
+        if verbose or not r.passed:
+            click.echo(f"{'PASS' if r.passed else 'FAIL'} {r.file}:{r.line} {r.name}")
+            for p in r.problems:
+                click.echo(f"     {p}")
+    cov = rule_coverage(engine, results)
+    untested = [rid for rid, c in cov.items() if c["tests"] == 0]
+    covered = len(cov) - len(untested)
+    click.echo(f"{len(results) - len(failed)}/{len(results)} rule tests passed; "
+               f"rule coverage {covered}/{len(cov)} ({100 * covered / max(1, len(cov)):.0f}%)")
+    for rid in untested:
+        click.echo(f"  not fired by any test: {rid}")
+    if failed or untested:
+        raise SystemExit(1)
+
+
+def run() -> None:  # pragma: no cover
+    main()
