@@ -152,7 +152,8 @@ def _format_validation_error(exc: ValidationError, source: str, data: Any) -> In
 
 def case_from_data(data: Any, source: str = "<case>") -> Case:
     if not isinstance(data, dict):
-        raise InputError(source, f"top level is a {type(data).__name__}",
+        kind = "list" if isinstance(data, list) else type(data).__name__
+        raise InputError(source, f"top level is a {kind}",
                          expected="a mapping with id, requests and the other case fields")
     try:
         return Case.model_validate(data)

@@ -1,0 +1,73 @@
+import json
+
+from click.testing import CliRunner
+
+from mtus_engine.cli import main
+
+EXAMPLE = "cases/example-chronic-cyclobenzaprine.yaml"
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def test_evaluate_json_contract(root, monkeypatch):
+    monkeypatch.chdir(root)
+    res = run("evaluate", EXAMPLE, "--format", "json")
+    assert res.exit_code == 0
+    data = json.loads(res.output)
+    assert data["case_id"] == "example-chronic-cyclobenzaprine"
+    assert data["rulebook"]["edition"] == "mtus-2009"
+    d = data["determinations"][0]
+    for key in ("request", "decision", "medically_necessary", "rationale", "citations", "rules_fired",
+                "criteria", "missing_documentation"):
+        assert key in d
+    assert d["decision"] == "non-certify" and d["medically_necessary"] is False
+    assert [c["pages"] for c in d["citations"]] == ["41-42", "63-66"]
+
+
+def test_evaluate_text_and_markdown_and_stdin(root, monkeypatch):
+    monkeypatch.chdir(root)
+    text = run("evaluate", EXAMPLE)
+    assert "NON-CERTIFY" in text.output and "41-42" in text.output
+    md = run("evaluate", EXAMPLE, "--format", "markdown")
+    assert "**non-certify**" in md.output and "| muscle-relaxants.class |" in md.output
+    piped = run("evaluate", "-", "--format", "json", input=(root / EXAMPLE).read_text())
+    assert json.loads(piped.output)["determinations"][0]["decision"] == "non-certify"
+
+
+def test_output_is_byte_identical_across_runs(root, monkeypatch):
+    monkeypatch.chdir(root)
+    assert run("evaluate", EXAMPLE, "--format", "json").output == run("evaluate", EXAMPLE, "--format", "json").output
+    assert run("evaluate", EXAMPLE).output == run("evaluate", EXAMPLE).output
+
+
+def test_bad_file_in_a_batch_is_reported_and_the_rest_goes_on(root, monkeypatch, tmp_path):
+    monkeypatch.chdir(root)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\nrequests:\n  - item: Soma\n    quantity: sixty\n")
+    res = CliRunner().invoke(main, ["evaluate", str(bad), EXAMPLE, "--format", "json"])
+    assert res.exit_code == 2
+    assert "bad.yaml: requests[0].quantity (line 4): invalid value 'sixty'" in res.stderr
+    assert "Traceback" not in res.output + res.stderr
+    assert json.loads(res.stdout)[0]["case_id"] == "example-chronic-cyclobenzaprine"
+
+
+def test_missing_file_exit_2(tmp_path):
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 2 and "file not found" in res.stderr
+
+
+def test_rules_commands():
+    assert "10 rules" in run("rules", "lint").output
+    listing = run("rules", "list", "--format", "json")
+    assert {r["id"] for r in json.loads(listing.output)} >= {"cyclobenzaprine.short-course", "acupuncture.trial-and-extension"}
+    show = run("rules", "show", "manual-therapy.chiropractic")
+    assert "58-60" in show.output and "functional-improvement" in show.output
+    res = CliRunner().invoke(main, ["rules", "show", "cyclobenzaprin"])
+    assert res.exit_code == 2 and "did you mean cyclobenzaprine.short-course" in res.stderr
+    assert "rule coverage 10/10 (100%)" in run("rules", "test").output
+
+
+def test_version():
+    assert run("--version").output.startswith("mtus, version")
