@@ -222,8 +222,21 @@ def _first_int(m: re.Match | None) -> int | None:
     return None
 
 
+_item_cache: dict[tuple[int, str], dict[str, Any]] = {}
+
+
 def parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
     """What the item text itself says: drug, strength, quantity, refills, sessions, modality."""
+    key = (id(drugs), item)
+    hit = _item_cache.get(key)
+    if hit is None:
+        if len(_item_cache) > 50_000:  # bounded: batches repeat item texts, but memory stays flat
+            _item_cache.clear()
+        hit = _item_cache[key] = _parse_item(item, drugs)
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in hit.items()}
+
+
+def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
     out: dict[str, Any] = {}
     drug = drugs.find_in_text(item)
     if drug:
@@ -261,55 +274,70 @@ def parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
     return out
 
 
+_BOUNDS = {"quantity": MAX_QUANTITY, "refills": MAX_REFILLS, "sessions": MAX_SESSIONS,
+           "prior_sessions": MAX_SESSIONS * 5, "prior_use_weeks": MAX_WEEKS}
+
+
 def _weeks_between(start: dt.date, end: dt.date) -> int:
     return max(0, (end - start).days // 7)
 
 
-def derive(case: Case, drugs: DrugLookup) -> tuple[Case, dict[int, dict[str, str]]]:
-    """Fill request fields the case left out, from the item text and the medication list.
+def derive_request(case: Case, index: int, drugs: DrugLookup) -> tuple[dict[str, Any], dict[str, str]]:
+    """One request with the fields it left out filled from its item text and the medications.
 
-    Returns the completed case and, per request index, where each derived field came from,
-    so a determination can say which facts were read from where.
+    Returns the fields (None left out) and where each came from ("case", "item",
+    "medications", "medications.since", ...), so a determination can say which facts were
+    read from where.
     """
-    provenance: dict[int, dict[str, str]] = {}
-    new_requests = []
-    for idx, req in enumerate(case.requests):
-        given = req.model_dump(exclude_none=True)
-        src = {k: "case" for k in given if k != "item"}
-        filled = dict(given)
-        for key, value in parse_item(req.item, drugs).items():
-            if key not in filled:
-                filled[key] = value
-                src[key] = "item"
-        if filled.get("drug"):
-            generic = drugs.generic(filled["drug"]) or filled["drug"]
-            filled["drug"] = generic
-            for med in case.medications:
-                if drugs.generic(med.name) != generic:
-                    continue
-                if "prior_treatment" not in filled:
-                    filled["prior_treatment"] = True
-                    src["prior_treatment"] = "medications"
-                if "prior_use_weeks" not in filled and med.since and case.request_date:
-                    filled["prior_use_weeks"] = _weeks_between(med.since, case.request_date)
-                    src["prior_use_weeks"] = "medications.since"
-            if "prior_treatment" not in filled and case.medications:
-                # the medication list is the record of current use: absent means not taking it
-                filled["prior_treatment"] = False
+    req = case.requests[index]
+    given = req.model_dump(exclude_none=True)
+    src = {k: "case" for k in given if k != "item"}
+    filled = dict(given)
+    for key, value in parse_item(req.item, drugs).items():
+        if key not in filled:
+            filled[key] = value
+            src[key] = "item"
+    if filled.get("drug"):
+        generic = drugs.generic(filled["drug"]) or filled["drug"]
+        filled["drug"] = generic
+        for med in case.medications:
+            if drugs.generic(med.name) != generic:
+                continue
+            if "prior_treatment" not in filled:
+                filled["prior_treatment"] = True
                 src["prior_treatment"] = "medications"
-            if filled.get("prior_treatment") is False and "prior_use_weeks" not in filled:
-                filled["prior_use_weeks"] = 0
-                src["prior_use_weeks"] = "medications"
-            if "incomplete" not in filled:
-                filled["incomplete"] = "quantity" not in filled and "strength" not in filled
-                src["incomplete"] = "item"
-        elif filled.get("modality"):
-            if "prior_treatment" not in filled and filled.get("prior_sessions") is not None:
-                filled["prior_treatment"] = filled["prior_sessions"] > 0
-                src["prior_treatment"] = "prior_sessions"
-        new_requests.append(Request.model_validate(filled))
-        provenance[idx] = src
-    return case.model_copy(update={"requests": new_requests}), provenance
+            if "prior_use_weeks" not in filled and med.since and case.request_date:
+                filled["prior_use_weeks"] = _weeks_between(med.since, case.request_date)
+                src["prior_use_weeks"] = "medications.since"
+        if "prior_treatment" not in filled and case.medications:
+            # the medication list is the record of current use: absent means not taking it
+            filled["prior_treatment"] = False
+            src["prior_treatment"] = "medications"
+        if filled.get("prior_treatment") is False and "prior_use_weeks" not in filled:
+            filled["prior_use_weeks"] = 0
+            src["prior_use_weeks"] = "medications"
+        if "incomplete" not in filled:
+            filled["incomplete"] = "quantity" not in filled and "strength" not in filled
+            src["incomplete"] = "item"
+    elif filled.get("modality"):
+        if "prior_treatment" not in filled and filled.get("prior_sessions") is not None:
+            filled["prior_treatment"] = filled["prior_sessions"] > 0
+            src["prior_treatment"] = "prior_sessions"
+    for key, bound in _BOUNDS.items():
+        value = filled.get(key)
+        if value is not None and not 0 <= value <= bound:
+            Request.model_validate(filled)  # raises the usual validation error
+    return filled, src
+
+
+def derive(case: Case, drugs: DrugLookup) -> tuple[Case, dict[int, dict[str, str]]]:
+    """The case with every request's derivable fields filled in (see derive_request)."""
+    provenance: dict[int, dict[str, str]] = {}
+    requests = []
+    for idx in range(len(case.requests)):
+        filled, provenance[idx] = derive_request(case, idx, drugs)
+        requests.append(Request.model_validate(filled))
+    return case.model_copy(update={"requests": requests}), provenance
 
 
 def case_to_data(case: Case) -> dict[str, Any]:

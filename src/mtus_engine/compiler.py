@@ -83,11 +83,45 @@ def _pattern(*conditions: dict) -> dict:
 
 
 @dataclass
+class Family:
+    """Rules that can apply to the same request, compiled into one durable_rules ruleset."""
+
+    name: str
+    rule_ids: list[str]
+    definition: dict[str, Any]
+    request_keys: frozenset[str]      # request-fact keys these rules read
+
+
+@dataclass
 class CompiledRulebook:
     name: str
-    definition: dict[str, Any]
+    definition: dict[str, Any]         # every family's rules, for inspection
     actions: dict[str, Action]
     rulebook: Rulebook
+    families: list[Family]
+    by_drug: dict[str, int]            # generic drug -> family index
+    by_modality: dict[str, int]
+
+    @property
+    def request_keys(self) -> frozenset[str]:
+        return frozenset().union(*(f.request_keys for f in self.families))
+
+    def family_for(self, drug: str | None, modality: str | None) -> Family | None:
+        idx = self.by_drug.get(drug) if drug else None
+        if idx is None and modality:
+            idx = self.by_modality.get(modality)
+        return self.families[idx] if idx is not None else None
+
+
+def _keys(node: Any, out: set[str]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if not k.startswith("$"):
+                out.add(k)
+            _keys(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _keys(v, out)
 
 
 def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
@@ -118,7 +152,46 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
     content = json.dumps(definition, sort_keys=True).encode()
     # one immutable ruleset name per rulebook version and content
     name = f"mtus-{rulebook.version}-{hashlib.sha256(content).hexdigest()[:12]}"
-    return CompiledRulebook(name, definition, actions, rulebook)
+    families, by_drug, by_modality = _families(rulebook, definition, name)
+    return CompiledRulebook(name, definition, actions, rulebook, families, by_drug, by_modality)
+
+
+def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
+    """Group rules that can apply to one request (a drug rule with its class rules)."""
+    parent = {r.id: r.id for r in rulebook.rules}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    targets: dict[tuple[str, str], list[str]] = {}
+    for generic, spec in rulebook.drugs.drugs.items():
+        for rule in rulebook.rules:
+            if generic in rule.applies_to.drugs or set(spec.classes) & set(rule.applies_to.classes):
+                targets.setdefault(("drug", generic), []).append(rule.id)
+    for rule in rulebook.rules:
+        for m in rule.applies_to.modalities:
+            targets.setdefault(("modality", m), []).append(rule.id)
+    for ids in targets.values():
+        for other in ids[1:]:
+            parent[find(other)] = find(ids[0])
+    groups: dict[str, list[str]] = {}
+    for rule in rulebook.rules:
+        groups.setdefault(find(rule.id), []).append(rule.id)
+    families, index_of = [], {}
+    for n, (root, ids) in enumerate(sorted(groups.items())):
+        members = set(ids)
+        fdef = {k: v for k, v in definition.items() if k.split("|", 1)[0] in members}
+        keys: set[str] = set()
+        _keys(list(fdef.values()), keys)
+        keys = (keys - {"all", "any", "m", "a"}) | {"kind", "id"}
+        families.append(Family(f"{name}-{n}", ids, fdef, frozenset(keys)))
+        index_of[root] = n
+    by_drug = {t: index_of[find(ids[0])] for (k, t), ids in targets.items() if k == "drug"}
+    by_modality = {t: index_of[find(ids[0])] for (k, t), ids in targets.items() if k == "modality"}
+    return families, by_drug, by_modality
 
 
 def chained_facts(compiled: CompiledRulebook, fired: list[str]) -> list[dict]:

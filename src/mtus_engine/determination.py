@@ -1,51 +1,59 @@
 """Determinations: what the engine concluded for each request, and why.
 
-The models here are the engine's output contract (JSON field names are public).
+These are the engine's output contract (JSON field names are public). They are plain frozen
+dataclasses: built many thousands of times a second from already-validated data.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
 
 Decision = Literal["certify", "modify", "non-certify", "no-rule"]
 CriterionState = Literal["met", "failed", "not documented", "not applicable"]
 SEVERITY = {"certify": 0, "modify": 1, "non-certify": 2}
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
+def _data(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: _data(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_data(v) for v in obj]
+    return obj
 
 
-class CitationOut(_Out):
+@dataclass(frozen=True, slots=True)
+class CitationOut:
     guideline: str
     section: str
     pages: str | None
     certainty: Literal["letter", "public", "recalled"]
 
 
-class CriterionResult(_Out):
+@dataclass(frozen=True, slots=True)
+class CriterionResult:
     rule: str
     criterion: str
     asks: str
     fact: str
-    value: Any = None
-    source: str | None = None       # where the value came from: case, item, medications...
+    value: Any
+    source: str | None             # where the value came from: case, item, medications...
     test: str
     state: CriterionState
     decisive: bool
     finding: str                   # the sentence the rationale uses
 
 
-class ModifiedRequest(_Out):
+@dataclass(frozen=True, slots=True)
+class ModifiedRequest:
     item: str
     quantity: int | None = None
     refills: int | None = None
     sessions: int | None = None
 
 
-class Determination(_Out):
+@dataclass(frozen=True, slots=True)
+class Determination:
     request: str
     decision: Decision
     medically_necessary: bool | None
@@ -57,17 +65,22 @@ class Determination(_Out):
     modified_request: ModifiedRequest | None = None
     reason: str | None = None       # for no-rule: why no rule covers the item
 
+    def to_json_data(self) -> dict[str, Any]:
+        return _data(self)
 
-class RulebookRef(_Out):
+
+@dataclass(frozen=True, slots=True)
+class RulebookRef:
     edition: str | None
     version: str
     digest: str
 
 
-class CaseDetermination(_Out):
+@dataclass(frozen=True, slots=True)
+class CaseDetermination:
     case_id: str
     rulebook: RulebookRef
-    determinations: list[Determination]
+    determinations: list[Determination] = field(default_factory=list)
 
     def to_json_data(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        return _data(self)

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from .backend import RulesetHandle
-from .case import Case, Request, derive
+from .case import Case, Request, derive, derive_request
 from .compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebook, chained_facts,
                        compile_rulebook, flag)
 from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
@@ -18,7 +18,14 @@ from .rulebook import Criterion, Rule, Rulebook, load_rulebook
 _PLACEHOLDER = re.compile(r"\{value\}")
 
 
-def request_facts(case: Case, req: Request, rulebook: Rulebook) -> dict[str, Any]:
+class DerivedRequest(dict):
+    """A request's fields after derivation; absent fields read as None."""
+
+    __slots__ = ()
+    __getattr__ = dict.get
+
+
+def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[str, Any]:
     """The flat fact the rules match: request fields, findings, patient, derived values.
 
     Absent facts are left out (durable_rules' $nex), never set to a default.
@@ -40,7 +47,7 @@ def request_facts(case: Case, req: Request, rulebook: Rulebook) -> dict[str, Any
             facts[name] = value
     if case.patient.age is not None:
         facts["age"] = case.patient.age
-    for name, value in req.model_dump(exclude_none=True).items():
+    for name, value in req.items():
         if name in ("item", "strength"):
             continue
         if name in list_values:
@@ -84,15 +91,16 @@ class Engine:
     def __init__(self, rulebook: Rulebook | None = None):
         self.rulebook = rulebook or load_rulebook()
         self.compiled: CompiledRulebook = compile_rulebook(self.rulebook)
-        self._ruleset = RulesetHandle(self.compiled.name, self.compiled.definition)
+        self._rulesets = [RulesetHandle(f.name, f.definition) for f in self.compiled.families]
 
     # ---------------------------------------------------------------- public
     def evaluate(self, case: Case) -> CaseDetermination:
         rb = self.rulebook
         edition = rb.edition_for(case.request_date)
-        full, provenance = derive(case, rb.drugs)
         determinations = []
-        for idx, req in enumerate(full.requests):
+        for idx in range(len(case.requests)):
+            fields, provenance = derive_request(case, idx, rb.drugs)
+            req = DerivedRequest(fields)
             if edition is None:
                 spans = ", ".join(f"{e.id} {e.effective_from} to {e.effective_until or 'now'}"
                                   for e in rb.manifest.editions)
@@ -100,7 +108,7 @@ class Engine:
                     req, f"no rulebook edition is in effect on the request date {case.request_date} "
                          f"(editions: {spans})"))
                 continue
-            determinations.append(self._evaluate_request(full, req, provenance.get(idx, {}), edition.id))
+            determinations.append(self._evaluate_request(case, req, provenance, edition.id))
         return CaseDetermination(
             case_id=case.id,
             rulebook=RulebookRef(edition=edition.id if edition else None, version=rb.version,
@@ -109,16 +117,24 @@ class Engine:
 
     def fire(self, case: Case, index: int = 0) -> list[str]:
         """Names of the durable rules that fire for one request (for --explain and tests)."""
-        full, _ = derive(case, self.rulebook.drugs)
-        facts = request_facts(full, full.requests[index], self.rulebook)
-        return self._ruleset.evaluate([facts], lambda fired: chained_facts(self.compiled, fired))
+        fields, _ = derive_request(case, index, self.rulebook.drugs)
+        return self._fire(request_facts(case, DerivedRequest(fields), self.rulebook))
+
+    def _fire(self, facts: dict[str, Any]) -> list[str]:
+        family = self.compiled.family_for(facts.get("drug"), facts.get("modality"))
+        if family is None:
+            return []  # no rule targets this drug or modality
+        ruleset = self._rulesets[self.compiled.families.index(family)]
+        # only the keys some rule reads cross into durable_rules: less JSON, smaller facts
+        used = family.request_keys
+        return ruleset.evaluate([{k: v for k, v in facts.items() if k in used}],
+                                lambda fired: chained_facts(self.compiled, fired))
 
     # -------------------------------------------------------------- internals
-    def _evaluate_request(self, case: Case, req: Request, provenance: dict[str, str],
+    def _evaluate_request(self, case: Case, req: DerivedRequest, provenance: dict[str, str],
                           edition: str) -> Determination:
         facts = request_facts(case, req, self.rulebook)
-        fired = self._ruleset.evaluate([dict(facts)],
-                                       lambda f: chained_facts(self.compiled, f))
+        fired = self._fire(facts)
         actions = [self.compiled.actions[name] for name in fired]
         applied = {a.rule_id for a in actions if a.kind == "applies"}
         if not applied:
@@ -134,7 +150,7 @@ class Engine:
         certified = {a.rule_id for a in actions if a.kind == "certify"}
         return self._decide(req, facts, provenance, rules, states, certified)
 
-    def _decide(self, req: Request, facts: dict, provenance: dict[str, str], rules: list[Rule],
+    def _decide(self, req: DerivedRequest, facts: dict, provenance: dict[str, str], rules: list[Rule],
                 states: dict[tuple[str, str], str], certified: set[str]) -> Determination:
         criteria: list[CriterionResult] = []
         decision = "certify"
@@ -152,7 +168,7 @@ class Engine:
                 criteria.append(CriterionResult(
                     rule=rule.id, criterion=crit.id, asks=crit.asks, fact=crit.fact, value=value,
                     source=self._source(crit.fact, provenance),
-                    test=crit.test.describe(), state=state, decisive=crit.decisive,
+                    test=crit.test.description, state=state, decisive=crit.decisive,
                     finding=self._finding(crit, state, value)))
                 if crit.decisive and state in (FAILED, UNDOCUMENTED):
                     blocking.append(crit)
@@ -220,7 +236,7 @@ class Engine:
             text = f"not applicable ({crit.when.fact} is {str(not crit.when.equals).lower()})" if crit.when else "not applicable"
         return _PLACEHOLDER.sub(_show(value) if value is not None else "an unknown number of", text)
 
-    def _modified(self, req: Request, facts: dict, supply: list[int], sessions: list[int]) -> ModifiedRequest:
+    def _modified(self, req: DerivedRequest, facts: dict, supply: list[int], sessions: list[int]) -> ModifiedRequest:
         if sessions:
             n = min(sessions)
             return ModifiedRequest(item=f"{req.item} (modified to {n} visits)", sessions=n)
@@ -238,12 +254,11 @@ class Engine:
                 key = (c.guideline, c.section, c.pages)
                 if key not in seen:
                     seen.add(key)
-                    out.append(CitationOut(guideline=c.guideline, section=c.section, pages=c.pages,
-                                           certainty=c.certainty))
+                    out.append(CitationOut(c.guideline, c.section, c.pages, c.certainty))
         return out
 
     @staticmethod
-    def _rationale(req: Request, rules: list[Rule], criteria: list[CriterionResult], decision: str,
+    def _rationale(req: DerivedRequest, rules: list[Rule], criteria: list[CriterionResult], decision: str,
                    modified: ModifiedRequest | None, citations: list[CitationOut]) -> str:
         parts = []
         for rule in rules:
@@ -286,7 +301,7 @@ class Engine:
             parts.append(f"Therefore, the request for {req.item} is not medically necessary.")
         return " ".join(p.strip() for p in parts)
 
-    def _why_no_rule(self, req: Request) -> str:
+    def _why_no_rule(self, req: DerivedRequest) -> str:
         if req.drug:
             spec = self.rulebook.drugs.spec(req.drug)
             classes = f" (class: {', '.join(spec.classes)})" if spec else " (not in the drug vocabulary)"
@@ -298,7 +313,7 @@ class Engine:
         return ("the item names no drug in the drug vocabulary and no treatment modality the rulebook "
                 "knows, so no rule applies")
 
-    def _no_rule(self, req: Request, reason: str) -> Determination:
+    def _no_rule(self, req: DerivedRequest, reason: str) -> Determination:
         return Determination(
             request=req.item, decision="no-rule", medically_necessary=None,
             rationale=f"No determination: {reason}. The engine does not guess.",

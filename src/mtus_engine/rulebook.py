@@ -31,8 +31,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Test(_Strict):
+class Test(BaseModel):
     """One comparison over a fact. Exactly one key is set."""
+
+    # not frozen: cached_property needs a writable __dict__
+    model_config = ConfigDict(extra="forbid", ignored_types=(cached_property,))
 
     equals: bool | None = None
     lt: float | None = None
@@ -51,13 +54,17 @@ class Test(_Strict):
                              f"includes, excludes (found {', '.join(set_keys) or 'none'})")
         return self
 
-    @property
+    @cached_property
     def op(self) -> str:
         return next(k for k, v in self.__dict__.items() if v is not None)
 
     @property
     def operand(self) -> Any:
         return getattr(self, self.op)
+
+    @cached_property
+    def description(self) -> str:
+        return self.describe()
 
     def describe(self) -> str:
         op, v = self.op, self.operand
