@@ -178,5 +178,89 @@ def rules_test(verbose: bool, rules_dir: str | None) -> None:
         raise SystemExit(1)
 
 
+@main.command()
+@click.argument("letters", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["json", "yaml"]), default="json", show_default=True)
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
+              help="Write <letter>.letter.json/.yaml and <letter>.case.yaml into this directory.")
+def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None) -> None:
+    """Extract IMR letters (text or PDF): the parsed letter and the case derived from it.
+
+    A letter that cannot be read or is not an IMR letter is reported on stderr; the others
+    are still extracted; the exit code is then 2.
+    """
+    from .api import extract_letter
+    from .render import to_json
+    failed = False
+    docs = []
+    for path in letters:
+        try:
+            doc = extract_letter(path)
+        except MtusError as exc:
+            failed = True
+            click.echo(f"error: {exc}", err=True)
+            continue
+        if out_dir:
+            from .api import write_extraction
+            for written in write_extraction(doc, path, Path(out_dir), fmt):
+                click.echo(f"wrote {written}", err=True)
+        else:
+            docs.append(doc)
+    if docs:
+        data = docs[0] if len(letters) == 1 else docs
+        if fmt == "json":
+            click.echo(to_json(data), nl=False)
+        else:
+            import yaml
+            click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+    if failed:
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "html"]), default="text",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (default stdout).")
+@click.option("--baseline", type=click.Path(exists=True, dir_okay=False),
+              help="A saved JSON report: list every item whose engine outcome changed.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
+              help="Exit 1 when agreement is below this fraction.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--quiet", is_flag=True, help="Nothing on stderr (no progress bar).")
+@rules_option
+def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str | None,
+            min_agreement: float | None, workers: int, quiet: bool, rules_dir: str | None) -> None:
+    """Regression-test the rulebook against IMR letters (files or directories).
+
+    Each letter is extracted, its case evaluated, and each item's engine outcome (upheld for
+    non-certify or modify, overturned for certify, no-rule) compared with the reviewer's.
+    Exit 1 when agreement is below --min-agreement or an item regressed against --baseline.
+    """
+    from .api import regression_report
+    engine = _engine(rules_dir)  # lint the rulebook up front: a broken rule file fails fast
+    base = None
+    if baseline:
+        try:
+            base = json.loads(Path(baseline).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            click.echo(f"error: {baseline}: not a JSON regression report ({exc})", err=True)
+            raise SystemExit(EXIT_BAD_INPUT) from None
+    outcome = regression_report(list(paths), fmt=fmt, output=output, baseline=base, workers=workers,
+                                rules_dir=rules_dir, engine=engine, progress=not quiet,
+                                color=sys.stdout.isatty() and output is None)
+    if not quiet and output:
+        click.echo(f"wrote {output}", err=True)
+    s = outcome["summary"]
+    if min_agreement is not None and (s["agreement"] or 0) < min_agreement:
+        if not quiet:
+            click.echo(f"agreement {s['agreement']} is below {min_agreement}", err=True)
+        raise SystemExit(1)
+    if outcome["regressed"]:
+        if not quiet:
+            click.echo(f"{outcome['regressed']} items regressed against the baseline", err=True)
+        raise SystemExit(1)
+
+
 def run() -> None:  # pragma: no cover
     main()
