@@ -129,3 +129,13 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
             sys.stdout.write(fh.getvalue())
         regressed = sum(c["regressed"] for c in changes) if changes else 0
         return {"summary": run.summary, "errors": run.errors, "changes": changes, "regressed": regressed}
+
+
+def read_source(source: str) -> Case:
+    """A case file, or an IMR letter (.txt/.pdf) which is extracted into its case first."""
+    if source != "-" and Path(source).suffix.lower() in (".txt", ".pdf"):
+        from .case import case_from_data
+        from .letter import letter_to_case, parse_letter, read_letter
+        parsed = parse_letter(read_letter(source), source)
+        return case_from_data(letter_to_case(parsed, f"letter-{Path(source).stem}"), source)
+    return read_case(source)

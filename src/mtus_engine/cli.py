@@ -262,5 +262,126 @@ def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str 
         raise SystemExit(1)
 
 
+@main.command()
+@click.argument("source")
+@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+              help="Change a field, e.g. requests[0].quantity=20 or findings.acute_exacerbation=true.")
+@click.option("--unset", "unsets", multiple=True, metavar="PATH", help="Make a field not documented.")
+@click.option("--flip", is_flag=True, help="Find the smallest verified changes that change each decision.")
+@click.option("--grid", "grids", multiple=True, metavar="PATH=V1,V2|A..B[:STEP]",
+              help="Sweep one or two fields and print a decision table.")
+@click.option("--request", "request_index", type=int, default=0, show_default=True,
+              help="Which request a --grid reports on.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="With --grid: draw the table as a heat map (PNG).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@rules_option
+def whatif(source: str, sets: tuple[str, ...], unsets: tuple[str, ...], flip: bool,
+           grids: tuple[str, ...], request_index: int, plot: str | None, fmt: str,
+           rules_dir: str | None) -> None:
+    """Ask what-if questions of a case file or an IMR letter (a letter is extracted first).
+
+    \b
+    mtus whatif case.yaml --set requests[0].quantity=20 --set findings.acute_exacerbation=true
+    mtus whatif case.yaml --unset requests[0].functional_improvement
+    mtus whatif case.yaml --flip
+    mtus whatif case.yaml --grid requests[0].quantity=10..90:10 --grid requests[0].prior_use_weeks=0..12 --plot grid.png
+    """
+    from . import whatif as wi
+    from .api import read_source
+    from .render import to_json
+    engine = _engine(rules_dir)
+    try:
+        case = read_source(source)
+        pairs = []
+        for item in sets:
+            if "=" not in item:
+                raise MtusError(f"--set {item!r}: expected PATH=VALUE")
+            path, value = item.split("=", 1)
+            pairs.append((path.strip(), value))
+        if grids:
+            axes = [wi.parse_grid(g, case) for g in grids]
+            result = wi.grid(case, engine, axes, request_index, pairs, list(unsets))
+            if plot:
+                wi.plot_grid(result, plot, f"{case.id}: {case.requests[request_index].item}")
+            if fmt == "json":
+                click.echo(to_json(result.to_json_data()), nl=False)
+            else:
+                click.echo(_grid_text(result))
+                if plot:
+                    click.echo(f"wrote {plot}", err=True)
+            return
+        if flip:
+            base = case if not (pairs or unsets) else wi.apply_changes(case, pairs, list(unsets))
+            answers = wi.flip(base, engine)
+            if fmt == "json":
+                click.echo(to_json([a.to_json_data() for a in answers]), nl=False)
+            else:
+                click.echo(_flip_text(answers))
+            return
+        if not (pairs or unsets):
+            raise MtusError("nothing to do: give --set, --unset, --flip or --grid")
+        result = wi.what_if(case, engine, pairs, list(unsets))
+    except MtusError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    if fmt == "json":
+        click.echo(to_json(result.to_json_data()), nl=False)
+    else:
+        click.echo(_whatif_text(result))
+
+
+def _whatif_text(result) -> str:
+    lines = []
+    for ch in result.changes:
+        arrow = "unchanged" if ch.from_ == ch.to else f"{ch.from_} -> {ch.to}"
+        lines.append(f"{ch.request + 1}. {ch.item}: {arrow}")
+        for c in ch.criteria:
+            lines.append(f"   {c['rule']}/{c['criterion']}: {c['from']} -> {c['to']} "
+                         f"({c['value_from']!r} -> {c['value_to']!r})")
+        if ch.citations_from != ch.citations_to:
+            lines.append(f"   cites: {'; '.join(ch.citations_from)} -> {'; '.join(ch.citations_to)}")
+        else:
+            lines.append(f"   cites: {'; '.join(ch.citations_to) or 'none'}")
+        for d in ch.rationale_diff[2:]:
+            if not d.startswith("@@"):
+                lines.append(f"   {d}")
+    return "\n".join(lines)
+
+
+def _flip_text(answers) -> str:
+    lines = []
+    for a in answers:
+        lines.append(f"{a.request + 1}. {a.item}: {a.decision}")
+        if a.impossible:
+            lines.append(f"   {a.impossible}")
+        for s in a.suggestions:
+            lines.append(f"   {s.to} if: " + "; and ".join(s.documentation))
+            lines.append("      " + " ".join(f"--set {p}={_value_text(v)}" if v is not None else f"--unset {p}"
+                                             for p, v in s.changes))
+    return "\n".join(lines)
+
+
+def _value_text(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list):
+        return "[" + ",".join(map(str, v)) + "]"
+    return str(v)
+
+
+def _grid_text(g) -> str:
+    short = {"certify": "C", "modify": "M", "non-certify": "N", "no-rule": "-", "invalid": "x"}
+    (p1, v1), *rest = g.axes
+    header = f"{p1} \\ {rest[0][0]}" if rest else p1
+    cols = [str(v) for v in rest[0][1]] if rest else ["decision"]
+    width = max(len(str(v)) for v in v1)
+    lines = [header, " " * width + "  " + " ".join(f"{c:>4}" for c in cols)]
+    for v, row in zip(v1, g.decisions):
+        cells = " ".join(f"{short[d]:>4}" for d in row) if rest else row[0]
+        lines.append(f"{str(v):>{width}}  {cells}")
+    lines.append("C certify, M modify, N non-certify, - no rule, x invalid value")
+    return "\n".join(lines)
+
+
 def run() -> None:  # pragma: no cover
     main()

@@ -1,0 +1,144 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from mtus_engine.case import Case, load_case_text
+from mtus_engine.cli import main
+from mtus_engine.errors import InputError
+from mtus_engine.render import render_json
+from mtus_engine.whatif import apply_changes, flip, grid, parse_grid, what_if
+
+CHRONIC = """\
+id: chronic
+request_date: 2015-01-07
+findings: {acute_exacerbation: false}
+medications: [{name: Flexeril, since: 2014-09-05}, {name: naproxen}]
+requests:
+  - item: "Flexeril 7.5 mg #60 refills x 2"
+  - item: "Soma 350 mg #60"
+  - item: Additional acupuncture 6 sessions
+    functional_improvement: false
+"""
+
+
+@pytest.fixture
+def case():
+    return load_case_text(CHRONIC)
+
+
+def test_cyclobenzaprine_certifiable_with_flare_no_prior_use_short_supply(engine, case):
+    res = what_if(case, engine, [("findings.acute_exacerbation", "true"), ("requests[0].prior_use_weeks", "0"),
+                                 ("requests[0].quantity", "20"), ("requests[0].refills", "0")])
+    ch = res.changes[0]
+    assert (ch.from_, ch.to) == ("non-certify", "certify")
+    changed = {c["criterion"]: (c["from"], c["to"]) for c in ch.criteria}
+    assert changed["acute-exacerbation"] == ("failed", "met")
+    assert changed["within-three-weeks"] == ("failed", "met")
+    assert any(line.startswith("+") for line in ch.rationale_diff)
+
+
+def test_flip_finds_the_guideline_flips(engine, case):
+    answers = flip(case, engine)
+    cbp, soma, acu = answers
+    assert cbp.suggestions and all(s.verified for s in cbp.suggestions)
+    paths = {p for p, _ in cbp.suggestions[0].changes}
+    assert "findings.acute_exacerbation" in paths and "requests[0].prior_use_weeks" in paths
+    assert soma.suggestions == [] and "not recommended" in soma.impossible
+    assert acu.suggestions[0].changes == [("requests[2].functional_improvement", True)]
+    assert "functional improvement" in acu.suggestions[0].documentation[0]
+
+
+def test_flip_of_a_certified_request_finds_what_would_deny_it(engine):
+    ok = load_case_text("id: ok\nrequest_date: 2014-06-20\nfindings: {acute_exacerbation: true}\n"
+                        "medications: [{name: naproxen}]\nrequests:\n  - item: 'Flexeril 7.5 mg #20'\n")
+    ans = flip(ok, engine)[0]
+    assert ans.decision == "certify"
+    assert any(s.changes == [("findings.acute_exacerbation", False)] for s in ans.suggestions)
+
+
+@pytest.mark.parametrize("sets,needle", [
+    ([("requests[0].quantiy", "2")], "did you mean requests[0].quantity"),
+    ([("findings.acute_exacerbaton", "true")], "did you mean findings.acute_exacerbation"),
+    ([("requests[7].quantity", "2")], "index 7 is past the last of 3 requests"),
+    ([("requests[0].quantity", "sixty")], "valid integer"),
+    ([("findings.acute_exacerbation", "perhaps")], "valid boolean"),
+])
+def test_bad_what_if_input(case, sets, needle):
+    with pytest.raises(InputError) as exc:
+        apply_changes(case, sets)
+    assert needle in exc.value.message
+
+
+def test_grid_and_plot(engine, case, tmp_path):
+    axes = [parse_grid("requests[0].quantity=10..90:10", case), parse_grid("requests[0].prior_use_weeks=0..12:4", case)]
+    g = grid(case, engine, axes, 0, [("findings.acute_exacerbation", "true"), ("requests[0].refills", "0")])
+    assert len(g.decisions) == 9 and len(g.decisions[0]) == 4
+    assert g.decisions[0][0] == "certify" and g.decisions[-1][0] == "modify" and g.decisions[0][-1] == "non-certify"
+    png = tmp_path / "g.png"
+    res = CliRunner().invoke(main, ["whatif", "-", "--grid", "requests[0].quantity=10,60", "--plot", str(png)],
+                             input=CHRONIC)
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_whatif_json_and_errors(case):
+    r = CliRunner().invoke(main, ["whatif", "-", "--set", "findings.acute_exacerbation=true", "--format", "json"],
+                           input=CHRONIC)
+    data = json.loads(r.output)
+    assert set(data) == {"baseline", "variant", "changes"}
+    assert data["changes"][0]["request"] == 0
+    bad = CliRunner().invoke(main, ["whatif", "-", "--set", "requests[0].quantiy=3"], input=CHRONIC)
+    assert bad.exit_code == 2 and "did you mean" in bad.stderr
+
+
+PATHS = ["requests[0].quantity", "requests[0].refills", "requests[0].prior_use_weeks",
+         "findings.acute_exacerbation", "requests[2].functional_improvement", "requests[2].sessions"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(PATHS))
+def test_setting_a_field_to_its_current_value_changes_nothing(engine, path):
+    case = load_case_text(CHRONIC)
+    from mtus_engine.case import derive
+    full, _ = derive(case, engine.rulebook.drugs)
+    from mtus_engine.whatif import _current
+    current = _current(full, path)
+    if current is None:
+        return
+    base = engine.evaluate(full)
+    same = engine.evaluate(apply_changes(full, [(path, current)]))
+    assert render_json(base) == render_json(same)
+
+
+@st.composite
+def relaxant_cases(draw):
+    item = draw(st.sampled_from(["Flexeril 7.5 mg", "Robaxin 750 mg", "Zanaflex 4 mg", "Baclofen 10 mg"]))
+    findings = {}
+    if (v := draw(st.one_of(st.none(), st.booleans()))) is not None:
+        findings["acute_exacerbation"] = v
+    req = {"item": f"{item} #{draw(st.integers(5, 150))}", "refills": draw(st.integers(0, 3))}
+    if (w := draw(st.one_of(st.none(), st.integers(0, 40)))) is not None:
+        req["prior_use_weeks"] = w
+    therapy = {"item": draw(st.sampled_from(["Acupuncture", "Chiropractic"])) + f" {draw(st.integers(1, 20))} sessions lumbar"}
+    if (fi := draw(st.one_of(st.none(), st.booleans()))) is not None:
+        therapy["functional_improvement"] = fi
+    if (ps := draw(st.one_of(st.none(), st.integers(0, 20)))) is not None:
+        therapy["prior_sessions"] = ps
+    return Case.model_validate({"id": "h", "request_date": "2014-06-20", "findings": findings,
+                                "medications": [{"name": "naproxen"}], "requests": [req, therapy]})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(relaxant_cases())
+def test_every_suggested_flip_really_flips(engine, case):
+    for ans in flip(case, engine):
+        for s in ans.suggestions:
+            variant = apply_changes(case, [(p, v) for p, v in s.changes if v is not None],
+                                    [p for p, v in s.changes if v is None])
+            got = engine.evaluate(variant).determinations[ans.request].decision
+            if s.to == "certify":
+                assert got == "certify"
+            else:
+                assert got in ("non-certify", "modify")
