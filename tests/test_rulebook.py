@@ -48,15 +48,18 @@ def _break(path, old, new):
 
 @pytest.mark.parametrize("file,old,new,needle", [
     ("chronic-pain/cyclobenzaprine.yaml", "fact: prior_use_weeks", "fact: weeks_on_drug",
-     "cyclobenzaprine.yaml:25: criterion within-three-weeks reads undeclared fact 'weeks_on_drug'"),
+     "cyclobenzaprine.yaml:{line}: criterion within-three-weeks reads undeclared fact 'weeks_on_drug'"),
     ("chronic-pain/metaxalone.yaml", "id: metaxalone.short-term", "id: cyclobenzaprine.short-course",
      "duplicate rule id 'cyclobenzaprine.short-course'"),
     ("chronic-pain/baclofen.yaml", "drugs: [baclofen]", "drugs: [lioresalx]", "unknown drug 'lioresalx'"),
     ("chronic-pain/baclofen.yaml", 'section: Baclofen (Lioresal)\n', "", "baclofen.yaml"),
     ("chronic-pain/baclofen.yaml", "test: {equals: true}", "test: {lte: 3}", "test lte does not fit spasticity (boolean)"),
     ("chronic-pain/baclofen.yaml", "edition: mtus-2009", "edition: mtus-1999", "unknown edition 'mtus-1999'"),
+    ("chronic-pain/baclofen.yaml", "until: 2016-07-17", "until: 2019-01-01", "lies outside edition mtus-2009"),
 ])
 def test_lint_errors_name_file_and_line(rules_copy, file, old, new, needle):
+    lines = (rules_copy / file).read_text().splitlines()
+    needle = needle.replace("{line}", str(next(i for i, l in enumerate(lines, 1) if old in l)))
     _break(rules_copy / file, old, new)
     with pytest.raises(RulebookError) as exc:
         load_rulebook(rules_copy)

@@ -139,7 +139,10 @@ class Engine:
         applied = {a.rule_id for a in actions if a.kind == "applies"}
         if not applied:
             return self._no_rule(req, self._why_no_rule(req))
-        rules = [r for r in self.rulebook.rules if r.id in applied and r.edition == edition]
+        rules = [r for r in self.rulebook.rules
+                 if r.id in applied and r.edition == edition and r.in_effect(case.request_date)]
+        if not rules:
+            return self._no_rule(req, f"the rules that cover this item are not in effect on {case.request_date}")
         states: dict[tuple[str, str], str] = {}
         for a in actions:
             if a.kind == "criterion":

@@ -155,6 +155,13 @@ class Rule(_Strict):
     file: str = ""
     line: int = 0
     edition: str = ""
+    effective_from: dt.date | None = None
+    effective_until: dt.date | None = None
+
+    def in_effect(self, day: dt.date | None) -> bool:
+        if day is None or self.effective_from is None:
+            return True
+        return self.effective_from <= day and (self.effective_until is None or day <= self.effective_until)
 
     @property
     def specificity(self) -> int:
@@ -173,8 +180,14 @@ class Quote(_Strict):
     source: str
 
 
+class Effective(_Strict):
+    from_: dt.date = Field(alias="from")
+    until: dt.date | None = None
+
+
 class RuleFile(_Strict):
     edition: str
+    effective: Effective
     guideline: str
     section: str
     pages: str | None
@@ -365,13 +378,21 @@ def load_rulebook(directory: str | Path | None = None) -> Rulebook:
         for i, rule in enumerate(rf.rules):
             line = line_of(data, ("rules", i)) or 0
             rules.append(rule.model_copy(update={
-                "citation": citation, "file": source, "line": line, "edition": rf.edition}))
+                "citation": citation, "file": source, "line": line, "edition": rf.edition,
+                "effective_from": rf.effective.from_, "effective_until": rf.effective.until}))
         rf = rf.model_copy(update={"rules": rules})
         files[source] = rf
         raw[source] = data
         if rf.edition not in edition_ids:
             problems.append(f"{_where(str(path), data, ('edition',))}: unknown edition "
                             f"{rf.edition!r} (rulebook.yaml declares {sorted(edition_ids)})")
+        else:
+            ed = next(e for e in manifest.editions if e.id == rf.edition)
+            eff = rf.effective
+            if eff.from_ < ed.effective_from or (ed.effective_until and (eff.until is None or eff.until > ed.effective_until)):
+                problems.append(f"{_where(str(path), data, ('effective',))}: effective range "
+                                f"{eff.from_}..{eff.until or ''} lies outside edition {ed.id} "
+                                f"({ed.effective_from}..{ed.effective_until or ''})")
         for i, rule in enumerate(rf.rules):
             where_rule = _where(str(path), data, ("rules", i, "id"))
             if rule.id in seen_ids:

@@ -1,0 +1,1168 @@
+"""Read IMR final determination letters (text or PDF) and derive a case from the narrative.
+
+Two steps, kept apart on purpose:
+
+- ``parse_letter``: the letter's structure (reviewer, dates, items with outcome, guideline,
+  sections, pages, rationale).
+- ``letter_to_case``: the clinical facts a careful reader takes from the narrative. Outcome
+  words and the reviewer's conclusion sentences are never read as facts, so a derived case
+  can be used to test whether a rulebook reaches the reviewer's outcome on its own.
+
+Letters are PDF-extracted text: each line is followed by a blank line, lines wrap anywhere,
+names are redacted and typos are common. Everything here works on unwrapped text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from pydantic import BaseModel, Field, PrivateAttr
+
+from .errors import InputError
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+__all__ = ["DEFAULT_MAX_BYTES", "ParsedItem", "ParsedLetter", "Reviewer", "letter_to_case",
+           "parse_letter", "read_letter"]
+
+
+# ------------------------------------------------------------------ models
+
+class Reviewer(BaseModel):
+    specialty: str | None = None
+    licensure: list[str] = Field(default_factory=list)
+
+
+class ParsedItem(BaseModel):
+    item: str = Field(description="The item as written, unwrapped onto one line.")
+    outcome: Literal["upheld", "overturned"]
+    claims_administrator_guideline: str | None = Field(
+        default=None, description="The claims administrator's guideline statement, unwrapped.")
+    reviewer_guideline: str | None = Field(
+        default=None, description="The guideline(s) the reviewer cited, without sections and "
+                                  "pages; several are joined with '; '.")
+    reviewer_guideline_text: str | None = Field(
+        default=None, description="The reviewer's whole guideline statement, unwrapped.")
+    sections: list[str] = Field(default_factory=list)
+    pages: list[str] = Field(default_factory=list)
+    rationale: str = ""
+
+
+class ParsedLetter(BaseModel):
+    source: str = "<letter>"
+    layout: Literal["A", "B"]
+    case_number: str | None = None
+    reviewer: Reviewer = Field(default_factory=Reviewer)
+    patient_age: int | None = None
+    patient_sex: Literal["male", "female"] | None = None
+    injury_date: dt.date | None = None
+    ur_date: dt.date | None = Field(default=None, description="Date of the UR decision.")
+    rfa_date: dt.date | None = Field(default=None, description="Date of the RFA, when stated.")
+    diagnoses: list[str] = Field(default_factory=list)
+    medications: list[str] = Field(
+        default_factory=list, description="Drugs documented as taken, lowercase as written.")
+    summary: str = Field(default="", description="The clinical case summary, unwrapped.")
+    items: list[ParsedItem]
+
+    _facts: Any = PrivateAttr(default=None)  # narrative analysis shared with letter_to_case
+
+
+# ------------------------------------------------------------------ reading files
+
+def read_letter(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """Text of a letter: a .txt file as is, a PDF through pypdf."""
+    source = str(path)
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise InputError(source, "is a directory", expected="a letter file (.txt or .pdf)")
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise InputError(source, "file not found") from None
+    except OSError as exc:
+        raise InputError(source, f"cannot be read: {exc.strerror}") from None
+    if size > max_bytes:
+        raise InputError(source, f"file is {size} bytes, over the {max_bytes}-byte limit",
+                         expected="a single letter (raise the limit with max_bytes)")
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise InputError(source, f"cannot be read: {exc.strerror}") from None
+    if len(data) > max_bytes:  # grew after stat
+        raise InputError(source, f"file is over the {max_bytes}-byte limit")
+    if not data.strip():
+        raise InputError(source, "file is empty", expected="the text or PDF of an IMR letter")
+    if data.lstrip()[:5] == b"%PDF-":
+        return _pdf_text(data, source)
+    if _looks_binary(data):
+        raise InputError(source, "binary file that is not a PDF",
+                         expected="the text or PDF of an IMR letter")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")  # older extractions
+    if not text.strip():
+        raise InputError(source, "file is empty", expected="the text or PDF of an IMR letter")
+    return text
+
+
+def _looks_binary(data: bytes) -> bool:
+    head = data[:8192]
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
+    return controls > len(head) * 0.05
+
+
+def _pdf_text(data: bytes, source: str) -> str:
+    from pypdf import PdfReader  # imported late: text letters never need it
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                opened = reader.decrypt("")  # owner-password-only PDFs open with an empty password
+            except Exception:  # noqa: BLE001 - pypdf raises several kinds here
+                opened = 0
+            if not opened:
+                raise InputError(source, "PDF is encrypted and needs a password",
+                                 expected="an unencrypted PDF or the letter's text")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - malformed PDFs fail in many ways
+        raise InputError(source, f"unreadable PDF ({type(exc).__name__}: {exc})",
+                         expected="a valid PDF") from None
+    text = "\n\n".join(pages)
+    if not text.strip():
+        raise InputError(source, "PDF has no extractable text (a scanned image?)",
+                         expected="a PDF with a text layer")
+    return text
+
+
+# ------------------------------------------------------------------ vocabulary
+
+# name as written (lowercase) -> generic; brands and common misspellings seen in letters
+_DRUG_NAMES: dict[str, str] = {
+    "cyclobenzaprine": "cyclobenzaprine", "flexeril": "cyclobenzaprine",
+    "fexmid": "cyclobenzaprine", "amrix": "cyclobenzaprine",
+    "carisoprodol": "carisoprodol", "soma": "carisoprodol",
+    "tizanidine": "tizanidine", "zanaflex": "tizanidine",
+    "methocarbamol": "methocarbamol", "robaxin": "methocarbamol",
+    "metaxalone": "metaxalone", "skelaxin": "metaxalone",
+    "orphenadrine": "orphenadrine", "norflex": "orphenadrine",
+    "baclofen": "baclofen", "lioresal": "baclofen",
+    "dantrolene": "dantrolene", "dantrium": "dantrolene",
+    "norco": "hydrocodone/acetaminophen", "vicodin": "hydrocodone/acetaminophen",
+    "hydrocodone": "hydrocodone/acetaminophen",
+    "tramadol": "tramadol", "ultram": "tramadol", "ultracet": "tramadol/acetaminophen",
+    "oxycodone": "oxycodone", "oxycontin": "oxycodone", "roxicodone": "oxycodone",
+    "percocet": "oxycodone/acetaminophen",
+    "gabapentin": "gabapentin", "neurontin": "gabapentin",
+    "pregabalin": "pregabalin", "lyrica": "pregabalin",
+    "topiramate": "topiramate", "topamax": "topiramate",
+    "ibuprofen": "ibuprofen", "motrin": "ibuprofen", "advil": "ibuprofen",
+    "naproxen": "naproxen", "naprosyn": "naproxen", "anaprox": "naproxen",
+    "nabumetone": "nabumetone", "nebumetone": "nabumetone", "relafen": "nabumetone",
+    "diclofenac": "diclofenac", "voltaren": "diclofenac",
+    "meloxicam": "meloxicam", "mobic": "meloxicam",
+    "celecoxib": "celecoxib", "celebrex": "celecoxib",
+    "etodolac": "etodolac", "ketoprofen": "ketoprofen",
+    "omeprazole": "omeprazole", "prilosec": "omeprazole",
+    "lansoprazole": "lansoprazole", "prevacid": "lansoprazole",
+    "pantoprazole": "pantoprazole", "protonix": "pantoprazole",
+    "menthoderm": "methyl salicylate/menthol", "methyl salicylate": "methyl salicylate/menthol",
+    "lidoderm": "lidocaine patch", "lidocaine patch": "lidocaine patch", "lidocaine": "lidocaine",
+    "diazepam": "diazepam", "valium": "diazepam", "zolpidem": "zolpidem", "ambien": "zolpidem",
+    "duloxetine": "duloxetine", "cymbalta": "duloxetine",
+    "amitriptyline": "amitriptyline", "elavil": "amitriptyline",
+    "nortriptyline": "nortriptyline", "venlafaxine": "venlafaxine", "effexor": "venlafaxine",
+    "acetaminophen": "acetaminophen", "tylenol": "acetaminophen",
+}
+# first-line classes, by generic
+_FIRST_LINE_CLASS = {
+    **dict.fromkeys(["ibuprofen", "naproxen", "nabumetone", "diclofenac", "meloxicam",
+                     "celecoxib", "etodolac", "ketoprofen"], "nsaid"),
+    **dict.fromkeys(["gabapentin", "pregabalin", "topiramate"], "anticonvulsant"),
+    **dict.fromkeys(["duloxetine", "amitriptyline", "nortriptyline", "venlafaxine"],
+                    "antidepressant"),
+    "acetaminophen": "acetaminophen",
+}
+FIRST_LINE_ORDER = ("nsaid", "physical_therapy", "home_exercise", "acupuncture", "chiropractic",
+                    "antidepressant", "anticonvulsant", "acetaminophen", "trigger_point_injection",
+                    "epidural_steroid_injection")
+_BODY_REGION_ORDER = ("cervical", "thoracic", "lumbar", "shoulder", "elbow", "forearm", "wrist",
+                      "hand", "carpal_tunnel", "hip", "knee", "ankle", "foot")
+
+_DRUG_RE = re.compile(
+    r"\b(" + "|".join(re.escape(n) for n in sorted(_DRUG_NAMES, key=len, reverse=True)) + r")\b",
+    re.I)
+_MODALITY_RES = (
+    ("chiropractic", re.compile(r"chiropract\w*|\bmanipulation\b|\bmanual therapy\b", re.I)),
+    ("acupuncture", re.compile(r"\bacupunct\w*", re.I)),
+    ("aquatic_therapy", re.compile(r"\baquatic\b|\bpool therapy\b", re.I)),
+    ("massage", re.compile(r"\bmassage\b", re.I)),
+    ("physical_therapy", re.compile(r"\bphysical therapy\b|\bphysiotherapy\b|\bPT\b")),
+)
+_NON_DRUG_FIRST_LINE = (
+    ("physical_therapy", re.compile(r"\bphysical therapy\b|\bphysiotherapy\b|\bPT\b(?!\s*abd)")),
+    ("home_exercise", re.compile(r"\bhome exercises?\b|\bHEP\b|\bexercise program\b", re.I)),
+    ("acupuncture", re.compile(r"\bacupunct\w*", re.I)),
+    ("chiropractic", re.compile(r"chiropract\w*", re.I)),
+    ("trigger_point_injection", re.compile(r"\btrigger point injections?\b|\bTPIs?\b", re.I)),
+    ("epidural_steroid_injection", re.compile(r"\bepidural\b|\bESIs?\b", re.I)),
+    ("nsaid", re.compile(r"\bNSAIDs?\b|\banti-?inflammator(?:y|ies)\b", re.I)),
+)
+_REGION_RES = [(name, re.compile(p, re.I)) for name, p in (
+    ("cervical", r"\bcervical\b|\bneck\b"), ("thoracic", r"\bthoracic\b|\bmid[- ]?back\b"),
+    ("lumbar", r"\blumbar\b|\blow(?:er)? back\b|\blumbosacral\b"), ("shoulder", r"\bshoulders?\b"),
+    ("elbow", r"\belbows?\b"), ("forearm", r"\bforearms?\b"), ("wrist", r"\bwrists?\b"),
+    ("hand", r"\bhands?\b"), ("carpal_tunnel", r"\bcarpal tunnel\b"), ("hip", r"\bhips?\b"),
+    ("knee", r"\bknees?\b"), ("ankle", r"\bankles?\b"), ("foot", r"\bfoot\b|\bfeet\b"))]
+
+
+# ------------------------------------------------------------------ text helpers
+
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_MONTHS = {m: i for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
+_DATE = (r"(?:\d{1,2}[/-]\d{1,2}[/-](?:\d{4}|\d{2})(?!\d)"
+         r"|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4})")
+_DATE_RE = re.compile(_DATE, re.I)
+
+
+def _lines(text: str) -> list[str]:
+    out = []
+    for raw in text.replace("\r", "\n").replace("\f", "\n").split("\n"):
+        line = _SPACES.sub(" ", raw).strip()
+        if line:
+            out.append(line)
+    return out
+
+
+def _unwrap(lines: Iterable[str]) -> str:
+    """Join wrapped lines into one; a line ending in a hyphen joins without a space."""
+    out = ""
+    for line in lines:
+        if not out:
+            out = line
+        elif out.endswith("-") and len(out) > 1 and out[-2].isalpha():
+            out += line
+        else:
+            out += " " + line
+    return _SPACES.sub(" ", out).strip()
+
+
+def _date(text: str | None) -> dt.date | None:
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d{1,2})[/-](\d{1,2})[/-](\d{2}|\d{4})", text.strip())
+    try:
+        if m:
+            month, day, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            if year < 100:
+                year += 2000 if year < 50 else 1900
+            return dt.date(year, month, day)
+        m = re.fullmatch(r"([A-Za-z]+)\.?\s+(\d{1,2}),?\s+(\d{4})", text.strip())
+        if m and m.group(1)[:3].lower() in _MONTHS:
+            return dt.date(int(m.group(3)), _MONTHS[m.group(1)[:3].lower()], int(m.group(2)))
+    except ValueError:
+        return None
+    return None
+
+
+_SENT_SPLIT = re.compile(r"(?<=[.!?][\"')\]])\s+|(?<=[.!?])\s+(?=[\"(\[]?[A-Z0-9])"
+                         r"|(?<=[a-z]{2}[.])(?=[A-Z](?:[a-z]|\s))")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in (p.strip() for p in _SENT_SPLIT.split(text)) if s]
+
+
+def _split_outside_parens(text: str, sep: str = ",") -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+# ------------------------------------------------------------------ letter structure
+
+_H_HOW = re.compile(r"^HOW THE IMR FINAL DETERMINATION WAS MADE$", re.I)
+_H_SUMMARY = re.compile(r"^CLINICAL CASE SUMMARY$", re.I)
+_H_DOCS = re.compile(r"^DOCUMENTS REVIEWED$", re.I)
+_H_ITEMS_A = re.compile(r"^IMR ISSUES,? DECISIONS,? AND RATIONALES$", re.I)
+_H_ITEMS_B = re.compile(r"^IMR DECISION\(?S\)? AND RATIONALE\(?S\)?$", re.I)
+_LETTER_MARKERS = re.compile(
+    r"CLINICAL CASE SUMMARY|HOW THE IMR FINAL DETERMINATION|Independent Medical Review|"
+    r"MAXIMUS Federal Services|Final Determination", re.I)
+_ITEMS_BOILERPLATE = re.compile(
+    r"^The Final Determination was based on decisions for the disputed items/services"
+    r"(?: set forth below:?)?$", re.I)
+_SUMMARY_BOILERPLATE = re.compile(
+    r"^The (?:expert|physician) reviewer developed the following clinical case summary based on "
+    r"a review of the case file, including all medical records:\s*", re.I)
+
+_OUTCOME_LINE = re.compile(r"^(?P<name>.*\S)\s*:\s*(?P<out>Upheld|Overturned)\.?$", re.I)
+_OUTCOME_ALONE = re.compile(r"^(?P<out>Upheld|Overturned)\.?$", re.I)
+_A_FIELD_START = re.compile(r"^(?:Claims Administrator guideline|MAXIMUS guideline|"
+                            r"Decision rationale)\s*:", re.I)
+_A_FIELDS = re.compile(
+    r"^(?:Claims Administrator guideline:\s*(?P<ca>.*?)\s*)?"
+    r"(?:MAXIMUS guideline:\s*(?P<mx>.*?)\s*)?"
+    r"(?:Decision rationale:\s*(?P<rat>.*))?$", re.I | re.S)
+_ENDS_SENTENCE = re.compile(r"[.!?:;][\"')\]]*$")
+
+_B_ITEM_START = re.compile(r"^(?P<num>\d{1,2})\.\s+(?P<rest>.*)$")
+_B_OUTCOME = re.compile(
+    r"^(?P<name>.*?)\s+(?:is|are)\s+(?P<neg>not\s+)?medically\s+necessary\s+and\s+appropriate\.?\s*$",
+    re.I)
+_B_FIELDS = re.compile(
+    r"^(?:Guidelines Used in the Review:\s*(?P<g>.*?)\s*)?"
+    r"(?:Rationale for the Decision:\s*(?P<rat>.*))?$", re.I | re.S)
+
+
+def parse_letter(text: str, source: str = "<letter>") -> ParsedLetter:
+    """Parse an IMR letter (layout A or B) into its reviewer, dates, items and narrative."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(source, "letter is empty", expected="the text of an IMR letter")
+    lines = _lines(text)
+    idx_items, layout = None, None
+    for i, line in enumerate(lines):
+        if _H_ITEMS_A.match(line):
+            idx_items, layout = i, "A"
+            break
+        if _H_ITEMS_B.match(line):
+            idx_items, layout = i, "B"
+            break
+    if idx_items is None:
+        if _LETTER_MARKERS.search(text):
+            raise InputError(source, "no decided items: the letter has no 'IMR ISSUES, DECISIONS "
+                             "AND RATIONALES' section (truncated?)",
+                             expected="a complete IMR final determination letter")
+        raise InputError(source, "not an IMR final determination letter",
+                         expected="an IMR letter with a CLINICAL CASE SUMMARY and an "
+                                  "'IMR ISSUES, DECISIONS AND RATIONALES' section")
+    idx_summary = next((i for i, l in enumerate(lines[:idx_items]) if _H_SUMMARY.match(l)), None)
+    head = lines[:idx_summary if idx_summary is not None else idx_items]
+    summary_lines = lines[idx_summary + 1:idx_items] if idx_summary is not None else []
+    summary = _SUMMARY_BOILERPLATE.sub("", _unwrap(summary_lines))
+    body = lines[idx_items + 1:]
+    if layout == "A":
+        items = _items_layout_a(body, source, idx_items + 1)
+    else:
+        items = _items_layout_b(body, source)
+    head_text = _unwrap(head)
+
+    letter = ParsedLetter(source=source, layout=layout, items=items, summary=summary,
+                          reviewer=_reviewer(head_text))
+    m = re.search(r"Case Number:\s*(CM\d{2}-\d+)", head_text, re.I)
+    letter.case_number = m.group(1) if m else None
+    facts = _Narrative(letter, head_text)
+    letter._facts = facts
+    letter.patient_age, letter.patient_sex = facts.age, facts.sex
+    letter.injury_date, letter.ur_date, letter.rfa_date = facts.injury, facts.ur, facts.rfa
+    letter.diagnoses = facts.diagnoses
+    letter.medications = [m.written for m in facts.meds]
+    return letter
+
+
+def _truncated(source: str, what: str) -> InputError:
+    return InputError(source, f"letter appears truncated: {what}",
+                      expected="every item with an outcome (Upheld or Overturned) and a rationale")
+
+
+def _items_layout_a(body: list[str], source: str, offset: int) -> list[ParsedItem]:
+    start = 0
+    while start < len(body) and _ITEMS_BOILERPLATE.match(body[start]):
+        start += 1
+    outcomes: list[tuple[int, int, str, str | None]] = []  # (name_end, outcome_line, out, name)
+    for i in range(start, len(body)):
+        m = _OUTCOME_LINE.match(body[i])
+        if m and not _A_FIELD_START.match(body[i]):
+            outcomes.append((i, i, m.group("out").lower(), m.group("name")))
+        elif _OUTCOME_ALONE.match(body[i]) and i > start and body[i - 1].endswith(":"):
+            outcomes.append((i - 1, i, _OUTCOME_ALONE.match(body[i]).group("out").lower(), None))
+    if not outcomes:
+        rest = _unwrap(body[start:])
+        if rest:
+            raise _truncated(source, f"item {rest[:60]!r} has no outcome")
+        raise InputError(source, "letter has no items",
+                         expected="at least one decided item under 'IMR ISSUES, DECISIONS AND "
+                                  "RATIONALES'")
+    n_fields = sum(1 for l in body if re.match(r"^Claims Administrator guideline\s*:", l, re.I))
+    if n_fields > len(outcomes):
+        raise _truncated(source, f"{n_fields} items have guidelines but only {len(outcomes)} "
+                                 "have an outcome")
+
+    items: list[ParsedItem] = []
+    bound = start
+    spans = []
+    for k, (name_end, out_line, outcome, inline_name) in enumerate(outcomes):
+        # The item name may wrap: walk back over lines that do not end a sentence.
+        first = name_end
+        while (first - 1 >= bound and name_end - first < 3
+               and not _ENDS_SENTENCE.search(body[first - 1])
+               and not _A_FIELD_START.match(body[first - 1])):
+            first -= 1
+        spans.append((first, name_end, out_line, outcome))
+        # the next item's name cannot reach back past this item's rationale start
+        rat = next((j for j in range(out_line + 1, len(body))
+                    if body[j].lower().startswith("decision rationale")), out_line)
+        bound = rat + 1
+    for k, (first, name_end, out_line, outcome) in enumerate(spans):
+        name_lines = body[first:name_end + 1]
+        if out_line == name_end:  # "Name: Upheld" on one line
+            name_lines[-1] = _OUTCOME_LINE.match(name_lines[-1]).group("name")
+        name = _unwrap(name_lines).rstrip(":").strip()
+        end = spans[k + 1][0] if k + 1 < len(spans) else len(body)
+        block = body[out_line + 1:end]
+        if k + 1 == len(spans):
+            # text after the last complete sentence is an item cut off before its outcome
+            tail = len(block)
+            while tail > 0 and not _ENDS_SENTENCE.search(block[tail - 1]):
+                tail -= 1
+            if tail < len(block):
+                dangling = _unwrap(block[tail:])
+                raise _truncated(source, f"text after the last item ends without an outcome: "
+                                         f"{dangling[:60]!r}")
+        fields = _A_FIELDS.match(_unwrap(block))
+        if fields is None or not fields.group("rat"):
+            raise _truncated(source, f"item {name!r} has no decision rationale")
+        mx = fields.group("mx")
+        guideline, sections, pages = _parse_guideline_a(mx or "")
+        items.append(ParsedItem(
+            item=name, outcome=outcome,
+            claims_administrator_guideline=fields.group("ca") or None,
+            reviewer_guideline=guideline, reviewer_guideline_text=mx or None,
+            sections=sections, pages=pages, rationale=fields.group("rat").strip()))
+    return items
+
+
+_DECISION_BASED = re.compile(r"(?:^|(?<=[.;]))\s*Decision based on\s+", re.I)
+_GUIDELINE_NAME = re.compile(
+    r"^(?:the\s+)?(?:CA\s+)?(?:MTUS\s+)?(?:ACOEM\b[^,.]*?(?:Guidelines?|Chapter\s+\d+)"
+    r"|(?:Chronic Pain|Acupuncture|Post-?surgical)(?:\s+Medical)?(?:\s+Treatment)?(?:\s+Guidelines?)?"
+    r"|MTUS\b)"
+    r"(?:,?\s*\(?(?:May\s+)?(?:19|20)\d\d\)?)?(?:\s*[<§]?\s*9792\.\d+(?:\.\d+)*)?", re.I)
+_PAGES = re.compile(r"\bPages?(?:\(s\))?\s*:?\s*(\d+(?:\s*[-–]\s*\d+)?(?:\s*(?:,|and)\s*\d+"
+                    r"(?:\s*[-–]\s*\d+)?)*)", re.I)
+_SECTIONS_LABEL = re.compile(r"\bSections?(?:\(s\))?\s*:\s*", re.I)
+_GLUED = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])")
+
+
+def _pages(text: str) -> list[str]:
+    return [re.sub(r"\s+", "", p).replace("–", "-")
+            for p in re.split(r"\s*(?:,|\band\b)\s*", text) if p.strip()]
+
+
+def _parse_guideline_a(text: str) -> tuple[str | None, list[str], list[str]]:
+    """Split 'Decision based on <guideline>[, Section(s): ...] [Page(s): ...]' clauses."""
+    if not text.strip():
+        return None, [], []
+    clauses = [c.strip() for c in _DECISION_BASED.split(text) if c.strip()]
+    names, sections, pages = [], [], []
+    for clause in clauses:
+        clause = clause.rstrip(". ")
+        if re.match(r"Non-?\s?MTUS", clause, re.I):
+            names.append(clause)  # other guidelines cite no MTUS sections or pages
+            continue
+        pm = _PAGES.search(clause)
+        if pm:
+            pages.extend(_pages(pm.group(1)))
+            clause = clause[:pm.start()].rstrip(" ,.")
+        sm = _SECTIONS_LABEL.search(clause)
+        if sm:
+            name, rest = clause[:sm.start()].rstrip(" ,."), clause[sm.end():]
+        else:
+            nm = _GUIDELINE_NAME.match(clause)
+            cut = nm.end() if nm and nm.end() > 0 else len(clause)
+            name, rest = clause[:cut].rstrip(" ,."), clause[cut:]
+        names.append(name)
+        for part in _split_outside_parens(rest.strip(" ,.")):
+            # sections run together in extraction: "Manual therapy & manipulationPain Outcomes"
+            sections.extend(s.strip() for s in _GLUED.split(part) if s.strip())
+    return "; ".join(n for n in names if n) or None, sections, pages
+
+
+def _items_layout_b(body: list[str], source: str) -> list[ParsedItem]:
+    start = 0
+    while start < len(body) and _ITEMS_BOILERPLATE.match(body[start]):
+        start += 1
+    heads: list[tuple[int, int, str, str]] = []  # (first line, last line, name, outcome)
+    expected = 1
+    i = start
+    while i < len(body):
+        m = _B_ITEM_START.match(body[i])
+        if m and int(m.group("num")) == expected:
+            # the item sentence may wrap over a few lines
+            for j in range(i, min(i + 4, len(body))):
+                if re.match(r"^Guidelines Used in the Review", body[j], re.I):
+                    break
+                om = _B_OUTCOME.match(_unwrap([m.group("rest")] + body[i + 1:j + 1]))
+                if om:
+                    outcome = "upheld" if om.group("neg") else "overturned"
+                    heads.append((i, j, om.group("name").strip(), outcome))
+                    expected += 1
+                    i = j
+                    break
+            else:
+                if i + 4 >= len(body) or not any(
+                        _B_OUTCOME.match(_unwrap([m.group("rest")] + body[i + 1:j + 1]))
+                        for j in range(i, min(i + 4, len(body)))):
+                    if expected == 1 or re.search(r"Guidelines Used in the Review",
+                                                  _unwrap(body[i:i + 6]), re.I):
+                        raise _truncated(source, f"item {m.group('rest')[:60]!r} has no outcome")
+        i += 1
+    if not heads:
+        rest = _unwrap(body[start:])
+        if rest:
+            raise _truncated(source, f"item {rest[:60]!r} has no outcome")
+        raise InputError(source, "letter has no items",
+                         expected="numbered items under 'IMR DECISION(S) AND RATIONALE(S)'")
+    items = []
+    for k, (first, last, name, outcome) in enumerate(heads):
+        end = heads[k + 1][0] if k + 1 < len(heads) else len(body)
+        block = _unwrap(body[last + 1:end])
+        fields = _B_FIELDS.match(block)
+        if fields is None or not fields.group("rat"):
+            raise _truncated(source, f"item {name!r} has no rationale")
+        if k + 1 == len(heads) and not _ENDS_SENTENCE.search(body[end - 1]):
+            raise _truncated(source, f"the rationale of item {name!r} ends mid-sentence")
+        ca, rev = _split_guidelines_b(fields.group("g") or "")
+        guideline, sections, pages = _parse_guideline_b(rev or "")
+        items.append(ParsedItem(item=name, outcome=outcome, claims_administrator_guideline=ca,
+                                reviewer_guideline=guideline, reviewer_guideline_text=rev,
+                                sections=sections, pages=pages,
+                                rationale=fields.group("rat").strip()))
+    return items
+
+
+def _split_guidelines_b(text: str) -> tuple[str | None, str | None]:
+    ca, rev = [], []
+    for s in _sentences(text):
+        if re.match(r"The Claims Administrator", s, re.I):
+            ca.append(s)
+        elif re.match(r"The (?:Physician|Expert) Reviewer", s, re.I):
+            rev.append(s)
+        elif rev:
+            rev.append(s)
+        else:
+            ca.append(s)
+    return (" ".join(ca) or None), (" ".join(rev) or None)
+
+
+def _parse_guideline_b(text: str) -> tuple[str | None, list[str], list[str]]:
+    """'The Physician Reviewer based his/her decision on the <guideline>, <section>, pages N-M,
+    which is part of the MTUS.' (several such sentences may follow)."""
+    names, sections, pages = [], [], []
+    for s in _sentences(text):
+        m = re.search(r"\b(?:based (?:his/her|his|her|the) decision on|relied on|cited)\s+(.*)",
+                      s, re.I)
+        if not m:
+            continue
+        clause = re.sub(r",?\s*which (?:is|are) (?:not )?part of the MTUS.*$", "", m.group(1),
+                        flags=re.I).rstrip(". ")
+        pm = _PAGES.search(clause)
+        if pm:
+            pages.extend(_pages(pm.group(1)))
+            clause = (clause[:pm.start()] + clause[pm.end():]).strip(" ,.")
+        nm = _GUIDELINE_NAME.match(clause)
+        cut = nm.end() if nm and nm.end() > 0 else len(clause)
+        names.append(re.sub(r"^the\s+", "", clause[:cut].strip(" ,."), flags=re.I))
+        sections.extend(_split_outside_parens(clause[cut:].strip(" ,.")))
+    return "; ".join(n for n in names if n) or None, sections, pages
+
+
+_CREDENTIALS = re.compile(r"State\(s\) of Licensure:\s*(?P<lic>.*?)\s*"
+                          r"Certification\(s\)/Specialty:\s*(?P<spec>.*?)\s*$", re.I)
+_PROSE_CREDENTIALS = re.compile(
+    r"Board[- ]Certified in (?P<spec>[^,.]+?)(?:,? (?:has|with) a sub-?specialty in "
+    r"(?P<sub>[^,.]+?))?,? and (?:is )?licensed to practice in (?P<lic>[^.]+?)\.", re.I)
+
+
+def _split_list(text: str) -> list[str]:
+    return [p.strip() for p in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", text) if p.strip()]
+
+
+def _reviewer(head: str) -> Reviewer:
+    m = _CREDENTIALS.search(head)
+    if m:
+        return Reviewer(specialty=m.group("spec").rstrip(". ") or None,
+                        licensure=_split_list(m.group("lic")))
+    m = _PROSE_CREDENTIALS.search(head)
+    if m:
+        spec = m.group("spec").strip()
+        if m.group("sub"):
+            spec += ", " + m.group("sub").strip()
+        return Reviewer(specialty=spec, licensure=_split_list(m.group("lic")))
+    return Reviewer()
+
+
+# ------------------------------------------------------------------ narrative facts
+
+# sentences about the patient's records (as opposed to guideline text)
+_STRONG_NARRATIVE = re.compile(
+    r"\b(?:patient|injured worker|worker|claimant|employee|applicant|he|she|his|her|him|treater|"
+    r"treating (?:physician|provider|doctor)|in this case|in the case of|progress (?:report|note)s?|"
+    r"documented|medications? (?:are|were|include[sd]?|including)|treatment to date)\b", re.I)
+_WEAK_NARRATIVE = re.compile(r"\b(?:records?|notes?|documentation|documents?)\b", re.I)
+_GUIDELINE_WORDS = re.compile(
+    r"\b(?:MTUS|ODG|ACOEM|guidelines?|recommend\w*|Delphi|UpToDate|should|may be|"
+    r"is indicated)\b", re.I)
+_CONCLUSION = re.compile(
+    r"medically (?:un)?necessary|\bnot medically\b|\bcriteria\b[^.]*\bnot (?:been )?met\b|"
+    r"^(?:Hence|Therefore|Thus|As such|Consequently)\b", re.I)
+_UR_SENTENCE = re.compile(
+    r"\butilization review\b|\bUR\b|\bnon-? ?certif\w*|\bapplication for IMR\b|\bIMR\b", re.I)
+_REQUEST_SENTENCE = re.compile(
+    r"\brequest\w*|\bRFA\b|\bplan of care\b|\btreatment plan\b|\bplan includes\b|"
+    r"\bconsideration of\b", re.I)
+_ANAPHORA = re.compile(r"\b(?:it|its|this medication|the medication|this drug|this treatment|"
+                       r"these treatments|this therapy)\b", re.I)
+
+_NEGATION = re.compile(r"\b(?:no|not|never|without|denie[sd]|negative for|absence of|lack of|"
+                       r"none|nor|neither)\b|n't\b", re.I)
+_HEDGE = re.compile(r"\b(?:possible|possibly|may|might|suspect\w*|questionable|probable|"
+                    r"rule out|r/o|if|unless|whether|should|must|requires?|required)\b", re.I)
+_CLAUSE_SPLIT = re.compile(r";|\bbut\b|\bhowever\b|\balthough\b|\bwhile\b|\bwhereas\b|"
+                           r",\s*and\s+(?=(?:this|the|he|she|it|there|his|her)\b)", re.I)
+
+_ACUTE = re.compile(r"\bacute\s+(?:[a-z]+\s+){0,3}?(?:flare(?:-|\s)?ups?|exacerbations?)\b|"
+                    r"\bflare(?:-|\s)?ups?\b|\bexacerbations?\b", re.I)
+_SPASM = re.compile(r"\bspasms?\b(?!\s+flare|\s+exacerbation)", re.I)
+_RTW_FALSE = re.compile(r"\btemporarily (?:and )?(?:totally )?(?:disabled|diabled|disable)\b|"
+                        r"\bTTD\b|\boff work\b|\bnot (?:currently )?working\b|"
+                        r"\bhas not returned to work\b|\bunable to work\b", re.I)
+_RTW_TRUE = re.compile(r"\breturned to (?:full |modified |regular |light )?(?:duty|work)\b|"
+                       r"\bworking (?:full|modified|regular|light) duty\b|\bis (?:currently )?working\b",
+                       re.I)
+
+_FI_NEG = re.compile(
+    r"\bno\s+(?:[a-z]+\s+){0,3}?(?:improvement|benefit)\b|\bonly subjective\b|"
+    r"\bnot\s+(?:[a-z]+\s+){0,4}?improvement\b|\bwithout\s+(?:[a-z]+\s+){0,4}?improvement\b|"
+    r"\b(?:lack|absence) of\s+(?:[a-z]+\s+){0,4}?improvement\b|"
+    r"\bnot\s+document\w*\s+(?:its|the|any)\s+(?:impact|effect|efficacy|benefit|response)\b|"
+    r"\b(?:response|efficacy|benefit|impact|effect)\b[^.]{0,40}?\b(?:is|are|was|were)\s+not\s+"
+    r"(?:provided|documented|noted|reported|stated|given)\b", re.I)
+_FI_PERCENT = re.compile(r"\bimproved\s+(?:by\s+)?(\d{1,3})\s*%|(\d{1,3})\s*%\s+improvement\s+in\s+"
+                         r"(?:function|activities|ADL)", re.I)
+_FI_POS = re.compile(
+    r"\bfunctional (?:improvement|gains?)\b|"
+    r"\b(?:improved|increased|better)\s+(?:[a-z]+\s+){0,2}?(?:function|ADLs?|activities of daily "
+    r"living|walking|sitting|standing|work capacity)\b|\breduction in work restrictions\b", re.I)
+_SMALL_PERCENT = 30  # below this a self-reported % is not clinically significant improvement
+
+_NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+                 "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+_NUM = r"(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|a|an)"
+_DUR_VAGUE_MONTHS = re.compile(r"\bfor (?:several |many |a few |some )?months\b", re.I)
+_DUR_YEARS = re.compile(r"\bfor (?:many |several )?years\b", re.I)
+_DUR_COMPARE = re.compile(r"\b(?:longer|more|greater) than\s+(?:the\s+)?(?:recommended\s+)?"
+                          r"(?:maximum\s+)?(?:of\s+)?" + _NUM + r"\s+(weeks?|months?|years?)\b", re.I)
+_DUR_FOR = re.compile(r"\b(?:for|over|in excess of)\s+(?:(?:over|more than|about|approximately|"
+                      r"at least)\s+)?" + _NUM + r"\s+(weeks?|months?|years?)\b(?!\s+ago)", re.I)
+_DUR_WINDOW = re.compile(r"\bin excess of the (?:initial )?treatment (?:window|period)\b", re.I)
+_WINDOW_WEEKS = re.compile(r"\b(\d+)\s*(?:-|to)\s*(\d+)\s*weeks?\b", re.I)
+_SINCE = re.compile(r"\bsince\s+(" + _DATE + r")|\b(?:first|initially)\s+(?:noted|prescribed|"
+                    r"documented|started)\s+(?:[\w]+\s+){0,5}?(?:dated|on|in)\s+(" + _DATE + r")",
+                    re.I)
+_INTERMITTENT = re.compile(r"\bintermittent(?:ly)?\b|\bas needed\b|\bp\.?r\.?n\.?\b|"
+                           r"\boccasional(?:ly)?\b", re.I)
+_REGULAR = re.compile(r"\bconsistently\b|\bregularly\b|\bcontinuously\b|\bevery day\b|"
+                      r"\bon a daily basis\b", re.I)
+_PRIOR_SESSIONS = re.compile(
+    r"\b(?:completed|attended|had|received|undergone|underwent|finished)\s+(?:a total of\s+)?"
+    + _NUM + r"\s+(?:prior\s+|previous\s+)?(?:[a-z]+\s+){0,2}?(?:sessions?|visits?|treatments?)\b|"
+    r"\b" + _NUM + r"\s+(?:prior|previous|completed)\s+(?:[a-z]+\s+){0,2}?(?:sessions?|visits?)\b",
+    re.I)
+_PRIOR_WORDS = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b|\bprior\b|"
+                          r"\bpreviously\b|\balready\b|\breceived\b|\bcompleted\b|\battempted\b|"
+                          r"\btreated with\b|\bhas had\b", re.I)
+_INCOMPLETE = re.compile(r"\bincomplete\b|\bno dosage\b|\bwithout (?:a )?(?:dosage|quantity)\b",
+                         re.I)
+
+_AGE_SEX = re.compile(r"\b(\d{1,3})[- ]years?[- ]old\s+(?:[a-z]+\s+)?(male|female|man|woman|"
+                      r"gentleman|lady)\b", re.I)
+_INJURY = re.compile(r"(?:injury|injured)\s*(?:on|dated|of|date(?:d)?(?: of)?|:)\s*(" + _DATE + ")"
+                     r"|date of injury\s*(?:is|of|was|:)?\s*(" + _DATE + ")", re.I)
+_UR_DATES = (
+    re.compile(r"\bOn\s+(" + _DATE + r"),?\s+(?:the\s+)?(?:Utilization Review|UR)\b", re.I),
+    re.compile(r"\b(?:Utilization Review|UR)\b[^.]{0,60}?\b(?:on|dated)\s+(" + _DATE + ")", re.I),
+    re.compile(r"\b(?:denied|non-? ?certified|modified)\s+(?:on|dated)\s+(" + _DATE + ")", re.I),
+)
+_RFA_DATE = re.compile(r"\b(?:RFA|Request for Authori[sz]ation)\b[^.]{0,40}?\b(?:dated|on|of)\s+("
+                       + _DATE + ")", re.I)
+_DIAG_INTRO = re.compile(
+    r"\b(?:diagnos(?:es|is)\b(?:\s+[a-z]+){0,4}?\s+(?:are|is|were|include[sd]?|including|of)"
+    r"|diagnosed\s+(?:as having|with)|has been treated for)\s*:?\s+(?P<list>[^.]+)", re.I)
+_DIAG_GLUED = re.compile(r"(?<=(?:sis|thy|tis))\s+(?=(?:lumbar|cervical|thoracic)\b)", re.I)
+
+
+class _Sent:
+    __slots__ = ("text", "block", "narrative", "conclusion", "ur", "request", "drugs",
+                 "modalities", "item", "refers")
+
+    def __init__(self, text: str, block: str, item: int | None):
+        self.text = text
+        self.block = block
+        self.item = item
+        self.conclusion = bool(_CONCLUSION.search(text))
+        self.ur = bool(_UR_SENTENCE.search(text))
+        self.request = bool(_REQUEST_SENTENCE.search(text))
+        strong = _STRONG_NARRATIVE.search(text)
+        weak = _WEAK_NARRATIVE.search(text)
+        self.narrative = (block == "summary" or bool(strong)
+                          or (bool(weak) and not _GUIDELINE_WORDS.search(text)))
+        self.drugs = [(_DRUG_NAMES[m.group(1).lower()], m.group(1).lower(), m.start())
+                      for m in _DRUG_RE.finditer(text)]
+        self.modalities = {name for name, rx in _MODALITY_RES if rx.search(text)}
+        # generics and modalities this sentence is about, named or referred to ("it")
+        self.refers = {d[0] for d in self.drugs} | self.modalities
+
+    @property
+    def fact(self) -> bool:
+        """A statement about this patient that is not a decision (UR's or the reviewer's)."""
+        return self.narrative and not self.conclusion and not self.ur
+
+
+class _Med:
+    __slots__ = ("generic", "written", "since", "intermittent")
+
+    def __init__(self, generic: str, written: str):
+        self.generic, self.written = generic, written
+        self.since: dt.date | None = None
+        self.intermittent: bool | None = None
+
+
+def _clauses(sentence: str) -> list[str]:
+    return [c for c in _CLAUSE_SPLIT.split(sentence) if c.strip()]
+
+
+def _polarity(clause: str, start: int) -> bool | None:
+    """True if the term at ``start`` is asserted, False if negated, None if hedged."""
+    before = clause[:start]
+    if _NEGATION.search(before):
+        return False
+    if _HEDGE.search(before):
+        return None
+    return True
+
+
+def _finding(sentences: Iterable[str], term: re.Pattern) -> bool | None:
+    """Negative statements win: a reviewer's 'no evidence of X' outweighs a passing mention."""
+    seen: bool | None = None
+    for s in sentences:
+        for clause in _clauses(s):
+            for m in term.finditer(clause):
+                p = _polarity(clause, m.start())
+                if p is False:
+                    return False
+                if p:
+                    seen = True
+    return seen
+
+
+def detect_acute_exacerbation(text: str) -> bool | None:
+    """Whether an acute exacerbation/flare-up is asserted (True), denied (False) or not stated."""
+    return _finding(_sentences(text), _ACUTE)
+
+
+def detect_functional_improvement(text: str) -> bool | None:
+    """Objective functional improvement from prior treatment: documented, denied or not stated."""
+    return _functional_improvement(_sentences(text))
+
+
+def _functional_improvement(sentences: Iterable[str]) -> bool | None:
+    seen: bool | None = None
+    for s in sentences:
+        if _FI_NEG.search(s):
+            return False
+        for m in _FI_PERCENT.finditer(s):
+            if int(m.group(1) or m.group(2)) < _SMALL_PERCENT:
+                return False
+        for clause in _clauses(s):
+            for m in _FI_POS.finditer(clause):
+                if _polarity(clause, m.start()):
+                    seen = True
+    return seen
+
+
+def _to_int(word: str) -> int:
+    return int(word) if word.isdigit() else _NUMBER_WORDS[word.lower()]
+
+
+def _weeks(n: int, unit: str) -> int:
+    unit = unit.lower()
+    if unit.startswith("week"):
+        return n
+    if unit.startswith("month"):
+        return n * 52 // 12
+    return n * 52
+
+
+def _duration_weeks(sentences: Iterable[str], window_text: str) -> int | None:
+    """Lower bound on weeks of prior use, from phrases such as 'for months'."""
+    found: list[int] = []
+    for s in sentences:
+        for clause in _clauses(s):
+            for m in _DUR_COMPARE.finditer(clause):
+                if _NEGATION.search(clause[:m.start()]):
+                    continue
+                n, unit = _to_int(m.group(1)), m.group(2)
+                found.append(_weeks(n, unit) + (1 if unit.lower().startswith("week") else 0))
+            for m in _DUR_FOR.finditer(clause):
+                if _NEGATION.search(clause[:m.start()]):
+                    continue
+                found.append(_weeks(_to_int(m.group(1)), m.group(2)))
+            if _DUR_VAGUE_MONTHS.search(clause):
+                found.append(8)
+            if _DUR_YEARS.search(clause):
+                found.append(104)
+            if _DUR_WINDOW.search(clause):
+                # beyond the treatment window the rationale just quoted (e.g. "2-3 weeks")
+                windows = [int(w.group(2)) for w in _WINDOW_WEEKS.finditer(window_text)]
+                if windows:
+                    found.append(min(windows) + 1)
+    return max(found) if found else None
+
+
+def _split_diagnoses(text: str) -> list[str]:
+    parts = _split_outside_parens(text)
+    out: list[str] = []
+    for k, part in enumerate(parts):
+        part = re.sub(r"^(?:and|or)\s+", "", part.strip())
+        pieces = [part]
+        if k == len(parts) - 1:
+            # the list's final "and": split it unless it joins single modifiers ("neck and low back sprain")
+            m = re.match(r"^(.*\S)\s+and\s+(\S.*)$", part)
+            if m and len(m.group(1).split()) >= 2:
+                pieces = [m.group(1), m.group(2)]
+        for piece in pieces:
+            out.extend(p.strip() for p in _DIAG_GLUED.split(piece) if p.strip())
+    return out
+
+
+class _Narrative:
+    """Sentences of the summary and rationales, classified once, and the letter-level facts."""
+
+    def __init__(self, letter: ParsedLetter, head: str):
+        self.letter = letter
+        self.sents: list[_Sent] = []
+        self._add_block(letter.summary, "summary", None)
+        for k, item in enumerate(letter.items):
+            self._add_block(item.rationale, "rationale", k)
+        summary = [s for s in self.sents if s.block == "summary"]
+        rationale = [s for s in self.sents if s.block == "rationale"]
+
+        self.age = self.sex = None
+        for s in summary + rationale:
+            m = _AGE_SEX.search(s.text)
+            if m:
+                self.age = int(m.group(1))
+                self.sex = "male" if m.group(2).lower() in ("male", "man", "gentleman") else "female"
+                break
+        self.injury = _date(_first_group(re.search(r"Date of Injury:\s*(" + _DATE + ")", head, re.I)))
+        if self.injury is None:
+            for s in summary + rationale:
+                self.injury = _date(_first_group(_INJURY.search(s.text)))
+                if self.injury:
+                    break
+        self.ur = _date(_first_group(re.search(r"Date of UR Decision:\s*(" + _DATE + ")", head,
+                                               re.I)))
+        if self.ur is None:
+            hits = [(m.start(), m.group(1)) for rx in _UR_DATES for m in rx.finditer(letter.summary)]
+            self.ur = _date(min(hits)[1]) if hits else None
+        self.rfa = None
+        for s in summary + rationale:
+            self.rfa = _date(_first_group(_RFA_DATE.search(s.text)))
+            if self.rfa:
+                break
+
+        self.diagnoses = self._diagnoses(letter.summary) or self._diagnoses(
+            " ".join(s.text for s in rationale if s.fact))
+        self.meds = self._medications()
+
+    def _add_block(self, text: str, block: str, item: int | None) -> None:
+        prev: _Sent | None = None
+        for t in _sentences(text):
+            s = _Sent(t, block, item)
+            if not s.refers and prev is not None and _ANAPHORA.search(t):
+                # "Length it use ... not provided": refers to what the last sentence named
+                s.refers = prev.refers
+            self.sents.append(s)
+            prev = s
+
+    @staticmethod
+    def _diagnoses(text: str) -> list[str]:
+        out: list[str] = []
+        for m in _DIAG_INTRO.finditer(text):
+            lst = m.group("list").strip()
+            if not lst or lst[0].isdigit():
+                continue
+            for d in _split_diagnoses(lst):
+                if d and d not in out:
+                    out.append(d)
+        return out
+
+    def _medications(self) -> list[_Med]:
+        meds: dict[str, _Med] = {}
+        for s in self.sents:
+            if not s.fact:
+                continue
+            for clause_start, clause in _clause_spans(s.text):
+                for generic, written, pos in s.drugs:
+                    if not clause_start <= pos < clause_start + len(clause):
+                        continue
+                    if s.request:
+                        continue  # requested or planned is not taken
+                    if _NEGATION.search(clause[:pos - clause_start]):
+                        continue
+                    meds.setdefault(generic, _Med(generic, written))
+        for s in self.sents:
+            if not s.fact:
+                continue
+            for m in _SINCE.finditer(s.text):
+                before = [d for d in s.drugs if d[2] < m.start()] or s.drugs
+                if before and before[-1][0] in meds and meds[before[-1][0]].since is None:
+                    meds[before[-1][0]].since = _date(m.group(1) or m.group(2))
+            generics = {d[0] for d in s.drugs}
+            for g in generics & meds.keys():
+                if _INTERMITTENT.search(s.text):
+                    meds[g].intermittent = True
+                elif _REGULAR.search(s.text) and meds[g].intermittent is None:
+                    meds[g].intermittent = False
+        return list(meds.values())
+
+    # per-letter findings ------------------------------------------------------------
+
+    def fact_sentences(self) -> list[str]:
+        return [s.text for s in self.sents if s.fact]
+
+    def findings(self) -> dict[str, Any]:
+        facts = self.fact_sentences()
+        out: dict[str, Any] = {}
+        acute = _finding(facts, _ACUTE)
+        if acute is not None:
+            out["acute_exacerbation"] = acute
+        spasm = _finding(facts, _SPASM)
+        if spasm is not None:
+            out["muscle_spasm"] = spasm
+        tried: set[str] = set()
+        for s in self.sents:
+            if not s.fact or s.request:
+                continue
+            for clause in _clauses(s.text):
+                for name, rx in _NON_DRUG_FIRST_LINE:
+                    m = rx.search(clause)
+                    if m and not _NEGATION.search(clause[:m.start()]):
+                        tried.add(name)
+        for med in self.meds:
+            cls = _FIRST_LINE_CLASS.get(med.generic)
+            if cls:
+                tried.add(cls)
+        if tried:
+            out["first_line_tried"] = [t for t in FIRST_LINE_ORDER if t in tried]
+        rtw = None
+        for t in facts:
+            if _RTW_FALSE.search(t):
+                rtw = False
+                break
+            m = _RTW_TRUE.search(t)
+            if m:
+                rtw = not _NEGATION.search(t[:m.start()])
+        if rtw is not None:
+            out["return_to_work"] = rtw
+        return out
+
+    # per-request facts ---------------------------------------------------------------
+
+    def request(self, k: int) -> dict[str, Any]:
+        item = self.letter.items[k]
+        text = item.item
+        req: dict[str, Any] = {"item": text}
+        dm = _DRUG_RE.search(text)
+        own = [s for s in self.sents if s.item == k]
+        if dm:
+            generic = _DRUG_NAMES[dm.group(1).lower()]
+            req["drug"] = generic
+            req.update(_item_amounts(text))
+            related = [s for s in self.sents if s.fact and (
+                any(d[0] == generic for d in s.drugs) or (s.item == k and not s.drugs))]
+            med = next((m for m in self.meds if m.generic == generic), None)
+            if med is not None or any(
+                    s.request and _PRIOR_WORDS.search(s.text) and any(d[0] == generic for d in s.drugs)
+                    for s in self.sents):
+                req["prior_treatment"] = True
+            if med is None or med.since is None:
+                weeks = _duration_weeks((s.text for s in related), item.rationale)
+                if weeks is not None:
+                    req["prior_use_weeks"] = weeks
+            fi = _functional_improvement(s.text for s in related)
+            if fi is not None:
+                req["functional_improvement"] = fi
+            incomplete = ("strength" not in req and "quantity" not in req) or any(
+                _INCOMPLETE.search(s.text) for s in own if not s.conclusion)
+            if incomplete:
+                req.setdefault("strength", None)
+                req.setdefault("quantity", None)
+            req["incomplete"] = incomplete
+            return req
+        modality = next((name for name, rx in _MODALITY_RES if rx.search(text)), None)
+        if modality is None:
+            return req
+        req["modality"] = modality
+        sessions = _item_sessions(text)
+        req["sessions"] = sessions
+        related = [s for s in self.sents if s.fact and (
+            modality in s.modalities or (s.item == k and not s.modalities and not s.drugs))]
+        prior_sessions = None
+        for s in related:
+            m = _PRIOR_SESSIONS.search(s.text)
+            if m and not _NEGATION.search(s.text[:m.start()]):
+                prior_sessions = _to_int(next(g for g in m.groups() if g))
+                break
+        prior = prior_sessions is not None and prior_sessions > 0
+        if not prior:
+            prior = bool(re.search(r"\badditional\b|\bcontinued\b|\bmore\b", text, re.I))
+        if not prior:
+            for s in self.sents:
+                if s.conclusion or modality not in s.modalities:
+                    continue
+                if s.request:
+                    # "requesting additional chiropractic treatments"
+                    prior = bool(re.search(r"\badditional\b|\bcontinued\b|\bfurther\b", s.text, re.I))
+                elif s.fact:
+                    prior = not _NEGATION.search(s.text)
+                if prior:
+                    break
+        if prior or prior_sessions is not None:
+            req["prior_sessions"] = prior_sessions
+            req["prior_treatment"] = prior
+        fi = _functional_improvement(s.text for s in related)
+        if fi is not None:
+            req["functional_improvement"] = fi
+        regions = [name for name, rx in _REGION_RES if rx.search(text)]
+        if regions:
+            req["body_region"] = [r for r in _BODY_REGION_ORDER if r in regions]
+        req["incomplete"] = sessions is None
+        return req
+
+
+def _clause_spans(text: str) -> list[tuple[int, str]]:
+    spans, pos = [], 0
+    for m in _CLAUSE_SPLIT.finditer(text):
+        spans.append((pos, text[pos:m.start()]))
+        pos = m.end()
+    spans.append((pos, text[pos:]))
+    return spans
+
+
+def _first_group(m: re.Match | None) -> str | None:
+    if not m:
+        return None
+    return next((g for g in m.groups() if g), None)
+
+
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)\s*(mg|mcg|g|%|ml)\b", re.I)
+_COMBO = re.compile(r"\b(\d+(?:\.\d+)?/\d+(?:\.\d+)?)\b")
+_REFILLS = (re.compile(r"refills?\s*(?:x|:)?\s*(\d+)", re.I),
+            re.compile(r"\bx\s*(\d+)\s*refills?", re.I),
+            re.compile(r"(?<![#\d])(\d+)\s*refills?", re.I))
+_QTY = (re.compile(r"#\s*(\d+)"),
+        re.compile(r"\b(?:qty|quantity)\.?\s*:?\s*(\d+)", re.I),
+        re.compile(r"(?<![\w.])x\s*(\d+)\b", re.I),
+        re.compile(r"\b(\d+)\s*(?:tablets|tabs|capsules|caps|pills|patches)\b", re.I))
+
+
+def _item_amounts(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    m = _STRENGTH.search(text)
+    if m:
+        amount = re.sub(r"\s+", "", m.group(1))
+        out["strength"] = f"{amount} {m.group(2).lower()}"
+    else:
+        m = _COMBO.search(text)
+        if m:
+            out["strength"] = f"{m.group(1)} mg"
+    refill = next((m for rx in _REFILLS if (m := rx.search(text))), None)
+    rest = text[:refill.start()] + text[refill.end():] if refill else text
+    if refill:
+        out["refills"] = int(refill.group(1))
+    qty = next((m for rx in _QTY if (m := rx.search(rest))), None)
+    if qty:
+        out["quantity"] = int(qty.group(1))
+    return out
+
+
+def _item_sessions(text: str) -> int | None:
+    m = re.search(r"\b(\d+)\s*x\s*(\d+)\b", text, re.I)
+    if m:
+        return int(m.group(1)) * int(m.group(2))
+    m = re.search(r"\b" + _NUM + r"\s+(?:[a-z&/,-]+\s+){0,4}?(?:sessions?|visits?|treatments?)\b",
+                  text, re.I)
+    if m and m.group(1).lower() not in ("a", "an"):
+        return _to_int(m.group(1))
+    m = re.search(r"(?<![\w.])x\s*(\d+)\b", text, re.I)
+    return int(m.group(1)) if m else None
+
+
+# ------------------------------------------------------------------ the case
+
+def letter_to_case(parsed: ParsedLetter, case_id: str) -> dict[str, Any]:
+    """The case a careful reader derives from the letter's narrative, as plain data.
+
+    Dates are ISO strings. Facts the letter does not state are left out; ``prior_sessions``
+    (prior treatment documented, count unknown) and the amounts of an incomplete request are
+    kept as explicit nulls.
+    """
+    facts = parsed._facts
+    if facts is None:  # a ParsedLetter built from data rather than parse_letter
+        facts = _Narrative(parsed, "")
+        parsed._facts = facts
+    case: dict[str, Any] = {"id": case_id}
+    patient = {k: v for k, v in (("age", parsed.patient_age), ("sex", parsed.patient_sex))
+               if v is not None}
+    if patient:
+        case["patient"] = patient
+    if parsed.injury_date:
+        case["injury_date"] = parsed.injury_date.isoformat()
+    request_date = parsed.rfa_date
+    # An RFA date before the documented start of a drug cannot be that drug's request
+    # (letter 003 repeats one item's RFA date in the other item's rationale).
+    if request_date and any(m.since and m.since > request_date for m in facts.meds):
+        request_date = None
+    request_date = request_date or parsed.ur_date
+    if request_date:
+        case["request_date"] = request_date.isoformat()
+    if parsed.diagnoses:
+        case["diagnoses"] = list(parsed.diagnoses)
+    findings = facts.findings()
+    if findings:
+        case["findings"] = findings
+    meds = []
+    for m in facts.meds:
+        d: dict[str, Any] = {"name": m.generic}
+        if m.since:
+            d["since"] = m.since.isoformat()
+        if m.intermittent is not None:
+            d["intermittent"] = m.intermittent
+        meds.append(d)
+    if meds:
+        case["medications"] = meds
+    case["requests"] = [facts.request(k) for k in range(len(parsed.items))]
+    return case
