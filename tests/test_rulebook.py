@@ -58,8 +58,9 @@ def _break(path, old, new):
     ("chronic-pain/baclofen.yaml", "until: 2016-07-17", "until: 2019-01-01", "lies outside edition mtus-2009"),
 ])
 def test_lint_errors_name_file_and_line(rules_copy, file, old, new, needle):
-    lines = (rules_copy / file).read_text().splitlines()
-    needle = needle.replace("{line}", str(next(i for i, l in enumerate(lines, 1) if old in l)))
+    if "{line}" in needle:
+        lines = (rules_copy / file).read_text().splitlines()
+        needle = needle.replace("{line}", str(next(i for i, l in enumerate(lines, 1) if old in l)))
     _break(rules_copy / file, old, new)
     with pytest.raises(RulebookError) as exc:
         load_rulebook(rules_copy)
