@@ -36,23 +36,52 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("cases", nargs=-1, required=True)
+@click.argument("cases", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True)
 @click.option("--explain", is_flag=True, help="Also show which durable_rules rules fired.")
 @click.option("--color/--no-color", default=None, help="Colour text output (default: when a terminal).")
+@click.option("--batch", "batch_input", metavar="INPUT",
+              help="Evaluate many cases: a JSONL file (one case a line), a directory of case files, or -.")
+@click.option("--output", "batch_output", type=click.Path(dir_okay=False),
+              help="With --batch: write JSON lines here (default stdout).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --batch: worker processes (output is identical for any number).")
+@click.option("--resume", is_flag=True, help="With --batch --output: continue an interrupted run.")
+@click.option("--max-bytes", type=click.IntRange(1), default=5 * 1024 * 1024, show_default=True,
+              help="Largest case file (or JSONL line) accepted.")
+@click.option("--quiet", is_flag=True, help="Nothing on stderr but errors (no progress bar).")
+@click.option("--log-cases", is_flag=True, help="Log each case's contents to stderr (off by default: case data is private).")
 @rules_option
-def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None,
-             rules_dir: str | None) -> None:
-    """Evaluate CASE files (YAML or JSON; - reads standard input).
+def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None, batch_input: str | None,
+             batch_output: str | None, workers: int, resume: bool, max_bytes: int, quiet: bool,
+             log_cases: bool, rules_dir: str | None) -> None:
+    """Evaluate CASE files (YAML or JSON; - reads standard input), or a --batch of cases.
 
     Prints one determination per request, in request order. A bad case file is reported on
     standard error and the others are still evaluated; the exit code is then 2.
+
+    With --batch, writes one JSON line per case in input order (index, source, case_id,
+    determinations, or error) and then a summary line; --resume after a kill finishes the run
+    with every case exactly once.
     """
     from .api import evaluate_sources
     from .render import render, to_json
+    if batch_input:
+        if cases:
+            click.echo("error: give CASE files or --batch INPUT, not both", err=True)
+            raise SystemExit(EXIT_BAD_INPUT)
+        _run_batch(batch_input, batch_output, workers, resume, max_bytes, quiet, log_cases, rules_dir)
+        return
+    if not cases:
+        click.echo("error: no CASE given (a file, - for stdin, or --batch INPUT)", err=True)
+        raise SystemExit(EXIT_BAD_INPUT)
     engine = _engine(rules_dir)
-    results = evaluate_sources(list(cases), engine, explain=explain)
+    results = evaluate_sources(list(cases), engine, explain=explain, max_bytes=max_bytes)
+    if log_cases:
+        for item in results:
+            if item.result is not None:
+                click.echo(f"case {item.source}: {item.result.case_id}", err=True)
     color = sys.stdout.isatty() if color is None else color
     failed = False
     json_docs = []
@@ -72,6 +101,35 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
     if fmt == "json" and json_docs:
         click.echo(to_json(json_docs[0] if len(cases) == 1 else json_docs), nl=False)
     if failed:
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _run_batch(source: str, output: str | None, workers: int, resume: bool, max_bytes: int,
+               quiet: bool, log_cases: bool, rules_dir: str | None) -> None:
+    from .batch import run_batch
+    _engine(rules_dir)  # a broken rulebook fails before any output is written
+    bar = None
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        from rich.progress import Progress
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task("cases", total=None)
+        progress = lambda n: bar.update(task, completed=n)  # noqa: E731
+    try:
+        summary = run_batch(source, output=output, workers=workers, resume=resume, rules_dir=rules_dir,
+                            max_bytes=max_bytes, progress=progress)
+    except MtusError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    finally:
+        if bar:
+            bar.stop()
+    if not quiet:
+        click.echo(f"{summary['cases']} cases, {summary['requests']} requests, "
+                   f"{summary['errors']} errors: " + ", ".join(f"{k} {v}" for k, v in summary["by_decision"].items()),
+                   err=True)
+    if summary["errors"]:
         raise SystemExit(EXIT_BAD_INPUT)
 
 

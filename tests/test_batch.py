@@ -1,0 +1,114 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mtus_engine.batch import resume_point, run_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cases(n: int) -> str:
+    items = ["Flexeril 7.5 mg #20", "Soma 350 mg #60", "Acupuncture 6 sessions lumbar", "Ambien 10 mg #30",
+             "Chiropractic 2x6 lumbar", "Robaxin 750 mg #120"]
+    lines = []
+    for i in range(n):
+        case = {"id": f"c{i}", "request_date": "2014-06-20",
+                "findings": {"acute_exacerbation": i % 3 == 0},
+                "requests": [{"item": items[i % len(items)], "prior_sessions": i % 7}
+                             if "sessions" in items[i % len(items)] or "2x6" in items[i % len(items)]
+                             else {"item": items[i % len(items)], "prior_use_weeks": i % 5}]}
+        lines.append(json.dumps(case))
+        if i % 97 == 13:
+            lines.append('{"id": "broken", "requests": [{"item": "Soma", "quantity": "sixty"}]}')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def jsonl(tmp_path_factory):
+    p = tmp_path_factory.mktemp("batch") / "cases.jsonl"
+    p.write_text(_cases(600))
+    return p
+
+
+@pytest.fixture(scope="module")
+def full_output(jsonl, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "out.jsonl"
+    run_batch(str(jsonl), output=str(out), workers=1)
+    return out.read_bytes()
+
+
+def test_output_order_summary_and_errors(full_output):
+    lines = [json.loads(l) for l in full_output.splitlines()]
+    body, summary = lines[:-1], lines[-1]["summary"]
+    assert [r["index"] for r in body] == list(range(len(body)))
+    assert summary["cases"] == len(body) == 607
+    assert summary["errors"] == 7 and all("sixty" in r["error"] for r in body if "error" in r)
+    assert summary["requests"] == 600 and sum(summary["by_decision"].values()) == 600
+
+
+def test_one_and_two_workers_are_byte_identical(jsonl, full_output, tmp_path):
+    out = tmp_path / "two.jsonl"
+    run_batch(str(jsonl), output=str(out), workers=2, chunk_size=16)
+    assert out.read_bytes() == full_output
+
+
+@settings(max_examples=25, deadline=None)
+@given(cut=st.floats(0, 1))
+def test_resume_after_a_cut_at_any_byte_gives_every_case_exactly_once(jsonl, full_output, tmp_path_factory, cut):
+    out = tmp_path_factory.mktemp("cut") / "out.jsonl"
+    out.write_bytes(full_output[: int(len(full_output) * cut)])
+    run_batch(str(jsonl), output=str(out), resume=True)
+    assert out.read_bytes() == full_output
+
+
+def test_resume_after_a_real_kill(jsonl, full_output, tmp_path):
+    big = tmp_path / "big.jsonl"
+    big.write_text(_cases(6000))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "mtus_engine", "evaluate", "--batch", str(big), "--output", str(out),
+           "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    deadline = time.time() + 30
+    while time.time() < deadline and (not out.exists() or out.stat().st_size < 200_000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run(cmd + ["--resume"], cwd=ROOT, check=False)
+    reference = tmp_path / "ref.jsonl"
+    subprocess.run(cmd[:6] + ["--output", str(reference), "--quiet"], cwd=ROOT, check=False)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_directory_input_and_non_case_files(tmp_path):
+    d = tmp_path / "cases"
+    d.mkdir()
+    (d / "a.yaml").write_text("id: a\nrequest_date: 2014-06-20\nrequests:\n  - item: Soma 350 mg #20\n")
+    (d / "b.json").write_text('{"id": "b", "requests": [{"item": "Flexeril #20"}]}')
+    (d / "notes.txt").write_text("hello")
+    out = tmp_path / "o.jsonl"
+    summary = run_batch(str(d), output=str(out))
+    recs = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r.get("case_id") for r in recs[:-1]] == ["a", "b", None]
+    assert "not a case file" in recs[2]["error"] and summary["errors"] == 1
+
+
+def test_resume_refuses_a_foreign_file(jsonl, tmp_path):
+    out = tmp_path / "o.jsonl"
+    out.write_text('{"index": 5}\n')
+    from mtus_engine.errors import InputError
+    with pytest.raises(InputError, match="index 5, expected 0"):
+        resume_point(out)
+
+
+def test_cli_batch_exit_code_and_stdout(jsonl):
+    r = subprocess.run([sys.executable, "-m", "mtus_engine", "evaluate", "--batch", "-", "--quiet"],
+                       input=jsonl.read_bytes()[:5000], capture_output=True, cwd=ROOT)
+    lines = r.stdout.decode().splitlines()
+    assert json.loads(lines[-1])["summary"]["cases"] == len(lines) - 1
+    assert r.returncode in (0, 2)
