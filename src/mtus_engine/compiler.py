@@ -101,16 +101,23 @@ class CompiledRulebook:
     families: list[Family]
     by_drug: dict[str, int]            # generic drug -> family index
     by_modality: dict[str, int]
+    by_class: dict[str, int] = None    # drug class -> family index
 
     @property
     def request_keys(self) -> frozenset[str]:
         return frozenset().union(*(f.request_keys for f in self.families))
 
-    def family_for(self, drug: str | None, modality: str | None) -> Family | None:
-        idx = self.by_drug.get(drug) if drug else None
-        if idx is None and modality:
-            idx = self.by_modality.get(modality)
-        return self.families[idx] if idx is not None else None
+    def families_for(self, facts: dict[str, Any]) -> list[Family]:
+        """Every family with a rule that could match this request fact (usually one)."""
+        idx = set()
+        if (d := facts.get("drug")) in self.by_drug:
+            idx.add(self.by_drug[d])
+        if (m := facts.get("modality")) in self.by_modality:
+            idx.add(self.by_modality[m])
+        for cls, i in self.by_class.items():
+            if facts.get(flag("drug_class", cls)) is True:
+                idx.add(i)
+        return [self.families[i] for i in sorted(idx)]
 
 
 def _keys(node: Any, out: set[str]) -> None:
@@ -152,8 +159,8 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
     content = json.dumps(definition, sort_keys=True).encode()
     # one immutable ruleset name per rulebook version and content
     name = f"mtus-{rulebook.version}-{hashlib.sha256(content).hexdigest()[:12]}"
-    families, by_drug, by_modality = _families(rulebook, definition, name)
-    return CompiledRulebook(name, definition, actions, rulebook, families, by_drug, by_modality)
+    families, by_drug, by_modality, by_class = _families(rulebook, definition, name)
+    return CompiledRulebook(name, definition, actions, rulebook, families, by_drug, by_modality, by_class)
 
 
 def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
@@ -174,6 +181,8 @@ def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
     for rule in rulebook.rules:
         for m in rule.applies_to.modalities:
             targets.setdefault(("modality", m), []).append(rule.id)
+        for c in rule.applies_to.classes:
+            targets.setdefault(("class", c), []).append(rule.id)
     for ids in targets.values():
         for other in ids[1:]:
             parent[find(other)] = find(ids[0])
@@ -191,13 +200,15 @@ def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
         index_of[root] = n
     by_drug = {t: index_of[find(ids[0])] for (k, t), ids in targets.items() if k == "drug"}
     by_modality = {t: index_of[find(ids[0])] for (k, t), ids in targets.items() if k == "modality"}
-    return families, by_drug, by_modality
+    by_class = {t: index_of[find(ids[0])] for (k, t), ids in targets.items() if k == "class"}
+    return families, by_drug, by_modality, by_class
 
 
 def chained_facts(compiled: CompiledRulebook, fired: list[str]) -> list[dict]:
     """Stage two's input: stage one's conclusions that a certify join can use."""
     out = []
-    for name in fired:
+    # a rule fires once per satisfied $or branch; each conclusion is asserted once
+    for name in dict.fromkeys(fired):
         act = compiled.actions[name]
         rule = compiled.rulebook.by_id[act.rule_id]
         if rule.recommendation != "recommended":

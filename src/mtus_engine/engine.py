@@ -121,37 +121,53 @@ class Engine:
         return self._fire(request_facts(case, DerivedRequest(fields), self.rulebook))
 
     def _fire(self, facts: dict[str, Any]) -> list[str]:
-        family = self.compiled.family_for(facts.get("drug"), facts.get("modality"))
-        if family is None:
-            return []  # no rule targets this drug or modality
-        ruleset = self._rulesets[self.compiled.families.index(family)]
-        # only the keys some rule reads cross into durable_rules: less JSON, smaller facts
-        used = family.request_keys
-        return ruleset.evaluate([{k: v for k, v in facts.items() if k in used}],
-                                lambda fired: chained_facts(self.compiled, fired))
+        fired: list[str] = []
+        # a family holds every rule that can match this fact; no family, no rule can
+        for family in self.compiled.families_for(facts):
+            ruleset = self._rulesets[self.compiled.families.index(family)]
+            # only the keys some rule reads cross into durable_rules: less JSON, smaller facts
+            used = family.request_keys
+            fired += ruleset.evaluate([{k: v for k, v in facts.items() if k in used}],
+                                      lambda f: chained_facts(self.compiled, f))
+        return fired
 
     # -------------------------------------------------------------- internals
     def _evaluate_request(self, case: Case, req: DerivedRequest, provenance: dict[str, str],
                           edition: str) -> Determination:
         facts = request_facts(case, req, self.rulebook)
+        return self.determine(facts, req, provenance, edition, case.request_date)
+
+    def determine(self, facts: dict[str, Any], req: dict[str, Any] | None = None,
+                  provenance: dict[str, str] | None = None, edition: str | None = None,
+                  request_date: Any = None) -> Determination:
+        """The determination for one request fact (as request_facts builds it).
+
+        The entry point below case handling: the oracle tests compare it with an independent
+        evaluator over the whole fact vocabulary.
+        """
+        req = req if isinstance(req, DerivedRequest) else DerivedRequest(req or {"item": "<facts>", **{
+            k: v for k, v in facts.items() if k in ("drug", "modality", "quantity", "refills", "sessions")}})
+        edition = edition or self.rulebook.manifest.editions[-1].id
         fired = self._fire(facts)
         actions = [self.compiled.actions[name] for name in fired]
         applied = {a.rule_id for a in actions if a.kind == "applies"}
         if not applied:
             return self._no_rule(req, self._why_no_rule(req))
         rules = [r for r in self.rulebook.rules
-                 if r.id in applied and r.edition == edition and r.in_effect(case.request_date)]
+                 if r.id in applied and r.edition == edition and r.in_effect(request_date)]
         if not rules:
-            return self._no_rule(req, f"the rules that cover this item are not in effect on {case.request_date}")
+            return self._no_rule(req, f"the rules that cover this item are not in effect on {request_date}")
         states: dict[tuple[str, str], str] = {}
         for a in actions:
             if a.kind == "criterion":
                 key = (a.rule_id, a.criterion_id)
-                if key in states:
+                # durable_rules activates a rule once per satisfied $or branch: a repeat of the
+                # same state is expected, two different states are a compiler bug
+                if states.get(key, a.state) != a.state:
                     raise EngineError(f"criterion {key} matched two states")
                 states[key] = a.state
         certified = {a.rule_id for a in actions if a.kind == "certify"}
-        return self._decide(req, facts, provenance, rules, states, certified)
+        return self._decide(req, facts, provenance or {}, rules, states, certified)
 
     def _decide(self, req: DerivedRequest, facts: dict, provenance: dict[str, str], rules: list[Rule],
                 states: dict[tuple[str, str], str], certified: set[str]) -> Determination:
