@@ -79,6 +79,9 @@ def test_resume_after_a_real_kill(jsonl, full_output, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    time.sleep(0.5)
+    orphans = subprocess.run(["pgrep", "-f", f"--output {out}"], capture_output=True, text=True).stdout.split()
+    assert orphans == [], "pool workers outlived their killed parent"
     subprocess.run(cmd + ["--resume"], cwd=ROOT, check=False)
     reference = tmp_path / "ref.jsonl"
     subprocess.run(cmd[:6] + ["--output", str(reference), "--quiet"], cwd=ROOT, check=False)

@@ -66,7 +66,22 @@ class Determination:
     reason: str | None = None       # for no-rule: why no rule covers the item
 
     def to_json_data(self) -> dict[str, Any]:
-        return _data(self)
+        # explicit rather than dataclasses.asdict: this runs once per request in batches
+        m = self.modified_request
+        return {
+            "request": self.request, "decision": self.decision,
+            "medically_necessary": self.medically_necessary, "rationale": self.rationale,
+            "citations": [{"guideline": c.guideline, "section": c.section, "pages": c.pages,
+                           "certainty": c.certainty} for c in self.citations],
+            "rules_fired": list(self.rules_fired),
+            "criteria": [{"rule": c.rule, "criterion": c.criterion, "asks": c.asks, "fact": c.fact,
+                          "value": c.value, "source": c.source, "test": c.test, "state": c.state,
+                          "decisive": c.decisive, "finding": c.finding} for c in self.criteria],
+            "missing_documentation": list(self.missing_documentation),
+            "modified_request": None if m is None else {"item": m.item, "quantity": m.quantity,
+                                                         "refills": m.refills, "sessions": m.sessions},
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,4 +98,7 @@ class CaseDetermination:
     determinations: list[Determination] = field(default_factory=list)
 
     def to_json_data(self) -> dict[str, Any]:
-        return _data(self)
+        rb = self.rulebook
+        return {"case_id": self.case_id,
+                "rulebook": {"edition": rb.edition, "version": rb.version, "digest": rb.digest},
+                "determinations": [d.to_json_data() for d in self.determinations]}

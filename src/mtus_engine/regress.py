@@ -228,7 +228,8 @@ def run_regression(paths: Iterable[str | Path], *, workers: int = 1, rules_dir: 
 
         if workers > 1 and total > 1:
             ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-            with ctx.Pool(workers) as pool:
+            from .batch import _quiet_worker
+            with ctx.Pool(workers, initializer=_quiet_worker) as pool:
                 # ordered imap keeps the report in input order whatever the worker count
                 consume(pool.imap(_work, jobs, chunksize=max(1, min(64, total // (workers * 8) or 1))))
         else:
