@@ -63,7 +63,7 @@ def test_rules_commands():
     listing = run("rules", "list", "--format", "json")
     assert {r["id"] for r in json.loads(listing.output)} >= {"cyclobenzaprine.short-course", "acupuncture.trial-and-extension"}
     show = run("rules", "show", "manual-therapy.chiropractic")
-    assert "58-60" in show.output and "functional-improvement" in show.output
+    assert "58-59" in show.output and "page(s) 60 [recalled]" in show.output and "functional-improvement" in show.output
     res = CliRunner().invoke(main, ["rules", "show", "cyclobenzaprin"])
     assert res.exit_code == 2 and "did you mean cyclobenzaprine.short-course" in res.stderr
     assert "rule coverage 10/10 (100%)" in run("rules", "test").output

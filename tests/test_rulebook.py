@@ -67,3 +67,25 @@ def test_lint_errors_name_file_and_line(rules_copy, file, old, new, needle):
     text = "\n".join(exc.value.problems)
     assert needle in text
     assert file.split("/")[-1] in text
+
+
+def test_coverage_doc_is_current(engine, root):
+    from mtus_engine.coverage import coverage_markdown, coverage_rows
+    rows, totals = coverage_rows(engine)
+    assert totals["rule_coverage"] == 1.0 and totals["tests_passed"] == totals["tests"]
+    assert (root / "docs" / "coverage.md").read_text() == coverage_markdown(rows, totals), \
+        "regenerate: mtus rules coverage --format markdown > docs/coverage.md"
+
+
+def test_no_page_is_marked_letter_unless_a_real_letter_cites_it(engine, root):
+    import re
+    letters = " ".join(p.read_text() for p in (root / "cases" / "letters").glob("*.txt"))
+    cited = set(re.findall(r"Page\(s\):\s*([\d\-, ]+)", letters))
+    letter_pages = {p.strip() for group in cited for p in group.split(",") if p.strip()}
+    for rf in engine.rulebook.files.values():
+        if rf.certainty == "letter":
+            assert rf.pages in letter_pages, f"{rf.section} p. {rf.pages} marked letter but no letter cites it"
+        for rule in rf.rules:
+            for extra in rule.also_cites:
+                if extra.certainty == "letter":
+                    assert extra.pages in letter_pages, extra

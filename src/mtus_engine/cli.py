@@ -207,6 +207,37 @@ def rules_show(rule_id: str, compiled: bool, rules_dir: str | None) -> None:
         click.echo(json.dumps(names, indent=2, sort_keys=True))
 
 
+@rules.command("coverage")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@rules_option
+def rules_coverage(fmt: str, rules_dir: str | None) -> None:
+    """Each guideline section: its rules, the facts they read, its tests, and page certainty.
+
+    Exit 1 when a rule is fired by no test (CI runs this through pytest).
+    """
+    from .coverage import coverage_markdown, coverage_rows
+    rows, totals = coverage_rows(_engine(rules_dir))
+    if fmt == "json":
+        click.echo(json.dumps({"sections": rows, "totals": totals}, indent=2))
+    elif fmt == "markdown":
+        click.echo(coverage_markdown(rows, totals), nl=False)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        table = Table("section", "rules (tests)", "facts read", "tests", "pages", box=None)
+        for row in rows:
+            pages = "; ".join(f"{p['pages'] or '-'} " + ("✔" if p["certainty"] == "letter" else f"({p['certainty']})")
+                              for p in row["pages"])
+            table.add_row(row["section"], "\n".join(f"{r['id']} ({r['tests']})" for r in row["rules"]),
+                          ", ".join(row["facts"]) or "-", str(row["tests"]), pages)
+        Console(width=160).print(table)
+        click.echo(f"rule coverage {totals['rules_fired_by_tests']}/{totals['rules']} "
+                   f"({100 * totals['rule_coverage']:.0f}%), {totals['tests_passed']}/{totals['tests']} tests pass, "
+                   f"{totals['pages_letter_verified']}/{totals['pages_cited']} cited pages letter-verified")
+    if totals["rule_coverage"] < 1.0 or totals["tests_passed"] < totals["tests"]:
+        raise SystemExit(1)
+
+
 @rules.command("test")
 @click.option("-v", "--verbose", is_flag=True)
 @rules_option
