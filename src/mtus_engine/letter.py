@@ -26,7 +26,8 @@ from .errors import InputError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
-__all__ = ["DEFAULT_MAX_BYTES", "ParsedItem", "ParsedLetter", "Reviewer", "letter_to_case",
+__all__ = ["DEFAULT_MAX_BYTES", "ParsedItem", "ParsedLetter", "Reviewer",
+           "detect_acute_exacerbation", "detect_functional_improvement", "letter_to_case",
            "parse_letter", "read_letter"]
 
 
@@ -199,18 +200,49 @@ FIRST_LINE_ORDER = ("nsaid", "physical_therapy", "home_exercise", "acupuncture",
 _BODY_REGION_ORDER = ("cervical", "thoracic", "lumbar", "shoulder", "elbow", "forearm", "wrist",
                       "hand", "carpal_tunnel", "hip", "knee", "ankle", "foot")
 
-_DRUG_RE = re.compile(
-    r"\b(" + "|".join(re.escape(n) for n in sorted(_DRUG_NAMES, key=len, reverse=True)) + r")\b",
-    re.I)
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]*")
+_MULTI_WORD_DRUGS: dict[str, list[str]] = {}
+for _name in sorted(_DRUG_NAMES, key=len, reverse=True):
+    if " " in _name:
+        _MULTI_WORD_DRUGS.setdefault(_name.split()[0], []).append(_name)
+_DRUG_FIRST_WORDS = frozenset(n.split()[0] for n in _DRUG_NAMES)
+
+
+def _drug_mentions(text: str, words: set[str] | None = None) -> list[tuple[str, str, int]]:
+    """(generic, name as written in lowercase, position) for each drug named in ``text``.
+
+    A word lookup rather than one large alternation: several times faster on letters.
+    """
+    low = text.lower()
+    if words is not None and words.isdisjoint(_DRUG_FIRST_WORDS):
+        return []
+    out = []
+    skip_to = -1
+    for m in _WORD.finditer(low):
+        if m.start() < skip_to:
+            continue
+        word = m.group()
+        for name in _MULTI_WORD_DRUGS.get(word, ()):
+            if low.startswith(name, m.start()):
+                out.append((_DRUG_NAMES[name], name, m.start()))
+                skip_to = m.start() + len(name)
+                break
+        else:
+            generic = _DRUG_NAMES.get(word)
+            if generic:
+                out.append((generic, word, m.start()))
+    return out
+
+
 _MODALITY_RES = (
     ("chiropractic", re.compile(r"chiropract\w*|\bmanipulation\b|\bmanual therapy\b", re.I)),
     ("acupuncture", re.compile(r"\bacupunct\w*", re.I)),
     ("aquatic_therapy", re.compile(r"\baquatic\b|\bpool therapy\b", re.I)),
     ("massage", re.compile(r"\bmassage\b", re.I)),
-    ("physical_therapy", re.compile(r"\bphysical therapy\b|\bphysiotherapy\b|\bPT\b")),
+    ("physical_therapy", re.compile(r"\b(?i:physical therapy|physiotherapy)\b|\bPT\b")),
 )
 _NON_DRUG_FIRST_LINE = (
-    ("physical_therapy", re.compile(r"\bphysical therapy\b|\bphysiotherapy\b|\bPT\b(?!\s*abd)")),
+    ("physical_therapy", re.compile(r"\b(?i:physical therapy|physiotherapy)\b|\bPT\b")),
     ("home_exercise", re.compile(r"\bhome exercises?\b|\bHEP\b|\bexercise program\b", re.I)),
     ("acupuncture", re.compile(r"\bacupunct\w*", re.I)),
     ("chiropractic", re.compile(r"chiropract\w*", re.I)),
@@ -218,6 +250,9 @@ _NON_DRUG_FIRST_LINE = (
     ("epidural_steroid_injection", re.compile(r"\bepidural\b|\bESIs?\b", re.I)),
     ("nsaid", re.compile(r"\bNSAIDs?\b|\banti-?inflammator(?:y|ies)\b", re.I)),
 )
+_MODALITY_DICT = dict(_MODALITY_RES)
+_K_FIRST_LINE = ("physical therapy", "physiotherapy", "exercise", "hep", "acupunct", "chiropract",
+                 "trigger point", "tpi", "epidural", "esi", "nsaid", "inflammator")
 _REGION_RES = [(name, re.compile(p, re.I)) for name, p in (
     ("cervical", r"\bcervical\b|\bneck\b"), ("thoracic", r"\bthoracic\b|\bmid[- ]?back\b"),
     ("lumbar", r"\blumbar\b|\blow(?:er)? back\b|\blumbosacral\b"), ("shoulder", r"\bshoulders?\b"),
@@ -233,15 +268,13 @@ _MONTHS = {m: i for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
 _DATE = (r"(?:\d{1,2}[/-]\d{1,2}[/-](?:\d{4}|\d{2})(?!\d)"
          r"|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4})")
-_DATE_RE = re.compile(_DATE, re.I)
 
 
 def _lines(text: str) -> list[str]:
     out = []
     for raw in text.replace("\r", "\n").replace("\f", "\n").split("\n"):
-        line = _SPACES.sub(" ", raw).strip()
-        if line:
-            out.append(line)
+        if raw and not raw.isspace():
+            out.append(" ".join(raw.split()))
     return out
 
 
@@ -258,17 +291,21 @@ def _unwrap(lines: Iterable[str]) -> str:
     return _SPACES.sub(" ", out).strip()
 
 
+_NUMERIC_DATE = re.compile(r"(\d{1,2})[/-](\d{1,2})[/-](\d{2}|\d{4})")
+_WORDY_DATE = re.compile(r"([A-Za-z]+)\.?\s+(\d{1,2}),?\s+(\d{4})")
+
+
 def _date(text: str | None) -> dt.date | None:
     if not text:
         return None
-    m = re.fullmatch(r"(\d{1,2})[/-](\d{1,2})[/-](\d{2}|\d{4})", text.strip())
+    m = _NUMERIC_DATE.fullmatch(text.strip())
     try:
         if m:
             month, day, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
             if year < 100:
                 year += 2000 if year < 50 else 1900
             return dt.date(year, month, day)
-        m = re.fullmatch(r"([A-Za-z]+)\.?\s+(\d{1,2}),?\s+(\d{4})", text.strip())
+        m = _WORDY_DATE.fullmatch(text.strip())
         if m and m.group(1)[:3].lower() in _MONTHS:
             return dt.date(int(m.group(3)), _MONTHS[m.group(1)[:3].lower()], int(m.group(2)))
     except ValueError:
@@ -302,11 +339,10 @@ def _split_outside_parens(text: str, sep: str = ",") -> list[str]:
 
 # ------------------------------------------------------------------ letter structure
 
-_H_HOW = re.compile(r"^HOW THE IMR FINAL DETERMINATION WAS MADE$", re.I)
-_H_SUMMARY = re.compile(r"^CLINICAL CASE SUMMARY$", re.I)
-_H_DOCS = re.compile(r"^DOCUMENTS REVIEWED$", re.I)
-_H_ITEMS_A = re.compile(r"^IMR ISSUES,? DECISIONS,? AND RATIONALES$", re.I)
-_H_ITEMS_B = re.compile(r"^IMR DECISION\(?S\)? AND RATIONALE\(?S\)?$", re.I)
+# headers normally stand alone on a line; text run onto the same line is kept
+_H_SUMMARY = re.compile(r"^CLINICAL CASE SUMMARY\b:?\s*")
+_H_ITEMS_A = re.compile(r"^IMR ISSUES,? DECISIONS,? AND RATIONALES\b:?\s*")
+_H_ITEMS_B = re.compile(r"^IMR DECISION\(?S\)? AND RATIONALE\(?S\)?:?\s*")
 _LETTER_MARKERS = re.compile(
     r"CLINICAL CASE SUMMARY|HOW THE IMR FINAL DETERMINATION|Independent Medical Review|"
     r"MAXIMUS Federal Services|Final Determination", re.I)
@@ -327,10 +363,15 @@ _A_FIELDS = re.compile(
     r"(?:Decision rationale:\s*(?P<rat>.*))?$", re.I | re.S)
 _ENDS_SENTENCE = re.compile(r"[.!?:;][\"')\]]*$")
 
+_CASE_NUMBER = re.compile(r"Case Number:\s*(CM\d{2}-\d+)", re.I)
+_HEAD_INJURY = re.compile(r"Date of Injury:\s*(" + _DATE + ")", re.I)
+_HEAD_UR = re.compile(r"Date of UR Decision:\s*(" + _DATE + ")", re.I)
+_CA_LINE = re.compile(r"^Claims Administrator guideline\s*:", re.I)
 _B_ITEM_START = re.compile(r"^(?P<num>\d{1,2})\.\s+(?P<rest>.*)$")
 _B_OUTCOME = re.compile(
     r"^(?P<name>.*?)\s+(?:is|are)\s+(?P<neg>not\s+)?medically\s+necessary\s+and\s+appropriate\.?\s*$",
     re.I)
+_B_GUIDELINES = re.compile(r"^Guidelines Used in the Review\b", re.I)
 _B_FIELDS = re.compile(
     r"^(?:Guidelines Used in the Review:\s*(?P<g>.*?)\s*)?"
     r"(?:Rationale for the Decision:\s*(?P<rat>.*))?$", re.I | re.S)
@@ -341,36 +382,38 @@ def parse_letter(text: str, source: str = "<letter>") -> ParsedLetter:
     if not isinstance(text, str) or not text.strip():
         raise InputError(source, "letter is empty", expected="the text of an IMR letter")
     lines = _lines(text)
-    idx_items, layout = None, None
+    idx_items, layout, header = None, None, None
     for i, line in enumerate(lines):
-        if _H_ITEMS_A.match(line):
-            idx_items, layout = i, "A"
-            break
-        if _H_ITEMS_B.match(line):
-            idx_items, layout = i, "B"
+        header = _H_ITEMS_A.match(line) or _H_ITEMS_B.match(line)
+        if header:
+            idx_items, layout = i, "A" if header.re is _H_ITEMS_A else "B"
             break
     if idx_items is None:
         if _LETTER_MARKERS.search(text):
             raise InputError(source, "no decided items: the letter has no 'IMR ISSUES, DECISIONS "
-                             "AND RATIONALES' section (truncated?)",
+                             "AND RATIONALES' or 'IMR DECISION(S) AND RATIONALE(S)' section "
+                             "(truncated?)",
                              expected="a complete IMR final determination letter")
         raise InputError(source, "not an IMR final determination letter",
                          expected="an IMR letter with a CLINICAL CASE SUMMARY and an "
                                   "'IMR ISSUES, DECISIONS AND RATIONALES' section")
     idx_summary = next((i for i, l in enumerate(lines[:idx_items]) if _H_SUMMARY.match(l)), None)
     head = lines[:idx_summary if idx_summary is not None else idx_items]
-    summary_lines = lines[idx_summary + 1:idx_items] if idx_summary is not None else []
+    summary_lines = []
+    if idx_summary is not None:
+        summary_lines = [_H_SUMMARY.sub("", lines[idx_summary])] + lines[idx_summary + 1:idx_items]
     summary = _SUMMARY_BOILERPLATE.sub("", _unwrap(summary_lines))
-    body = lines[idx_items + 1:]
+    rest = lines[idx_items][header.end():]
+    body = ([rest] if rest else []) + lines[idx_items + 1:]
     if layout == "A":
-        items = _items_layout_a(body, source, idx_items + 1)
+        items = _items_layout_a(body, source)
     else:
         items = _items_layout_b(body, source)
     head_text = _unwrap(head)
 
     letter = ParsedLetter(source=source, layout=layout, items=items, summary=summary,
                           reviewer=_reviewer(head_text))
-    m = re.search(r"Case Number:\s*(CM\d{2}-\d+)", head_text, re.I)
+    m = _CASE_NUMBER.search(head_text)
     letter.case_number = m.group(1) if m else None
     facts = _Narrative(letter, head_text)
     letter._facts = facts
@@ -383,20 +426,20 @@ def parse_letter(text: str, source: str = "<letter>") -> ParsedLetter:
 
 def _truncated(source: str, what: str) -> InputError:
     return InputError(source, f"letter appears truncated: {what}",
-                      expected="every item with an outcome (Upheld or Overturned) and a rationale")
+                      expected="every item with its outcome and rationale")
 
 
-def _items_layout_a(body: list[str], source: str, offset: int) -> list[ParsedItem]:
+def _items_layout_a(body: list[str], source: str) -> list[ParsedItem]:
     start = 0
     while start < len(body) and _ITEMS_BOILERPLATE.match(body[start]):
         start += 1
-    outcomes: list[tuple[int, int, str, str | None]] = []  # (name_end, outcome_line, out, name)
+    outcomes: list[tuple[int, int, str]] = []  # (last line of the name, outcome line, outcome)
     for i in range(start, len(body)):
         m = _OUTCOME_LINE.match(body[i])
         if m and not _A_FIELD_START.match(body[i]):
-            outcomes.append((i, i, m.group("out").lower(), m.group("name")))
-        elif _OUTCOME_ALONE.match(body[i]) and i > start and body[i - 1].endswith(":"):
-            outcomes.append((i - 1, i, _OUTCOME_ALONE.match(body[i]).group("out").lower(), None))
+            outcomes.append((i, i, m.group("out").lower()))
+        elif (m := _OUTCOME_ALONE.match(body[i])) and i > start and body[i - 1].endswith(":"):
+            outcomes.append((i - 1, i, m.group("out").lower()))
     if not outcomes:
         rest = _unwrap(body[start:])
         if rest:
@@ -404,7 +447,7 @@ def _items_layout_a(body: list[str], source: str, offset: int) -> list[ParsedIte
         raise InputError(source, "letter has no items",
                          expected="at least one decided item under 'IMR ISSUES, DECISIONS AND "
                                   "RATIONALES'")
-    n_fields = sum(1 for l in body if re.match(r"^Claims Administrator guideline\s*:", l, re.I))
+    n_fields = sum(1 for l in body if _CA_LINE.match(l))
     if n_fields > len(outcomes):
         raise _truncated(source, f"{n_fields} items have guidelines but only {len(outcomes)} "
                                  "have an outcome")
@@ -412,12 +455,13 @@ def _items_layout_a(body: list[str], source: str, offset: int) -> list[ParsedIte
     items: list[ParsedItem] = []
     bound = start
     spans = []
-    for k, (name_end, out_line, outcome, inline_name) in enumerate(outcomes):
+    for name_end, out_line, outcome in outcomes:
         # The item name may wrap: walk back over lines that do not end a sentence.
         first = name_end
         while (first - 1 >= bound and name_end - first < 3
                and not _ENDS_SENTENCE.search(body[first - 1])
-               and not _A_FIELD_START.match(body[first - 1])):
+               and not _A_FIELD_START.match(body[first - 1])
+               and not _CONCLUSION.search(body[first - 1])):
             first -= 1
         spans.append((first, name_end, out_line, outcome))
         # the next item's name cannot reach back past this item's rationale start
@@ -431,18 +475,18 @@ def _items_layout_a(body: list[str], source: str, offset: int) -> list[ParsedIte
         name = _unwrap(name_lines).rstrip(":").strip()
         end = spans[k + 1][0] if k + 1 < len(spans) else len(body)
         block = body[out_line + 1:end]
+        fields = _A_FIELDS.match(_unwrap(block))
+        if fields is None or not fields.group("rat"):
+            raise _truncated(source, f"item {name!r} has no decision rationale")
         if k + 1 == len(spans):
-            # text after the last complete sentence is an item cut off before its outcome
+            # text after the last complete sentence: a cut-off rationale or next item
             tail = len(block)
             while tail > 0 and not _ENDS_SENTENCE.search(block[tail - 1]):
                 tail -= 1
             if tail < len(block):
                 dangling = _unwrap(block[tail:])
-                raise _truncated(source, f"text after the last item ends without an outcome: "
-                                         f"{dangling[:60]!r}")
-        fields = _A_FIELDS.match(_unwrap(block))
-        if fields is None or not fields.group("rat"):
-            raise _truncated(source, f"item {name!r} has no decision rationale")
+                raise _truncated(source, f"the letter ends mid-sentence after item {name!r}: "
+                                         f"{dangling[-60:]!r} has no outcome or sentence end")
         mx = fields.group("mx")
         guideline, sections, pages = _parse_guideline_a(mx or "")
         items.append(ParsedItem(
@@ -461,13 +505,20 @@ _GUIDELINE_NAME = re.compile(
     r"(?:,?\s*\(?(?:May\s+)?(?:19|20)\d\d\)?)?(?:\s*[<§]?\s*9792\.\d+(?:\.\d+)*)?", re.I)
 _PAGES = re.compile(r"\bPages?(?:\(s\))?\s*:?\s*(\d+(?:\s*[-–]\s*\d+)?(?:\s*(?:,|and)\s*\d+"
                     r"(?:\s*[-–]\s*\d+)?)*)", re.I)
+_PAGE_SEP = re.compile(r"\s*(?:,|\band\b)\s*")
+_NON_MTUS = re.compile(r"Non-?\s?MTUS", re.I)
+_B_CA = re.compile(r"The Claims Administrator", re.I)
+_B_REVIEWER = re.compile(r"The (?:Physician|Expert) Reviewer", re.I)
+_B_BASED_ON = re.compile(r"\b(?:based (?:his/her|his|her|the) decision on|relied on|cited)\s+(.*)",
+                         re.I)
+_B_PART_OF_MTUS = re.compile(r",?\s*which (?:is|are) (?:not )?part of the MTUS.*$", re.I)
+_LEADING_THE = re.compile(r"^the\s+", re.I)
 _SECTIONS_LABEL = re.compile(r"\bSections?(?:\(s\))?\s*:\s*", re.I)
 _GLUED = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])")
 
 
 def _pages(text: str) -> list[str]:
-    return [re.sub(r"\s+", "", p).replace("–", "-")
-            for p in re.split(r"\s*(?:,|\band\b)\s*", text) if p.strip()]
+    return ["".join(p.split()).replace("–", "-") for p in _PAGE_SEP.split(text) if p.strip()]
 
 
 def _parse_guideline_a(text: str) -> tuple[str | None, list[str], list[str]]:
@@ -478,7 +529,7 @@ def _parse_guideline_a(text: str) -> tuple[str | None, list[str], list[str]]:
     names, sections, pages = [], [], []
     for clause in clauses:
         clause = clause.rstrip(". ")
-        if re.match(r"Non-?\s?MTUS", clause, re.I):
+        if _NON_MTUS.match(clause):
             names.append(clause)  # other guidelines cite no MTUS sections or pages
             continue
         pm = _PAGES.search(clause)
@@ -493,10 +544,22 @@ def _parse_guideline_a(text: str) -> tuple[str | None, list[str], list[str]]:
             cut = nm.end() if nm and nm.end() > 0 else len(clause)
             name, rest = clause[:cut].rstrip(" ,."), clause[cut:]
         names.append(name)
-        for part in _split_outside_parens(rest.strip(" ,.")):
+        for part in _section_names(rest):
             # sections run together in extraction: "Manual therapy & manipulationPain Outcomes"
             sections.extend(s.strip() for s in _GLUED.split(part) if s.strip())
     return "; ".join(n for n in names if n) or None, sections, pages
+
+
+def _section_names(text: str) -> list[str]:
+    """Comma-separated section names; a part in lowercase continues the previous name
+    ("Opioids, criteria for use" is one section)."""
+    out: list[str] = []
+    for part in _split_outside_parens(text.strip(" ,.")):
+        if out and part[:1].islower():
+            out[-1] += ", " + part
+        else:
+            out.append(part)
+    return out
 
 
 def _items_layout_b(body: list[str], source: str) -> list[ParsedItem]:
@@ -509,24 +572,21 @@ def _items_layout_b(body: list[str], source: str) -> list[ParsedItem]:
     while i < len(body):
         m = _B_ITEM_START.match(body[i])
         if m and int(m.group("num")) == expected:
-            # the item sentence may wrap over a few lines
-            for j in range(i, min(i + 4, len(body))):
-                if re.match(r"^Guidelines Used in the Review", body[j], re.I):
+            found = False
+            for j in range(i, min(i + 4, len(body))):  # the item sentence may wrap
+                if j > i and _B_GUIDELINES.match(body[j]):
                     break
                 om = _B_OUTCOME.match(_unwrap([m.group("rest")] + body[i + 1:j + 1]))
                 if om:
                     outcome = "upheld" if om.group("neg") else "overturned"
                     heads.append((i, j, om.group("name").strip(), outcome))
                     expected += 1
+                    found = True
                     i = j
                     break
-            else:
-                if i + 4 >= len(body) or not any(
-                        _B_OUTCOME.match(_unwrap([m.group("rest")] + body[i + 1:j + 1]))
-                        for j in range(i, min(i + 4, len(body)))):
-                    if expected == 1 or re.search(r"Guidelines Used in the Review",
-                                                  _unwrap(body[i:i + 6]), re.I):
-                        raise _truncated(source, f"item {m.group('rest')[:60]!r} has no outcome")
+            # a numbered line inside a rationale is not an item; one before guidelines is
+            if not found and (expected == 1 or any(_B_GUIDELINES.match(l) for l in body[i + 1:i + 6])):
+                raise _truncated(source, f"item {m.group('rest')[:60]!r} has no outcome")
         i += 1
     if not heads:
         rest = _unwrap(body[start:])
@@ -534,6 +594,10 @@ def _items_layout_b(body: list[str], source: str) -> list[ParsedItem]:
             raise _truncated(source, f"item {rest[:60]!r} has no outcome")
         raise InputError(source, "letter has no items",
                          expected="numbered items under 'IMR DECISION(S) AND RATIONALE(S)'")
+    n_guidelines = sum(1 for l in body if _B_GUIDELINES.match(l))
+    if n_guidelines > len(heads):
+        raise _truncated(source, f"{n_guidelines} items have guidelines but only {len(heads)} "
+                                 "have an outcome")
     items = []
     for k, (first, last, name, outcome) in enumerate(heads):
         end = heads[k + 1][0] if k + 1 < len(heads) else len(body)
@@ -555,9 +619,9 @@ def _items_layout_b(body: list[str], source: str) -> list[ParsedItem]:
 def _split_guidelines_b(text: str) -> tuple[str | None, str | None]:
     ca, rev = [], []
     for s in _sentences(text):
-        if re.match(r"The Claims Administrator", s, re.I):
+        if _B_CA.match(s):
             ca.append(s)
-        elif re.match(r"The (?:Physician|Expert) Reviewer", s, re.I):
+        elif _B_REVIEWER.match(s):
             rev.append(s)
         elif rev:
             rev.append(s)
@@ -571,39 +635,42 @@ def _parse_guideline_b(text: str) -> tuple[str | None, list[str], list[str]]:
     which is part of the MTUS.' (several such sentences may follow)."""
     names, sections, pages = [], [], []
     for s in _sentences(text):
-        m = re.search(r"\b(?:based (?:his/her|his|her|the) decision on|relied on|cited)\s+(.*)",
-                      s, re.I)
+        m = _B_BASED_ON.search(s)
         if not m:
             continue
-        clause = re.sub(r",?\s*which (?:is|are) (?:not )?part of the MTUS.*$", "", m.group(1),
-                        flags=re.I).rstrip(". ")
+        clause = _B_PART_OF_MTUS.sub("", m.group(1)).rstrip(". ")
         pm = _PAGES.search(clause)
         if pm:
             pages.extend(_pages(pm.group(1)))
             clause = (clause[:pm.start()] + clause[pm.end():]).strip(" ,.")
         nm = _GUIDELINE_NAME.match(clause)
         cut = nm.end() if nm and nm.end() > 0 else len(clause)
-        names.append(re.sub(r"^the\s+", "", clause[:cut].strip(" ,."), flags=re.I))
-        sections.extend(_split_outside_parens(clause[cut:].strip(" ,.")))
+        names.append(_LEADING_THE.sub("", clause[:cut].strip(" ,.")))
+        sections.extend(_section_names(clause[cut:]))
     return "; ".join(n for n in names if n) or None, sections, pages
 
 
-_CREDENTIALS = re.compile(r"State\(s\) of Licensure:\s*(?P<lic>.*?)\s*"
-                          r"Certification\(s\)/Specialty:\s*(?P<spec>.*?)\s*$", re.I)
+_LICENSURE = re.compile(r"State\(s\) of Licensure:\s*(.*?)\s*(?=Certification\(s\)/Specialty:|$)",
+                        re.I)
+_SPECIALTY = re.compile(r"Certification\(s\)/Specialty:\s*(.*?)\s*(?=State\(s\) of Licensure:|$)",
+                        re.I)
 _PROSE_CREDENTIALS = re.compile(
     r"Board[- ]Certified in (?P<spec>[^,.]+?)(?:,? (?:has|with) a sub-?specialty in "
     r"(?P<sub>[^,.]+?))?,? and (?:is )?licensed to practice in (?P<lic>[^.]+?)\.", re.I)
 
 
+_LIST_SEP = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+
+
 def _split_list(text: str) -> list[str]:
-    return [p.strip() for p in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", text) if p.strip()]
+    return [p.strip() for p in _LIST_SEP.split(text) if p.strip()]
 
 
 def _reviewer(head: str) -> Reviewer:
-    m = _CREDENTIALS.search(head)
-    if m:
-        return Reviewer(specialty=m.group("spec").rstrip(". ") or None,
-                        licensure=_split_list(m.group("lic")))
+    lic, spec = _LICENSURE.search(head), _SPECIALTY.search(head)
+    if lic or spec:
+        return Reviewer(specialty=(spec.group(1).rstrip(". ") or None) if spec else None,
+                        licensure=_split_list(lic.group(1).rstrip(". ")) if lic else [])
     m = _PROSE_CREDENTIALS.search(head)
     if m:
         spec = m.group("spec").strip()
@@ -619,11 +686,13 @@ def _reviewer(head: str) -> Reviewer:
 _STRONG_NARRATIVE = re.compile(
     r"\b(?:patient|injured worker|worker|claimant|employee|applicant|he|she|his|her|him|treater|"
     r"treating (?:physician|provider|doctor)|in this case|in the case of|progress (?:report|note)s?|"
-    r"documented|medications? (?:are|were|include[sd]?|including)|treatment to date)\b", re.I)
-_WEAK_NARRATIVE = re.compile(r"\b(?:records?|notes?|documentation|documents?)\b", re.I)
+    r"medications? (?:are|were|include[sd]?|including)|treatment to date|"
+    r"objective findings|examination revealed|on (?:physical )?exam(?:ination)?)\b", re.I)
+# "documented" alone is weak: "improvement must be documented" is guideline text
+_WEAK_NARRATIVE = re.compile(r"\b(?:records?|notes?|documentation|documents?|documented)\b", re.I)
 _GUIDELINE_WORDS = re.compile(
-    r"\b(?:MTUS|ODG|ACOEM|guidelines?|recommend\w*|Delphi|UpToDate|should|may be|"
-    r"is indicated)\b", re.I)
+    r"\b(?:MTUS|ODG|ACOEM|guidelines?|recommend\w*|Delphi|UpToDate|should|must|requires?|"
+    r"required|may be|is indicated)\b", re.I)
 _CONCLUSION = re.compile(
     r"medically (?:un)?necessary|\bnot medically\b|\bcriteria\b[^.]*\bnot (?:been )?met\b|"
     r"^(?:Hence|Therefore|Thus|As such|Consequently)\b", re.I)
@@ -637,10 +706,21 @@ _ANAPHORA = re.compile(r"\b(?:it|its|this medication|the medication|this drug|th
 
 _NEGATION = re.compile(r"\b(?:no|not|never|without|denie[sd]|negative for|absence of|lack of|"
                        r"none|nor|neither)\b|n't\b", re.I)
-_HEDGE = re.compile(r"\b(?:possible|possibly|may|might|suspect\w*|questionable|probable|"
-                    r"rule out|r/o|if|unless|whether|should|must|requires?|required)\b", re.I)
+# "no evidence ... to suggest X": these negate to the end of the clause, not just nearby words
+_NEG_EXTENDED = re.compile(
+    r"\b(?:no|without|lack of|absence of)\s+(?:[a-z]+\s+){0,2}?(?:evidence|documentation|"
+    r"indication|mention|record)s?\b|\b(?:not|never)\s+(?:been\s+)?(?:document\w*|noted|evident|"
+    r"found|identified|demonstrated)\b", re.I)
+_NEG_SCOPE_END = re.compile(r"\b(?:and|with|but|which|who|after|although|though|because)\b",
+                            re.I)
+_NEG_WINDOW = 5  # words between a plain negation cue and the term it negates
+_HEDGE = re.compile(r"\b(?:possible|possibly|may|might|could|would|will|suspect\w*|questionable|"
+                    r"probable|rule out|r/o|if|unless|whether|should|must|requires?|required|"
+                    r"recommend\w*|consider\w*|candidate|planned|scheduled|pending)\b", re.I)
 _CLAUSE_SPLIT = re.compile(r";|\bbut\b|\bhowever\b|\balthough\b|\bwhile\b|\bwhereas\b|"
-                           r",\s*and\s+(?=(?:this|the|he|she|it|there|his|her)\b)", re.I)
+                           r",\s*and\s+(?=(?:this|the|he|she|it|there|his|her)\b)|"
+                           r"\s+and\s+(?=(?:the patient|he|she|the (?:injured )?worker|there)\b)",
+                           re.I)
 
 _ACUTE = re.compile(r"\bacute\s+(?:[a-z]+\s+){0,3}?(?:flare(?:-|\s)?ups?|exacerbations?)\b|"
                     r"\bflare(?:-|\s)?ups?\b|\bexacerbations?\b", re.I)
@@ -677,6 +757,7 @@ _DUR_COMPARE = re.compile(r"\b(?:longer|more|greater) than\s+(?:the\s+)?(?:recom
 _DUR_FOR = re.compile(r"\b(?:for|over|in excess of)\s+(?:(?:over|more than|about|approximately|"
                       r"at least)\s+)?" + _NUM + r"\s+(weeks?|months?|years?)\b(?!\s+ago)", re.I)
 _DUR_WINDOW = re.compile(r"\bin excess of the (?:initial )?treatment (?:window|period)\b", re.I)
+_ANY_DURATION = re.compile(r"\b(?:for|over|than|excess)\b", re.I)
 _WINDOW_WEEKS = re.compile(r"\b(\d+)\s*(?:-|to)\s*(\d+)\s*weeks?\b", re.I)
 _SINCE = re.compile(r"\bsince\s+(" + _DATE + r")|\b(?:first|initially)\s+(?:noted|prescribed|"
                     r"documented|started)\s+(?:[\w]+\s+){0,5}?(?:dated|on|in)\s+(" + _DATE + r")",
@@ -684,7 +765,7 @@ _SINCE = re.compile(r"\bsince\s+(" + _DATE + r")|\b(?:first|initially)\s+(?:note
 _INTERMITTENT = re.compile(r"\bintermittent(?:ly)?\b|\bas needed\b|\bp\.?r\.?n\.?\b|"
                            r"\boccasional(?:ly)?\b", re.I)
 _REGULAR = re.compile(r"\bconsistently\b|\bregularly\b|\bcontinuously\b|\bevery day\b|"
-                      r"\bon a daily basis\b", re.I)
+                      r"\bdaily\b(?!\s+living)", re.I)
 _PRIOR_SESSIONS = re.compile(
     r"\b(?:completed|attended|had|received|undergone|underwent|finished)\s+(?:a total of\s+)?"
     + _NUM + r"\s+(?:prior\s+|previous\s+)?(?:[a-z]+\s+){0,2}?(?:sessions?|visits?|treatments?)\b|"
@@ -693,16 +774,23 @@ _PRIOR_SESSIONS = re.compile(
 _PRIOR_WORDS = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b|\bprior\b|"
                           r"\bpreviously\b|\balready\b|\breceived\b|\bcompleted\b|\battempted\b|"
                           r"\btreated with\b|\bhas had\b", re.I)
+_MORE_OF_SAME = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b", re.I)
+_RECEIVED = re.compile(r"\b(?:prior|previous(?:ly)?|already|received|completed|attempted|attended|"
+                       r"treated with|has had|had|underwent|undergone|tried|failed|helped|"
+                       r"included|includes|history of|treatment to date)\b", re.I)
+_COMPOUND = re.compile(r"\b(?:cream|gel|ointment|lotion|topical|compound\w*|transdermal|"
+                       r"patch(?:es)?)\b", re.I)
+_TOPICAL_PRODUCTS = frozenset({"methyl salicylate/menthol", "lidocaine patch", "lidocaine"})
 _INCOMPLETE = re.compile(r"\bincomplete\b|\bno dosage\b|\bwithout (?:a )?(?:dosage|quantity)\b",
                          re.I)
 
 _AGE_SEX = re.compile(r"\b(\d{1,3})[- ]years?[- ]old\s+(?:[a-z]+\s+)?(male|female|man|woman|"
                       r"gentleman|lady)\b", re.I)
-_INJURY = re.compile(r"(?:injury|injured)\s*(?:on|dated|of|date(?:d)?(?: of)?|:)\s*(" + _DATE + ")"
+_INJURY = re.compile(r"\b(?:injury|injured)\b[^.]{0,40}?\b(?:on|dated|of|:)\s*(" + _DATE + ")"
                      r"|date of injury\s*(?:is|of|was|:)?\s*(" + _DATE + ")", re.I)
 _UR_DATES = (
-    re.compile(r"\bOn\s+(" + _DATE + r"),?\s+(?:the\s+)?(?:Utilization Review|UR)\b", re.I),
-    re.compile(r"\b(?:Utilization Review|UR)\b[^.]{0,60}?\b(?:on|dated)\s+(" + _DATE + ")", re.I),
+    re.compile(r"\bOn\s+(" + _DATE + r"),?\s+(?:the\s+|a\s+)?(?:Utilization Review\w*|UR)\b", re.I),
+    re.compile(r"\b(?:Utilization Review\w*|UR)\b[^.]{0,60}?\b(?:on|dated)\s+(" + _DATE + ")", re.I),
     re.compile(r"\b(?:denied|non-? ?certified|modified)\s+(?:on|dated)\s+(" + _DATE + ")", re.I),
 )
 _RFA_DATE = re.compile(r"\b(?:RFA|Request for Authori[sz]ation)\b[^.]{0,40}?\b(?:dated|on|of)\s+("
@@ -710,27 +798,54 @@ _RFA_DATE = re.compile(r"\b(?:RFA|Request for Authori[sz]ation)\b[^.]{0,40}?\b(?
 _DIAG_INTRO = re.compile(
     r"\b(?:diagnos(?:es|is)\b(?:\s+[a-z]+){0,4}?\s+(?:are|is|were|include[sd]?|including|of)"
     r"|diagnosed\s+(?:as having|with)|has been treated for)\s*:?\s+(?P<list>[^.]+)", re.I)
+_LEADING_CONJ = re.compile(r"^(?:and|or)\s+")
+_LAST_AND = re.compile(r"^(.*\S)\s+and\s+(\S.*)$")
 _DIAG_GLUED = re.compile(r"(?<=(?:sis|thy|tis))\s+(?=(?:lumbar|cervical|thoracic)\b)", re.I)
 
 
+# cheap keyword tests that must pass before the corresponding regex is tried
+_K_UR = frozenset({"utilization", "ur", "imr"})
+_K_REQUEST = frozenset({"request", "requests", "requested", "requesting", "rfa", "plan",
+                        "consideration"})
+_K_STRONG = frozenset({"patient", "worker", "claimant", "employee", "applicant", "he", "she", "his",
+                       "her", "him", "treater", "treating", "case", "progress",
+                       "medication", "medications", "treatment", "findings", "examination",
+                       "exam"})
+_K_WEAK = frozenset({"record", "records", "note", "notes", "documentation", "document",
+                     "documents", "documented"})
+_K_MODALITY = frozenset({"manipulation", "manual", "aquatic", "pool", "massage", "physical",
+                         "physiotherapy", "pt"})
+
+
 class _Sent:
-    __slots__ = ("text", "block", "narrative", "conclusion", "ur", "request", "drugs",
-                 "modalities", "item", "refers")
+    __slots__ = ("text", "low", "words", "block", "narrative", "conclusion", "ur", "request",
+                 "drugs", "modalities", "item", "refers")
 
     def __init__(self, text: str, block: str, item: int | None):
         self.text = text
+        self.low = low = text.lower()
+        self.words = words = set(_WORD.findall(low))
         self.block = block
         self.item = item
-        self.conclusion = bool(_CONCLUSION.search(text))
-        self.ur = bool(_UR_SENTENCE.search(text))
-        self.request = bool(_REQUEST_SENTENCE.search(text))
-        strong = _STRONG_NARRATIVE.search(text)
-        weak = _WEAK_NARRATIVE.search(text)
-        self.narrative = (block == "summary" or bool(strong)
-                          or (bool(weak) and not _GUIDELINE_WORDS.search(text)))
-        self.drugs = [(_DRUG_NAMES[m.group(1).lower()], m.group(1).lower(), m.start())
-                      for m in _DRUG_RE.finditer(text)]
-        self.modalities = {name for name, rx in _MODALITY_RES if rx.search(text)}
+        self.conclusion = (("necessary" in low or "criteria" in low
+                            or low.startswith(("hence", "therefore", "thus", "as such",
+                                               "consequently")))
+                           and bool(_CONCLUSION.search(text)))
+        self.ur = ((not words.isdisjoint(_K_UR) or "certif" in low)
+                   and bool(_UR_SENTENCE.search(text)))
+        self.request = (not words.isdisjoint(_K_REQUEST)) and bool(_REQUEST_SENTENCE.search(text))
+        if block == "summary":
+            self.narrative = True
+        elif not words.isdisjoint(_K_STRONG) and _STRONG_NARRATIVE.search(text):
+            self.narrative = True
+        else:
+            self.narrative = (not words.isdisjoint(_K_WEAK) and bool(_WEAK_NARRATIVE.search(text))
+                              and not _GUIDELINE_WORDS.search(text))
+        self.drugs = _drug_mentions(text, words)
+        if ("chiropract" in low or "acupunct" in low or not words.isdisjoint(_K_MODALITY)):
+            self.modalities = {name for name, rx in _MODALITY_RES if rx.search(text)}
+        else:
+            self.modalities = set()
         # generics and modalities this sentence is about, named or referred to ("it")
         self.refers = {d[0] for d in self.drugs} | self.modalities
 
@@ -753,10 +868,23 @@ def _clauses(sentence: str) -> list[str]:
     return [c for c in _CLAUSE_SPLIT.split(sentence) if c.strip()]
 
 
+def _negated(before: str) -> bool:
+    """Whether the text just before a term negates it (a small NegEx)."""
+    if _NEG_EXTENDED.search(before):
+        return True
+    last = None
+    for last in _NEGATION.finditer(before):
+        pass
+    if last is None:
+        return False
+    gap = before[last.end():]
+    return len(gap.split()) <= _NEG_WINDOW and not _NEG_SCOPE_END.search(gap)
+
+
 def _polarity(clause: str, start: int) -> bool | None:
     """True if the term at ``start`` is asserted, False if negated, None if hedged."""
     before = clause[:start]
-    if _NEGATION.search(before):
+    if _negated(before):
         return False
     if _HEDGE.search(before):
         return None
@@ -767,6 +895,8 @@ def _finding(sentences: Iterable[str], term: re.Pattern) -> bool | None:
     """Negative statements win: a reviewer's 'no evidence of X' outweighs a passing mention."""
     seen: bool | None = None
     for s in sentences:
+        if not term.search(s):  # most sentences: skip the clause split
+            continue
         for clause in _clauses(s):
             for m in term.finditer(clause):
                 p = _polarity(clause, m.start())
@@ -795,7 +925,11 @@ def _functional_improvement(sentences: Iterable[str]) -> bool | None:
         for m in _FI_PERCENT.finditer(s):
             if int(m.group(1) or m.group(2)) < _SMALL_PERCENT:
                 return False
+        if not _FI_POS.search(s):
+            continue
         for clause in _clauses(s):
+            if _HEDGE.search(clause):  # "improvement should be documented" asserts nothing
+                continue
             for m in _FI_POS.finditer(clause):
                 if _polarity(clause, m.start()):
                     seen = True
@@ -819,14 +953,16 @@ def _duration_weeks(sentences: Iterable[str], window_text: str) -> int | None:
     """Lower bound on weeks of prior use, from phrases such as 'for months'."""
     found: list[int] = []
     for s in sentences:
+        if not _ANY_DURATION.search(s):
+            continue
         for clause in _clauses(s):
             for m in _DUR_COMPARE.finditer(clause):
-                if _NEGATION.search(clause[:m.start()]):
+                if _negated(clause[:m.start()]):
                     continue
                 n, unit = _to_int(m.group(1)), m.group(2)
                 found.append(_weeks(n, unit) + (1 if unit.lower().startswith("week") else 0))
             for m in _DUR_FOR.finditer(clause):
-                if _NEGATION.search(clause[:m.start()]):
+                if _negated(clause[:m.start()]):
                     continue
                 found.append(_weeks(_to_int(m.group(1)), m.group(2)))
             if _DUR_VAGUE_MONTHS.search(clause):
@@ -845,11 +981,11 @@ def _split_diagnoses(text: str) -> list[str]:
     parts = _split_outside_parens(text)
     out: list[str] = []
     for k, part in enumerate(parts):
-        part = re.sub(r"^(?:and|or)\s+", "", part.strip())
+        part = _LEADING_CONJ.sub("", part.strip())
         pieces = [part]
         if k == len(parts) - 1:
             # the list's final "and": split it unless it joins single modifiers ("neck and low back sprain")
-            m = re.match(r"^(.*\S)\s+and\s+(\S.*)$", part)
+            m = _LAST_AND.match(part)
             if m and len(m.group(1).split()) >= 2:
                 pieces = [m.group(1), m.group(2)]
         for piece in pieces:
@@ -876,14 +1012,13 @@ class _Narrative:
                 self.age = int(m.group(1))
                 self.sex = "male" if m.group(2).lower() in ("male", "man", "gentleman") else "female"
                 break
-        self.injury = _date(_first_group(re.search(r"Date of Injury:\s*(" + _DATE + ")", head, re.I)))
+        self.injury = _date(_first_group(_HEAD_INJURY.search(head)))
         if self.injury is None:
             for s in summary + rationale:
                 self.injury = _date(_first_group(_INJURY.search(s.text)))
                 if self.injury:
                     break
-        self.ur = _date(_first_group(re.search(r"Date of UR Decision:\s*(" + _DATE + ")", head,
-                                               re.I)))
+        self.ur = _date(_first_group(_HEAD_UR.search(head)))
         if self.ur is None:
             hits = [(m.start(), m.group(1)) for rx in _UR_DATES for m in rx.finditer(letter.summary)]
             self.ur = _date(min(hits)[1]) if hits else None
@@ -922,7 +1057,7 @@ class _Narrative:
     def _medications(self) -> list[_Med]:
         meds: dict[str, _Med] = {}
         for s in self.sents:
-            if not s.fact:
+            if not s.fact or not s.drugs:
                 continue
             for clause_start, clause in _clause_spans(s.text):
                 for generic, written, pos in s.drugs:
@@ -930,7 +1065,7 @@ class _Narrative:
                         continue
                     if s.request:
                         continue  # requested or planned is not taken
-                    if _NEGATION.search(clause[:pos - clause_start]):
+                    if _polarity(clause, pos - clause_start) is not True:
                         continue
                     meds.setdefault(generic, _Med(generic, written))
         for s in self.sents:
@@ -940,8 +1075,7 @@ class _Narrative:
                 before = [d for d in s.drugs if d[2] < m.start()] or s.drugs
                 if before and before[-1][0] in meds and meds[before[-1][0]].since is None:
                     meds[before[-1][0]].since = _date(m.group(1) or m.group(2))
-            generics = {d[0] for d in s.drugs}
-            for g in generics & meds.keys():
+            for g in s.refers & meds.keys():
                 if _INTERMITTENT.search(s.text):
                     meds[g].intermittent = True
                 elif _REGULAR.search(s.text) and meds[g].intermittent is None:
@@ -964,12 +1098,13 @@ class _Narrative:
             out["muscle_spasm"] = spasm
         tried: set[str] = set()
         for s in self.sents:
-            if not s.fact or s.request:
+            if not s.fact or s.request or not (
+                    any(k in s.low for k in _K_FIRST_LINE) or "pt" in s.words):
                 continue
             for clause in _clauses(s.text):
                 for name, rx in _NON_DRUG_FIRST_LINE:
                     m = rx.search(clause)
-                    if m and not _NEGATION.search(clause[:m.start()]):
+                    if m and _polarity(clause, m.start()):
                         tried.add(name)
         for med in self.meds:
             cls = _FIRST_LINE_CLASS.get(med.generic)
@@ -984,7 +1119,7 @@ class _Narrative:
                 break
             m = _RTW_TRUE.search(t)
             if m:
-                rtw = not _NEGATION.search(t[:m.start()])
+                rtw = not _negated(t[:m.start()])
         if rtw is not None:
             out["return_to_work"] = rtw
         return out
@@ -995,14 +1130,17 @@ class _Narrative:
         item = self.letter.items[k]
         text = item.item
         req: dict[str, Any] = {"item": text}
-        dm = _DRUG_RE.search(text)
+        dm = _drug_mentions(text)
+        if dm and _COMPOUND.search(text) and not any(d[0] in _TOPICAL_PRODUCTS for d in dm):
+            # "Flurbiprofen/Cyclobenzaprine cream" is a topical compound, not the oral drug
+            dm = []
         own = [s for s in self.sents if s.item == k]
         if dm:
-            generic = _DRUG_NAMES[dm.group(1).lower()]
+            generic = dm[0][0]
             req["drug"] = generic
             req.update(_item_amounts(text))
             related = [s for s in self.sents if s.fact and (
-                any(d[0] == generic for d in s.drugs) or (s.item == k and not s.drugs))]
+                generic in s.refers or (s.item == k and not s.refers))]
             med = next((m for m in self.meds if m.generic == generic), None)
             if med is not None or any(
                     s.request and _PRIOR_WORDS.search(s.text) and any(d[0] == generic for d in s.drugs)
@@ -1029,25 +1167,27 @@ class _Narrative:
         sessions = _item_sessions(text)
         req["sessions"] = sessions
         related = [s for s in self.sents if s.fact and (
-            modality in s.modalities or (s.item == k and not s.modalities and not s.drugs))]
+            modality in s.refers or (s.item == k and not s.refers))]
         prior_sessions = None
         for s in related:
             m = _PRIOR_SESSIONS.search(s.text)
-            if m and not _NEGATION.search(s.text[:m.start()]):
+            if m and not _negated(s.text[:m.start()]):
                 prior_sessions = _to_int(next(g for g in m.groups() if g))
                 break
         prior = prior_sessions is not None and prior_sessions > 0
         if not prior:
-            prior = bool(re.search(r"\badditional\b|\bcontinued\b|\bmore\b", text, re.I))
+            prior = bool(_MORE_OF_SAME.search(text))
         if not prior:
             for s in self.sents:
                 if s.conclusion or modality not in s.modalities:
                     continue
                 if s.request:
                     # "requesting additional chiropractic treatments"
-                    prior = bool(re.search(r"\badditional\b|\bcontinued\b|\bfurther\b", s.text, re.I))
-                elif s.fact:
-                    prior = not _NEGATION.search(s.text)
+                    prior = bool(_MORE_OF_SAME.search(s.text))
+                elif s.fact and _RECEIVED.search(s.text):
+                    # "has received some chiropractic care", "already attempted a series of acupuncture"
+                    mention = _MODALITY_DICT[modality].search(s.text)
+                    prior = mention is not None and _polarity(s.text, mention.start()) is not False
                 if prior:
                     break
         if prior or prior_sessions is not None:
@@ -1093,7 +1233,7 @@ def _item_amounts(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     m = _STRENGTH.search(text)
     if m:
-        amount = re.sub(r"\s+", "", m.group(1))
+        amount = "".join(m.group(1).split())
         out["strength"] = f"{amount} {m.group(2).lower()}"
     else:
         m = _COMBO.search(text)
@@ -1109,15 +1249,22 @@ def _item_amounts(text: str) -> dict[str, Any]:
     return out
 
 
+_FREQ_X_WEEKS = re.compile(r"\b(\d+)\s*x\s*(\d+)\b", re.I)
+_N_SESSIONS = re.compile(r"\b" + _NUM + r"\s+(?:[a-z&/,-]+\s+){0,4}?(?:sessions?|visits?|treatments?)\b",
+                         re.I)
+_X_SESSIONS = re.compile(r"(?<![\w.])x\s*(\d+)\b", re.I)
+_PER_WEEK = re.compile(r"\b(\d+)\s*(?:times|x)\s*(?:a|per|/)\s*(?:week|wk)\s*(?:for|x)\s*(\d+)\s*"
+                       r"(?:weeks|wks)\b", re.I)
+
+
 def _item_sessions(text: str) -> int | None:
-    m = re.search(r"\b(\d+)\s*x\s*(\d+)\b", text, re.I)
+    m = _FREQ_X_WEEKS.search(text) or _PER_WEEK.search(text)
     if m:
         return int(m.group(1)) * int(m.group(2))
-    m = re.search(r"\b" + _NUM + r"\s+(?:[a-z&/,-]+\s+){0,4}?(?:sessions?|visits?|treatments?)\b",
-                  text, re.I)
+    m = _N_SESSIONS.search(text)
     if m and m.group(1).lower() not in ("a", "an"):
         return _to_int(m.group(1))
-    m = re.search(r"(?<![\w.])x\s*(\d+)\b", text, re.I)
+    m = _X_SESSIONS.search(text)
     return int(m.group(1)) if m else None
 
 

@@ -1,0 +1,597 @@
+"""Letter extraction: the five real letters against their hand-checked gold files, the
+narrative reading (negation, hedging, durations, sessions), layout B, and bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtus_engine.case import Case
+from mtus_engine.errors import InputError
+from mtus_engine.letter import (
+    ParsedLetter, detect_acute_exacerbation, detect_functional_improvement, letter_to_case,
+    parse_letter, read_letter,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+LETTER_DIR = ROOT / "cases" / "letters"
+LETTERS = sorted(LETTER_DIR.glob("*.txt"))
+FIXTURE_B = Path(__file__).parent / "fixtures" / "layout_b_letter.txt"
+ITEM_KEYS = ("item", "outcome", "reviewer_guideline", "sections", "pages")
+
+
+def _plain(x):
+    """YAML dates -> ISO strings, as letter_to_case writes them."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if isinstance(x, dt.date):
+        return x.isoformat()
+    return x
+
+
+def _gold(path: Path) -> dict:
+    return _plain(yaml.safe_load(path.with_suffix(".gold.yaml").read_text()))
+
+
+_CACHE: dict[Path, ParsedLetter] = {}
+
+
+def _parsed(path: Path) -> ParsedLetter:
+    if path not in _CACHE:
+        _CACHE[path] = parse_letter(read_letter(path), str(path))
+    return _CACHE[path]
+
+
+def test_five_letters_each_with_gold():
+    assert len(LETTERS) == 5
+    for path in LETTERS:
+        assert path.with_suffix(".gold.yaml").exists(), path
+
+
+# ------------------------------------------------------------------ real letters vs gold
+
+@pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
+def test_items_match_gold(path):
+    gold, parsed = _gold(path), _parsed(path)
+    assert gold["letter"] == path.name
+    assert parsed.layout == gold["layout"]
+    assert [i.item for i in parsed.items] == [g["item"] for g in gold["items"]]
+    for got, want in zip(parsed.items, gold["items"]):
+        for key in ITEM_KEYS:
+            assert getattr(got, key) == want[key], f"{want['item']}: {key}"
+        assert got.rationale.startswith(("The ", "As per", "Soma", "MTUS", "Flexeril"))
+        assert "\n" not in got.rationale and "  " not in got.rationale
+
+
+@pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
+def test_reviewer_matches_gold(path):
+    gold, parsed = _gold(path), _parsed(path)
+    assert parsed.reviewer.specialty == gold["reviewer"]["specialty"]
+    assert parsed.reviewer.licensure == gold["reviewer"]["licensure"]
+
+
+@pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
+def test_case_matches_gold(path):
+    want = _gold(path)["case"]
+    got = letter_to_case(_parsed(path), want["id"])
+    for key in sorted(set(want) | set(got) - {"requests"}):
+        assert got.get(key, "<absent>") == want.get(key, "<absent>"), key
+    assert len(got["requests"]) == len(want["requests"])
+    for i, (g, w) in enumerate(zip(got["requests"], want["requests"])):
+        for key in sorted(set(g) | set(w)):
+            assert g.get(key, "<absent>") == w.get(key, "<absent>"), f"requests[{i}].{key}"
+
+
+@pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
+def test_case_and_gold_validate(path):
+    want = _gold(path)["case"]
+    Case.model_validate(want)
+    Case.model_validate(letter_to_case(_parsed(path), want["id"]))
+
+
+def test_letter_level_fields():
+    p = {path.stem[:3]: _parsed(path) for path in LETTERS}
+    assert (p["000"].patient_age, p["000"].patient_sex) == (64, "male")
+    assert p["000"].ur_date == dt.date(2015, 9, 8) and p["000"].rfa_date is None
+    assert p["001"].ur_date == dt.date(2014, 6, 20)
+    assert p["002"].injury_date == dt.date(2008, 3, 1) and p["002"].ur_date == dt.date(2015, 10, 2)
+    assert p["003"].rfa_date == dt.date(2014, 6, 30) and p["003"].ur_date == dt.date(2015, 1, 7)
+    assert p["004"].injury_date == dt.date(1997, 10, 27) and p["004"].ur_date is None
+    assert p["000"].medications == ["menthoderm", "prilosec", "ibuprofen", "ultracet", "tramadol",
+                                    "flexeril", "norco"]
+    assert p["001"].medications == ["gabapentin", "tramadol", "nebumetone", "lansoprazole",
+                                    "cyclobenzaprine"]
+    assert p["004"].medications == ["flexeril"]
+    assert p["001"].items[0].claims_administrator_guideline.startswith(
+        "The Claims Administrator did not base their decision on the MTUS.")
+    assert p["002"].items[1].reviewer_guideline_text.startswith(
+        "Decision based on MTUS Chronic Pain Medical Treatment 2009, Section(s): Muscle")
+    assert "Non-MTUS Citation" in p["002"].items[1].reviewer_guideline_text
+
+
+@pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
+def test_outcome_words_do_not_leak_into_facts(path):
+    """Flipping every outcome and conclusion leaves the derived case unchanged."""
+    text = read_letter(path)
+    flipped = (text.replace("Upheld", "Overturned")
+               .replace("IS NOT medically necessary", "IS medically necessary")
+               .replace("is not medically necessary", "is medically necessary")
+               .replace("medically unnecessary", "medically necessary"))
+    assert flipped != text
+    other = parse_letter(flipped, str(path))
+    assert {i.outcome for i in other.items} == {"overturned"}
+    assert letter_to_case(other, "x") == letter_to_case(_parsed(path), "x")
+
+
+@pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
+def test_extraction_layout_variants(path):
+    """Single-spaced (as pypdf gives) and CRLF text parse the same as the double-spaced text."""
+    text = read_letter(path)
+    base = letter_to_case(_parsed(path), "x")
+    single = "\n".join(line for line in text.splitlines() if line.strip())
+    assert letter_to_case(parse_letter(single), "x") == base
+    assert letter_to_case(parse_letter(text.replace("\n", "\r\n")), "x") == base
+
+
+@pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
+def test_every_cut_parses_or_raises_input_error(path):
+    lines = read_letter(path).split("\n")
+    for cut in range(len(lines)):
+        try:
+            parse_letter("\n".join(lines[:cut]), "cut")
+        except InputError:
+            pass
+
+
+# ------------------------------------------------------------------ PDF
+
+def _pdf(lines: list[str], per_page: int = 60) -> bytes:
+    """A minimal text PDF (Helvetica), one Td line per text line."""
+    def esc(s: str) -> str:
+        return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    pages = [lines[i:i + per_page] for i in range(0, len(lines), per_page)] or [[]]
+    objs: list[bytes] = []
+    kids = " ".join(f"{4 + 2 * k} 0 R" for k in range(len(pages)))
+    objs.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    objs.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
+    objs.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for k, page in enumerate(pages):
+        body = "BT /F1 9 Tf 11 TL 40 780 Td " + " ".join(f"({esc(l)}) Tj T*" for l in page) + " ET"
+        stream = body.encode("latin-1")
+        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
+                    f"<< /Font << /F1 3 0 R >> >> /Contents {5 + 2 * k} 0 R >>".encode())
+        objs.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + obj + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+def _letter_lines(path: Path) -> list[str]:
+    return [l.strip() for l in read_letter(path).splitlines() if l.strip()]
+
+
+def test_pdf_letter_reads_like_its_text(tmp_path):
+    path = LETTERS[3]
+    pdf = tmp_path / "letter.pdf"
+    pdf.write_bytes(_pdf(_letter_lines(path)))
+    parsed = parse_letter(read_letter(pdf), str(pdf))
+    gold = _gold(path)
+    for got, want in zip(parsed.items, gold["items"]):
+        for key in ITEM_KEYS:
+            assert getattr(got, key) == want[key], key
+    assert letter_to_case(parsed, gold["case"]["id"]) == letter_to_case(_parsed(path),
+                                                                       gold["case"]["id"])
+
+
+def test_encrypted_pdf_is_refused(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(io.BytesIO(_pdf(_letter_lines(LETTERS[0])))).pages:
+        writer.add_page(page)
+    writer.encrypt(user_password="secret", owner_password="owner", algorithm="RC4-128")
+    pdf = tmp_path / "locked.pdf"
+    with pdf.open("wb") as fh:
+        writer.write(fh)
+    with pytest.raises(InputError) as exc:
+        read_letter(pdf)
+    assert str(pdf) in str(exc.value) and "encrypted" in str(exc.value)
+
+
+def test_unreadable_and_textless_pdfs(tmp_path):
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"%PDF-1.4\nthis is not really a pdf\n")
+    with pytest.raises(InputError, match="bad.pdf"):
+        read_letter(bad)
+    blank = tmp_path / "blank.pdf"
+    blank.write_bytes(_pdf([]))
+    with pytest.raises(InputError, match="no extractable text"):
+        read_letter(blank)
+
+
+# ------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "empty"),
+    (b"   \n\n \n", "empty"),
+    (bytes(range(256)) * 8, "binary"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64, "binary"),
+    (b"Dear customer,\n\nYour order has shipped.\n", "not an IMR"),
+])
+def test_bad_files(tmp_path, content, problem):
+    path = tmp_path / "input.txt"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as exc:
+        parse_letter(read_letter(path), str(path))
+    assert str(path) in str(exc.value)
+    assert problem in str(exc.value)
+
+
+def test_missing_and_oversized_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_letter(tmp_path / "nope.txt")
+    with pytest.raises(InputError, match="directory"):
+        read_letter(tmp_path)
+    with pytest.raises(InputError) as exc:
+        read_letter(LETTERS[0], max_bytes=100)
+    assert str(LETTERS[0]) in str(exc.value) and "100-byte limit" in str(exc.value)
+    assert read_letter(LETTERS[0], max_bytes=10_000)
+
+
+def _cut_after(path: Path, needle: str) -> str:
+    text = read_letter(path)
+    return text[:text.index(needle) + len(needle)]
+
+
+@pytest.mark.parametrize("letter, cut, problem", [
+    (0, "IMR ISSUES, DECISIONS AND RATIONALES", "no items"),
+    (0, "set forth below:", "no items"),
+    (0, "CLINICAL CASE SUMMARY", "no decided items"),
+    (3, "lumbar and thoracic spine:", "truncated"),           # item cut before its outcome
+    (3, "Flexeril 7.5 mg #60", "truncated"),                  # next item with no outcome
+    (4, "One prescription for Flexeril: Upheld", "truncated"),  # no rationale
+    (2, "Uptodate \"flexeril\" also recommends", "truncated"),  # rationale cut mid-sentence
+    (4, "MAXIMUS guideline: Decision based on MTUS Chronic", "truncated"),
+])
+def test_truncated_or_itemless_letters(letter, cut, problem):
+    source = f"cut-{letter}.txt"
+    with pytest.raises(InputError) as exc:
+        parse_letter(_cut_after(LETTERS[letter], cut), source)
+    assert str(exc.value).startswith(source) and problem in str(exc.value)
+
+
+def test_middle_item_without_outcome_is_truncated():
+    text = read_letter(LETTERS[2]).replace("Flexeril 10mg #30: Upheld", "Flexeril 10mg #30")
+    with pytest.raises(InputError, match="truncated"):
+        parse_letter(text, "middle.txt")
+
+
+def test_empty_text_names_source():
+    with pytest.raises(InputError, match="^x.txt: letter is empty"):
+        parse_letter("", "x.txt")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from(list("abc :.#\n0123456789UpheldOverturnedIMR,()")),
+               max_size=400))
+def test_arbitrary_text_only_raises_input_error(text):
+    header = "IMR ISSUES, DECISIONS AND RATIONALES\n"
+    for candidate in (text, header + text):
+        try:
+            parse_letter(candidate, "fuzz")
+        except InputError:
+            pass
+
+
+# ------------------------------------------------------------------ layout B
+
+def test_layout_b_fixture():
+    p = parse_letter(read_letter(FIXTURE_B), str(FIXTURE_B))
+    assert p.layout == "B" and p.case_number == "CM13-0000000"
+    assert p.reviewer.specialty == "Physical Medicine and Rehabilitation, Pain Medicine"
+    assert p.reviewer.licensure == ["California"]
+    assert (p.patient_age, p.patient_sex) == (47, "female")
+    assert (p.injury_date, p.ur_date, p.rfa_date) == (
+        dt.date(2011, 5, 2), dt.date(2013, 8, 14), dt.date(2013, 8, 5))
+    assert [(i.item, i.outcome) for i in p.items] == [
+        ("Cyclobenzaprine 10mg #90", "upheld"),
+        ("Chiropractic treatment 2x6 for the lumbar spine", "upheld"),
+        ("Naproxen sodium 550mg #60", "overturned"),
+    ]
+    assert [i.pages for i in p.items] == [["63-66"], ["58-59"], ["67-68"]]
+    assert [i.sections for i in p.items] == [
+        ["Muscle Relaxants (for pain)"], ["Manual therapy and manipulation"],
+        ["NSAIDs (non-steroidal anti-inflammatory drugs)"]]
+    assert p.items[0].reviewer_guideline == "Chronic Pain Medical Treatment Guidelines (May 2009)"
+    assert p.items[0].claims_administrator_guideline.startswith("The Claims Administrator based")
+    assert p.items[2].rationale.startswith("The MTUS recommends NSAIDs")
+
+    case = letter_to_case(p, "synthetic-b")
+    Case.model_validate(case)
+    assert case["request_date"] == "2013-08-05"
+    assert case["diagnoses"] == ["lumbar strain", "lumbar radiculitis", "myofascial pain"]
+    assert case["findings"] == {
+        "acute_exacerbation": True, "muscle_spasm": True, "return_to_work": True,
+        "first_line_tried": ["nsaid", "physical_therapy", "home_exercise", "chiropractic"]}
+    assert case["medications"] == [
+        {"name": "ibuprofen"},
+        {"name": "cyclobenzaprine", "since": "2013-01-15", "intermittent": False}]
+    cyclo, chiro, naproxen = case["requests"]
+    assert cyclo == {"item": "Cyclobenzaprine 10mg #90", "drug": "cyclobenzaprine",
+                     "strength": "10 mg", "quantity": 90, "prior_treatment": True,
+                     "incomplete": False}
+    assert chiro == {"item": "Chiropractic treatment 2x6 for the lumbar spine",
+                     "modality": "chiropractic", "sessions": 12, "prior_sessions": 6,
+                     "prior_treatment": True, "functional_improvement": False,
+                     "body_region": ["lumbar"], "incomplete": False}
+    assert naproxen["drug"] == "naproxen" and "prior_treatment" not in naproxen
+
+
+def test_layout_b_item_without_outcome():
+    text = read_letter(FIXTURE_B).replace(
+        "3. Naproxen sodium 550mg #60 is medically necessary and appropriate.",
+        "3. Naproxen sodium 550mg #60")
+    with pytest.raises(InputError, match="Naproxen sodium 550mg #60' has no outcome"):
+        parse_letter(text, "b.txt")
+
+
+def test_layout_b_truncated():
+    text = read_letter(FIXTURE_B)
+    cut = text[:text.index("2. Chiropractic treatment 2x6 for the lumbar") + 45]
+    with pytest.raises(InputError, match="truncated"):
+        parse_letter(cut, "b.txt")
+    with pytest.raises(InputError, match="no items"):
+        parse_letter(text[:text.index("set forth below:") + 16], "b.txt")
+
+
+# ------------------------------------------------------------------ narrative reading
+
+@pytest.mark.parametrize("text, expected", [
+    ("In the case of this worker, there was no evidence found in the notes available for review "
+     "to suggest an acute muscle spasm flare-up beyond the worker's chronic levels.", False),
+    ("acute flare-up of low back pain", True),
+    ("The patient presents with an acute flare-up of low back pain after lifting.", True),
+    ("On 07/22/2013 she reported an exacerbation of neck pain.", True),
+    ("The patient denies any recent exacerbation.", False),
+    ("The records do not document a flare-up.", False),
+    ("There was a possible acute exacerbation.", None),
+    ("He reports no relief from medication and an acute flare-up of neck pain.", True),
+    ("There is no documentation of side effects and the patient reports a flare-up.", True),
+    ("Rule out acute exacerbation.", None),
+    ("The patient has chronic low back pain rated 6/10.", None),
+])
+def test_acute_exacerbation_negation_and_hedging(text, expected):
+    assert detect_acute_exacerbation(text) is expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Patient has already attempted a series of acupuncture with no documented objective "
+     "improvement in pain or function but only subjective claims of improvement.", False),
+    ("There are only subjective claims of improvement.", False),
+    ('"He indicates that his activities of daily living and function have improved by 10%."', False),
+    ("The patient has not experienced signifant objective functional improvement.", False),
+    ("The treater, however, does not document its impact on pain and function.", False),
+    ("Length of use, rationale and response are not provided in the documentation.", False),
+    ("There is no documentation of improvement.", False),
+    ("The patient reports objective functional improvement with increased walking tolerance.", True),
+    ("If there is functional improvement, additional visits may be considered.", None),
+    ("Objective functional improvement should be documented.", None),
+    ("The patient rates pain 6/10.", None),
+])
+def test_functional_improvement_negation_and_hedging(text, expected):
+    assert detect_functional_improvement(text) is expected
+
+
+def _wrapped(text: str) -> list[str]:
+    return textwrap.wrap(text, 90, break_on_hyphens=False)
+
+
+def make_letter(summary: str, items: list[tuple[str, str, str]],
+                guideline: str = "MTUS Chronic Pain Medical Treatment 2009, Section(s): "
+                                 "Muscle relaxants (for pain).") -> str:
+    """A layout-A letter as PDF extraction gives it: each line, a blank line, trailing spaces."""
+    lines = ["HOW THE IMR FINAL DETERMINATION WAS MADE",
+             "The Expert Reviewer has the following credentials:",
+             "State(s) of Licensure: California", "Certification(s)/Specialty: Family Practice",
+             "CLINICAL CASE SUMMARY",
+             "The expert reviewer developed the following clinical case summary based on a "
+             "review of", "the case file, including all medical records:",
+             *_wrapped(summary),
+             "IMR ISSUES, DECISIONS AND RATIONALES",
+             "The Final Determination was based on decisions for the disputed items/services "
+             "set forth below:"]
+    for name, outcome, rationale in items:
+        lines += [f"{name}: {outcome}",
+                  "Claims Administrator guideline: Decision based on MTUS Chronic Pain Medical",
+                  "Treatment 2009.",
+                  *_wrapped("MAXIMUS guideline: Decision based on " + guideline),
+                  *_wrapped("Decision rationale: " + rationale)]
+    return "".join(f"{line} \n\n" for line in lines)
+
+
+SUMMARY = ("The injured worker is a 50 year old female who sustained an industrial injury on "
+           "1/2/2012. The diagnoses are low back pain and lumbar strain. Treatment to date has "
+           "included physical therapy, home exercise and naproxen. The Utilization Review "
+           "dated 3/4/2014 non-certified the request.")
+
+
+def _case(summary: str, item: str, rationale: str, outcome: str = "Upheld") -> dict:
+    return letter_to_case(parse_letter(make_letter(summary, [(item, outcome, rationale)])), "t")
+
+
+@pytest.mark.parametrize("sentence, weeks", [
+    ("Patient has been on flexeril for months, usually at night.", 8),
+    ("The patient has used Flexeril for over one year.", 52),
+    ("The patient had been utilizing cyclobenzaprine for periods longer than the recommended "
+     "maximum of 4 weeks duration.", 5),
+    ("The patient has taken Flexeril for longer than 4 weeks.", 5),
+    ("The patient has taken Flexeril for 6 weeks.", 6),
+    ("Flexeril was part of the treatment plan over one year ago.", None),
+])
+def test_prior_use_durations(sentence, weeks):
+    case = _case(SUMMARY, "Flexeril 10 mg #60", sentence)
+    assert case["requests"][0].get("prior_use_weeks") == weeks
+
+
+def test_since_date_and_intermittent_use():
+    case = _case(SUMMARY + " The patient has been taking Flexeril consistently since 09/05/13.",
+                 "Flexeril 10 mg #60", "Patient is on Flexeril.")
+    med = next(m for m in case["medications"] if m["name"] == "cyclobenzaprine")
+    assert med == {"name": "cyclobenzaprine", "since": "2013-09-05", "intermittent": False}
+    assert "prior_use_weeks" not in case["requests"][0]
+    assert case["requests"][0]["prior_treatment"] is True
+    case = _case(SUMMARY, "Flexeril 10 mg #60",
+                 "Patient has been on flexeril intermittently for months.")
+    med = next(m for m in case["medications"] if m["name"] == "cyclobenzaprine")
+    assert med["intermittent"] is True
+
+
+def test_dates_and_request_date():
+    case = _case(SUMMARY, "Flexeril 10 mg #60", "The patient has muscle spasm.")
+    assert case["injury_date"] == "2012-01-02" and case["request_date"] == "2014-03-04"
+    case = _case(SUMMARY + " The RFA for this request is dated 02/20/14.", "Flexeril 10 mg #60",
+                 "The patient has muscle spasm.")
+    assert case["request_date"] == "2014-02-20"
+    summary = SUMMARY.replace(" The Utilization Review dated 3/4/2014 non-certified the request.",
+                              "")
+    assert "request_date" not in _case(summary, "Flexeril 10 mg #60", "Patient is in pain.")
+
+
+@pytest.mark.parametrize("item, modality, sessions", [
+    ("Chiropractic treatment 2x6 for the lumbar spine", "chiropractic", 12),
+    ("12 sessions of physical therapy for the neck", "physical_therapy", 12),
+    ("Acupuncture x 6", "acupuncture", 6),
+    ("Unknown acupuncture sessions", "acupuncture", None),
+    ("Physical therapy 2 times a week for 6 weeks", "physical_therapy", 12),
+])
+def test_sessions_from_item(item, modality, sessions):
+    req = _case(SUMMARY, item, "The patient has ongoing pain.")["requests"][0]
+    assert (req["modality"], req["sessions"]) == (modality, sessions)
+    assert req["incomplete"] is (sessions is None)
+
+
+@pytest.mark.parametrize("item, rationale", [
+    ("Additional chiropractic sessions x 6", "The patient has ongoing pain."),
+    ("6 chiropractic sessions", "In this case, the patient has received some chiropractic care."),
+    ("Acupuncture x 6", "Patient has already attempted a series of acupuncture."),
+])
+def test_prior_treatment_with_unknown_count(item, rationale):
+    req = _case(SUMMARY, item, rationale)["requests"][0]
+    assert req["prior_treatment"] is True
+    assert "prior_sessions" in req and req["prior_sessions"] is None
+
+
+def test_prior_session_count_and_no_prior_treatment():
+    req = _case(SUMMARY, "Chiropractic x 6", "She completed 8 chiropractic visits without "
+                "documented functional improvement.")["requests"][0]
+    assert (req["prior_sessions"], req["prior_treatment"], req["functional_improvement"]) == (
+        8, True, False)
+    req = _case(SUMMARY, "Chiropractic x 6 for the low back", "The patient has ongoing pain.")[
+        "requests"][0]
+    assert "prior_treatment" not in req and req["body_region"] == ["lumbar"]
+
+
+@pytest.mark.parametrize("item, rationale, fields", [
+    ("One prescription for Flexeril", "Patient is on Flexeril.",
+     {"strength": None, "quantity": None, "incomplete": True}),
+    ("Flexeril #60", "The request received is also incomplete with no dosage.",
+     {"quantity": 60, "incomplete": True}),
+    ("Soma #60", "The patient takes Soma.", {"quantity": 60, "incomplete": False}),
+    ("Cyclobenzaprine 7.5mg #60 refills x 3", "Patient is on cyclobenzaprine.",
+     {"strength": "7.5 mg", "quantity": 60, "refills": 3, "incomplete": False}),
+    ("Norco 10/325 #120", "Patient is on Norco.",
+     {"drug": "hydrocodone/acetaminophen", "strength": "10/325 mg", "quantity": 120}),
+])
+def test_drug_request_amounts(item, rationale, fields):
+    req = _case(SUMMARY, item, rationale)["requests"][0]
+    for key, value in fields.items():
+        assert key in req and req[key] == value, key
+
+
+def test_topical_compound_is_not_the_oral_drug():
+    req = _case(SUMMARY, "Flurbiprofen/Cyclobenzaprine/Menthol cream 180gm",
+                "The patient uses topical creams.")["requests"][0]
+    assert "drug" not in req
+    req = _case(SUMMARY, "Lidoderm 5% patch #30", "Patient uses Lidoderm.")["requests"][0]
+    assert req["drug"] == "lidocaine patch"
+
+
+def test_section_names_with_commas():
+    text = make_letter(SUMMARY, [("Norco 10/325 #120", "Upheld", "The patient takes Norco.")],
+                       guideline="MTUS Chronic Pain Medical Treatment Guidelines Opioids, "
+                                 "criteria for use Page(s): 76-78, 80.")
+    item = parse_letter(text).items[0]
+    assert (item.reviewer_guideline, item.sections, item.pages) == (
+        "MTUS Chronic Pain Medical Treatment Guidelines", ["Opioids, criteria for use"],
+        ["76-78", "80"])
+
+
+def test_case_from_a_reloaded_parsed_letter():
+    """letter_to_case works on a ParsedLetter rebuilt from its JSON (no cached analysis)."""
+    for path in LETTERS:
+        parsed = _parsed(path)
+        again = ParsedLetter.model_validate_json(parsed.model_dump_json())
+        assert letter_to_case(again, "x") == letter_to_case(parsed, "x")
+
+
+def test_findings_from_narrative():
+    case = _case(SUMMARY + " Her treatment plan includes acupuncture. He has not had chiropractic "
+                 "care. The medications are gabapentin, tramadol and nebumetone for pain.",
+                 "Flexeril 10 mg #60", "The patient is temporarily diabled.")
+    assert case["findings"]["first_line_tried"] == [
+        "nsaid", "physical_therapy", "home_exercise", "anticonvulsant"]
+    assert case["findings"]["return_to_work"] is False
+    assert [m["name"] for m in case["medications"]] == ["naproxen", "gabapentin", "tramadol",
+                                                       "nabumetone"]
+    case = _case(SUMMARY + " She has returned to modified duty.", "Flexeril 10 mg #60",
+                 "Objective findings included tenderness and spasm.")
+    assert case["findings"]["return_to_work"] is True
+    assert case["findings"]["muscle_spasm"] is True
+    # a guideline sentence is not a fact about this patient
+    case = _case(SUMMARY, "Flexeril 10 mg #60",
+                 "The MTUS Guidelines state that muscle relaxants may be used for acute "
+                 "exacerbations of chronic pain.")
+    assert "acute_exacerbation" not in case["findings"]
+
+
+def test_overturned_item_and_requested_drug_not_taken():
+    case_text = make_letter(SUMMARY, [("Naproxen 550 mg #60", "Overturned",
+                                       "The patient has pain despite therapy."),
+                                      ("Flexeril 10 mg #60", "Upheld",
+                                       "The request for Flexeril is not medically necessary.")])
+    p = parse_letter(case_text)
+    assert [i.outcome for i in p.items] == ["overturned", "upheld"]
+    case = letter_to_case(p, "t")
+    assert case["requests"][0]["prior_treatment"] is True           # naproxen is taken
+    assert "prior_treatment" not in case["requests"][1]               # Flexeril only requested
+    assert [m["name"] for m in case["medications"]] == ["naproxen"]
+
+
+# ------------------------------------------------------------------ speed
+
+def test_extraction_speed():
+    texts = [read_letter(p) for p in LETTERS]
+    start = time.perf_counter()
+    for _ in range(10):
+        for t in texts:
+            letter_to_case(parse_letter(t), "x")
+    rate = 50 / (time.perf_counter() - start)
+    assert rate > 50, f"{rate:.0f} letters/s"  # loose bound: shared CI machines; target >= 200
