@@ -37,7 +37,7 @@ def evaluate_sources(sources: list[str], engine: Engine, *, explain: bool = Fals
     out = []
     for source in sources:
         try:
-            case = read_case(source, max_bytes=max_bytes)
+            case = read_source(source, max_bytes=max_bytes)
         except InputError as exc:
             out.append(Evaluated(source, error=exc))
             continue
@@ -131,11 +131,11 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
         return {"summary": run.summary, "errors": run.errors, "changes": changes, "regressed": regressed}
 
 
-def read_source(source: str) -> Case:
+def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:
     """A case file, or an IMR letter (.txt/.pdf) which is extracted into its case first."""
     if source != "-" and Path(source).suffix.lower() in (".txt", ".pdf"):
         from .case import case_from_data
         from .letter import letter_to_case, parse_letter, read_letter
         parsed = parse_letter(read_letter(source), source)
         return case_from_data(letter_to_case(parsed, f"letter-{Path(source).stem}"), source)
-    return read_case(source)
+    return read_case(source, max_bytes=max_bytes)

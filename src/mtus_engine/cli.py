@@ -56,7 +56,7 @@ def main() -> None:
 def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None, batch_input: str | None,
              batch_output: str | None, workers: int, resume: bool, max_bytes: int, quiet: bool,
              log_cases: bool, rules_dir: str | None) -> None:
-    """Evaluate CASE files (YAML or JSON; - reads standard input), or a --batch of cases.
+    """Evaluate CASE files (YAML or JSON; - reads stdin; an IMR letter .txt/.pdf is extracted first), or a --batch.
 
     Prints one determination per request, in request order. A bad case file is reported on
     standard error and the others are still evaluated; the exit code is then 2.
@@ -279,10 +279,14 @@ def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None) -> None:
     are still extracted; the exit code is then 2.
     """
     from .api import extract_letter
+    from .regress import collect_letters
     from .render import to_json
-    failed = False
+    paths, skipped = collect_letters(letters)
+    failed = bool(skipped)
+    for bad in skipped:
+        click.echo(f"error: {bad['letter']}: {bad['error']}", err=True)
     docs = []
-    for path in letters:
+    for path in map(str, paths):
         try:
             doc = extract_letter(path)
         except MtusError as exc:
@@ -296,7 +300,7 @@ def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None) -> None:
         else:
             docs.append(doc)
     if docs:
-        data = docs[0] if len(letters) == 1 else docs
+        data = docs[0] if len(paths) == 1 and len(letters) == 1 else docs
         if fmt == "json":
             click.echo(to_json(data), nl=False)
         else:

@@ -45,8 +45,9 @@ def render_text(result: CaseDetermination, *, color: bool = False, width: int = 
     console.print(Text.assemble(("Case ", "bold"), (result.case_id, "bold cyan"),
                                 f"  rulebook {rb.version} · {rb.edition or 'no edition in effect'}"))
     for i, d in enumerate(result.determinations):
-        head = Text.assemble((f"{i + 1}. ", "bold"), (d.request, "bold"), "  →  ",
-                             (d.decision.upper(), DECISION_STYLE[d.decision]))
+        # decision first: a long item name must never push it out of the title
+        head = Text.assemble((f"{i + 1}. ", "bold"), (d.decision.upper(), DECISION_STYLE[d.decision]),
+                             "  ", (d.request, "bold"))
         body: list[Any] = []
         if d.modified_request:
             body.append(Text(f"Modified to: {d.modified_request.item}", style="yellow"))
