@@ -47,11 +47,11 @@ def evaluate_sources(sources: list[str], engine: Engine, *, explain: bool = Fals
     return out
 
 
-def extract_letter(path: str) -> dict:
+def extract_letter(path: str, *, max_bytes: int | None = None) -> dict:
     """A letter file -> {"letter": parsed letter, "case": derived case}. Raises InputError."""
     from .case import case_from_data, case_to_data
     from .letter import letter_to_case, parse_letter, read_letter
-    parsed = parse_letter(read_letter(path), path)
+    parsed = parse_letter(read_letter(path, max_bytes=max_bytes) if max_bytes else read_letter(path), path)
     case = case_from_data(letter_to_case(parsed, f"letter-{Path(path).stem}"), path)
     return {"source": path, "letter": parsed.model_dump(mode="json"), "case": case_to_data(case)}
 
@@ -80,7 +80,8 @@ def write_extraction(doc: dict, path: str, out_dir: Path, fmt: str) -> list[Path
 
 def regression_report(paths: list[str], *, fmt: str = "json", output: str | None = None,
                       baseline: dict | None = None, workers: int = 1, rules_dir: str | None = None,
-                      engine: Engine | None = None, progress: bool = False, color: bool = False) -> dict:
+                      engine: Engine | None = None, progress: bool = False, color: bool = False,
+                      max_bytes: int | None = None) -> dict:
     """Run a regression and write its report; returns the summary and the regression count."""
     import io
     import os
@@ -99,7 +100,7 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
     else:
         tick = None
     try:
-        run = run_regression(paths, workers=workers, rules_dir=rules_dir, progress=tick)
+        run = run_regression(paths, workers=workers, rules_dir=rules_dir, progress=tick, max_bytes=max_bytes)
     finally:
         if bar:
             bar.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from . import __version__
 from .errors import MtusError, RulebookError
 
 EXIT_BAD_INPUT = 2
+log = logging.getLogger("mtus_engine")
 
 
 def _engine(rules: str | None):
@@ -33,6 +35,8 @@ rules_option = click.option("--rules", "rules_dir", type=click.Path(file_okay=Fa
 @click.version_option(__version__, prog_name="mtus")
 def main() -> None:
     """MTUS utilization review rules engine: cited determinations from structured cases."""
+    # our own messages only; nothing (and no case data) is logged unless --log-cases asks
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
 
 
 @main.command()
@@ -71,6 +75,8 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
         if cases:
             click.echo("error: give CASE files or --batch INPUT, not both", err=True)
             raise SystemExit(EXIT_BAD_INPUT)
+        if log_cases:
+            log.warning("--log-cases is not supported with --batch: the batch output already holds each case's results")
         _run_batch(batch_input, batch_output, workers, resume, max_bytes, quiet, log_cases, rules_dir)
         return
     if not cases:
@@ -79,9 +85,13 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
     engine = _engine(rules_dir)
     results = evaluate_sources(list(cases), engine, explain=explain, max_bytes=max_bytes)
     if log_cases:
+        logging.getLogger("mtus_engine").setLevel(logging.INFO)
+        from .case import case_to_data
+        from .api import read_source
         for item in results:
             if item.result is not None:
-                click.echo(f"case {item.source}: {item.result.case_id}", err=True)
+                log.info("case %s: %s", item.source, json.dumps(case_to_data(read_source(item.source)), default=str)
+                         if item.source != "-" else item.result.case_id)
     color = sys.stdout.isatty() if color is None else color
     failed = False
     json_docs = []
@@ -272,7 +282,9 @@ def rules_test(verbose: bool, rules_dir: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["json", "yaml"]), default="json", show_default=True)
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
               help="Write <letter>.letter.json/.yaml and <letter>.case.yaml into this directory.")
-def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None) -> None:
+@click.option("--max-bytes", type=click.IntRange(1), default=20 * 1024 * 1024, show_default=True,
+              help="Largest letter file accepted.")
+def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None, max_bytes: int) -> None:
     """Extract IMR letters (text or PDF): the parsed letter and the case derived from it.
 
     A letter that cannot be read or is not an IMR letter is reported on stderr; the others
@@ -288,7 +300,7 @@ def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None) -> None:
     docs = []
     for path in map(str, paths):
         try:
-            doc = extract_letter(path)
+            doc = extract_letter(path, max_bytes=max_bytes)
         except MtusError as exc:
             failed = True
             click.echo(f"error: {exc}", err=True)
@@ -321,9 +333,11 @@ def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None) -> None:
               help="Exit 1 when agreement is below this fraction.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--quiet", is_flag=True, help="Nothing on stderr (no progress bar).")
+@click.option("--max-bytes", type=click.IntRange(1), default=20 * 1024 * 1024, show_default=True,
+              help="Largest letter file accepted; larger ones are reported as errors.")
 @rules_option
 def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str | None,
-            min_agreement: float | None, workers: int, quiet: bool, rules_dir: str | None) -> None:
+            min_agreement: float | None, workers: int, quiet: bool, max_bytes: int, rules_dir: str | None) -> None:
     """Regression-test the rulebook against IMR letters (files or directories).
 
     Each letter is extracted, its case evaluated, and each item's engine outcome (upheld for
@@ -340,7 +354,7 @@ def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str 
             click.echo(f"error: {baseline}: not a JSON regression report ({exc})", err=True)
             raise SystemExit(EXIT_BAD_INPUT) from None
     outcome = regression_report(list(paths), fmt=fmt, output=output, baseline=base, workers=workers,
-                                rules_dir=rules_dir, engine=engine, progress=not quiet,
+                                rules_dir=rules_dir, engine=engine, progress=not quiet, max_bytes=max_bytes,
                                 color=sys.stdout.isatty() and output is None)
     if not quiet and output:
         click.echo(f"wrote {output}", err=True)

@@ -83,12 +83,12 @@ def _get_engine(rules_dir: str | None):
     return _engine
 
 
-def regress_letter(path: str, rules_dir: str | None = None) -> dict[str, Any]:
+def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | None = None) -> dict[str, Any]:
     """One letter -> {"items": [...]} or {"error": ...}. Never raises on bad input."""
     from .case import case_from_data
     from .letter import letter_to_case, parse_letter, read_letter
     try:
-        text = read_letter(path)
+        text = read_letter(path, max_bytes=max_bytes) if max_bytes else read_letter(path)
         parsed = parse_letter(text, path)
         case_data = letter_to_case(parsed, f"letter-{Path(path).stem}")
         case = case_from_data(case_data, path)
@@ -129,7 +129,7 @@ def _reason(det: Any) -> str:
     return "every decisive criterion met"
 
 
-def _work(args: tuple[str, str | None]) -> dict[str, Any]:
+def _work(args: tuple[str, str | None, int | None]) -> dict[str, Any]:
     return regress_letter(*args)
 
 
@@ -205,12 +205,13 @@ class RegressionRun:
 
 
 def run_regression(paths: Iterable[str | Path], *, workers: int = 1, rules_dir: str | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> RegressionRun:
+                   progress: Callable[[int, int], None] | None = None,
+                   max_bytes: int | None = None) -> RegressionRun:
     letters, errors = collect_letters(paths)
     tally = Tally()
     fd, spool_name = tempfile.mkstemp(prefix="mtus-regress-", suffix=".jsonl")
     spool = Path(spool_name)
-    jobs = [(str(p), rules_dir) for p in letters]
+    jobs = [(str(p), rules_dir, max_bytes) for p in letters]
     total = len(jobs)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         def consume(results: Iterable[dict]) -> None:
