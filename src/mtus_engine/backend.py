@@ -16,6 +16,7 @@ import threading
 from typing import Callable, Iterable
 
 import durable_rules_engine as _dre
+import orjson
 
 from .errors import EngineError
 
@@ -57,7 +58,7 @@ class RulesetHandle:
             fact["sid"] = sid
             fact.setdefault("id", f"{fact['kind']}-{i}")
         try:
-            code, state = _dre.assert_facts(self._handle, json.dumps(facts))
+            code, state = _dre.assert_facts(self._handle, orjson.dumps(facts).decode())
         except Exception as exc:  # the C layer raises plain Exceptions with a code
             raise EngineError(f"durable_rules rejected the facts: {exc}") from None
         if code == _OBSERVED:
