@@ -89,6 +89,7 @@ class RulebookRef:
     edition: str | None
     version: str
     digest: str
+    edition_basis: str = ""        # why this edition: the request date, or its absence
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,5 +101,6 @@ class CaseDetermination:
     def to_json_data(self) -> dict[str, Any]:
         rb = self.rulebook
         return {"case_id": self.case_id,
-                "rulebook": {"edition": rb.edition, "version": rb.version, "digest": rb.digest},
+                "rulebook": {"edition": rb.edition, "version": rb.version, "digest": rb.digest,
+                             "edition_basis": rb.edition_basis},
                 "determinations": [d.to_json_data() for d in self.determinations]}

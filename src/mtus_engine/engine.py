@@ -112,7 +112,9 @@ class Engine:
         return CaseDetermination(
             case_id=case.id,
             rulebook=RulebookRef(edition=edition.id if edition else None, version=rb.version,
-                                 digest=rb.digest),
+                                 digest=rb.digest, edition_basis=(
+                                     f"request date {case.request_date}" if case.request_date else
+                                     "no request date documented: judged under the newest edition")),
             determinations=determinations)
 
     def fire(self, case: Case, index: int = 0) -> list[str]:

@@ -43,7 +43,7 @@ def render_text(result: CaseDetermination, *, color: bool = False, width: int = 
                       force_terminal=color, highlight=False, emoji=False)
     rb = result.rulebook
     console.print(Text.assemble(("Case ", "bold"), (result.case_id, "bold cyan"),
-                                f"  rulebook {rb.version} · {rb.edition or 'no edition in effect'}"))
+                                f"  rulebook {rb.version} · {rb.edition or 'no edition in effect'} ({rb.edition_basis})"))
     for i, d in enumerate(result.determinations):
         # decision first: a long item name must never push it out of the title
         head = Text.assemble((f"{i + 1}. ", "bold"), (d.decision.upper(), DECISION_STYLE[d.decision]),

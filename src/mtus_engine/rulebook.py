@@ -209,6 +209,8 @@ class DrugSpec(_Strict):
     classes: list[str] = Field(min_length=1)
     sedating: bool
     daily_units: float = Field(gt=0)
+    # oral morphine equivalent per mg (opioids); None where no single factor holds (methadone)
+    morphine_equivalent: float | None = Field(default=None, gt=0)
 
 
 class Edition(_Strict):
@@ -251,6 +253,10 @@ class DrugVocabulary:
     def find_in_text(self, text: str) -> str | None:
         m = self._pattern.search(text)
         return self._names[m.group(1).lower()] if m else None
+
+    def find_all_in_text(self, text: str) -> list[str]:
+        """Every drug named in the text, in order, once each (a compound's ingredients)."""
+        return list(dict.fromkeys(self._names[m.group(1).lower()] for m in self._pattern.finditer(text)))
 
     def spec(self, generic: str) -> DrugSpec | None:
         return self.drugs.get(generic)
