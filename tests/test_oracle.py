@@ -1,6 +1,8 @@
 """The compiled durable_rules engine and an independent Python evaluator must agree on every
 decision, criterion state and citation, across the declared fact vocabulary."""
 
+import os
+
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import oracle
@@ -69,7 +71,7 @@ def _oracle_view(ans):
     return (ans.decision, ans.rules, ans.states, ans.citations)
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", "3000")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(request_facts())
 @example({"kind": "request", "id": "request", "drug": "cyclobenzaprine", "drug_class__muscle_relaxant": True,
