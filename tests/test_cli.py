@@ -71,3 +71,19 @@ def test_rules_commands():
 
 def test_version():
     assert run("--version").output.startswith("mtus, version")
+
+
+def test_broken_rule_files_exit_2_with_file_and_line(root, tmp_path):
+    import shutil
+    rules = tmp_path / "rules"
+    shutil.copytree(root / "rules", rules)
+    (rules / "chronic-pain" / "binary.yaml").write_bytes(b"\x00\x01\x02")
+    (rules / "chronic-pain" / "empty.yaml").write_text("")
+    bad = rules / "chronic-pain" / "baclofen.yaml"
+    bad.write_text(bad.read_text().replace("    criteria:", "    criteria: [unclosed", 1))
+    res = CliRunner().invoke(main, ["rules", "lint", "--rules", str(rules)])
+    assert res.exit_code == 2
+    assert "binary.yaml: binary content" in res.stderr
+    assert "empty.yaml: file is empty" in res.stderr
+    assert "baclofen.yaml: line" in res.stderr and "invalid YAML" in res.stderr
+    assert "Traceback" not in res.stderr
