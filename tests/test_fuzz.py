@@ -145,3 +145,15 @@ def test_loaded_random_cases_evaluate_without_crashing(engine, doc):
         return
     result = engine.evaluate(case)
     assert len(result.determinations) == len(case.requests)
+
+
+def test_a_line_of_thousands_of_drug_names_stays_fast():
+    # found by the long fuzz run: polarity scanned the whole clause for every mention (quadratic)
+    import time
+    text = LETTERS[0].replace("Length it use, rationale and", "Length it use, rationale and \n" + "Flexeril " * 3000)
+    t0 = time.perf_counter()
+    try:
+        _bounded(_extract, text, seconds=10)
+    except InputError:
+        pass
+    assert time.perf_counter() - t0 < 1.0

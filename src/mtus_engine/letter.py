@@ -881,9 +881,13 @@ def _negated(before: str) -> bool:
     return len(gap.split()) <= _NEG_WINDOW and not _NEG_SCOPE_END.search(gap)
 
 
+_CUE_WINDOW = 200  # negation and hedging cues sit close before their term
+
+
 def _polarity(clause: str, start: int) -> bool | None:
     """True if the term at ``start`` is asserted, False if negated, None if hedged."""
-    before = clause[:start]
+    # a bounded window keeps a long clause with many mentions linear, not quadratic
+    before = clause[max(0, start - _CUE_WINDOW):start]
     if _negated(before):
         return False
     if _HEDGE.search(before):
@@ -1063,8 +1067,8 @@ class _Narrative:
                 for generic, written, pos in s.drugs:
                     if not clause_start <= pos < clause_start + len(clause):
                         continue
-                    if s.request:
-                        continue  # requested or planned is not taken
+                    if s.request or generic in meds:
+                        continue  # requested or planned is not taken; known already
                     if _polarity(clause, pos - clause_start) is not True:
                         continue
                     meds.setdefault(generic, _Med(generic, written))
