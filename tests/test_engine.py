@@ -74,3 +74,17 @@ def test_modify_gives_the_modified_request(engine):
     assert d.decision == "modify" and d.medically_necessary is False
     assert d.modified_request.quantity == 63 and d.modified_request.refills == 0
     assert "modification" in d.rationale
+
+
+def test_a_session_where_no_rule_fires_does_not_crash_durable_rules():
+    # durable_rules 2.0.28 frees an uninitialised action context in delete_state when nothing
+    # fired (SIGSEGV); run in a subprocess so a regression fails this test, not the whole run
+    import subprocess
+    import sys
+    code = ("from mtus_engine.backend import RulesetHandle\n"
+            "rs = RulesetHandle('nothing-fires', {'x': {'all': [{'m': {'$and': [{'kind': 'request'}, {'a': 1}]}}]}})\n"
+            "for i in range(2000):\n"
+            "    assert rs.evaluate([{'kind': 'request', 'a': 2}]) == []\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-500:]

@@ -3,12 +3,9 @@
 Data flow: letter -> parsed letter -> case -> engine -> determination -> rendered rationale.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
-
-try:
-    __version__ = _version("mtus-engine")
-except PackageNotFoundError:  # running from a checkout without install
-    __version__ = "0.0.0"
+# the single source of the version (pyproject reads it from here): importlib.metadata would
+# cost ~50 ms of every cold start
+__version__ = "0.1.0"
 
 from .case import Case, Request, load_case, load_case_text  # noqa: E402
 from .determination import CaseDetermination, Determination  # noqa: E402

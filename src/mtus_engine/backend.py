@@ -22,6 +22,10 @@ from .errors import EngineError
 
 # result codes of durable_rules_engine.assert_*: 0 handled, 1 not handled, 2 observed
 _OBSERVED = 2
+# durable_rules 2.0.28 frees a session's action context in delete_state, but only a started
+# action initialises it: a session where no rule fires crashes (invalid free, then SIGSEGV).
+# One rule that always fires keeps every session safe; it is dropped from the results.
+_SESSION_RULE = "mtus-session"
 
 
 class RulesetHandle:
@@ -30,6 +34,7 @@ class RulesetHandle:
     def __init__(self, name: str, definition: dict):
         # create_ruleset keeps its own copy of the JSON; our dict is never mutated
         self.name = name
+        definition = {**definition, _SESSION_RULE: {"all": [{"m": {"kind": "request"}}]}}
         self._handle = _dre.create_ruleset(name, json.dumps(definition, sort_keys=True))
         self._sids = itertools.count(1)
         self._lock = threading.Lock()
@@ -69,7 +74,9 @@ class RulesetHandle:
         while message:
             # a message is {"<rule name>": {...matched facts...}}; rule names hold no quotes,
             # so slicing saves decoding the whole matched fact
-            fired.append(message[message.index('"') + 1: message.index('":')])
+            name = message[message.index('"') + 1: message.index('":')]
+            if name != _SESSION_RULE:
+                fired.append(name)
             message = _dre.complete_and_start_action(self._handle, state)
         return fired
 

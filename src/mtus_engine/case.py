@@ -21,6 +21,8 @@ MAX_QUANTITY = 10_000
 MAX_REFILLS = 24
 MAX_SESSIONS = 200
 MAX_WEEKS = 52 * 80
+MAX_UNITS_PER_DAY = 48
+MAX_INJECTIONS = 50
 
 FIRST_LINE_TREATMENTS = (
     "nsaid", "physical_therapy", "home_exercise", "acupuncture", "chiropractic",
@@ -31,7 +33,21 @@ BODY_REGIONS = (
     "cervical", "thoracic", "lumbar", "shoulder", "elbow", "forearm", "wrist", "hand",
     "carpal_tunnel", "hip", "knee", "ankle", "foot",
 )
-MODALITIES = ("chiropractic", "acupuncture", "physical_therapy", "massage", "aquatic_therapy")
+MODALITIES = ("chiropractic", "acupuncture", "physical_therapy", "massage", "aquatic_therapy",
+              "tens", "epidural_steroid_injection", "trigger_point_injection", "urine_drug_test",
+              "functional_restoration", "home_health")
+# what a compounded topical may contain; "other" is an ingredient the vocabulary cannot name
+INGREDIENTS = (
+    "flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "naproxen",
+    "cyclobenzaprine", "baclofen", "tizanidine", "orphenadrine", "methocarbamol", "carisoprodol",
+    "metaxalone", "gabapentin", "pregabalin", "lidocaine", "capsaicin", "menthol",
+    "methyl_salicylate", "camphor", "tramadol", "ketamine", "amitriptyline", "dextromethorphan",
+    "other",
+)
+COMPOUND = "compounded topical"   # the drug vocabulary's name for any compounded topical
+GI_RISK_FACTORS = ("peptic_ulcer", "gi_bleeding", "perforation", "aspirin", "corticosteroid",
+                   "anticoagulant", "high_dose_nsaid", "multiple_nsaids")
+DIAGNOSIS_TYPES = ("myalgia_myositis", "neuralgia_neuritis_radiculitis", "crps")
 
 
 class _Strict(BaseModel):
@@ -56,6 +72,63 @@ class Findings(_Strict):
     return_to_work: bool | None = Field(default=None, description="The worker has returned to work.")
     liver_function_monitored: bool | None = Field(
         default=None, description="Liver function tests are documented (tizanidine monitoring).")
+    # neuropathic pain and topicals
+    neuropathic_pain: bool | None = Field(default=None, description="Neuropathic pain is documented.")
+    failed_first_line_neuropathic: bool | None = Field(
+        default=None, description="A trial of first-line neuropathic agents (tricyclic or SNRI antidepressant, "
+                                  "or an AED such as gabapentin) failed or was not tolerated.")
+    conservative_care_failed: bool | None = Field(
+        default=None, description="Conservative treatment (exercise, physical methods, NSAIDs, muscle relaxants "
+                                  "or other modalities) was tried and failed or was not tolerated.")
+    pain_reduction_percent: int | None = Field(
+        default=None, ge=0, le=100, description="Pain reduction from the drug requested, in percent.")
+    # opioids
+    non_opioid_trial_failed: bool | None = Field(
+        default=None, description="A trial of non-opioid analgesics failed or was not tolerated.")
+    baseline_pain_function_documented: bool | None = Field(
+        default=None, description="Goals and baseline pain and function were documented before an opioid trial.")
+    analgesia_documented: bool | None = Field(default=None, description="Pain relief from opioids is documented (4 A's).")
+    adl_documented: bool | None = Field(
+        default=None, description="Activities of daily living on opioids are documented (4 A's).")
+    adverse_effects_documented: bool | None = Field(
+        default=None, description="Adverse effects of opioids are assessed and documented (4 A's).")
+    aberrant_behavior_screened: bool | None = Field(
+        default=None, description="Aberrant drug-taking behavior is monitored and documented (4 A's).")
+    urine_drug_screen_consistent: bool | None = Field(
+        default=None, description="The latest urine drug screen is consistent with the prescribed medications.")
+    morphine_equivalent_dose: int | None = Field(
+        default=None, ge=0, le=10_000, description="Total daily oral morphine-equivalent dose, mg/day, as documented.")
+    # NSAIDs and PPIs
+    gi_risk_factors: list[Literal[GI_RISK_FACTORS]] | None = Field(  # type: ignore[valid-type]
+        default=None, description="GI risk factors documented; [] when assessed and none found.")
+    # injections
+    radiculopathy_exam: bool | None = Field(default=None, description="Radiculopathy is documented on physical examination.")
+    radiculopathy_imaging: bool | None = Field(
+        default=None, description="Radiculopathy is corroborated by imaging or electrodiagnostic testing.")
+    prior_injection_relief_percent: int | None = Field(
+        default=None, ge=0, le=100, description="Pain relief from the previous injection, in percent.")
+    prior_injection_relief_weeks: int | None = Field(
+        default=None, ge=0, le=520, description="Weeks the previous injection's relief lasted.")
+    medication_use_reduced: bool | None = Field(
+        default=None, description="Medication use fell after the previous injection.")
+    myofascial_trigger_points: bool | None = Field(
+        default=None, description="Trigger points with a twitch response and referred pain on palpation.")
+    # physical medicine, TENS, programs, home health
+    active_exercise_program: bool | None = Field(
+        default=None, description="An active exercise or functional restoration program is part of the plan.")
+    reduced_weight_bearing_needed: bool | None = Field(
+        default=None, description="Reduced weight bearing is desirable (e.g. extreme obesity).")
+    crps: bool | None = Field(default=None, description="Complex regional pain syndrome is diagnosed.")
+    phantom_limb_pain: bool | None = Field(default=None, description="Phantom limb pain is documented.")
+    functional_baseline_testing: bool | None = Field(
+        default=None, description="A thorough evaluation with baseline functional testing was made (programs).")
+    significant_loss_of_function: bool | None = Field(
+        default=None, description="Significant loss of the ability to function independently from chronic pain.")
+    surgical_candidate: bool | None = Field(
+        default=None, description="The patient is a candidate for surgery or other clearly warranted treatment.")
+    motivated_to_change: bool | None = Field(
+        default=None, description="The patient shows motivation to change (programs).")
+    homebound: bool | None = Field(default=None, description="The patient is homebound.")
 
 
 class Medication(_Strict):
@@ -85,6 +158,21 @@ class Request(_Strict):
     modality: Literal[MODALITIES] | None = None  # type: ignore[valid-type]
     body_region: list[Literal[BODY_REGIONS]] | None = None  # type: ignore[valid-type]
     incomplete: bool | None = Field(default=None, description="The request states no dosage or quantity.")
+    units_per_day: float | None = Field(default=None, gt=0, le=MAX_UNITS_PER_DAY,
+                                        description="Units a day as prescribed (e.g. '1-2 tabs q6h' = 8).")
+    ingredients: list[Literal[INGREDIENTS]] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Ingredients of a compounded topical.")
+    diagnosis_type: Literal[DIAGNOSIS_TYPES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Physical medicine diagnosis group (visit counts differ by group).")
+    purchase: bool | None = Field(default=None, description="A device purchase (true) rather than a rental or trial.")
+    fluoroscopy: bool | None = Field(default=None, description="The injection is done under fluoroscopic guidance.")
+    injections_past_year: int | None = Field(
+        default=None, ge=0, le=52, description="Injections of this kind in the same region in the past 12 months.")
+    injections_per_session: int | None = Field(
+        default=None, ge=0, le=MAX_INJECTIONS, description="Injections requested in one session.")
+    hours_per_week: int | None = Field(default=None, ge=0, le=168, description="Hours of service a week.")
+    homemaker_only: bool | None = Field(
+        default=None, description="Only homemaker services (shopping, cleaning, laundry, personal care) are requested.")
 
     @field_validator("body_region", mode="before")
     @classmethod
@@ -176,7 +264,21 @@ def load_case_text(text: str | bytes, source: str = "<stdin>") -> Case:
 
 class DrugLookup(Protocol):
     def find_in_text(self, text: str) -> str | None: ...
+    def find_all_in_text(self, text: str) -> list[str]: ...
     def generic(self, name: str) -> str | None: ...
+    def spec(self, generic: str) -> Any: ...
+
+
+def medication_generic(name: str, drugs: DrugLookup) -> str | None:
+    """A medication's generic name; a compounded topical is one drug, whatever it contains."""
+    key = (id(drugs), name)
+    hit = _item_cache.get(key)
+    if hit is None:
+        parse_item(name, drugs)
+        hit = _item_cache[key]
+    if hit.get("drug") == COMPOUND:
+        return COMPOUND
+    return drugs.generic(name)
 
 
 _STRENGTH = re.compile(r"(\d+(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)\s*(mg|mcg|g|%|ml)\b", re.I)
@@ -201,6 +303,14 @@ _MODALITY_WORDS = [
     ("aquatic_therapy", re.compile(r"aquatic|pool therapy", re.I)),
     ("massage", re.compile(r"massage", re.I)),
     ("physical_therapy", re.compile(r"physical therapy|\bPT\b|physiotherapy", re.I)),
+    ("epidural_steroid_injection", re.compile(r"epidural|\bESIs?\b|transforaminal|interlaminar", re.I)),
+    ("trigger_point_injection", re.compile(r"trigger[- ]?points?|\bTPIs?\b", re.I)),
+    ("urine_drug_test", re.compile(r"urine drug|drug screen|drug test|urine tox|\bUDS\b|\bUDT\b", re.I)),
+    ("functional_restoration", re.compile(
+        r"functional restoration|\bFRP\b|(?:multi|inter)disciplinary pain|chronic pain (?:management )?program"
+        r"|\bHELP program", re.I)),
+    ("home_health", re.compile(r"home health|home care|home nursing|\bHHA\b|in-home|home aide|homemaker", re.I)),
+    ("tens", re.compile(r"\bTENS\b|transcutaneous electrical", re.I)),
 ]
 _REGION_WORDS = [
     ("cervical", r"cervical|neck"), ("thoracic", r"thoracic|mid[- ]?back|upper back"),
@@ -210,7 +320,36 @@ _REGION_WORDS = [
     ("ankle", r"ankle"), ("foot", r"\bfoot\b|\bfeet\b"),
 ]
 _REGIONS = [(name, re.compile(pat, re.I)) for name, pat in _REGION_WORDS]
-_ADDITIONAL = re.compile(r"\badditional\b|\bcontinued\b|\bmore\b", re.I)
+_ADDITIONAL = re.compile(r"\badditional\b|\bcontinued\b|\bmore\b|\brepeat\b", re.I)
+
+# prescription directions: how often, then how many units a dose ("1-2 tabs q4-6h" = 12 a day)
+_EVERY_HOURS = re.compile(r"\b(?:q\.?\s*|every\s+)(\d+)\s*(?:-\s*\d+\s*)?h(?:rs?|ours?)?\b", re.I)
+_TIMES_A_DAY = (
+    (re.compile(r"\b(\d+)\s*(?:x|times)\s*(?:a|per|/)\s*day\b", re.I), None),
+    (re.compile(r"\b(?:qid|q\.i\.d\.?|four times (?:a|per) day)(?!\w)", re.I), 4),
+    (re.compile(r"\b(?:tid|t\.i\.d\.?|three times (?:a|per) day)(?!\w)", re.I), 3),
+    (re.compile(r"\b(?:bid|b\.i\.d\.?|twice (?:a|per) day|two times (?:a|per) day)(?!\w)", re.I), 2),
+    (re.compile(r"\b(?:qd|qhs|once (?:a|per) day|daily|at bedtime|nightly)\b", re.I), 1),
+)
+_DOSE_UNITS = re.compile(r"(?<![#\d.])(\d+)(?:\s*-\s*(\d+))?\s*(?:tabs?|tablets?|caps?|capsules?|pills?)\b"
+                         r"[^\d#]{0,20}$", re.I)
+# topical forms; "patch" is left out: the lidocaine patch and opioid patches are their own drugs
+_TOPICAL_FORM = re.compile(r"\b(?:compound(?:ed)?|creams?|gels?|ointments?|lotions?|topical|liniment|base)\b", re.I)
+_SEGMENT_SPLIT = re.compile(r"[,;+]|(?<!\d)/|/(?!\d)|\band\b|\bwith\b|\bin\b", re.I)
+_PERCENT = re.compile(r"\d\s*%")
+_INGREDIENT_WORDS = [(name, re.compile(r"(?<![A-Za-z])" + name.replace("_", r"[\s-]*") + r"(?![A-Za-z])", re.I))
+                     for name in INGREDIENTS if name != "other"]
+_PURCHASE = re.compile(r"purchase|\bbuy\b", re.I)
+_RENTAL = re.compile(r"rental|\brent\b|\btrial\b", re.I)
+_FLUORO = re.compile(r"fluoro|image[- ]guid", re.I)
+_HOURS_WEEK = re.compile(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
+_HOURS_DAY = re.compile(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*day\b", re.I)
+_DAYS_WEEK = re.compile(r"(\d+)\s*days?\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
+_EVERY_DAY = re.compile(r"\bdaily\b|every day|7 days", re.I)
+_HOMEMAKER = re.compile(r"homemak|housekeep|chores?|cleaning|laundry|shopping|cooking|meal prep|personal care", re.I)
+_MEDICAL_HOME = re.compile(r"nurs|wound|infusion|injection|skilled|therap|medication management|dressing", re.I)
+_INJECTIONS = (re.compile(r"(\d+)\s+(?:trigger[- ]?point\s+)?injections?\b", re.I),
+               re.compile(r"(?<![\w.])x\s*(\d+)\b", re.I))
 
 
 def _first_int(m: re.Match | None) -> int | None:
@@ -236,9 +375,85 @@ def parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, list) else v) for k, v in hit.items()}
 
 
+def strength_mg(text: str | None) -> list[float] | None:
+    """The milligram amounts of a strength ("10/325 mg": [10, 325]); None unless in mg."""
+    m = _STRENGTH.search(text or "")
+    if not m or m.group(2).lower() != "mg":
+        return None
+    return [float(x) for x in re.sub(r"\s+", "", m.group(1)).split("/")]
+
+
+def units_per_day(text: str) -> float | None:
+    """Units a day from prescription directions in the text, or None when it gives none."""
+    per_day = None
+    m = _EVERY_HOURS.search(text)
+    if m and int(m.group(1)) > 0:
+        per_day = 24 / int(m.group(1))
+    else:
+        for pattern, n in _TIMES_A_DAY:
+            if (m := pattern.search(text)):
+                per_day = n if n is not None else int(m.group(1))
+                break
+    if not per_day:
+        return None
+    dose = _DOSE_UNITS.search(text[:m.start()])
+    units = max(int(g) for g in dose.groups() if g) if dose else 1
+    value = round(float(per_day * units if 0 < units <= 10 else per_day), 2)
+    return value if 0 < value <= MAX_UNITS_PER_DAY else None
+
+
+def _ingredients(text: str, drugs: DrugLookup) -> list[str]:
+    """A compound's ingredients in order, each segment once; a dosed segment the vocabulary
+    cannot name counts as "other"."""
+    found: list[str] = []
+    for seg in _SEGMENT_SPLIT.split(text):
+        names = [name for name, pattern in _INGREDIENT_WORDS if pattern.search(seg)]
+        for generic in drugs.find_all_in_text(seg):
+            names += [n for n in _own_ingredients(generic) if n in INGREDIENTS]
+        if not names and _PERCENT.search(seg):
+            names = ["other"]
+        found += names
+    return list(dict.fromkeys(found))
+
+
+def _own_ingredients(generic: str) -> set[str]:
+    """Ingredients a vocabulary drug is made of ("methyl salicylate/menthol": both)."""
+    return {part.strip().removesuffix(" patch").replace(" ", "_") for part in generic.split("/")}
+
+
+def _compound(item: str, drug: str | None, drugs: DrugLookup) -> list[str] | None:
+    """The ingredients when the item is a compounded topical, else None."""
+    if not _TOPICAL_FORM.search(item) and (len(_PERCENT.findall(item)) < 2 or any(
+            pattern.search(item) for _, pattern in _MODALITY_WORDS)):
+        return None  # e.g. an injection of lidocaine 1% and bupivacaine 0.25%
+    ingredients = _ingredients(item, drugs)
+    spec = drugs.spec(drug) if drug and hasattr(drugs, "spec") else None
+    if spec is not None and "topical" in spec.classes and drug != COMPOUND \
+            and set(ingredients) <= _own_ingredients(drug):
+        return None  # a product of its own (Menthoderm gel, capsaicin cream)
+    if not ingredients and drug != COMPOUND:
+        return None
+    return ingredients
+
+
 def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
     out: dict[str, Any] = {}
     drug = drugs.find_in_text(item)
+    ingredients = _compound(item, drug, drugs)
+    if ingredients is not None:
+        out["drug"] = COMPOUND
+        if ingredients:
+            out["ingredients"] = ingredients
+        regions = [name for name, pattern in _REGIONS if pattern.search(item)]
+        if regions:
+            out["body_region"] = regions
+        qty = _first_int(next((m for p in _QTY if (m := p.search(item))), None))
+        if qty is not None:
+            out["quantity"] = qty
+        refills = _first_int(next((m for p in _REFILLS if (m := p.search(item))), None))
+        if refills is not None:
+            out["refills"] = refills
+        return out
     if drug:
         out["drug"] = drug
         m = _STRENGTH.search(item)
@@ -253,6 +468,9 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
         refills = _first_int(refill_match)
         if refills is not None:
             out["refills"] = refills
+        per_day = units_per_day(item)
+        if per_day is not None:
+            out["units_per_day"] = per_day
         return out
     for name, pattern in _MODALITY_WORDS:
         if pattern.search(item):
@@ -271,6 +489,40 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
             out["body_region"] = regions
         if _ADDITIONAL.search(item):
             out["prior_treatment"] = True
+        out.update(_modality_details(out["modality"], item))
+    return out
+
+
+def _modality_details(modality: str, item: str) -> dict[str, Any]:
+    """What the item says about a device, an injection or home services."""
+    out: dict[str, Any] = {}
+    if modality == "tens":
+        if _PURCHASE.search(item):
+            out["purchase"] = True
+        elif _RENTAL.search(item):
+            out["purchase"] = False
+    elif modality == "epidural_steroid_injection" and _FLUORO.search(item):
+        out["fluoroscopy"] = True
+    elif modality == "trigger_point_injection":
+        n = next((int(m.group(1)) for p in _INJECTIONS if (m := p.search(item))), None)
+        if n is not None and n <= MAX_INJECTIONS:
+            out["injections_per_session"] = n
+    elif modality == "home_health":
+        hours = None
+        if (m := _HOURS_WEEK.search(item)):
+            hours = int(m.group(1))
+        elif (m := _HOURS_DAY.search(item)):
+            days = _DAYS_WEEK.search(item)
+            if days:
+                hours = int(m.group(1)) * int(days.group(1))
+            elif _EVERY_DAY.search(item):
+                hours = int(m.group(1)) * 7
+        if hours is not None and hours <= 168:
+            out["hours_per_week"] = hours
+        if _MEDICAL_HOME.search(item):
+            out["homemaker_only"] = False
+        elif _HOMEMAKER.search(item):
+            out["homemaker_only"] = True
     return out
 
 
@@ -301,7 +553,7 @@ def derive_request(case: Case, index: int, drugs: DrugLookup) -> tuple[dict[str,
         generic = drugs.generic(filled["drug"]) or filled["drug"]
         filled["drug"] = generic
         for med in case.medications:
-            if drugs.generic(med.name) != generic:
+            if medication_generic(med.name, drugs) != generic:
                 continue
             if "prior_treatment" not in filled:
                 filled["prior_treatment"] = True

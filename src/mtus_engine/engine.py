@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from .backend import RulesetHandle
-from .case import Case, Request, derive, derive_request
+from .case import (Case, Request, derive, derive_request, medication_generic, parse_item, strength_mg,
+                   units_per_day)
 from .compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebook, chained_facts,
                        compile_rulebook, flag)
 from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
@@ -32,7 +33,7 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[s
     """
     facts: dict[str, Any] = {"kind": "request", "id": "request"}
     findings = case.findings.model_dump(exclude_none=True)
-    list_values = {name: spec.values or [] for name, spec in rulebook.facts.items() if spec.type == "list"}
+    list_values = rulebook.list_values
 
     def put_list(name: str, members: list[str] | None) -> None:
         if members is None:
@@ -72,7 +73,147 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[s
                 facts["supply_days"] = round(total / spec.daily_units, 1)
     if req.sessions is not None and req.prior_sessions is not None:
         facts["total_sessions"] = req.sessions + req.prior_sessions
+    elif req.sessions is not None and req.prior_treatment is False:
+        facts["total_sessions"] = req.sessions  # nothing completed before
+    # the breadth families' derived facts, only where a rule for this item reads them
+    reads = rulebook.reads(req.drug, req.modality)
+    if reads & _OPIOID_FACTS and spec and "opioid" in spec.classes:
+        _opioid_facts(case, req, spec, rulebook, facts)
+    if reads & _DOSE_FACTS and req.strength:
+        _dose_facts(req, spec, facts)
+    if reads & _GI_FACTS:
+        _gi_facts(case, req, rulebook, facts)
+    if req.ingredients is not None:
+        facts["topical_nsaid"] = bool(set(req.ingredients) & _TOPICAL_NSAIDS)
+        facts["topical_capsaicin"] = "capsaicin" in req.ingredients
+    if req.modality and reads & _MODALITY_FACTS:
+        _modality_facts(case, req, rulebook, facts)
     return facts
+
+
+_OPIOID_FACTS = {"opioid_in_use", "opioid_wean_indicated", "morphine_equivalent_total"}
+_DOSE_FACTS = {"daily_dose_mg", "acetaminophen_mg_per_day"}
+_GI_FACTS = {"concurrent_nsaid", "gi_risk"}
+_MODALITY_FACTS = {"pt_myalgia", "pt_neuralgia", "pt_crps", "tens_condition", "opioid_prescribed",
+                   "months_since_injury"}
+
+
+_TOPICAL_NSAIDS = {"flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "naproxen"}
+
+
+def _others(case: Case, req: DerivedRequest, rulebook: Rulebook) -> list[tuple[str, str | None, float | None]]:
+    """The case's other drugs, each generic once: (generic, strength, units a day). The other
+    requests count too: what is asked for together is taken together."""
+    seen: dict[str, tuple[str, str | None, float | None]] = {}
+    for med in case.medications:
+        g = medication_generic(med.name, rulebook.drugs)
+        if g and g != req.drug:
+            seen[g] = (g, med.dose, units_per_day(med.dose) if med.dose else None)
+    for other in case.requests:
+        if other.item == req.item:
+            continue
+        parsed = parse_item(other.item, rulebook.drugs)
+        g = _generic(rulebook, other.drug or parsed.get("drug"))
+        if g and g != req.drug:
+            seen[g] = (g, other.strength or parsed.get("strength"),
+                       other.units_per_day or parsed.get("units_per_day"))
+    return list(seen.values())
+
+
+def _generic(rulebook: Rulebook, name: str | None) -> str | None:
+    return (rulebook.drugs.generic(name) or name) if name else None
+
+
+def _has_class(rulebook: Rulebook, generic: str, cls: str) -> bool:
+    s = rulebook.drugs.spec(generic)
+    return bool(s and cls in s.classes)
+
+
+def _opioid_facts(case: Case, req: DerivedRequest, spec: Any, rulebook: Rulebook, facts: dict[str, Any]) -> None:
+    others = [o for o in _others(case, req, rulebook) if _has_class(rulebook, o[0], "opioid")]
+    listed = any(_has_class(rulebook, g, "opioid") for g in
+                 (medication_generic(m.name, rulebook.drugs) for m in case.medications) if g)
+    if req.prior_treatment is True or listed:
+        facts["opioid_in_use"] = True
+    elif case.medications:
+        facts["opioid_in_use"] = False
+    in_use = facts.get("opioid_in_use")
+    # the continue criteria (return to work, or better function and pain); else wean
+    if in_use is False:
+        facts["opioid_wean_indicated"] = False
+    elif in_use:
+        rtw, fi = case.findings.return_to_work, req.functional_improvement
+        relief = case.findings.analgesia_documented
+        if rtw is True or (fi is True and relief is True):
+            facts["opioid_wean_indicated"] = False
+        elif fi is False or relief is False:
+            facts["opioid_wean_indicated"] = True
+    if case.findings.morphine_equivalent_dose is not None:
+        facts["morphine_equivalent_total"] = case.findings.morphine_equivalent_dose
+        return
+    total = _morphine_mg(spec, req.strength, req.units_per_day)
+    for generic, strength, per_day in others:
+        part = _morphine_mg(rulebook.drugs.spec(generic), strength, per_day)
+        total = None if (total is None or part is None) else total + part
+    if total is not None:
+        facts["morphine_equivalent_total"] = round(total)
+
+
+def _morphine_mg(spec: Any, strength: str | None, per_day: float | None) -> float | None:
+    """Daily oral morphine mg of one opioid: strength x units a day (as directed, else the
+    usual) x the conversion factor; None when any of them is unknown."""
+    mg = strength_mg(strength)
+    if spec is None or spec.morphine_equivalent is None or not mg:
+        return None
+    return mg[0] * (per_day or spec.daily_units) * spec.morphine_equivalent
+
+
+def _dose_facts(req: DerivedRequest, spec: Any, facts: dict[str, Any]) -> None:
+    mg = strength_mg(req.strength)
+    if not mg or spec is None:
+        return
+    per_day = req.units_per_day or spec.daily_units
+    facts["daily_dose_mg"] = round(mg[0] * per_day, 1)
+    if "acetaminophen" in (req.drug or "") and len(mg) == 2:
+        facts["acetaminophen_mg_per_day"] = round(mg[1] * per_day, 1)
+
+
+def _gi_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: dict[str, Any]) -> None:
+    nsaids = {o[0] for o in _others(case, req, rulebook) if _has_class(rulebook, o[0], "nsaid")}
+    if nsaids:
+        facts["concurrent_nsaid"] = True
+    elif case.medications:
+        facts["concurrent_nsaid"] = False
+    factors, age = case.findings.gi_risk_factors, case.patient.age
+    if (age is not None and age > 65) or factors or len(nsaids) >= 2:
+        facts["gi_risk"] = True
+    elif factors is not None and age is not None:
+        facts["gi_risk"] = False
+
+
+def _modality_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: dict[str, Any]) -> None:
+    if req.diagnosis_type is not None:
+        facts["pt_myalgia"] = req.diagnosis_type == "myalgia_myositis"
+        facts["pt_neuralgia"] = req.diagnosis_type == "neuralgia_neuritis_radiculitis"
+        facts["pt_crps"] = req.diagnosis_type == "crps"
+    f = case.findings
+    conditions = (f.neuropathic_pain, f.crps, f.spasticity, f.phantom_limb_pain)
+    if any(c is True for c in conditions):
+        facts["tens_condition"] = True
+    elif all(c is False for c in conditions):
+        facts["tens_condition"] = False
+    opioid_listed = any(_has_class(rulebook, g, "opioid") for g in
+                        (medication_generic(m.name, rulebook.drugs) for m in case.medications) if g)
+    opioid_requested = any(_has_class(rulebook, g, "opioid") for g in
+                           (_generic(rulebook, r.drug or parse_item(r.item, rulebook.drugs).get("drug"))
+                            for r in case.requests) if g)
+    if opioid_listed or opioid_requested:
+        facts["opioid_prescribed"] = True
+    elif case.medications:
+        facts["opioid_prescribed"] = False
+    if case.injury_date and case.request_date:
+        a, b = case.injury_date, case.request_date
+        facts["months_since_injury"] = (b.year - a.year) * 12 + b.month - a.month - (b.day < a.day)
 
 
 def _show(value: Any) -> str:

@@ -304,6 +304,30 @@ class Rulebook:
         return None
 
     @cached_property
+    def list_values(self) -> dict[str, list[str]]:
+        """Each list fact's declared values (request_facts turns them into member flags)."""
+        return {name: spec.values or [] for name, spec in self.facts.items() if spec.type == "list"}
+
+    @cached_property
+    def _reads(self) -> dict[tuple[str, str], frozenset[str]]:
+        """Facts read by the rules that can apply to each drug and each modality."""
+        def read(rules: list[Rule]) -> frozenset[str]:
+            return frozenset(f for r in rules for c in r.criteria for f in (c.fact, c.when and c.when.fact) if f)
+        out = {}
+        for generic, spec in self.drugs.drugs.items():
+            out[("drug", generic)] = read([r for r in self.rules if generic in r.applies_to.drugs
+                                           or set(spec.classes) & set(r.applies_to.classes)])
+        for m in {m for r in self.rules for m in r.applies_to.modalities}:
+            out[("modality", m)] = read([r for r in self.rules if m in r.applies_to.modalities])
+        return out
+
+    def reads(self, drug: str | None, modality: str | None) -> frozenset[str]:
+        """Facts some rule for this drug or modality reads (derivations can skip the rest)."""
+        if drug:
+            return self._reads.get(("drug", drug), frozenset())
+        return self._reads.get(("modality", modality or ""), frozenset())
+
+    @cached_property
     def test_files(self) -> list[Path]:
         return sorted(self.directory.rglob("*.test.yaml"))
 
