@@ -102,13 +102,14 @@ class CompiledRulebook:
     by_drug: dict[str, int]            # generic drug -> family index
     by_modality: dict[str, int]
     by_class: dict[str, int] = None    # drug class -> family index
+    chain_table: dict[str, dict | None] = None   # fired rule name -> the fact stage two gets
 
     @property
     def request_keys(self) -> frozenset[str]:
         return frozenset().union(*(f.request_keys for f in self.families))
 
-    def families_for(self, facts: dict[str, Any]) -> list[Family]:
-        """Every family with a rule that could match this request fact (usually one)."""
+    def families_for(self, facts: dict[str, Any]) -> list[int]:
+        """Indices of every family with a rule that could match this request fact (usually one)."""
         idx = set()
         if (d := facts.get("drug")) in self.by_drug:
             idx.add(self.by_drug[d])
@@ -117,7 +118,7 @@ class CompiledRulebook:
         for cls, i in self.by_class.items():
             if facts.get(flag("drug_class", cls)) is True:
                 idx.add(i)
-        return [self.families[i] for i in sorted(idx)]
+        return sorted(idx)
 
 
 def _keys(node: Any, out: set[str]) -> None:
@@ -160,7 +161,9 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
     # one immutable ruleset name per rulebook version and content
     name = f"mtus-{rulebook.version}-{hashlib.sha256(content).hexdigest()[:12]}"
     families, by_drug, by_modality, by_class = _families(rulebook, definition, name)
-    return CompiledRulebook(name, definition, actions, rulebook, families, by_drug, by_modality, by_class)
+    compiled = CompiledRulebook(name, definition, actions, rulebook, families, by_drug, by_modality, by_class)
+    compiled.chain_table = {n: _chained_fact(compiled, n) for n in actions}
+    return compiled
 
 
 def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
@@ -204,20 +207,24 @@ def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
     return families, by_drug, by_modality, by_class
 
 
+def _chained_fact(compiled: CompiledRulebook, name: str) -> dict | None:
+    act = compiled.actions[name]
+    rule = compiled.rulebook.by_id[act.rule_id]
+    if rule.recommendation != "recommended":
+        return None
+    if act.kind == "applies":
+        return {"kind": "applies", "id": f"a:{act.rule_id}", "rule": act.rule_id}
+    if act.kind == "criterion" and act.state in OK_STATES:
+        crit = next(c for c in rule.criteria if c.id == act.criterion_id)
+        if crit.decisive:
+            return {"kind": "criterion", "id": f"c:{act.rule_id}:{act.criterion_id}",
+                    "rule": act.rule_id, "criterion": act.criterion_id, "state": act.state}
+    return None
+
+
 def chained_facts(compiled: CompiledRulebook, fired: list[str]) -> list[dict]:
     """Stage two's input: stage one's conclusions that a certify join can use."""
-    out = []
-    # a rule fires once per satisfied $or branch; each conclusion is asserted once
-    for name in dict.fromkeys(fired):
-        act = compiled.actions[name]
-        rule = compiled.rulebook.by_id[act.rule_id]
-        if rule.recommendation != "recommended":
-            continue
-        if act.kind == "applies":
-            out.append({"kind": "applies", "id": f"a:{act.rule_id}", "rule": act.rule_id})
-        elif act.kind == "criterion" and act.state in OK_STATES:
-            crit = next(c for c in rule.criteria if c.id == act.criterion_id)
-            if crit.decisive:
-                out.append({"kind": "criterion", "id": f"c:{act.rule_id}:{act.criterion_id}",
-                            "rule": act.rule_id, "criterion": act.criterion_id, "state": act.state})
-    return out
+    table = compiled.chain_table
+    # a rule fires once per satisfied $or branch; each conclusion is asserted once. Copies:
+    # the backend stamps each fact with its session id
+    return [dict(f) for name in dict.fromkeys(fired) if (f := table[name]) is not None]

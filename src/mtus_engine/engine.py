@@ -233,6 +233,7 @@ class Engine:
         self.rulebook = rulebook or load_rulebook()
         self.compiled: CompiledRulebook = compile_rulebook(self.rulebook)
         self._rulesets = [RulesetHandle(f.name, f.definition) for f in self.compiled.families]
+        self._rule_order = {r.id: n for n, r in enumerate(self.rulebook.rules)}
 
     # ---------------------------------------------------------------- public
     def evaluate(self, case: Case) -> CaseDetermination:
@@ -266,12 +267,11 @@ class Engine:
     def _fire(self, facts: dict[str, Any]) -> list[str]:
         fired: list[str] = []
         # a family holds every rule that can match this fact; no family, no rule can
-        for family in self.compiled.families_for(facts):
-            ruleset = self._rulesets[self.compiled.families.index(family)]
+        for i in self.compiled.families_for(facts):
             # only the keys some rule reads cross into durable_rules: less JSON, smaller facts
-            used = family.request_keys
-            fired += ruleset.evaluate([{k: v for k, v in facts.items() if k in used}],
-                                      lambda f: chained_facts(self.compiled, f))
+            used = self.compiled.families[i].request_keys
+            fired += self._rulesets[i].evaluate([{k: v for k, v in facts.items() if k in used}],
+                                                lambda f: chained_facts(self.compiled, f))
         return fired
 
     # -------------------------------------------------------------- internals
@@ -296,8 +296,9 @@ class Engine:
         applied = {a.rule_id for a in actions if a.kind == "applies"}
         if not applied:
             return self._no_rule(req, self._why_no_rule(req))
-        rules = [r for r in self.rulebook.rules
-                 if r.id in applied and r.edition == edition and r.in_effect(request_date)]
+        order = self._rule_order
+        rules = sorted((r for r in map(self.rulebook.by_id.__getitem__, applied)
+                        if r.edition == edition and r.in_effect(request_date)), key=lambda r: order[r.id])
         if not rules:
             return self._no_rule(req, f"the rules that cover this item are not in effect on {request_date}")
         states: dict[tuple[str, str], str] = {}
@@ -396,7 +397,9 @@ class Engine:
             text = f"the records do not document {crit.missing}"
         else:
             text = f"not applicable ({crit.when.fact} is {str(not crit.when.equals).lower()})" if crit.when else "not applicable"
-        return _PLACEHOLDER.sub(_show(value) if value is not None else "an unknown number of", text)
+        if "{value}" not in text:
+            return text
+        return text.replace("{value}", _show(value) if value is not None else "an unknown number of")
 
     def _modified(self, req: DerivedRequest, facts: dict, supply: list[int], sessions: list[int]) -> ModifiedRequest:
         if sessions:
