@@ -89,3 +89,30 @@ def test_no_page_is_marked_letter_unless_a_real_letter_cites_it(engine, root):
             for extra in rule.also_cites:
                 if extra.certainty == "letter":
                     assert extra.pages in letter_pages, extra
+
+
+def test_every_page_in_a_rationale_has_a_citation_entry(engine):
+    # run every rule test case; any "page(s) X" or "(page X)" the rationale prints must be cited
+    import re
+    from mtus_engine.case import case_from_data
+    from mtus_engine.ruletests import load_rule_tests
+    from mtus_engine.yamlio import plain
+    pattern = re.compile(r"\bpages?(?:\(s\))?\s+(\d+(?:-\d+)?(?:,\s*\d+(?:-\d+)?)*)")
+    checked = 0
+    for path in engine.rulebook.test_files:
+        for _, test in load_rule_tests(path):
+            for det in engine.evaluate(case_from_data(plain(test["case"]), str(path))).determinations:
+                cited = {c.pages for c in det.citations if c.pages}
+                for m in pattern.finditer(det.rationale):
+                    assert m.group(1) in cited, (path.name, m.group(0), cited)
+                    checked += 1
+    assert checked > 100
+
+
+def test_items_outside_the_mtus_say_no_rule_and_name_the_gap(engine):
+    from mtus_engine.case import load_case_text
+    res = engine.evaluate(load_case_text(
+        "id: gap\nrequest_date: 2014-06-20\nrequests:\n  - item: 'Ambien 10 mg #30'\n  - item: Theramine #90\n"))
+    for d in res.determinations:
+        assert d.decision == "no-rule" and d.citations == [] and d.reason
+    assert "ODG" in res.determinations[0].reason
