@@ -374,6 +374,10 @@ class Engine:
         return spec.source if spec else None
 
     def _documentable(self, crit: Criterion) -> bool:
+        """Could more documentation turn this failed criterion around? Not when the request
+        itself names what is excluded (a compound's ingredients, a knee for manipulation)."""
+        if crit.test.op == "excludes":
+            return False
         spec = self.rulebook.facts.get(crit.fact)
         return spec is not None and spec.type in ("boolean", "list") and spec.source != "derived"
 
