@@ -595,3 +595,24 @@ def test_extraction_speed():
             letter_to_case(parse_letter(t), "x")
     rate = 50 / (time.perf_counter() - start)
     assert rate > 50, f"{rate:.0f} letters/s"  # loose bound: shared CI machines; target >= 200
+
+
+@pytest.mark.parametrize("sentence,expected", [
+    ("Objective findings included positive straight leg raising test on the left.", {"radiculopathy_exam": True}),
+    ("Examination showed a positive Spurling's test.", {"radiculopathy_exam": True}),
+    ("Straight leg raise was negative bilaterally. Negative SLR.", {"radiculopathy_exam": False}),
+    ("There was no positive straight leg raising test.", {"radiculopathy_exam": False}),
+    ("The patient reported a 70% reduction in low back pain following lumbar epidural steroid procedures.",
+     {"prior_injection_relief_percent": 70}),
+    ("He did not report a 50% relief after the epidural injection.", {}),
+])
+def test_issue5_findings_from_the_narrative(sentence, expected):
+    text = (LETTER_DIR / "001_63c5b1a966744848.txt").read_text()
+    start = text.index("The patient reported a 70%")
+    end = text.index("On 5/14/2014")
+    body = text[:start] + sentence + " " + text[end:]
+    body = body.replace("positive straight legs raising test", "tenderness")
+    case = letter_to_case(parse_letter(body, "snippet.txt"), "s")
+    got = {k: case["findings"].get(k) for k in ("radiculopathy_exam", "prior_injection_relief_percent")
+           if k in case["findings"]}
+    assert got == expected

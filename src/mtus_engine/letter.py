@@ -745,6 +745,14 @@ _FI_POS = re.compile(
     r"\bfunctional (?:improvement|gains?)\b|"
     r"\b(?:improved|increased|better)\s+(?:[a-z]+\s+){0,2}?(?:function|ADLs?|activities of daily "
     r"living|walking|sitting|standing|work capacity)\b|\breduction in work restrictions\b", re.I)
+# radiculopathy on examination: the provocative tests letters report
+_RADIC_EXAM = re.compile(r"\b(?:positive|\+)\s+(?:bilateral\s+)?(?:straight[- ]legs?[- ]rais\w*|SLR|Spurling\W?s?)\b|"
+                         r"\bstraight[- ]legs?[- ]rais\w*\s+(?:was|were|is|are)?\s*positive\b", re.I)
+_RADIC_NEG = re.compile(r"\bnegative\s+(?:bilateral\s+)?(?:straight[- ]legs?[- ]rais\w*|SLR|Spurling\W?s?)\b", re.I)
+# "a 70% reduction in low back pain following lumbar epidural steroid procedures"
+_INJECTION_RELIEF = re.compile(r"\b(\d{1,3})\s*%\s+(?:reduction|relief|improvement|decrease)\b[^.]{0,60}?"
+                               r"\b(?:following|after|from|with)\b[^.]{0,40}?\b(?:epidural|ESI|injections?|blocks?)\b",
+                               re.I)
 _SMALL_PERCENT = 30  # below this a self-reported % is not clinically significant improvement
 
 _NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -1126,6 +1134,16 @@ class _Narrative:
                 rtw = not _negated(t[:m.start()])
         if rtw is not None:
             out["return_to_work"] = rtw
+        radic = _finding(facts, _RADIC_EXAM)
+        if radic is None and any(_RADIC_NEG.search(t) for t in facts):
+            radic = False
+        if radic is not None:
+            out["radiculopathy_exam"] = radic
+        for t in facts:
+            m = _INJECTION_RELIEF.search(t)
+            if m and not _negated(t[:m.start()]):
+                out["prior_injection_relief_percent"] = int(m.group(1))
+                break
         return out
 
     # per-request facts ---------------------------------------------------------------
