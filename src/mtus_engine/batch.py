@@ -75,16 +75,9 @@ def iter_inputs(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
 
 # ------------------------------------------------------------------ worker side
 
-_engine = None
-
-
 def _get_engine(rules_dir: str | None):
-    global _engine
-    if _engine is None:
-        from .engine import Engine
-        from .rulebook import load_rulebook
-        _engine = Engine(load_rulebook(rules_dir))
-    return _engine
+    from .engine import process_engine
+    return process_engine(rules_dir)
 
 
 Stats = tuple[str, ...] | None    # decisions of a case's requests; None for an error

@@ -490,6 +490,15 @@ class Engine:
 
 
 _default: Engine | None = None
+_by_rules_dir: dict[str | None, Engine] = {}
+
+
+def process_engine(rules_dir: str | None = None) -> Engine:
+    """One engine per worker process and rulebook directory: compiling once, not per task."""
+    engine = _by_rules_dir.get(rules_dir)
+    if engine is None:
+        engine = _by_rules_dir[rules_dir] = Engine(load_rulebook(rules_dir))
+    return engine
 
 
 def default_engine() -> Engine:

@@ -71,16 +71,9 @@ def collect_letters(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]
 
 # ------------------------------------------------------------------ per letter (worker side)
 
-_engine = None
-
-
 def _get_engine(rules_dir: str | None):
-    global _engine
-    if _engine is None:
-        from .engine import Engine
-        from .rulebook import load_rulebook
-        _engine = Engine(load_rulebook(rules_dir))
-    return _engine
+    from .engine import process_engine
+    return process_engine(rules_dir)
 
 
 def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | None = None) -> dict[str, Any]:
