@@ -297,12 +297,14 @@ _REFILLS = (
 _FREQ_WEEKS = re.compile(r"\b(\d+)\s*x\s*(\d+)\b", re.I)
 _SESSIONS = re.compile(r"\b(\d+)\b(?:\s+[a-z&,/-]+){0,5}?\s+(?:sessions?|visits?|treatments?)\b", re.I)
 _SESSIONS_X = re.compile(r"(?<![\w.])x\s*(\d+)\b", re.I)
-_MODALITY_WORDS = [
-    ("chiropractic", re.compile(r"chiropract|manipulation|manual therapy", re.I)),
-    ("acupuncture", re.compile(r"acupunct", re.I)),
-    ("aquatic_therapy", re.compile(r"aquatic|pool therapy", re.I)),
-    ("massage", re.compile(r"massage", re.I)),
-    ("physical_therapy", re.compile(r"physical therapy|\bPT\b|physiotherapy", re.I)),
+# Shared with the letter extractor. Word boundaries keep "Pt" (patient) and words that merely
+# contain a term from counting; PT is matched in capitals only for the same reason.
+MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
+    ("chiropractic", re.compile(r"\bchiropract\w*|\bmanipulat\w*|\bmanual therapy\b", re.I)),
+    ("acupuncture", re.compile(r"\bacupunct\w*", re.I)),
+    ("aquatic_therapy", re.compile(r"\baquatic\w*|\bpool therapy\b", re.I)),
+    ("massage", re.compile(r"\bmassage\w*", re.I)),
+    ("physical_therapy", re.compile(r"\b(?i:physical therap\w*|physiotherap\w*)|\bPT\b")),
     ("epidural_steroid_injection", re.compile(r"epidural|\bESIs?\b|transforaminal|interlaminar", re.I)),
     ("trigger_point_injection", re.compile(r"trigger[- ]?points?|\bTPIs?\b", re.I)),
     ("urine_drug_test", re.compile(r"urine drug|drug screen|drug test|urine tox|\bUDS\b|\bUDT\b", re.I)),
@@ -311,15 +313,18 @@ _MODALITY_WORDS = [
         r"|\bHELP program", re.I)),
     ("home_health", re.compile(r"home health|home care|home nursing|\bHHA\b|in-home|home aide|homemaker", re.I)),
     ("tens", re.compile(r"\bTENS\b|transcutaneous electrical", re.I)),
-]
-_REGION_WORDS = [
-    ("cervical", r"cervical|neck"), ("thoracic", r"thoracic|mid[- ]?back|upper back"),
-    ("lumbar", r"lumbar|low(?:er)? back|lumbosacral"), ("shoulder", r"shoulder"),
-    ("elbow", r"elbow"), ("forearm", r"forearm"), ("carpal_tunnel", r"carpal tunnel"),
-    ("wrist", r"wrist"), ("hand", r"\bhands?\b"), ("hip", r"\bhips?\b"), ("knee", r"knee"),
-    ("ankle", r"ankle"), ("foot", r"\bfoot\b|\bfeet\b"),
-]
-_REGIONS = [(name, re.compile(pat, re.I)) for name, pat in _REGION_WORDS]
+)
+_REGION_PATTERNS = tuple((name, re.compile(pat, re.I)) for name, pat in (
+    ("cervical", r"\bcervical\b|\bneck\b"), ("thoracic", r"\bthoracic\b|\bmid[- ]?back\b|\bupper back\b"),
+    ("lumbar", r"\blumbar\b|\blow(?:er)? back\b|\blumbosacral\b"), ("shoulder", r"\bshoulders?\b"),
+    ("elbow", r"\belbows?\b"), ("forearm", r"\bforearms?\b"), ("wrist", r"\bwrists?\b"),
+    ("hand", r"\bhands?\b"), ("carpal_tunnel", r"\bcarpal tunnel\b"), ("hip", r"\bhips?\b"),
+    ("knee", r"\bknees?\b"), ("ankle", r"\bankles?\b"), ("foot", r"\bfoot\b|\bfeet\b")))
+
+
+def body_regions(text: str) -> list[str]:
+    """The body regions a text names, in BODY_REGIONS order (shared with the letter extractor)."""
+    return [name for name, pattern in _REGION_PATTERNS if pattern.search(text)]
 _ADDITIONAL = re.compile(r"\badditional\b|\bcontinued\b|\bmore\b|\brepeat\b", re.I)
 
 # prescription directions: how often, then how many units a dose ("1-2 tabs q4-6h" = 12 a day)
@@ -424,7 +429,7 @@ def _own_ingredients(generic: str) -> set[str]:
 def _compound(item: str, drug: str | None, drugs: DrugLookup) -> list[str] | None:
     """The ingredients when the item is a compounded topical, else None."""
     if not _TOPICAL_FORM.search(item) and (len(_PERCENT.findall(item)) < 2 or any(
-            pattern.search(item) for _, pattern in _MODALITY_WORDS)):
+            pattern.search(item) for _, pattern in MODALITY_PATTERNS)):
         return None  # e.g. an injection of lidocaine 1% and bupivacaine 0.25%
     ingredients = _ingredients(item, drugs)
     spec = drugs.spec(drug) if drug and hasattr(drugs, "spec") else None
@@ -444,7 +449,7 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
         out["drug"] = COMPOUND
         if ingredients:
             out["ingredients"] = ingredients
-        regions = [name for name, pattern in _REGIONS if pattern.search(item)]
+        regions = body_regions(item)
         if regions:
             out["body_region"] = regions
         qty = _first_int(next((m for p in _QTY if (m := p.search(item))), None))
@@ -472,7 +477,7 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
         if per_day is not None:
             out["units_per_day"] = per_day
         return out
-    for name, pattern in _MODALITY_WORDS:
+    for name, pattern in MODALITY_PATTERNS:
         if pattern.search(item):
             out["modality"] = name
             break
@@ -484,7 +489,7 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
             sessions = _first_int(_SESSIONS.search(item)) or _first_int(_SESSIONS_X.search(item))
             if sessions is not None:
                 out["sessions"] = sessions
-        regions = [name for name, pattern in _REGIONS if pattern.search(item)]
+        regions = body_regions(item)
         if regions:
             out["body_region"] = regions
         if _ADDITIONAL.search(item):

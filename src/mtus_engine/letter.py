@@ -15,6 +15,7 @@ names are redacted and typos are common. Everything here works on unwrapped text
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from .case import MODALITY_PATTERNS, body_regions
 from .errors import InputError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -148,64 +150,40 @@ def _pdf_text(data: bytes, source: str) -> str:
 
 # ------------------------------------------------------------------ vocabulary
 
-# name as written (lowercase) -> generic; brands and common misspellings seen in letters
-_DRUG_NAMES: dict[str, str] = {
-    "cyclobenzaprine": "cyclobenzaprine", "flexeril": "cyclobenzaprine",
-    "fexmid": "cyclobenzaprine", "amrix": "cyclobenzaprine",
-    "carisoprodol": "carisoprodol", "soma": "carisoprodol",
-    "tizanidine": "tizanidine", "zanaflex": "tizanidine",
-    "methocarbamol": "methocarbamol", "robaxin": "methocarbamol",
-    "metaxalone": "metaxalone", "skelaxin": "metaxalone",
-    "orphenadrine": "orphenadrine", "norflex": "orphenadrine",
-    "baclofen": "baclofen", "lioresal": "baclofen",
+# Drug names come from the rulebook's vocabulary (rules/vocabulary/drugs.yaml), the one place
+# brands and aliases are kept; these few are named in letters but have no vocabulary entry.
+_LETTER_ONLY_NAMES: dict[str, str] = {
     "dantrolene": "dantrolene", "dantrium": "dantrolene",
-    "norco": "hydrocodone/acetaminophen", "vicodin": "hydrocodone/acetaminophen",
-    "hydrocodone": "hydrocodone/acetaminophen",
-    "tramadol": "tramadol", "ultram": "tramadol", "ultracet": "tramadol/acetaminophen",
-    "oxycodone": "oxycodone", "oxycontin": "oxycodone", "roxicodone": "oxycodone",
-    "percocet": "oxycodone/acetaminophen",
-    "gabapentin": "gabapentin", "neurontin": "gabapentin",
-    "pregabalin": "pregabalin", "lyrica": "pregabalin",
-    "topiramate": "topiramate", "topamax": "topiramate",
-    "ibuprofen": "ibuprofen", "motrin": "ibuprofen", "advil": "ibuprofen",
-    "naproxen": "naproxen", "naprosyn": "naproxen", "anaprox": "naproxen",
-    "nabumetone": "nabumetone", "nebumetone": "nabumetone", "relafen": "nabumetone",
-    "diclofenac": "diclofenac", "voltaren": "diclofenac",
-    "meloxicam": "meloxicam", "mobic": "meloxicam",
-    "celecoxib": "celecoxib", "celebrex": "celecoxib",
-    "etodolac": "etodolac", "ketoprofen": "ketoprofen",
-    "omeprazole": "omeprazole", "prilosec": "omeprazole",
-    "lansoprazole": "lansoprazole", "prevacid": "lansoprazole",
-    "pantoprazole": "pantoprazole", "protonix": "pantoprazole",
-    "menthoderm": "methyl salicylate/menthol", "methyl salicylate": "methyl salicylate/menthol",
-    "lidoderm": "lidocaine patch", "lidocaine patch": "lidocaine patch", "lidocaine": "lidocaine",
-    "diazepam": "diazepam", "valium": "diazepam", "zolpidem": "zolpidem", "ambien": "zolpidem",
-    "duloxetine": "duloxetine", "cymbalta": "duloxetine",
-    "amitriptyline": "amitriptyline", "elavil": "amitriptyline",
-    "nortriptyline": "nortriptyline", "venlafaxine": "venlafaxine", "effexor": "venlafaxine",
+    "methyl salicylate": "methyl salicylate/menthol", "lidocaine": "lidocaine",
     "acetaminophen": "acetaminophen", "tylenol": "acetaminophen",
 }
-# first-line classes, by generic
-_FIRST_LINE_CLASS = {
-    **dict.fromkeys(["ibuprofen", "naproxen", "nabumetone", "diclofenac", "meloxicam",
-                     "celecoxib", "etodolac", "ketoprofen"], "nsaid"),
-    **dict.fromkeys(["gabapentin", "pregabalin", "topiramate"], "anticonvulsant"),
-    **dict.fromkeys(["duloxetine", "amitriptyline", "nortriptyline", "venlafaxine"],
-                    "antidepressant"),
-    "acetaminophen": "acetaminophen",
-}
+# an item-level placeholder ("compound cream"), not a medication a narrative reports
+_NOT_A_MEDICATION = frozenset({"compounded topical"})
+_FIRST_LINE_CLASSES = ("nsaid", "anticonvulsant", "antidepressant")
+
+
+@functools.cache
+def _drug_tables() -> tuple[dict[str, str], dict[str, list[str]], frozenset[str], dict[str, str]]:
+    """(name -> generic, first word -> multi-word names, first words, generic -> first-line class)."""
+    from .rulebook import load_rulebook
+    vocabulary = load_rulebook().drugs
+    names = {n: g for n, g in vocabulary.names().items() if g not in _NOT_A_MEDICATION}
+    names.update(_LETTER_ONLY_NAMES)
+    multi: dict[str, list[str]] = {}
+    for name in sorted(names, key=len, reverse=True):
+        if " " in name:
+            multi.setdefault(name.split()[0], []).append(name)
+    first_line = {g: cls for g, spec in vocabulary.drugs.items()
+                  for cls in _FIRST_LINE_CLASSES if cls in spec.classes}
+    first_line["acetaminophen"] = "acetaminophen"
+    return names, multi, frozenset(n.split()[0] for n in names), first_line
+
+
 FIRST_LINE_ORDER = ("nsaid", "physical_therapy", "home_exercise", "acupuncture", "chiropractic",
                     "antidepressant", "anticonvulsant", "acetaminophen", "trigger_point_injection",
                     "epidural_steroid_injection")
-_BODY_REGION_ORDER = ("cervical", "thoracic", "lumbar", "shoulder", "elbow", "forearm", "wrist",
-                      "hand", "carpal_tunnel", "hip", "knee", "ankle", "foot")
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]*")
-_MULTI_WORD_DRUGS: dict[str, list[str]] = {}
-for _name in sorted(_DRUG_NAMES, key=len, reverse=True):
-    if " " in _name:
-        _MULTI_WORD_DRUGS.setdefault(_name.split()[0], []).append(_name)
-_DRUG_FIRST_WORDS = frozenset(n.split()[0] for n in _DRUG_NAMES)
 
 
 def _drug_mentions(text: str, words: set[str] | None = None) -> list[tuple[str, str, int]]:
@@ -213,8 +191,9 @@ def _drug_mentions(text: str, words: set[str] | None = None) -> list[tuple[str, 
 
     A word lookup rather than one large alternation: several times faster on letters.
     """
+    names, multi_word, first_words, _ = _drug_tables()
     low = text.lower()
-    if words is not None and words.isdisjoint(_DRUG_FIRST_WORDS):
+    if words is not None and words.isdisjoint(first_words):
         return []
     out = []
     skip_to = -1
@@ -222,25 +201,21 @@ def _drug_mentions(text: str, words: set[str] | None = None) -> list[tuple[str, 
         if m.start() < skip_to:
             continue
         word = m.group()
-        for name in _MULTI_WORD_DRUGS.get(word, ()):
+        for name in multi_word.get(word, ()):
             if low.startswith(name, m.start()):
-                out.append((_DRUG_NAMES[name], name, m.start()))
+                out.append((names[name], name, m.start()))
                 skip_to = m.start() + len(name)
                 break
         else:
-            generic = _DRUG_NAMES.get(word)
+            generic = names.get(word)
             if generic:
                 out.append((generic, word, m.start()))
     return out
 
 
-_MODALITY_RES = (
-    ("chiropractic", re.compile(r"chiropract\w*|\bmanipulation\b|\bmanual therapy\b", re.I)),
-    ("acupuncture", re.compile(r"\bacupunct\w*", re.I)),
-    ("aquatic_therapy", re.compile(r"\baquatic\b|\bpool therapy\b", re.I)),
-    ("massage", re.compile(r"\bmassage\b", re.I)),
-    ("physical_therapy", re.compile(r"\b(?i:physical therapy|physiotherapy)\b|\bPT\b")),
-)
+# the therapies whose visits, prior sessions and functional improvement the extractor reads
+_THERAPIES = ("chiropractic", "acupuncture", "aquatic_therapy", "massage", "physical_therapy")
+_MODALITY_RES = tuple((name, rx) for name, rx in MODALITY_PATTERNS if name in _THERAPIES)
 _NON_DRUG_FIRST_LINE = (
     ("physical_therapy", re.compile(r"\b(?i:physical therapy|physiotherapy)\b|\bPT\b")),
     ("home_exercise", re.compile(r"\bhome exercises?\b|\bHEP\b|\bexercise program\b", re.I)),
@@ -253,12 +228,6 @@ _NON_DRUG_FIRST_LINE = (
 _MODALITY_DICT = dict(_MODALITY_RES)
 _K_FIRST_LINE = ("physical therapy", "physiotherapy", "exercise", "hep", "acupunct", "chiropract",
                  "trigger point", "tpi", "epidural", "esi", "nsaid", "inflammator")
-_REGION_RES = [(name, re.compile(p, re.I)) for name, p in (
-    ("cervical", r"\bcervical\b|\bneck\b"), ("thoracic", r"\bthoracic\b|\bmid[- ]?back\b"),
-    ("lumbar", r"\blumbar\b|\blow(?:er)? back\b|\blumbosacral\b"), ("shoulder", r"\bshoulders?\b"),
-    ("elbow", r"\belbows?\b"), ("forearm", r"\bforearms?\b"), ("wrist", r"\bwrists?\b"),
-    ("hand", r"\bhands?\b"), ("carpal_tunnel", r"\bcarpal tunnel\b"), ("hip", r"\bhips?\b"),
-    ("knee", r"\bknees?\b"), ("ankle", r"\bankles?\b"), ("foot", r"\bfoot\b|\bfeet\b"))]
 
 
 # ------------------------------------------------------------------ text helpers
@@ -1119,7 +1088,7 @@ class _Narrative:
                     if m and _polarity(clause, m.start()):
                         tried.add(name)
         for med in self.meds:
-            cls = _FIRST_LINE_CLASS.get(med.generic)
+            cls = _drug_tables()[3].get(med.generic)
             if cls:
                 tried.add(cls)
         if tried:
@@ -1218,9 +1187,9 @@ class _Narrative:
         fi = _functional_improvement(s.text for s in related)
         if fi is not None:
             req["functional_improvement"] = fi
-        regions = [name for name, rx in _REGION_RES if rx.search(text)]
+        regions = body_regions(text)
         if regions:
-            req["body_region"] = [r for r in _BODY_REGION_ORDER if r in regions]
+            req["body_region"] = regions
         req["incomplete"] = sessions is None
         return req
 

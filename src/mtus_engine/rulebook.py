@@ -243,6 +243,10 @@ class DrugVocabulary:
         self._pattern = re.compile(
             r"(?<![A-Za-z])(" + "|".join(re.escape(n) for n in alternatives) + r")(?![A-Za-z])", re.I)
 
+    def names(self) -> dict[str, str]:
+        """Every known name (lowercase brand, generic or alias) -> its generic."""
+        return dict(self._names)
+
     def generic(self, name: str) -> str | None:
         key = name.strip().lower()
         if key in self._names:
