@@ -29,19 +29,46 @@ def _applies(rule: Rule, facts: dict[str, Any]) -> bool:
         return True
     if any(facts.get(f"drug_class__{c}") is True for c in a.classes):
         return True
-    return "modality" in facts and facts["modality"] in a.modalities
+    if not ("modality" in facts and facts["modality"] in a.modalities):
+        return False
+    return not a.regions or any(facts.get(f"body_region__{r}") is True for r in a.regions)
 
 
 def _compare(op: str, value: Any, limit: float) -> bool:
     return {"lt": value < limit, "lte": value <= limit, "gt": value > limit, "gte": value >= limit}[op]
 
 
+def _holds(op: str, operand: Any, value: Any) -> bool:
+    if op == "includes":
+        return operand in value
+    if op == "excludes":
+        return all(v not in value for v in operand)
+    if op == "documented":
+        return True
+    if op == "equals":
+        return value == operand
+    return _compare(op, value, operand)
+
+
 def criterion_state(c: Criterion, facts: dict[str, Any]) -> str:
+    """met | failed | not documented | not applicable; a rule's default for a silent record
+    gives "met (assumed)" or "failed (assumed)"."""
     if c.when is not None:
+        guard = facts.get(c.when.fact)
         if c.when.fact not in facts:
-            return "not documented"
-        if facts[c.when.fact] != c.when.equals:
+            if c.when.if_undocumented == "required":
+                return "not documented"
+            guard = c.when.if_undocumented.assume
+        if guard != c.when.equals:
             return "not applicable"
+    state = _own_state(c, facts)
+    if state == "not documented" and c.if_undocumented != "required":
+        held = _holds(c.test.op, c.test.operand, c.if_undocumented.assume)
+        return ("met" if held else "failed") + " (assumed)"
+    return state
+
+
+def _own_state(c: Criterion, facts: dict[str, Any]) -> str:
     op, operand = c.test.op, c.test.operand
     if op == "includes":
         key = f"{c.fact}__{operand}"
@@ -63,8 +90,17 @@ def criterion_state(c: Criterion, facts: dict[str, Any]) -> str:
     return "met" if _compare(op, value, operand) else "failed"
 
 
-def evaluate(rulebook: Rulebook, facts: dict[str, Any]) -> OracleAnswer:
-    applicable = [r for r in rulebook.rules if _applies(r, facts)]
+def evaluate(rulebook: Rulebook, facts: dict[str, Any], edition: str | None = None) -> OracleAnswer:
+    """Under the named edition, else the newest (as Engine.determine does)."""
+    ed = next(e for e in rulebook.manifest.editions if e.id == edition) if edition else rulebook.manifest.editions[-1]
+    part_ids = [p.id for p in ed.parts]
+    part_of = {}
+    for r in rulebook.rules:
+        for pid in part_ids:
+            if pid in r.parts:
+                part_of[r.id] = pid
+                break
+    applicable = [r for r in rulebook.rules if r.id in part_of and _applies(r, facts)]
     if not applicable:
         return OracleAnswer("no-rule", [], [], [])
     decision = "certify"
@@ -74,8 +110,8 @@ def evaluate(rulebook: Rulebook, facts: dict[str, Any]) -> OracleAnswer:
         for c in rule.criteria:
             st = criterion_state(c, facts)
             states.append((rule.id, c.id, st))
-            if c.decisive and st in ("failed", "not documented"):
-                blocking.append((c, st))
+            if c.decisive and st.split(" (")[0] in ("failed", "not documented"):
+                blocking.append((c, st.split(" (")[0]))
         if rule.recommendation == "not-recommended":
             verdict = "non-certify"
         elif not blocking:
@@ -88,8 +124,9 @@ def evaluate(rulebook: Rulebook, facts: dict[str, Any]) -> OracleAnswer:
             decision = verdict
     citations = []
     for rule in applicable:
-        for section, pages in [(rule.citation.section, rule.citation.pages),
-                               *[(x.section, x.pages) for x in rule.also_cites]]:
+        main = rule.parts[part_of[rule.id]]
+        for section, pages in [(main.section, main.pages),
+                               *[(x.section, x.pages.get(part_of[rule.id])) for x in rule.also_cites]]:
             if (section, pages) not in citations:
                 citations.append((section, pages))
     return OracleAnswer(decision, [r.id for r in applicable], states, citations)

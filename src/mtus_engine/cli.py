@@ -196,22 +196,28 @@ def rules_show(rule_id: str, compiled: bool, rules_dir: str | None) -> None:
         hint = f"; did you mean {', '.join(near)}?" if near else ""
         click.echo(f"error: no rule {rule_id!r}{hint}", err=True)
         raise SystemExit(EXIT_BAD_INPUT)
-    c = rule.citation
     click.echo(f"{rule.id}: {rule.title}")
-    click.echo(f"  file: {rule.file}:{rule.line}   edition: {rule.edition}")
-    click.echo(f"  cites: {c.guideline}, {c.section}" + (f", page(s) {c.pages}" if c.pages else "")
-               + f" [{c.certainty}]")
-    for extra in rule.also_cites:
-        click.echo(f"  also cites: {extra.section}, page(s) {extra.pages} [{extra.certainty}]")
+    click.echo(f"  file: {rule.file}:{rule.line}   guideline parts: {rule.edition}")
+    for part, c in rule.parts.items():
+        click.echo(f"  cites ({part}): {c.guideline}, {c.section}"
+                   + (f", page(s) {c.pages}" if c.pages else ", no pages") + f" [{c.certainty}]")
+        for extra in rule.also_cites:
+            pages = extra.pages.get(part)
+            click.echo(f"    also cites: {extra.section}" + (f", page(s) {pages}" if pages else "")
+                       + f" [{extra.certainty}]")
     click.echo(f"  applies to: {rule.applies_to.model_dump(exclude_defaults=True)}")
     click.echo(f"  {rule.recommendation}: {rule.recommends}")
     for crit in rule.criteria:
-        when = f" when {crit.when.fact} is {str(crit.when.equals).lower()}" if crit.when else ""
+        when = f" when {crit.when.fact} is {json.dumps(crit.when.equals)}" if crit.when else ""
         kind = "decisive" if crit.decisive else "advisory"
         onfail = f", on failure {crit.on_failure}" + (f" to {crit.modify.model_dump(exclude_none=True)}" if crit.modify else "")
         click.echo(f"  - {crit.id} ({kind}{onfail}): {crit.fact} {crit.test.describe()}{when}")
         click.echo(f"      asks: {crit.asks}")
         click.echo(f"      missing: {crit.missing}")
+        if crit.assumed:
+            click.echo(f"      if undocumented: taken as {json.dumps(crit.assumed.assume)} ({crit.assumed.because})")
+        else:
+            click.echo("      if undocumented: required documentation (the request fails without it)")
     if compiled:
         names = {k: v for k, v in engine.compiled.definition.items() if k.split("|")[0] == rule.id}
         click.echo(json.dumps(names, indent=2, sort_keys=True))

@@ -29,6 +29,7 @@ class Action:
     kind: str                       # applies | criterion | certify
     criterion_id: str | None = None
     state: str | None = None
+    assumed: bool = False           # the state comes from the rule's default for a silent record
 
 
 def flag(fact: str, value: str) -> str:
@@ -59,22 +60,63 @@ def _test_conditions(crit: Criterion) -> dict[str, list[list[dict]]]:
     raise ValueError(f"unknown test {op}")
 
 
-def _criterion_conditions(crit: Criterion) -> dict[str, list[list[dict]]]:
-    states = _test_conditions(crit)
+def test_holds(test: Any, value: Any) -> bool:
+    """A test applied to a plain value (compile-time: a rule's assumed default)."""
+    op, v = test.op, test.operand
+    if op == "documented":
+        return value is not None
+    if op == "equals":
+        return value == v
+    if op == "includes":
+        return v in value
+    if op == "excludes":
+        return not set(v) & set(value)
+    return {"lt": value < v, "lte": value <= v, "gt": value > v, "gte": value >= v}[op]
+
+
+Key = tuple[str, bool]   # (state, assumed)
+
+
+def _criterion_conditions(crit: Criterion) -> dict[Key, list[list[dict]]]:
+    """Conditions (each a list to AND) per state. A silent record is "not documented", or,
+    where the rule gives a default, the state the default yields (marked assumed)."""
+    raw = _test_conditions(crit)
+    states: dict[Key, list[list[dict]]] = {}
+    for state, conjs in raw.items():
+        if state == UNDOCUMENTED and crit.assumed is not None:
+            holds = test_holds(crit.test, crit.assumed.assume)
+            states.setdefault((MET if holds else FAILED, True), []).extend(conjs)
+        else:
+            states.setdefault((state, False), []).extend(conjs)
     if crit.when is None:
         return states
     g, want = crit.when.fact, crit.when.equals
-    guarded = {s: [[{g: want}, *conj] for conj in conjs] for s, conjs in states.items()}
-    guarded.setdefault(UNDOCUMENTED, []).append([{"$nex": {g: 1}}])
-    guarded[NOT_APPLICABLE] = [[{g: not want}]]
+    other = {g: not want} if isinstance(want, bool) else {"$neq": {g: want}}
+    guarded = {k: [[{g: want}, *conj] for conj in conjs] for k, conjs in states.items()}
+    guarded[(NOT_APPLICABLE, False)] = [[other]]
+    guard = crit.when.if_undocumented
+    if guard == "required":
+        guarded.setdefault((UNDOCUMENTED, False), []).append([{"$nex": {g: 1}}])
+    elif guard.assume == want:   # taken as applicable: the criterion's own states decide
+        for k, conjs in states.items():
+            guarded.setdefault(k, []).extend([{"$nex": {g: 1}}, *conj] for conj in conjs)
+    else:
+        guarded[(NOT_APPLICABLE, False)].append([{"$nex": {g: 1}}])
     return guarded
 
 
 def _applies(rule: Rule) -> dict:
     options: list[dict] = []
-    options += [{"drug": d} for d in rule.applies_to.drugs]
-    options += [{flag("drug_class", c): True} for c in rule.applies_to.classes]
-    options += [{"modality": m} for m in rule.applies_to.modalities]
+    a = rule.applies_to
+    options += [{"drug": d} for d in a.drugs]
+    options += [{flag("drug_class", c): True} for c in a.classes]
+    modalities = [{"modality": m} for m in a.modalities]
+    if a.regions:
+        regions = [{flag("body_region", r): True} for r in a.regions]
+        region = regions[0] if len(regions) == 1 else {"$or": regions}
+        modality = modalities[0] if len(modalities) == 1 else {"$or": modalities}
+        modalities = [{"$and": [modality, region]}]
+    options += modalities
     return options[0] if len(options) == 1 else {"$or": options}
 
 
@@ -145,11 +187,12 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
         applies = _applies(rule)
         add(f"{rule.id}|applies", {"all": [_pattern(applies)]}, Action(rule.id, "applies"))
         for crit in rule.criteria:
-            for state, conjunctions in _criterion_conditions(crit).items():
+            for (state, assumed), conjunctions in _criterion_conditions(crit).items():
                 for n, conj in enumerate(conjunctions):
-                    name = f"{rule.id}|{crit.id}|{_STATE_SUFFIX[state]}" + (f"|{n}" if n else "")
+                    name = (f"{rule.id}|{crit.id}|{_STATE_SUFFIX[state]}" + ("-assumed" if assumed else "")
+                            + (f"|{n}" if n else ""))
                     add(name, {"all": [_pattern(applies, *conj)]},
-                        Action(rule.id, "criterion", crit.id, state))
+                        Action(rule.id, "criterion", crit.id, state, assumed))
         if rule.recommendation == "recommended":
             joins = [{"a": {"$and": [{"kind": "applies"}, {"rule": rule.id}]}}]
             for k, crit in enumerate(c for c in rule.criteria if c.decisive):

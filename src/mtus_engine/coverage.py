@@ -21,11 +21,13 @@ def coverage_rows(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, Any]]
         stem = file.rsplit("/", 1)[-1].removesuffix(".yaml")
         facts = sorted({c.fact for r in rf.rules for c in r.criteria}
                        | {c.when.fact for r in rf.rules for c in r.criteria if c.when})
-        pages = [{"section": rf.section, "pages": rf.pages, "certainty": rf.certainty}]
+        pages = [{"section": pc.section or rf.section, "part": part, "pages": pc.pages, "certainty": pc.certainty}
+                 for part, pc in rf.parts.items()]
         for r in rf.rules:
-            pages += [{"section": x.section, "pages": x.pages, "certainty": x.certainty} for x in r.also_cites]
+            pages += [{"section": x.section, "part": part, "pages": pg, "certainty": x.certainty}
+                      for x in r.also_cites for part, pg in x.pages.items()]
         rows.append({
-            "file": file, "section": rf.section, "edition": rf.edition,
+            "file": file, "section": rf.section, "edition": ", ".join(rf.parts),
             "rules": [{"id": r.id, "tests": cov[r.id]["tests"], "certify": cov[r.id]["certify"],
                        "modify": cov[r.id]["modify"], "non_certify": cov[r.id]["non-certify"]} for r in rf.rules],
             "facts": facts, "tests": tests_by_file.get(stem, 0), "pages": pages,

@@ -28,6 +28,7 @@ class CitationOut:
     section: str
     pages: str | None
     certainty: Literal["letter", "public", "recalled"]
+    part: str = ""                 # guideline part id (rulebook.yaml)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class CriterionResult:
     state: CriterionState
     decisive: bool
     finding: str                   # the sentence the rationale uses
+    assumed: str | None = None     # the record is silent: the rule's default, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +74,12 @@ class Determination:
             "request": self.request, "decision": self.decision,
             "medically_necessary": self.medically_necessary, "rationale": self.rationale,
             "citations": [{"guideline": c.guideline, "section": c.section, "pages": c.pages,
-                           "certainty": c.certainty} for c in self.citations],
+                           "certainty": c.certainty, "part": c.part} for c in self.citations],
             "rules_fired": list(self.rules_fired),
             "criteria": [{"rule": c.rule, "criterion": c.criterion, "asks": c.asks, "fact": c.fact,
                           "value": c.value, "source": c.source, "test": c.test, "state": c.state,
-                          "decisive": c.decisive, "finding": c.finding} for c in self.criteria],
+                          "decisive": c.decisive, "finding": c.finding, "assumed": c.assumed}
+                         for c in self.criteria],
             "missing_documentation": list(self.missing_documentation),
             "modified_request": None if m is None else {"item": m.item, "quantity": m.quantity,
                                                          "refills": m.refills, "sessions": m.sessions},
@@ -90,6 +93,7 @@ class RulebookRef:
     version: str
     digest: str
     edition_basis: str = ""        # why this edition: the request date, or its absence
+    edition_chosen: bool = False   # named by the user, not the edition in effect on the date
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,5 +106,5 @@ class CaseDetermination:
         rb = self.rulebook
         return {"case_id": self.case_id,
                 "rulebook": {"edition": rb.edition, "version": rb.version, "digest": rb.digest,
-                             "edition_basis": rb.edition_basis},
+                             "edition_basis": rb.edition_basis, "edition_chosen": rb.edition_chosen},
                 "determinations": [d.to_json_data() for d in self.determinations]}

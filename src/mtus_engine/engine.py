@@ -14,7 +14,7 @@ from .compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebo
 from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
                             Determination, ModifiedRequest, RulebookRef)
 from .errors import EngineError
-from .rulebook import Criterion, Rule, Rulebook, load_rulebook
+from .rulebook import Criterion, Edition, Rule, Rulebook, load_rulebook
 
 _PLACEHOLDER = re.compile(r"\{value\}")
 
@@ -236,27 +236,35 @@ class Engine:
         self._rule_order = {r.id: n for n, r in enumerate(self.rulebook.rules)}
 
     # ---------------------------------------------------------------- public
-    def evaluate(self, case: Case) -> CaseDetermination:
+    def evaluate(self, case: Case, edition: str | None = None) -> CaseDetermination:
+        """Determinations under the edition in effect on the request date, or under the
+        edition named (for requests no edition covers, such as today's); the output says which."""
         rb = self.rulebook
-        edition = rb.edition_for(case.request_date)
+        if edition is not None:
+            chosen = rb.edition(edition)
+            basis = (f"edition {chosen.id} chosen by the user, not in effect on the request date "
+                     f"{case.request_date or '(none documented)'}")
+        else:
+            chosen = rb.edition_for(case.request_date)
+            basis = (f"request date {case.request_date}" if case.request_date else
+                     "no request date documented: judged under the newest edition")
         determinations = []
         for idx in range(len(case.requests)):
             fields, provenance = derive_request(case, idx, rb.drugs)
             req = DerivedRequest(fields)
-            if edition is None:
+            if chosen is None:
                 spans = ", ".join(f"{e.id} {e.effective_from} to {e.effective_until or 'now'}"
                                   for e in rb.manifest.editions)
                 determinations.append(self._no_rule(
                     req, f"no rulebook edition is in effect on the request date {case.request_date} "
-                         f"(editions: {spans})"))
+                         f"(editions: {spans}); name one with --edition to evaluate anyway"))
                 continue
-            determinations.append(self._evaluate_request(case, req, provenance, edition.id))
+            day = None if edition is not None else case.request_date
+            determinations.append(self._evaluate_request(case, req, provenance, chosen, day))
         return CaseDetermination(
             case_id=case.id,
-            rulebook=RulebookRef(edition=edition.id if edition else None, version=rb.version,
-                                 digest=rb.digest, edition_basis=(
-                                     f"request date {case.request_date}" if case.request_date else
-                                     "no request date documented: judged under the newest edition")),
+            rulebook=RulebookRef(edition=chosen.id if chosen else None, version=rb.version,
+                                 digest=rb.digest, edition_basis=basis, edition_chosen=edition is not None),
             determinations=determinations)
 
     def fire(self, case: Case, index: int = 0) -> list[str]:
@@ -276,12 +284,12 @@ class Engine:
 
     # -------------------------------------------------------------- internals
     def _evaluate_request(self, case: Case, req: DerivedRequest, provenance: dict[str, str],
-                          edition: str) -> Determination:
+                          edition: Edition, day: Any) -> Determination:
         facts = request_facts(case, req, self.rulebook)
-        return self.determine(facts, req, provenance, edition, case.request_date)
+        return self.determine(facts, req, provenance, edition, day)
 
     def determine(self, facts: dict[str, Any], req: dict[str, Any] | None = None,
-                  provenance: dict[str, str] | None = None, edition: str | None = None,
+                  provenance: dict[str, str] | None = None, edition: Edition | str | None = None,
                   request_date: Any = None) -> Determination:
         """The determination for one request fact (as request_facts builds it).
 
@@ -290,31 +298,35 @@ class Engine:
         """
         req = req if isinstance(req, DerivedRequest) else DerivedRequest(req or {"item": "<facts>", **{
             k: v for k, v in facts.items() if k in ("drug", "modality", "quantity", "refills", "sessions")}})
-        edition = edition or self.rulebook.manifest.editions[-1].id
+        if not isinstance(edition, Edition):
+            edition = self.rulebook.edition(edition) if edition else self.rulebook.manifest.editions[-1]
         fired = self._fire(facts)
         actions = [self.compiled.actions[name] for name in fired]
         applied = {a.rule_id for a in actions if a.kind == "applies"}
         if not applied:
             return self._no_rule(req, self._why_no_rule(req))
         order = self._rule_order
-        rules = sorted((r for r in map(self.rulebook.by_id.__getitem__, applied)
-                        if r.edition == edition and r.in_effect(request_date)), key=lambda r: order[r.id])
+        parts = {r.id: p for r in map(self.rulebook.by_id.__getitem__, applied)
+                 if (p := r.part_in(edition, request_date))}
+        rules = sorted((self.rulebook.by_id[i] for i in parts), key=lambda r: order[r.id])
         if not rules:
-            return self._no_rule(req, f"the rules that cover this item are not in effect on {request_date}")
-        states: dict[tuple[str, str], str] = {}
+            return self._no_rule(req, f"the rules that cover this item belong to no guideline part of "
+                                      f"{edition.id} in effect on {request_date or 'the date chosen'}")
+        states: dict[tuple[str, str], tuple[str, bool]] = {}
         for a in actions:
             if a.kind == "criterion":
                 key = (a.rule_id, a.criterion_id)
                 # durable_rules activates a rule once per satisfied $or branch: a repeat of the
                 # same state is expected, two different states are a compiler bug
-                if states.get(key, a.state) != a.state:
+                if states.get(key, (a.state, a.assumed)) != (a.state, a.assumed):
                     raise EngineError(f"criterion {key} matched two states")
-                states[key] = a.state
+                states[key] = (a.state, a.assumed)
         certified = {a.rule_id for a in actions if a.kind == "certify"}
-        return self._decide(req, facts, provenance or {}, rules, states, certified)
+        return self._decide(req, facts, provenance or {}, rules, states, certified, parts)
 
     def _decide(self, req: DerivedRequest, facts: dict, provenance: dict[str, str], rules: list[Rule],
-                states: dict[tuple[str, str], str], certified: set[str]) -> Determination:
+                states: dict[tuple[str, str], tuple[str, bool]], certified: set[str],
+                parts: dict[str, str]) -> Determination:
         criteria: list[CriterionResult] = []
         decision = "certify"
         modify_supply: list[int] = []
@@ -324,15 +336,19 @@ class Engine:
             rule_decision = "certify"
             blocking: list[Criterion] = []
             for crit in rule.criteria:
-                state = states.get((rule.id, crit.id))
-                if state is None:
+                found = states.get((rule.id, crit.id))
+                if found is None:
                     raise EngineError(f"no state matched for criterion {rule.id}/{crit.id}")
+                state, assumed = found
                 value = self._fact_value(crit, facts)
+                if assumed:
+                    value = crit.assumed.assume
                 criteria.append(CriterionResult(
                     rule=rule.id, criterion=crit.id, asks=crit.asks, fact=crit.fact, value=value,
-                    source=self._source(crit.fact, provenance),
+                    source="assumed" if assumed else self._source(crit.fact, provenance),
                     test=crit.test.description, state=state, decisive=crit.decisive,
-                    finding=self._finding(crit, state, value)))
+                    finding=self._finding(crit, state, value, assumed),
+                    assumed=crit.assumed.because if assumed else None))
                 if crit.decisive and state in (FAILED, UNDOCUMENTED):
                     blocking.append(crit)
                     if state == UNDOCUMENTED or (state == FAILED and self._documentable(crit)):
@@ -341,7 +357,7 @@ class Engine:
             if rule.recommendation == "not-recommended":
                 rule_decision = "non-certify"
             elif blocking:
-                if all(c.on_failure == "modify" and states[(rule.id, c.id)] == FAILED for c in blocking):
+                if all(c.on_failure == "modify" and states[(rule.id, c.id)][0] == FAILED for c in blocking):
                     rule_decision = "modify"
                     for c in blocking:
                         if c.modify and c.modify.supply_days:
@@ -360,8 +376,8 @@ class Engine:
         modified = None
         if decision == "modify":
             modified = self._modified(req, facts, modify_supply, modify_sessions)
-        citations = self._citations(rules)
-        rationale = self._rationale(req, rules, criteria, decision, modified, citations)
+        citations = self._citations(rules, parts)
+        rationale = self._rationale(req, rules, criteria, decision, modified, parts)
         return Determination(
             request=req.item, decision=decision, medically_necessary=decision == "certify",
             rationale=rationale, citations=citations, rules_fired=[r.id for r in rules],
@@ -392,7 +408,12 @@ class Engine:
         return facts.get(crit.fact)
 
     @staticmethod
-    def _finding(crit: Criterion, state: str, value: Any) -> str:
+    def _finding(crit: Criterion, state: str, value: Any, assumed: bool = False) -> str:
+        if assumed:
+            # say what was missing and what the rule took it to mean
+            text = crit.met if state == MET else (crit.failed or crit.met)
+            text = text.replace("{value}", _show(value))
+            return f"{crit.missing} is not documented, taken as {_show(value)} ({crit.assumed.because}): {text}"
         if state == MET:
             text = crit.met
         elif state == FAILED:
@@ -416,28 +437,30 @@ class Engine:
                                quantity=qty, refills=0)
 
     @staticmethod
-    def _citations(rules: list[Rule]) -> list[CitationOut]:
+    def _citations(rules: list[Rule], cited: dict[str, str]) -> list[CitationOut]:
         seen, out = set(), []
         for rule in rules:
-            for c in rule.citations():
+            for c in rule.citations(cited[rule.id]):
                 key = (c.guideline, c.section, c.pages)
                 if key not in seen:
                     seen.add(key)
-                    out.append(CitationOut(c.guideline, c.section, c.pages, c.certainty))
+                    out.append(CitationOut(c.guideline, c.section, c.pages, c.certainty, c.part))
         return out
 
     @staticmethod
     def _rationale(req: DerivedRequest, rules: list[Rule], criteria: list[CriterionResult], decision: str,
-                   modified: ModifiedRequest | None, citations: list[CitationOut]) -> str:
+                   modified: ModifiedRequest | None, cited: dict[str, str]) -> str:
         parts = []
         for rule in rules:
-            c = rule.citation
+            c = rule.parts[cited[rule.id]]
             where = f"{c.section}" + (f", page(s) {c.pages}" if c.pages else "")
             parts.append(f"{c.guideline} ({where}): {rule.recommends}")
         for rule in rules:
+            part = cited[rule.id]
             for extra in rule.also_cites:
                 if extra.for_:
-                    parts.append(f"{extra.section}" + (f" (page {extra.pages})" if extra.pages else "")
+                    pages = extra.pages.get(part)
+                    parts.append(f"{extra.section}" + (f" (page {pages})" if pages else "")
                                  + f": {extra.for_}.")
         decisive = [c for c in criteria if c.decisive and c.state != NOT_APPLICABLE]
         def unique(items: list[str]) -> list[str]:
@@ -459,7 +482,7 @@ class Engine:
         if cautions:
             parts.append("Also noted: " + "; ".join(cautions) + ".")
         if any(r.recommendation == "not-recommended" for r in rules):
-            names = ", ".join(r.citation.section for r in rules if r.recommendation == "not-recommended")
+            names = ", ".join(r.parts[cited[r.id]].section for r in rules if r.recommendation == "not-recommended")
             parts.append(f"The guideline does not recommend this agent ({names}); no documentation would make it medically necessary.")
         if decision == "certify":
             parts.append(f"The criteria are met. Therefore, the request for {req.item} is medically necessary.")

@@ -89,7 +89,11 @@ def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | Non
         return {"letter": path, "error": str(exc)}
     except Exception as exc:  # an extractor bug must not abort a million-letter batch
         return {"letter": path, "error": f"extraction failed: {type(exc).__name__}: {exc}"}
-    result = _get_engine(rules_dir).evaluate(case)
+    engine = _get_engine(rules_dir)
+    edition = None
+    if case.request_date is None:
+        edition = cited_edition(parsed, engine.rulebook)
+    result = engine.evaluate(case, edition=edition)
     items = []
     for i, (litem, det) in enumerate(zip(parsed.items, result.determinations)):
         eng = engine_outcome(det.decision)
@@ -109,6 +113,21 @@ def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | Non
                       for c in det.criteria if c.decisive],
         })
     return {"letter": path, "items": items}
+
+
+def cited_edition(parsed: Any, rulebook: Any) -> str | None:
+    """For an undated letter, the edition whose guideline the reviewer cites: a part title
+    with its year ("Chronic Pain Medical Treatment 2016"), else page numbers, which only the
+    2009 CPMTG was cited with (none of the 290 items of 2016-2017 letters gives a page)."""
+    text = " ".join(i.reviewer_guideline or "" for i in parsed.items)
+    for ed in reversed(rulebook.manifest.editions):
+        own = [p for p in ed.parts if not any(p.id in (q.id for q in o.parts)
+                                               for o in rulebook.manifest.editions if o is not ed)]
+        if any(p.title.removeprefix("MTUS ").rsplit(" ", 1)[0] in text and p.title[-4:] in text for p in own):
+            return ed.id
+    if any(i.pages for i in parsed.items):
+        return rulebook.manifest.editions[0].id
+    return None
 
 
 def _reason(det: Any) -> str:

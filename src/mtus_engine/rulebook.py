@@ -80,9 +80,22 @@ class Test(BaseModel):
         return "none of " + ", ".join(v)
 
 
+class Assume(_Strict):
+    """A default a reviewer applies when the records are silent, and why."""
+
+    assume: Any
+    because: str = Field(min_length=1)
+
+
+# What an undocumented fact means for a criterion: required documentation (the criterion is
+# "not documented" and the request fails naming it), or a reviewer's default.
+IfUndocumented = Literal["required"] | Assume
+
+
 class Guard(_Strict):
     fact: str
-    equals: bool
+    equals: Any
+    if_undocumented: IfUndocumented = "required"
 
 
 class Modify(_Strict):
@@ -102,6 +115,11 @@ class Criterion(_Strict):
     missing: str
     on_failure: Literal["non-certify", "modify"] = "non-certify"
     modify: Modify | None = None
+    if_undocumented: IfUndocumented
+
+    @property
+    def assumed(self) -> Assume | None:
+        return self.if_undocumented if isinstance(self.if_undocumented, Assume) else None
 
     @model_validator(mode="after")
     def _modify_needs_target(self) -> "Criterion":
@@ -116,9 +134,13 @@ class AppliesTo(_Strict):
     drugs: list[str] = Field(default_factory=list)
     classes: list[str] = Field(default_factory=list)
     modalities: list[str] = Field(default_factory=list)
+    # with modalities: only for these body regions (imaging of the knee, not of the spine)
+    regions: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _something(self) -> "AppliesTo":
+        if self.regions and not self.modalities:
+            raise ValueError("applies_to.regions narrows modalities; name the modalities too")
         if not (self.drugs or self.classes or self.modalities):
             raise ValueError("applies_to names no drugs, classes or modalities")
         return self
@@ -130,6 +152,7 @@ class Citation(_Strict):
     pages: str | None
     certainty: Certainty
     note: str | None = None
+    part: str = ""                  # the guideline part (edition) id it cites
 
     def label(self) -> str:
         return f"{self.section}" + (f", page(s) {self.pages}" if self.pages else "")
@@ -137,7 +160,8 @@ class Citation(_Strict):
 
 class ExtraCitation(_Strict):
     section: str
-    pages: str | None
+    # pages by guideline part; a part not named is cited by section alone (2016 letters give none)
+    pages: dict[str, str] = Field(default_factory=dict)
     certainty: Certainty
     for_: str | None = Field(default=None, alias="for")
 
@@ -150,29 +174,38 @@ class Rule(_Strict):
     recommends: str
     criteria: list[Criterion] = Field(default_factory=list)
     also_cites: list[ExtraCitation] = Field(default_factory=list)
-    # filled in by the loader
-    citation: Citation | None = None
+    # filled in by the loader: the citation under each guideline part the rule belongs to
+    parts: dict[str, Citation] = Field(default_factory=dict)
     file: str = ""
     line: int = 0
-    edition: str = ""
-    effective_from: dt.date | None = None
-    effective_until: dt.date | None = None
 
-    def in_effect(self, day: dt.date | None) -> bool:
-        if day is None or self.effective_from is None:
-            return True
-        return self.effective_from <= day and (self.effective_until is None or day <= self.effective_until)
+    @property
+    def citation(self) -> Citation | None:
+        """The first part's citation (listings); determinations use citation_for(edition)."""
+        return next(iter(self.parts.values()), None)
+
+    @property
+    def edition(self) -> str:
+        return ", ".join(self.parts)
+
+    def part_in(self, edition: "Edition", day: dt.date | None = None) -> str | None:
+        """The guideline part through which this rule belongs to an edition (None: it does not)."""
+        for part in edition.parts:
+            if part.id in self.parts and (day is None or part.covers(day)):
+                return part.id
+        return None
 
     @property
     def specificity(self) -> int:
         """Drug rules come before class rules: the drug's own entry is cited first."""
         return 0 if self.applies_to.drugs else (1 if self.applies_to.modalities else 2)
 
-    def citations(self) -> list[Citation]:
-        assert self.citation is not None
-        extra = [Citation(guideline=self.citation.guideline, section=c.section, pages=c.pages,
-                          certainty=c.certainty) for c in self.also_cites]
-        return [self.citation, *extra]
+    def citations(self, part: str | None = None) -> list[Citation]:
+        main = self.parts[part] if part else self.citation
+        assert main is not None
+        extra = [Citation(guideline=main.guideline, section=c.section, pages=c.pages.get(main.part),
+                          certainty=c.certainty, part=main.part) for c in self.also_cites]
+        return [main, *extra]
 
 
 class Quote(_Strict):
@@ -180,18 +213,20 @@ class Quote(_Strict):
     source: str
 
 
-class Effective(_Strict):
-    from_: dt.date = Field(alias="from")
-    until: dt.date | None = None
+class PartCitation(_Strict):
+    """How letters cite a rule file's section under one guideline part."""
+
+    section: str | None = None      # when the part names the section differently
+    pages: str | None = None        # None: cited by section alone
+    certainty: Certainty            # of the pages (or, with none, of the section name)
+    note: str | None = None
 
 
 class RuleFile(_Strict):
-    edition: str
-    effective: Effective
-    guideline: str
     section: str
-    pages: str | None
-    certainty: Certainty
+    # guideline part id (rulebook.yaml) -> how this section is cited there; one file serves
+    # every part whose text carries the criteria forward
+    parts: dict[str, PartCitation] = Field(min_length=1)
     quote: Quote | None = None
     rules: list[Rule] = Field(min_length=1)
 
@@ -213,20 +248,44 @@ class DrugSpec(_Strict):
     morphine_equivalent: float | None = Field(default=None, gt=0)
 
 
-class Edition(_Strict):
-    id: str
-    title: str
+class _Dated(_Strict):
     effective_from: dt.date
     effective_until: dt.date | None = None
+    source: str = Field(min_length=1)          # where the dates come from
+    date_certainty: Certainty
 
     def covers(self, day: dt.date) -> bool:
         return self.effective_from <= day and (self.effective_until is None or day <= self.effective_until)
+
+
+class Part(_Dated):
+    """One guideline of the MTUS as letters cite it (CPMTG 2016, ACOEM Low Back 2004, ...)."""
+
+    id: str
+    title: str                                  # as the letters write it
+
+
+class Edition(_Dated):
+    """The MTUS as in force over a span of dates: the guideline parts it is made of."""
+
+    id: str
+    title: str
+    parts: list[Part] = Field(min_length=1)
+
+    def part(self, part_id: str) -> Part | None:
+        return next((p for p in self.parts if p.id == part_id), None)
 
 
 class Manifest(_Strict):
     name: str
     version: str
     editions: list[Edition] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_anchors(cls, data: Any) -> Any:
+        # x- keys only hold YAML anchors that editions share
+        return {k: v for k, v in data.items() if not str(k).startswith("x-")} if isinstance(data, dict) else data
 
 
 class DrugVocabulary:
@@ -297,6 +356,13 @@ class Rulebook:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    def edition(self, edition_id: str) -> Edition:
+        for ed in self.manifest.editions:
+            if ed.id == edition_id:
+                return ed
+        raise InputError("--edition", f"unknown edition {edition_id!r}",
+                         expected="one of " + ", ".join(e.id for e in self.manifest.editions))
 
     def edition_for(self, day: dt.date | None) -> Edition | None:
         if day is None:
@@ -399,34 +465,37 @@ def load_rulebook(directory: str | Path | None = None) -> Rulebook:
     rule_paths = sorted(p for p in root.rglob("*.yaml")
                         if p.parent.name != "vocabulary" and p.name != "rulebook.yaml"
                         and not p.name.endswith(".test.yaml"))
-    edition_ids = {e.id for e in manifest.editions} if manifest else set()
+    parts_by_id: dict[str, Part] = {}
+    for ed in (manifest.editions if manifest else []):
+        for part in ed.parts:
+            parts_by_id.setdefault(part.id, part)
     seen_ids: dict[str, str] = {}
     for path in rule_paths:
         rf, data = load_model(path, RuleFile)
         if rf is None:
             continue
         source = str(path.relative_to(root.parent)) if root.parent in path.parents else str(path)
-        citation = Citation(guideline=rf.guideline, section=rf.section, pages=rf.pages,
-                            certainty=rf.certainty)
+        cited: dict[str, Citation] = {}
+        for part_id, pc in rf.parts.items():
+            part = parts_by_id.get(part_id)
+            if part is None:
+                problems.append(f"{_where(str(path), data, ('parts', part_id))}: unknown guideline part "
+                                f"{part_id!r} (rulebook.yaml declares {sorted(parts_by_id)})")
+                continue
+            cited[part_id] = Citation(guideline=part.title, section=pc.section or rf.section,
+                                      pages=pc.pages, certainty=pc.certainty, note=pc.note, part=part_id)
         rules = []
         for i, rule in enumerate(rf.rules):
             line = line_of(data, ("rules", i)) or 0
-            rules.append(rule.model_copy(update={
-                "citation": citation, "file": source, "line": line, "edition": rf.edition,
-                "effective_from": rf.effective.from_, "effective_until": rf.effective.until}))
+            rules.append(rule.model_copy(update={"parts": cited, "file": source, "line": line}))
+            for j, extra in enumerate(rule.also_cites):
+                for part_id in extra.pages:
+                    if part_id not in rf.parts:
+                        problems.append(f"{_where(str(path), data, ('rules', i, 'also_cites', j, 'pages'))}: "
+                                        f"pages for part {part_id!r}, which this file does not cite")
         rf = rf.model_copy(update={"rules": rules})
         files[source] = rf
         raw[source] = data
-        if rf.edition not in edition_ids:
-            problems.append(f"{_where(str(path), data, ('edition',))}: unknown edition "
-                            f"{rf.edition!r} (rulebook.yaml declares {sorted(edition_ids)})")
-        else:
-            ed = next(e for e in manifest.editions if e.id == rf.edition)
-            eff = rf.effective
-            if eff.from_ < ed.effective_from or (ed.effective_until and (eff.until is None or eff.until > ed.effective_until)):
-                problems.append(f"{_where(str(path), data, ('effective',))}: effective range "
-                                f"{eff.from_}..{eff.until or ''} lies outside edition {ed.id} "
-                                f"({ed.effective_from}..{ed.effective_until or ''})")
         for i, rule in enumerate(rf.rules):
             where_rule = _where(str(path), data, ("rules", i, "id"))
             if rule.id in seen_ids:
@@ -468,8 +537,8 @@ def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSp
             if spec is None:
                 out.append(f"{cat(key)}: criterion {crit.id} reads undeclared fact {fact_name!r}")
                 continue
-            if key == "when" and spec.type != "boolean":
-                out.append(f"{cat('when')}: a guard must read a boolean fact, {fact_name} is {spec.type}")
+            if key == "when" and not _value_fits(spec, crit.when.equals):
+                out.append(f"{cat('when')}: guard value {crit.when.equals!r} does not fit {fact_name} ({spec.type})")
         spec = facts.get(crit.fact)
         if spec is not None:
             op = crit.test.op
@@ -486,6 +555,9 @@ def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSp
                 for v in wanted or []:
                     if v not in (spec.values or []):
                         out.append(f"{cat('test')}: {v!r} is not a declared value of {crit.fact}")
+        if crit.assumed is not None and spec is not None and not _value_fits(spec, crit.assumed.assume):
+            out.append(f"{cat('if_undocumented')}: assumed value {crit.assumed.assume!r} does not fit "
+                       f"{crit.fact} ({spec.type})")
         if crit.on_failure == "modify" and crit.test.op not in ("lt", "lte"):
             out.append(f"{cat('on_failure')}: only a ceiling (lt/lte) can be modified down to")
         for field in ("met", "failed", "missing", "asks"):
@@ -494,6 +566,16 @@ def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSp
                 if name not in ALLOWED_PLACEHOLDERS:
                     out.append(f"{cat(field)}: unknown placeholder {{{name}}} (only {{value}})")
     return out
+
+
+def _value_fits(spec: FactSpec, value: Any) -> bool:
+    if spec.type == "boolean":
+        return isinstance(value, bool)
+    if spec.type in ("integer", "number"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if spec.type == "string":
+        return isinstance(value, str) and (not spec.values or value in spec.values)
+    return isinstance(value, list) and all(v in (spec.values or []) for v in value)
 
 
 def rulebook_summary(rulebook: Rulebook) -> dict[str, Any]:
