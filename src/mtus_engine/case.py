@@ -35,7 +35,11 @@ BODY_REGIONS = (
 )
 MODALITIES = ("chiropractic", "acupuncture", "physical_therapy", "massage", "aquatic_therapy",
               "tens", "epidural_steroid_injection", "trigger_point_injection", "urine_drug_test",
-              "functional_restoration", "home_health")
+              "functional_restoration", "home_health",
+              # diagnostics, procedures, visits and devices (ACOEM chapters, CPMTG 2016)
+              "mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_diagnostic", "office_visit",
+              "consultation", "surgery", "injection_facet", "injection_joint", "dme", "psych",
+              "lab_test", "other")
 # what a compounded topical may contain; "other" is an ingredient the vocabulary cannot name
 INGREDIENTS = (
     "flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "naproxen",
@@ -129,6 +133,14 @@ class Findings(_Strict):
     motivated_to_change: bool | None = Field(
         default=None, description="The patient shows motivation to change (programs).")
     homebound: bool | None = Field(default=None, description="The patient is homebound.")
+    red_flags: bool | None = Field(
+        default=None, description="A red flag is documented: fracture, tumor, infection, cauda equina, "
+                                  "progressive neurologic deficit, dislocation, vascular compromise.")
+    neurologic_deficit: bool | None = Field(
+        default=None, description="Objective neurologic findings on examination (motor weakness, dermatomal "
+                                  "sensory loss, reflex change, positive straight-leg raise or Spurling's).")
+    surgery_considered: bool | None = Field(
+        default=None, description="Surgery is being considered, or the patient would consider it.")
 
 
 class Medication(_Strict):

@@ -413,7 +413,7 @@ class Engine:
             # say what was missing and what the rule took it to mean
             text = crit.met if state == MET else (crit.failed or crit.met)
             text = text.replace("{value}", _show(value))
-            return f"{crit.missing} is not documented, taken as {_show(value)} ({crit.assumed.because}): {text}"
+            return f"the records do not document {crit.missing}, read as {_show(value)} ({crit.assumed.because}): {text}"
         if state == MET:
             text = crit.met
         elif state == FAILED:

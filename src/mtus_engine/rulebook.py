@@ -456,6 +456,15 @@ def load_rulebook(directory: str | Path | None = None) -> Rulebook:
 
     manifest, _ = load_model(root / "rulebook.yaml", Manifest)
     facts, _ = load_model(root / "vocabulary" / "facts.yaml", FactSpec, "facts")
+    # a family of facts may keep its own file (vocabulary/facts-imaging.yaml, ...)
+    for extra in sorted((root / "vocabulary").glob("facts-*.yaml")):
+        more, more_data = load_model(extra, FactSpec, "facts")
+        for name in (more or {}):
+            if facts and name in facts:
+                problems.append(f"{_where(str(extra), more_data, ('facts', name))}: fact {name!r} is "
+                                f"declared twice (also in facts.yaml or another facts-*.yaml)")
+        if facts is not None and more:
+            facts = {**facts, **more}
     drug_specs, _ = load_model(root / "vocabulary" / "drugs.yaml", DrugSpec, "drugs")
     facts = facts or {}
     drugs = DrugVocabulary(drug_specs or {})
