@@ -88,3 +88,24 @@ def test_broken_rule_files_exit_2_with_file_and_line(root, tmp_path):
     assert "empty.yaml: file is empty" in res.stderr
     assert "baclofen.yaml: line" in res.stderr and "invalid YAML" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_edition_option_judges_a_request_no_edition_covers_and_says_it_was_chosen(tmp_path):
+    case = tmp_path / "today.yaml"
+    case.write_text("id: today\nrequest_date: 2026-11-30\nrequests:\n  - item: Soma 350 mg #30\n")
+    plain = json.loads(run("evaluate", str(case), "--format", "json").output)
+    assert plain["determinations"][0]["decision"] == "no-rule"
+    assert "--edition" in plain["determinations"][0]["reason"]
+    chosen = json.loads(run("evaluate", str(case), "--format", "json", "--edition", "mtus-2016").output)
+    assert chosen["rulebook"]["edition"] == "mtus-2016" and chosen["rulebook"]["edition_chosen"] is True
+    assert "chosen by the user, not in effect" in chosen["rulebook"]["edition_basis"]
+    assert chosen["determinations"][0]["decision"] == "non-certify"
+    assert [c["part"] for c in chosen["determinations"][0]["citations"]][0] == "cpmtg-2016"
+    text = run("evaluate", str(case), "--edition", "mtus-2016").output
+    assert "chosen by the user" in text
+    md = run("evaluate", str(case), "--edition", "mtus-2016", "--format", "markdown").output
+    assert "chosen by the user" in md
+    bad = run("evaluate", str(case), "--edition", "mtus-1999")
+    assert bad.exit_code == 2 and "unknown edition 'mtus-1999'" in bad.stderr and "mtus-2009, mtus-2016" in bad.stderr
+    what = run("whatif", str(case), "--edition", "mtus-2016", "--set", "requests[0].quantity=10", "--format", "json")
+    assert what.exit_code == 0, what.output

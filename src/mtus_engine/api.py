@@ -32,8 +32,10 @@ def read_case(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:
 
 
 def evaluate_sources(sources: list[str], engine: Engine, *, explain: bool = False,
-                     max_bytes: int = DEFAULT_MAX_BYTES) -> list[Evaluated]:
-    """Evaluate each case file; a bad file is reported and the rest go on."""
+                     max_bytes: int = DEFAULT_MAX_BYTES, edition: str | None = None) -> list[Evaluated]:
+    """Evaluate each case file; a bad file is reported and the rest go on. With an edition,
+    every case is judged under it rather than the edition in effect on its request date."""
+    engine = engine.under_edition(edition)
     out = []
     for source in sources:
         try:

@@ -29,6 +29,20 @@ def _engine(rules: str | None):
 
 rules_option = click.option("--rules", "rules_dir", type=click.Path(file_okay=False),
                             envvar="MTUS_RULES", help="Rulebook directory (default: the bundled rules/).")
+edition_option = click.option(
+    "--edition", metavar="ID", default=None,
+    help="Judge under this MTUS edition (e.g. mtus-2016) instead of the one in effect on the request "
+         "date; for requests no edition covers, such as today's. The output says it was chosen.")
+
+
+def _check_edition(engine, edition: str | None) -> None:
+    if edition is None:
+        return
+    try:
+        engine.rulebook.edition(edition)
+    except MtusError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,10 +70,11 @@ def main() -> None:
               help="Largest case file (or JSONL line) accepted.")
 @click.option("--quiet", is_flag=True, help="Nothing on stderr but errors (no progress bar).")
 @click.option("--log-cases", is_flag=True, help="Log each case's contents to stderr (off by default: case data is private).")
+@edition_option
 @rules_option
 def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None, batch_input: str | None,
              batch_output: str | None, workers: int, resume: bool, max_bytes: int, quiet: bool,
-             log_cases: bool, rules_dir: str | None) -> None:
+             log_cases: bool, edition: str | None, rules_dir: str | None) -> None:
     """Evaluate CASE files (YAML or JSON; - reads stdin; an IMR letter .txt/.pdf is extracted first), or a --batch.
 
     Prints one determination per request, in request order. A bad case file is reported on
@@ -77,13 +92,17 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
             raise SystemExit(EXIT_BAD_INPUT)
         if log_cases:
             log.warning("--log-cases is not supported with --batch: the batch output already holds each case's results")
+        if edition:
+            click.echo("error: --edition is not yet supported with --batch; evaluate the cases directly", err=True)
+            raise SystemExit(EXIT_BAD_INPUT)
         _run_batch(batch_input, batch_output, workers, resume, max_bytes, quiet, log_cases, rules_dir)
         return
     if not cases:
         click.echo("error: no CASE given (a file, - for stdin, or --batch INPUT)", err=True)
         raise SystemExit(EXIT_BAD_INPUT)
     engine = _engine(rules_dir)
-    results = evaluate_sources(list(cases), engine, explain=explain, max_bytes=max_bytes)
+    _check_edition(engine, edition)
+    results = evaluate_sources(list(cases), engine, explain=explain, max_bytes=max_bytes, edition=edition)
     if log_cases:
         logging.getLogger("mtus_engine").setLevel(logging.INFO)
         from .case import case_to_data
@@ -387,10 +406,11 @@ def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str 
               help="Which request a --grid reports on.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --grid: draw the table as a heat map (PNG).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@edition_option
 @rules_option
 def whatif(source: str, sets: tuple[str, ...], unsets: tuple[str, ...], flip: bool,
            grids: tuple[str, ...], request_index: int, plot: str | None, fmt: str,
-           rules_dir: str | None) -> None:
+           edition: str | None, rules_dir: str | None) -> None:
     """Ask what-if questions of a case file or an IMR letter (a letter is extracted first).
 
     \b
@@ -403,6 +423,8 @@ def whatif(source: str, sets: tuple[str, ...], unsets: tuple[str, ...], flip: bo
     from .api import read_source
     from .render import to_json
     engine = _engine(rules_dir)
+    _check_edition(engine, edition)
+    engine = engine.under_edition(edition)
     try:
         case = read_source(source)
         pairs = []

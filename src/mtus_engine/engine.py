@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from typing import Any
@@ -234,12 +235,24 @@ class Engine:
         self.compiled: CompiledRulebook = compile_rulebook(self.rulebook)
         self._rulesets = [RulesetHandle(f.name, f.definition) for f in self.compiled.families]
         self._rule_order = {r.id: n for n, r in enumerate(self.rulebook.rules)}
+        self.edition: str | None = None     # pinned by under_edition()
+
+    def under_edition(self, edition: str | None) -> "Engine":
+        """This engine, evaluating every case under a named edition (what-if, batch, service).
+        Shares the compiled rules; None gives back the engine that goes by request dates."""
+        if edition is None:
+            return self
+        self.rulebook.edition(edition)  # an unknown id is bad input, raised here
+        pinned = copy.copy(self)
+        pinned.edition = edition
+        return pinned
 
     # ---------------------------------------------------------------- public
     def evaluate(self, case: Case, edition: str | None = None) -> CaseDetermination:
         """Determinations under the edition in effect on the request date, or under the
         edition named (for requests no edition covers, such as today's); the output says which."""
         rb = self.rulebook
+        edition = edition or self.edition
         if edition is not None:
             chosen = rb.edition(edition)
             basis = (f"edition {chosen.id} chosen by the user, not in effect on the request date "
