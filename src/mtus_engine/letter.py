@@ -76,6 +76,9 @@ class ParsedLetter(BaseModel):
         default_factory=list, description="Drugs documented as taken, lowercase as written.")
     summary: str = Field(default="", description="The clinical case summary, unwrapped.")
     items: list[ParsedItem]
+    warnings: list[str] = Field(
+        default_factory=list, description="Doubts about the reading (e.g. a letter that ends "
+                                          "without a full stop), for a person to check.")
 
     _facts: Any = PrivateAttr(default=None)  # narrative analysis shared with letter_to_case
 
@@ -430,14 +433,15 @@ def parse_letter(text: str, source: str = "<letter>") -> ParsedLetter:
     summary = _SUMMARY_BOILERPLATE.sub("", _unwrap(summary_lines))
     rest = lines[idx_items][header.end():]
     body = ([rest] if rest else []) + lines[idx_items + 1:]
+    warnings: list[str] = []
     if layout == "A":
-        items = _items_layout_a(body, source)
+        items = _items_layout_a(body, source, warnings)
     else:
-        items = _items_layout_b(body, source)
+        items = _items_layout_b(body, source, warnings)
     head_text = _unwrap(head)
 
     letter = ParsedLetter(source=source, layout=layout, items=items, summary=summary,
-                          reviewer=_reviewer(head_text))
+                          reviewer=_reviewer(head_text), warnings=warnings)
     m = _CASE_NUMBER.search(head_text)
     letter.case_number = m.group(1) if m else None
     facts = _Narrative(letter, head_text)
@@ -449,12 +453,19 @@ def parse_letter(text: str, source: str = "<letter>") -> ParsedLetter:
     return letter
 
 
+def _ragged_end(tail: str) -> bool:
+    """A letter whose last sentence lacks only its full stop: the sentence is the reviewer's
+    conclusion ("The request ... is not medically necessary"), so nothing was cut off."""
+    last = _sentences(tail)[-1] if tail.strip() else ""
+    return bool(_CONCLUSION.search(last))
+
+
 def _truncated(source: str, what: str) -> InputError:
     return InputError(source, f"letter appears truncated: {what}",
                       expected="every item with its outcome and rationale")
 
 
-def _items_layout_a(body: list[str], source: str) -> list[ParsedItem]:
+def _items_layout_a(body: list[str], source: str, warnings: list[str]) -> list[ParsedItem]:
     start = 0
     while start < len(body) and _ITEMS_BOILERPLATE.match(body[start]):
         start += 1
@@ -505,7 +516,11 @@ def _items_layout_a(body: list[str], source: str) -> list[ParsedItem]:
                 tail -= 1
             if tail < len(block):
                 dangling = _unwrap(block[tail:])
-                raise _truncated(source, f"the letter ends mid-sentence after item {name!r}: "
+                if _ragged_end(dangling):
+                    warnings.append(f"the letter ends without a full stop after item {name!r}: "
+                                    f"{dangling[-60:]!r}; read as complete")
+                else:
+                    raise _truncated(source, f"the letter ends mid-sentence after item {name!r}: "
                                          f"{dangling[-60:]!r} has no outcome or sentence end")
         mx = fields.group("mx")
         guideline, sections, pages = _parse_guideline_a(mx or "")
@@ -636,7 +651,7 @@ def _section_names(text: str) -> list[str]:
     return out
 
 
-def _items_layout_b(body: list[str], source: str) -> list[ParsedItem]:
+def _items_layout_b(body: list[str], source: str, warnings: list[str]) -> list[ParsedItem]:
     start = 0
     while start < len(body) and _ITEMS_BOILERPLATE.match(body[start]):
         start += 1
@@ -680,7 +695,10 @@ def _items_layout_b(body: list[str], source: str) -> list[ParsedItem]:
         if fields is None or not fields.group("rat"):
             raise _truncated(source, f"item {name!r} has no rationale")
         if k + 1 == len(heads) and not _ENDS_SENTENCE.search(body[end - 1]):
-            raise _truncated(source, f"the rationale of item {name!r} ends mid-sentence")
+            if not _ragged_end(block):
+                raise _truncated(source, f"the rationale of item {name!r} ends mid-sentence")
+            warnings.append(f"the letter ends without a full stop after item {name!r}: "
+                            f"{block[-60:]!r}; read as complete")
         ca, rev = _split_guidelines_b(fields.group("g") or "")
         guideline, sections, pages = _parse_guideline_b(rev or "")
         items.append(ParsedItem(item=name, outcome=outcome, claims_administrator_guideline=ca,
