@@ -137,8 +137,9 @@ def _pdf_text(data: bytes, source: str) -> str:
     PDFium (pypdfium2) reads the letters about fifteen times faster than pypdf (most of them are
     AES-encrypted with an empty user password, which pypdf decrypts in pure Python); pypdf is the
     fallback where pypdfium2 is not installed. On the 129 real letters both give the same lines
-    once PDFium's end-of-line hyphen (U+0002, the line break removed) is written back as "-" and
-    a line break, and CRLF as LF; blank lines and runs of spaces differ, which the parser ignores.
+    once PDFium's end-of-line hyphen (U+0002 or U+FFFE, its line break removed) is written back
+    as "-" and a line break, and CRLF as LF; only blank lines and runs of spaces differ, which
+    the parser ignores.
     """
     try:
         import pypdfium2  # noqa: F401 - imported late: text letters never need it
@@ -153,7 +154,7 @@ def _pdf_text(data: bytes, source: str) -> str:
     return text
 
 
-_PDFIUM_HYPHEN = re.compile("\x02(?:\r?\n)?")
+_PDFIUM_HYPHEN = re.compile("[\x02\ufffe](?:\r?\n)?")  # its end-of-line hyphen, line break removed
 
 
 def _pdf_pages_pdfium(data: bytes, source: str) -> list[str]:
