@@ -40,6 +40,16 @@ class Reviewer(BaseModel):
     licensure: list[str] = Field(default_factory=list)
 
 
+class Citation(BaseModel):
+    """One guideline part the reviewer cited, with the sections (and pages) of that part."""
+
+    part: str | None = Field(description="Guideline part id from the rulebook (cpmtg-2016, "
+                                         "acoem-low-back-2004, ...), 'non-mtus', or None if unknown.")
+    guideline: str = Field(description="The guideline as the letter names it.")
+    sections: list[str] = Field(default_factory=list)
+    pages: list[str] = Field(default_factory=list)
+
+
 class ParsedItem(BaseModel):
     item: str = Field(description="The disputed item as written, unwrapped onto one line (for a "
                                   "partly authorized request, the remaining IMR eligible portion).")
@@ -59,6 +69,11 @@ class ParsedItem(BaseModel):
     sections: list[str] = Field(default_factory=list)
     pages: list[str] = Field(default_factory=list)
     rationale: str = ""
+    citations: list[Citation] = Field(
+        default_factory=list, description="The reviewer's citations, one per guideline part, in "
+                                          "letter order.")
+    mtus: bool | None = Field(
+        default=None, description="False when the reviewer relied only on non-MTUS sources.")
 
 
 class ParsedLetter(BaseModel):
@@ -450,6 +465,7 @@ def parse_letter(text: str, source: str = "<letter>") -> ParsedLetter:
     letter.patient_age, letter.patient_sex = facts.age, facts.sex
     letter.injury_date, letter.ur_date, letter.rfa_date = facts.injury, facts.ur, facts.rfa
     letter.diagnoses = facts.diagnoses
+    _resolve_citations(letter.items, letter.ur_date or letter.rfa_date)
     letter.medications = [m.written for m in facts.meds]
     return letter
 
@@ -525,7 +541,8 @@ def _items_layout_a(body: list[str], source: str, warnings: list[str]) -> list[P
                                          f"{dangling[-60:]!r} has no outcome or sentence end")
         mx = fields.group("mx")
         guideline, sections, pages = _parse_guideline_a(mx or "")
-        items.append(ParsedItem(
+        citations = _citations_a(mx or "")
+        items.append(ParsedItem(citations=citations,
             item=name, outcome=outcome, original_request=original, authorized=authorized,
             claims_administrator_guideline=fields.group("ca") or None,
             reviewer_guideline=guideline, reviewer_guideline_text=mx or None,
@@ -640,6 +657,203 @@ def _parse_guideline_a(text: str) -> tuple[str | None, list[str], list[str]]:
     return "; ".join(n for n in names if n) or None, sections, pages
 
 
+_CLAUSE_START = re.compile(r"(?:^|(?<=[.;]))\s*Decision based on\s+", re.I)
+_NON_MTUS_CLAUSE = re.compile(r"^(?:the\s+)?Non-?\s?MTUS(?:\s+Citations?)?\s*:?\s*", re.I)
+# "MTUS Low Back Complaints 2004, Section(s): A, and Chronic Pain Medical Treatment 2016,
+# Section(s): B": a second guideline part starts at a title with a year and its own sections
+_NEXT_PART = re.compile(r",\s+and\s+(?=(?:the\s+)?(?:MTUS\s+)?[A-Z][^:;.]*?\b(?:19|20)\d\d\b"
+                        r"(?:\s+Guidelines?)?\s*,?\s*Sections?(?:\(s\))?\s*:)")
+_URL_SPLIT = re.compile(r",\s*(?=https?://)")
+_OTHER_SOURCE = re.compile(r"\s+and\s+(?=Other Medical Treatment Guidelines?\b)", re.I)
+_ENDS_TITLE_YEAR = re.compile(r"\b(?:19|20)\d\d(?:\s+Guidelines?)?\s*$")
+_RATIONALE_PAGES = re.compile(r"\bpages?\s+(\d+(?:\s*[-–]\s*\d+)?(?:\s*(?:,|and)\s*\d+"
+                              r"(?:\s*[-–]\s*\d+)?)*)\b", re.I)
+NON_MTUS = "non-mtus"
+
+
+def _citations_a(text: str) -> list[Citation]:
+    """One citation per guideline part from 'Decision based on ...' clauses."""
+    starts = list(_CLAUSE_START.finditer(text))
+    if not starts:
+        if _NON_MTUS_CLAUSE.match(text.strip()) or _GUIDELINE_NAME.match(text.strip()):
+            return _citation_clauses([text])
+        return []  # "The Expert Reviewer did not cite any medical evidence for its decision."
+    clauses = [text[m.end():(starts[k + 1].start() if k + 1 < len(starts) else len(text))]
+               for k, m in enumerate(starts)]
+    return _citation_clauses(clauses)
+
+
+def _citations_b(text: str) -> list[Citation]:
+    clauses = []
+    for sent in _sentences(text):
+        m = _B_BASED_ON.search(sent)
+        if m:
+            clause = _B_PART_OF_MTUS.sub("", m.group(1))
+            if re.search(r"\bnot part of the MTUS\b", sent, re.I):
+                clause = "Non-MTUS Citation " + clause
+            clauses.append(clause)
+    return _citation_clauses(clauses, label_optional=True)
+
+
+def _citation_clauses(clauses: list[str], label_optional: bool = False) -> list[Citation]:
+    out: list[Citation] = []
+    for clause in clauses:
+        clause = clause.strip().rstrip(". ")
+        if not clause:
+            continue
+        nm = _NON_MTUS_CLAUSE.match(clause)
+        if nm:
+            for rest in _OTHER_SOURCE.split(clause[nm.end():].strip()):
+                out.append(Citation(part=NON_MTUS, guideline=rest or "Non-MTUS",
+                                    sections=[p.strip() for p in _URL_SPLIT.split(rest) if p.strip()]))
+            continue
+        for sub in _split_parts(clause):
+            sub = sub.strip().rstrip(". ")
+            pages: list[str] = []
+            pm = _PAGES.search(sub)
+            if pm:
+                pages = _pages(pm.group(1))
+                sub = (sub[:pm.start()] + sub[pm.end():]).strip(" ,.")
+            sm = _SECTIONS_LABEL.search(sub)
+            if sm:
+                name, rest = sub[:sm.start()].rstrip(" ,."), sub[sm.end():]
+            else:
+                gm = _GUIDELINE_NAME.match(sub)
+                cut = gm.end() if gm and gm.end() > 0 else len(sub)
+                name, rest = sub[:cut].rstrip(" ,."), sub[cut:]
+            name = _LEADING_THE.sub("", name)
+            sections = []
+            for part in _whole_sections(rest):
+                sections.extend(x.strip() for x in _GLUED.split(part) if x.strip())
+            out.append(Citation(part=None, guideline=name, sections=sections, pages=pages))
+    return out
+
+
+def _split_parts(clause: str) -> list[str]:
+    """Split a clause at ', and <Title> <year>, Section(s):' once the part before it has had its
+    own sections (a title such as 'Forearm, Wrist, and Hand Complaints' holds ', and')."""
+    out, start = [], 0
+    for m in _NEXT_PART.finditer(clause):
+        if (_SECTIONS_LABEL.search(clause, start, m.start())
+                or _ENDS_TITLE_YEAR.search(clause, start, m.start())):
+            out.append(clause[start:m.start()])
+            start = m.end()
+    out.append(clause[start:])
+    return out
+
+
+def _whole_sections(text: str) -> list[str]:
+    """Comma-separated section names, keeping names that hold commas whole: a name the rulebook
+    knows ("NSAIDs, GI symptoms & cardiovascular risk"), a part in lowercase ("Opioids, criteria
+    for use"), and a run of single words closed by '& X' ("Knee, Forearm, Wrist, & Hand")."""
+    parts = _split_outside_parens(text.strip(" ,."))
+    known = _known_sections()
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        for j in range(len(parts), i + 1, -1):  # the longest known name first
+            joined = ", ".join(parts[i:j])
+            if joined.lower() in known:
+                out.append(joined)
+                i = j
+                break
+        else:
+            part = parts[i]
+            if out and part[:1].islower():
+                out[-1] += ", " + part
+            elif out and part.startswith("&"):
+                # merge the run of single words before it
+                run = [out.pop()]
+                while out and len(out[-1].split()) == 1 and len(run[0].split()) == 1:
+                    run.insert(0, out.pop())
+                out.append(", ".join(run + [part]))
+            else:
+                out.append(part)
+            i += 1
+    return out
+
+
+@functools.cache
+def _known_sections() -> frozenset[str]:
+    """Section names as the rulebook's rule files cite them, lowercase."""
+    from .rulebook import load_rulebook
+    names = set()
+    for rule in load_rulebook().rules:
+        for cite in rule.parts.values():
+            if cite.section:
+                names.add(cite.section.lower())
+        for extra in getattr(rule, "also_cites", None) or ():
+            section = getattr(extra, "section", None)
+            if section:
+                names.add(section.lower())
+    return frozenset(names)
+
+
+_TITLE_NOISE = frozenset({"mtus", "ca", "the", "and", "guideline", "guidelines", "of"})
+
+
+def _title_words(title: str) -> frozenset[str]:
+    return frozenset(w for w in re.findall(r"[a-z0-9]+", title.lower()) if w not in _TITLE_NOISE)
+
+
+@functools.cache
+def _part_titles() -> tuple[tuple[str, frozenset[str]], ...]:
+    """(part id, title words) for every guideline part of the rulebook's editions."""
+    from .rulebook import load_rulebook
+    seen: dict[str, frozenset[str]] = {}
+    for edition in load_rulebook().manifest.editions:
+        for part in edition.parts:
+            seen.setdefault(part.id, _title_words(part.title))
+    return tuple(seen.items())
+
+
+def _resolve_part(guideline: str, day: dt.date | None) -> str | None:
+    """The rulebook part a guideline name cites: its title words, with the year when given;
+    without a year, the part in force on the letter's date."""
+    words = _title_words(guideline)
+    if not words:
+        return None
+    years = {w for w in words if re.fullmatch(r"(?:19|20)\d\d", w)}
+    plain = words - years
+    candidates = []
+    for pid, title in _part_titles():
+        t_years = {w for w in title if re.fullmatch(r"(?:19|20)\d\d", w)}
+        t_plain = title - t_years
+        if years and not years & t_years:
+            continue
+        if plain == t_plain:
+            candidates.append(pid)
+    if not candidates:  # "Chronic Pain Medical Treatment 2016 Guidelines", extra words
+        best = 0.0
+        for pid, title in _part_titles():
+            t_years = {w for w in title if re.fullmatch(r"(?:19|20)\d\d", w)}
+            if years and not years & t_years:
+                continue
+            t_plain = title - t_years
+            overlap = len(plain & t_plain) / len(plain | t_plain) if plain | t_plain else 0
+            if overlap >= 0.6 and overlap > best:
+                best, candidates = overlap, [pid]
+    if len(candidates) > 1 and day is not None:
+        from .rulebook import load_rulebook
+        edition = load_rulebook().edition_for(day)
+        in_force = [pid for pid in candidates if edition and edition.part(pid)]
+        candidates = in_force or candidates
+    return candidates[0] if len(candidates) == 1 else (candidates[-1] if candidates else None)
+
+
+def _resolve_citations(items: list[ParsedItem], day: dt.date | None) -> None:
+    for item in items:
+        for cite in item.citations:
+            if cite.part is None:
+                cite.part = _resolve_part(cite.guideline, day)
+        mtus_cites = [c for c in item.citations if c.part != NON_MTUS]
+        item.mtus = bool(mtus_cites)
+        if len(mtus_cites) == 1 and not mtus_cites[0].pages:
+            # pages the rationale prints ("pages 89-90", "Page 300") belong to its one guideline
+            pages = [p for m in _RATIONALE_PAGES.finditer(item.rationale) for p in _pages(m.group(1))]
+            mtus_cites[0].pages = list(dict.fromkeys(pages))
+
+
 def _section_names(text: str) -> list[str]:
     """Comma-separated section names; a part in lowercase continues the previous name
     ("Opioids, criteria for use" is one section)."""
@@ -702,7 +916,8 @@ def _items_layout_b(body: list[str], source: str, warnings: list[str]) -> list[P
                             f"{block[-60:]!r}; read as complete")
         ca, rev = _split_guidelines_b(fields.group("g") or "")
         guideline, sections, pages = _parse_guideline_b(rev or "")
-        items.append(ParsedItem(item=name, outcome=outcome, claims_administrator_guideline=ca,
+        citations = _citations_b(rev or "")
+        items.append(ParsedItem(citations=citations,item=name, outcome=outcome, claims_administrator_guideline=ca,
                                 reviewer_guideline=guideline, reviewer_guideline_text=rev,
                                 sections=sections, pages=pages,
                                 rationale=fields.group("rat").strip()))
