@@ -409,7 +409,7 @@ _ENDS_SENTENCE = re.compile(r"[.!?:;][\"')\]]*$")
 
 _CASE_NUMBER = re.compile(r"Case Number:\s*(CM\d{2}-\d+)", re.I)
 _HEAD_INJURY = re.compile(r"Date of Injury:\s*(" + _DATE + ")", re.I)
-_HEAD_UR = re.compile(r"Date of UR Decision:\s*(" + _DATE + ")", re.I)
+_HEAD_UR = re.compile(r"(?:Date of UR Decision|UR Denial Date):\s*(" + _DATE + ")", re.I)
 _CA_LINE = re.compile(r"^Claims Administrator guideline\s*:", re.I)
 _B_ITEM_START = re.compile(r"^(?P<num>\d{1,2})\.\s+(?P<rest>.*)$")
 _B_OUTCOME = re.compile(
@@ -1109,8 +1109,19 @@ _UR_DATES = (
     re.compile(r"\b(?:Utilization Review\w*|UR)\b[^.]{0,60}?\b(?:on|dated)\s+(" + _DATE + ")", re.I),
     re.compile(r"\b(?:denied|non-? ?certified|modified)\s+(?:on|dated)\s+(" + _DATE + ")", re.I),
 )
-_RFA_DATE = re.compile(r"\b(?:RFA|Request for Authori[sz]ation)\b[^.]{0,40}?\b(?:dated|on|of)\s+("
-                       + _DATE + ")", re.I)
+_RFA = r"(?:RFA|Request for Authori[sz]ation|authori[sz]ation request)"
+_NOT_UR = r"(?:(?!utilization|review|UR\b|certif|denied|modif|approv)[a-z]+\s+)"
+# tried in order of strength: an RFA "dated" a day outranks an RFA "of" or "on" a day
+_RFA_DATES = (
+    re.compile(r"\b" + _RFA + r"\b[^.]{0,40}?\b(?:dated|date was|date of)\s+(" + _DATE + ")", re.I),
+    re.compile(r"\b" + _RFA + r"\b[^.]{0,40}?\b(?:on|of|is|was)\s+(" + _DATE + ")", re.I),
+    # "On 11-17-2016, the Request for Authorization requested ...", "On December 13, 2016 a
+    # request was made", "On 12-8-16 the treating physician requested authorization"
+    re.compile(r"\bOn\s+(?:a\s+|an\s+|the\s+)?(" + _DATE + r"),?\s+" + _NOT_UR + r"{0,4}?"
+               r"(?:RFA|request(?:ed|s)?|authori[sz]ation)\b", re.I),
+    re.compile(r"\bdate of the request,?\s+(?:was\s+|is\s+)?(" + _DATE + ")", re.I),
+    re.compile(r"\brequest (?:was|is) (?:received|made|submitted)\s+(?:on\s+)?(" + _DATE + ")", re.I),
+)
 _DIAG_INTRO = re.compile(
     r"\b(?:diagnos(?:es|is)\b(?:\s+[a-z]+){0,4}?\s+(?:are|is|were|include[sd]?|including|of)"
     r"|diagnosed\s+(?:as having|with)|has been treated for)\s*:?\s+(?P<list>[^.]+)", re.I)
@@ -1342,15 +1353,24 @@ class _Narrative:
         if self.ur is None:
             hits = [(m.start(), m.group(1)) for rx in _UR_DATES for m in rx.finditer(letter.summary)]
             self.ur = _date(min(hits)[1]) if hits else None
-        self.rfa = None
-        for s in summary + rationale:
-            self.rfa = _date(_first_group(_RFA_DATE.search(s.text)))
-            if self.rfa:
-                break
+        self.rfa = self._rfa_date(summary) or self._rfa_date(rationale)
 
         self.diagnoses = self._diagnoses(letter.summary) or self._diagnoses(
             " ".join(s.text for s in rationale if s.fact))
         self.meds = self._medications()
+
+    def _rfa_date(self, sents: list[_Sent]) -> dt.date | None:
+        """The date of the request for authorization: the latest one stated that is not after
+        the UR decision (a later RFA is a new request, not the one reviewed)."""
+        for rx in _RFA_DATES:
+            for s in sents:
+                if "request" not in s.low and "authori" not in s.low and "rfa" not in s.words:
+                    continue
+                for m in rx.finditer(s.text):
+                    d = _date(m.group(1))
+                    if d and (self.ur is None or d <= self.ur):
+                        return d
+        return None
 
     def _add_block(self, text: str, block: str, item: int | None) -> None:
         prev: _Sent | None = None
