@@ -1510,11 +1510,20 @@ class _Narrative:
                 req.setdefault("quantity", None)
             req["incomplete"] = incomplete
             return req
-        modality = next((name for name, rx in _MODALITY_RES if rx.search(text)), None)
+        parsed = _parse_item_text(text)  # case.py's item parser: one set of item patterns
+        modality = parsed.get("modality")
         if modality is None:
             return req
         req["modality"] = modality
-        sessions = _item_sessions(text)
+        for key, value in parsed.items():
+            if key not in ("modality", "sessions", "prior_treatment", "body_region"):
+                req.setdefault(key, value)
+        if modality not in _MODALITY_DICT:  # procedures, diagnostics, devices: no visit counts
+            regions = body_regions(text)
+            if regions:
+                req["body_region"] = regions
+            return req
+        sessions = parsed.get("sessions", _item_sessions(text))
         req["sessions"] = sessions
         related = [s for s in self.sents if s.fact and (
             modality in s.refers or (s.item == k and not s.refers))]
@@ -1551,6 +1560,17 @@ class _Narrative:
             req["body_region"] = regions
         req["incomplete"] = sessions is None
         return req
+
+
+@functools.cache
+def _drug_lookup() -> Any:
+    from .rulebook import load_rulebook
+    return load_rulebook().drugs
+
+
+def _parse_item_text(text: str) -> dict[str, Any]:
+    from .case import parse_item
+    return parse_item(text, _drug_lookup())
 
 
 def _clause_spans(text: str) -> list[tuple[int, str]]:
