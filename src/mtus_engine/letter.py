@@ -301,6 +301,7 @@ _NON_DRUG_FIRST_LINE = (
     ("nsaid", re.compile(r"\bNSAIDs?\b|\banti-?inflammator(?:y|ies)\b", re.I)),
 )
 _MODALITY_DICT = dict(_MODALITY_RES)
+_CHIRO_PT = re.compile(r"\bchiro(?:practic\s+|-?)(?:physio|physical)\w*(?:\s+therapy)?$", re.I)
 _K_FIRST_LINE = ("physical therapy", "physiotherapy", "exercise", "hep", "acupunct", "chiropract",
                  "trigger point", "tpi", "epidural", "esi", "nsaid", "inflammator")
 
@@ -1005,7 +1006,19 @@ _CONCLUSION = re.compile(
     r"medically (?:un)?necessary|\bnot medically\b|\bcriteria\b[^.]*\bnot (?:been )?met\b|"
     r"^(?:Hence|Therefore|Thus|As such|Consequently)\b", re.I)
 _UR_SENTENCE = re.compile(
-    r"\butilization review\b|\bUR\b|\bnon-? ?certif\w*|\bapplication for IMR\b|\bIMR\b", re.I)
+    r"\butilization review\b|\bUR\b|\bnon-? ?certif\w*|\bapplication for IMR\b|\bIMR\b|"
+    r"\bClaims Administrator\b|\b(?:was|were|been)\s+(?:authorized|approved|certified)\b|"
+    r"\bprior (?:review|determination)\b", re.I)
+# treatments planned, ordered or recommended are not treatments tried
+_PLANNED = re.compile(
+    r"\b(?:ordered|plan(?:ned|s)?\b(?:\s+(?:is|was|included?|includes))?|was to (?:receive|start|begin|"
+    r"undergo)|will (?:receive|start|begin|undergo|continue|be)|to be (?:started|scheduled)|"
+    r"scheduled|recommended|recommends|referr(?:ed|al)|pending|requested|awaiting|"
+    r"would (?:like|benefit|consider)|candidate for)\b", re.I)
+# history words that make a rationale sentence report what this patient has had
+_HAD = re.compile(r"\b(?:prior|previous(?:ly)?|already|received|completed|attempted|attended|"
+                  r"treated with|has had|had|underwent|undergone|tried|failed|included|includes|"
+                  r"history of|treatment to date|took|taking|taken|using|used)\b", re.I)
 _REQUEST_SENTENCE = re.compile(
     r"\brequest\w*|\bRFA\b|\bplan of care\b|\btreatment plan\b|\bplan includes\b|"
     r"\bconsideration of\b", re.I)
@@ -1145,7 +1158,7 @@ _K_MODALITY = frozenset({"manipulation", "manual", "aquatic", "pool", "massage",
 
 
 class _Sent:
-    __slots__ = ("text", "low", "words", "block", "narrative", "conclusion", "ur", "request",
+    __slots__ = ("text", "low", "words", "block", "narrative", "conclusion", "ur", "request", "planned",
                  "drugs", "modalities", "item", "refers")
 
     def __init__(self, text: str, block: str, item: int | None):
@@ -1158,8 +1171,11 @@ class _Sent:
                             or low.startswith(("hence", "therefore", "thus", "as such",
                                                "consequently")))
                            and bool(_CONCLUSION.search(text)))
-        self.ur = ((not words.isdisjoint(_K_UR) or "certif" in low)
+        self.ur = ((not words.isdisjoint(_K_UR) or "certif" in low or "authoriz" in low
+                    or "approved" in low or "administrator" in low or "review" in low
+                    or "determination" in low)
                    and bool(_UR_SENTENCE.search(text)))
+        self.planned = bool(_PLANNED.search(text))
         self.request = (not words.isdisjoint(_K_REQUEST)) and bool(_REQUEST_SENTENCE.search(text))
         if block == "summary":
             self.narrative = True
@@ -1441,11 +1457,18 @@ class _Narrative:
             if not s.fact or s.request or not (
                     any(k in s.low for k in _K_FIRST_LINE) or "pt" in s.words):
                 continue
+            if s.block == "rationale" and (_GUIDELINE_WORDS.search(s.text) or not _HAD.search(s.text)):
+                continue  # the rationale's guideline text names treatments nobody tried
             for clause in _clauses(s.text):
+                if _PLANNED.search(clause):
+                    continue
                 for name, rx in _NON_DRUG_FIRST_LINE:
-                    m = rx.search(clause)
-                    if m and _polarity(clause, m.start()):
-                        tried.add(name)
+                    for m in rx.finditer(clause):
+                        if name == "physical_therapy" and _CHIRO_PT.search(clause, 0, m.end()):
+                            continue  # "chiropractic physiotherapy" is chiropractic care
+                        if _polarity(clause, m.start()):
+                            tried.add(name)
+                            break
         for med in self.meds:
             cls = _drug_tables()[3].get(med.generic)
             if cls:
