@@ -1018,7 +1018,9 @@ _PLANNED = re.compile(
 # history words that make a rationale sentence report what this patient has had
 _HAD = re.compile(r"\b(?:prior|previous(?:ly)?|already|received|completed|attempted|attended|"
                   r"treated with|has had|had|underwent|undergone|tried|failed|included|includes|"
-                  r"history of|treatment to date|took|taking|taken|using|used)\b", re.I)
+                  r"history of|treatment to date|took|taking|taken|using|utilizing|prescribed|"
+                  r"(?:is|was|are|were)\s+(?:also\s+|currently\s+|still\s+)?on)\b", re.I)
+_GENERAL_STATEMENT = re.compile(r"\bcan be\b|\bis used\b|\bare used\b|\bmay\b", re.I)
 _REQUEST_SENTENCE = re.compile(
     r"\brequest\w*|\bRFA\b|\bplan of care\b|\btreatment plan\b|\bplan includes\b|"
     r"\bconsideration of\b", re.I)
@@ -1457,7 +1459,8 @@ class _Narrative:
             if not s.fact or s.request or not (
                     any(k in s.low for k in _K_FIRST_LINE) or "pt" in s.words):
                 continue
-            if s.block == "rationale" and (_GUIDELINE_WORDS.search(s.text) or not _HAD.search(s.text)):
+            if s.block == "rationale" and (_GUIDELINE_WORDS.search(s.text) or not _HAD.search(s.text)
+                                           or _GENERAL_STATEMENT.search(s.text)):
                 continue  # the rationale's guideline text names treatments nobody tried
             for clause in _clauses(s.text):
                 if _PLANNED.search(clause):
