@@ -74,8 +74,9 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[s
                 facts["supply_days"] = round(total / spec.daily_units, 1)
     if req.sessions is not None and req.prior_sessions is not None:
         facts["total_sessions"] = req.sessions + req.prior_sessions
-    elif req.sessions is not None and req.prior_treatment is False:
-        facts["total_sessions"] = req.sessions  # nothing completed before
+    elif req.sessions is not None and req.prior_treatment is not True:
+        # nothing completed before: stated, or no earlier course recorded (a first request is a trial)
+        facts["total_sessions"] = req.sessions
     # the breadth families' derived facts, only where a rule for this item reads them
     reads = rulebook.reads(req.drug, req.modality)
     if reads & _OPIOID_FACTS and spec and "opioid" in spec.classes:
@@ -96,7 +97,7 @@ _OPIOID_FACTS = {"opioid_in_use", "opioid_wean_indicated", "morphine_equivalent_
 _DOSE_FACTS = {"daily_dose_mg", "acetaminophen_mg_per_day"}
 _GI_FACTS = {"concurrent_nsaid", "gi_risk"}
 _MODALITY_FACTS = {"pt_myalgia", "pt_neuralgia", "pt_crps", "tens_condition", "opioid_prescribed",
-                   "months_since_injury"}
+                   "months_since_injury", "under_active_treatment"}
 
 
 _TOPICAL_NSAIDS = {"flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "naproxen"}
@@ -215,6 +216,10 @@ def _modality_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: 
     if case.injury_date and case.request_date:
         a, b = case.injury_date, case.request_date
         facts["months_since_injury"] = (b.year - a.year) * 12 + b.month - a.month - (b.day < a.day)
+    # a follow-up visit monitors care in progress: listed medications, or another request that continues care
+    if case.medications or any(r.prior_treatment or (r.prior_sessions or 0) > 0
+                               for r in case.requests if r.item != req.item):
+        facts["under_active_treatment"] = True
 
 
 def _show(value: Any) -> str:
