@@ -1076,6 +1076,66 @@ _RADIC_NEG = re.compile(r"\bnegative\s+(?:bilateral\s+)?(?:straight[- ]legs?[- ]
 _INJECTION_RELIEF = re.compile(r"\b(\d{1,3})\s*%\s+(?:reduction|relief|improvement|decrease)\b[^.]{0,60}?"
                                r"\b(?:following|after|from|with)\b[^.]{0,40}?\b(?:epidural|ESI|injections?|blocks?)\b",
                                re.I)
+# objective neurologic findings on examination (subjective numbness alone is not one)
+_NEURO_DEFICIT = re.compile(
+    r"\b[0-4](?:\+|-)?\s*(?:/|out of)\s*5\b(?!\s*(?:pain|/10))|\b5\s*(?:-|minus)\s*(?:/|out of)\s*5\b|"
+    r"\b(?:decreased|diminished|reduced|altered|absent|loss of|impaired|abnormal)\s+(?:[a-z0-9-]+\s+){0,3}?"
+    r"(?:sensation|sensory|light touch|pinprick|strength|motor|reflex(?:es)?|DTRs?)\b|"
+    r"\b(?:hypo|hyp)(?:a)?esthesia\b|\b(?:motor|muscle)\s+weakness\b|\bweakness\s+(?:of|in)\s+the\b|"
+    r"\bweak\s+(?:grip|dorsiflexion|plantar|extensor|flexor|hip|knee|ankle|wrist|deltoid|biceps|triceps)\b|"
+    r"\breflex(?:es)?\s+(?:were|was|are|is)\s+(?:decreased|diminished|absent|hypoactive|asymmetric)\b|"
+    r"\b(?:evidence of|findings? (?:of|indicative of))\s+(?:nerve|neurolog\w*)\s+compromise\b", re.I)
+_NEURO_NORMAL = re.compile(
+    r"\bneuro(?:logically|vascularly)?\s+intact\b|\bneurologically intact\b|"
+    r"\b(?:sensation|sensory(?: exam\w*)?|strength|motor(?: strength)?|reflexes)\s+(?:\w+\s+){0,3}?"
+    r"(?:was|were|is|are)\s+(?:\w+\s+)?(?:intact|normal|unremarkable|symmetric)\b|"
+    r"\b(?:intact|normal|unremarkable)\s+(?:\w+\s+){0,2}?(?:sensation|sensory|strength|motor|"
+    r"neurologic(?:al)? exam\w*|reflexes)\b|\b5\s*/\s*5\s+(?:\w+\s+){0,2}?(?:strength|motor)\b|"
+    r"\b(?:motor|strength)\s+(?:\w+\s+){0,2}?5\s*/\s*5\b|"
+    r"\bno\s+(?:\w+\s+){0,2}?(?:focal\s+)?neurolog\w*\s+(?:deficits?|abnormalit\w+|findings|dysfunction|"
+    r"compromise)\b|\bno\s+(?:motor|sensory|neurologic\w*)\s+(?:or\s+\w+\s+)?(?:deficits?|weakness)\b|"
+    r"\bno\s+(?:\w+\s+)?weakness\b", re.I)
+_RED_FLAG = re.compile(r"\bred[- \"]*flags?\b", re.I)
+_RED_FLAG_FOUND = re.compile(r"\bred[- \"]*flags?\b[^.]{0,20}?\b(?:were|was|are|is)\s+(?:identified|"
+                             r"present|noted|found)\b", re.I)
+_RED_FLAG_TERMS = re.compile(
+    r"(?<!stress )\bfractur\w*|\bdislocat\w+|\btumou?rs?\b|\bmalignan\w+|\bcauda equina\b|"
+    r"\b(?:osteomyelitis|septic|abscess)\b|\bvascular compromise\b", re.I)
+_GENERAL_LIST = re.compile(r"\bsuch as\b|\bincluding\b|\be\.g\.|\bto rule out\b|\brule out\b|"
+                           r"\bconcerns? for\b|\bsuspicion of\b", re.I)
+_SURGERY = (r"(?:surg(?:ery|eries|ical)(?:\s+(?:intervention|repair|treatment|consultation|"
+            r"options?))?|operative (?:intervention|treatment))")
+_SURGERY_CONSIDERED = re.compile(
+    r"\b(?:consider\w*|contemplat\w*|candidate for|plan(?:ned|s)? (?:for|is)|scheduled for|"
+    r"will (?:likely )?need|would (?:need|consider|require)|preparation for|recommend\w* (?:for )?|"
+    r"discuss\w*|willing\w* to (?:consider|undergo))\s+(?:[a-z-]+\s+){0,4}?" + _SURGERY + r"\b|"
+    r"\b" + _SURGERY + r"\s+(?:was|is|has been)\s+(?:being\s+)?(?:requested|planned|scheduled|"
+    r"recommended|considered|contemplated|discussed)\b|"
+    r"\b(?:undergoing|undergo)\s+" + _SURGERY + r"\b", re.I)
+_NO_SURGERY = re.compile(r"\bno\s+(?:plan|discussion|mention|indication)s?\s+(?:[a-z]+\s+){0,4}?"
+                         + _SURGERY + r"\b|\bnot (?:a )?(?:surgical )?candidate\b", re.I)
+_CONSERVATIVE = r"(?:conservative\s+(?:care|treatments?|therapy|therapies|measures|management|modalities)|" \
+                r"physical therapy|therapy|treatments?|first-line medications)"
+_CONSERVATIVE_FAILED = re.compile(
+    r"\b(?:failed|failure of|failing|exhausted)\s+(?:[a-z-]+\s+){0,5}?" + _CONSERVATIVE + r"\b|"
+    r"\b" + _CONSERVATIVE + r"\s+(?:\w+\s+){0,4}?(?:ha(?:s|ve|d) |had not |)failed\b|"
+    r"\btrial and failure\b|\btrialed and failed\b|\bdespite\s+(?:[a-z-]+\s+){0,3}?" + _CONSERVATIVE + r"\b",
+    re.I)
+_CONSERVATIVE_NOT_DONE = re.compile(
+    r"\byet to (?:complete|be completed|undergo|start|begin)\b|\bhad not undergone conservative\b|"
+    r"\bhas not failed\b|\bcannot be considered as having failed\b", re.I)
+_NO_BENEFIT = re.compile(r"\b(?:no|minimal|without|little)\s+(?:[a-z]+\s+){0,3}?(?:improvement|benefit|relief)\b|"
+                         r"\bnot (?:\w+\s+){0,2}?(?:beneficial|helpful|effective)\b", re.I)
+_THERAPY_WORDS = re.compile(r"\bphysical therapy\b|\bPT\b|\bconservative\b|\bsessions?\b|"
+                            r"\banti-?inflammator\w+\b|\bNSAIDs?\b|\bchiropract\w+|\bacupunct\w+", re.I)
+# a rationale sentence about the patient's records rather than the guideline
+_RECORD_CLAIM = re.compile(
+    r"\b(?:records?|documentation|documented|documents?|notes?|reports?|evidence|indication|"
+    r"examination|exam|patient|claimant|injured worker|applicant|employee|he|she|his|her|"
+    r"there (?:is|are|was|were))\b", re.I)
+_GUIDELINE_TEXT = re.compile(
+    r"\b(?:MTUS|ODG|ACOEM|guidelines?|Delphi|UpToDate|should|must|may be|is indicated|are indicated|"
+    r"recommended for|criteria for|indications? for (?:imaging|MRI|surgery))\b", re.I)
 _SMALL_PERCENT = 30  # below this a self-reported % is not clinically significant improvement
 
 _NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -1238,6 +1298,31 @@ def _polarity(clause: str, start: int) -> bool | None:
     if _HEDGE.search(before):
         return None
     return True
+
+
+def _asserted(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = False) -> bool:
+    """Whether some sentence asserts the term (not negated; not hedged unless ``hedged_ok``)."""
+    for s in sentences:
+        if not term.search(s):
+            continue
+        for clause in _clauses(s):
+            for m in term.finditer(clause):
+                p = _polarity(clause, m.start())
+                if p or (hedged_ok and p is None):
+                    return True
+    return False
+
+
+def _denied(sentences: Iterable[str], term: re.Pattern) -> bool:
+    """Whether some sentence negates the term ("no evidence of any red flag conditions")."""
+    for s in sentences:
+        if not term.search(s):
+            continue
+        for clause in _clauses(s):
+            for m in term.finditer(clause):
+                if _polarity(clause, m.start()) is False:
+                    return True
+    return False
 
 
 def _finding(sentences: Iterable[str], term: re.Pattern) -> bool | None:
@@ -1498,6 +1583,55 @@ class _Narrative:
             if m and not _negated(t[:m.start()]):
                 out["prior_injection_relief_percent"] = int(m.group(1))
                 break
+        out.update(self._exam_findings())
+        return out
+
+    def _record_sentences(self) -> list[str]:
+        """What the summary says, and what the rationale says about this patient's records
+        ("There is no evidence of any red flag conditions"), without guideline text or the
+        reviewer's conclusion."""
+        out = []
+        for s in self.sents:
+            if s.conclusion:
+                continue
+            if s.block == "summary":
+                if not s.ur or s.request:
+                    out.append(s.text)
+            elif _RECORD_CLAIM.search(s.text) and not _GUIDELINE_TEXT.search(s.text):
+                out.append(s.text)
+        return out
+
+    def _exam_findings(self) -> dict[str, Any]:
+        """red_flags, neurologic_deficit, surgery_considered, conservative_care_failed."""
+        out: dict[str, Any] = {}
+        sents = self._record_sentences()
+        summary = [s.text for s in self.sents if s.block == "summary" and s.fact]
+        # neurologic deficit: an objective deficit asserted anywhere wins over normal findings
+        deficit = _asserted(summary, _NEURO_DEFICIT) or _asserted(summary, _RADIC_EXAM)
+        if deficit:
+            out["neurologic_deficit"] = True
+        elif _asserted(sents, _NEURO_NORMAL) or _denied(sents, _NEURO_DEFICIT) \
+                or any(_RADIC_NEG.search(t) for t in sents):
+            out["neurologic_deficit"] = False
+        # red flags: a fracture, dislocation, tumor, infection or cauda equina asserted; else
+        # the record's "no red flags"
+        if _asserted([t for t in summary if not _GENERAL_LIST.search(t)], _RED_FLAG_TERMS) \
+                or _asserted(sents, _RED_FLAG_FOUND):
+            out["red_flags"] = True
+        elif _denied(sents, _RED_FLAG):
+            out["red_flags"] = False
+        # surgery considered: planned, requested or contemplated; or denied in the record
+        if _denied(sents, _SURGERY_CONSIDERED) or _asserted(sents, _NO_SURGERY):
+            out["surgery_considered"] = False
+        elif _asserted(sents, _SURGERY_CONSIDERED, hedged_ok=True):
+            out["surgery_considered"] = True
+        # conservative care failed
+        if _denied(sents, _CONSERVATIVE_FAILED) or _asserted(sents, _CONSERVATIVE_NOT_DONE):
+            out["conservative_care_failed"] = False
+        elif _asserted(sents, _CONSERVATIVE_FAILED) or any(
+                _NO_BENEFIT.search(t) and _THERAPY_WORDS.search(t) and not _NEG_EXTENDED.search(t)
+                for t in summary):
+            out["conservative_care_failed"] = True
         return out
 
     # per-request facts ---------------------------------------------------------------
