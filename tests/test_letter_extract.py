@@ -80,10 +80,20 @@ def test_reviewer_matches_gold(path):
     assert parsed.reviewer.licensure == gold["reviewer"]["licensure"]
 
 
+# findings added for the 2016-2017 letters (issue 9); the seed gold files predate them and are
+# measured against the real letters' gold files instead (tests/test_real_letters.py)
+_LATER_FINDINGS = {"red_flags", "neurologic_deficit", "surgery_considered", "conservative_care_failed"}
+
+
 @pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
 def test_case_matches_gold(path):
     want = _gold(path)["case"]
     got = letter_to_case(_parsed(path), want["id"])
+    if "findings" in got:
+        got["findings"] = {k: v for k, v in got["findings"].items()
+                           if k not in _LATER_FINDINGS or k in want.get("findings", {})}
+        if not got["findings"]:
+            del got["findings"]
     for key in sorted(set(want) | set(got) - {"requests"}):
         assert got.get(key, "<absent>") == want.get(key, "<absent>"), key
     assert len(got["requests"]) == len(want["requests"])
@@ -328,7 +338,7 @@ def test_layout_b_fixture():
     Case.model_validate(case)
     assert case["request_date"] == "2013-08-05"
     assert case["diagnoses"] == ["lumbar strain", "lumbar radiculitis", "myofascial pain"]
-    assert case["findings"] == {
+    assert {k: v for k, v in case["findings"].items() if k not in _LATER_FINDINGS} == {
         "acute_exacerbation": True, "muscle_spasm": True, "return_to_work": True,
         "first_line_tried": ["nsaid", "physical_therapy", "home_exercise", "chiropractic"]}
     assert case["medications"] == [
