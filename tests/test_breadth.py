@@ -19,8 +19,8 @@ from mtus_engine.engine import DerivedRequest, request_facts
     ("Compounded cream #1", {"drug": "compounded topical", "quantity": 1}),
     # a topical product of its own stays itself
     ("Menthoderm gel 120 g", {"drug": "methyl salicylate/menthol", "strength": "120 g"}),
-    ("Capsaicin 0.075% cream #1", {"drug": "capsaicin", "quantity": 1}),
-    ("Lidoderm 5% patch #30", {"drug": "lidocaine patch", "quantity": 30}),
+    ("Capsaicin 0.075% cream #1", {"drug": "capsaicin", "strength": "0.075%", "quantity": 1}),
+    ("Lidoderm 5% patch #30", {"drug": "lidocaine patch", "strength": "5%", "quantity": 30}),
     # oral drugs are not compounds
     ("Gabapentin 600 mg #90", {"drug": "gabapentin", "strength": "600 mg", "quantity": 90}),
 ])

@@ -96,3 +96,255 @@ def test_missing_file_and_size_limit(tmp_path):
 def test_yaml_is_loaded_safely():
     with pytest.raises(InputError):
         load_case_text("!!python/object/apply:os.system ['true']\n", "evil.yaml")
+
+
+# ---- request items as the real IMR letters write them (benchmarks/items_vs_gold.py measures
+# the parser on every gold request; these pin each notation class with items of their own)
+
+def _parsed(engine, item):
+    return parse_item(item, engine.rulebook.drugs)
+
+
+@pytest.mark.parametrize("item,sessions", [
+    # a count, in digits or words, with or without an echo in parentheses
+    ("Eight (8) physical therapy sessions", 8),
+    ("Twelve (12) chiropractic sessions", 12),
+    ("Six acupuncture visits", 6),
+    ("Physical therapy, 6 visits", 6),
+    ("Acupuncture for two sessions", 2),
+    ("Chiropractic care for the low back; six sessions", 6),
+    ("Acupuncture therapy sessions for the neck #6", 6),
+    # counts for several regions add up
+    ("two physical therapy sessions for the neck and eight physical therapy sessions for the wrist", 10),
+    # visits a week times weeks; a range counts its upper end
+    ("Physical therapy 3 visits per week for 2 weeks", 6),
+    ("Physical therapy three times a week over two weeks", 6),
+    ("Acupuncture two times a week times three weeks", 6),
+    ("Physical therapy twice a week for six weeks", 12),
+    ("Physical therapy 2x/week x 6 weeks", 12),
+    ("Physical therapy 1 to 2 times per week for 4 weeks", 8),
+    ("Physical therapy 2-3 times a week for 6 weeks", 18),
+    ("Physical therapy for 6 weeks at 2 times a week", 12),
+    # frequency by number
+    ("Physical therapy 2x4", 8),
+    ("Aquatic therapy 2 x 6 for the lumbar spine", 12),
+    ("Spinal manipulation 1 times 8", 8),
+    ("Additional physical therapy two times four visits (8)", 8),
+    ("Acupuncture x 6", 6),
+    ("Follow up office visit times 2", 2),
+    # a stated total wins over the frequency it restates
+    ("Physical therapy 2 times a week for 6 weeks (12 sessions)", 12),
+    ("Four sessions of physical therapy two times a week times 2 weeks", 4),
+    ("Twelve physical therapy sessions, three times weekly", 12),
+    # visits already done are not asked for
+    ("Physical therapy 6 sessions (previously completed 12 sessions)", 6),
+])
+def test_session_notations(engine, item, sessions):
+    assert _parsed(engine, item).get("sessions") == sessions
+
+
+@pytest.mark.parametrize("item,modality", [
+    ("Occupational therapy for six sessions", "physical_therapy"),
+    ("PT/OT 12 sessions left hand", "physical_therapy"),
+    ("Hand therapy 6 visits", "physical_therapy"),
+    ("Chirophysio therapy two times a week for four weeks", "chiropractic"),
+    ("Spinal manipulation therapy 2 times a week for 4 weeks", "chiropractic"),
+    ("Electrical muscle stimulation 2 times a week for 4 weeks", "tens"),
+    ("Retrospective E-stim", "tens"),
+    ("Twelve acupuncture visits with capsaicin patch", "acupuncture"),
+    ("Pulsed ultrasound 2 times a week for 4 weeks", "other"),     # therapeutic ultrasound
+    ("Infrared therapy 2 times a week", "other"),
+    ("Functional capacity evaluation", "other"),
+    ("Work hardening 10 sessions", "functional_restoration"),
+    ("Inpatient rehabilitation 7-10 days", "other"),
+])
+def test_therapy_modalities(engine, item, modality):
+    assert _parsed(engine, item).get("modality") == modality
+
+
+@pytest.mark.parametrize("item,expected", [
+    ("MRI of the lumbar spine", {"modality": "mri", "body_region": ["lumbar"]}),
+    ("MRI L-spine without contrast", {"modality": "mri", "body_region": ["lumbar"]}),
+    ("Right shoulder MR arthrogram", {"modality": "mri", "body_region": ["shoulder"]}),
+    ("Magnetic resonance imaging (MRI) of the right knee", {"modality": "mri", "body_region": ["knee"]}),
+    ("C-spine CT scan", {"modality": "ct", "body_region": ["cervical"]}),
+    ("CT scan of the head", {"modality": "ct"}),
+    ("X-rays of the right shoulder", {"modality": "xray", "body_region": ["shoulder"]}),
+    ("Xray of the pelvis", {"modality": "xray", "body_region": ["hip"]}),
+    ("One (1) x-ray of the thoracic spine", {"modality": "xray", "quantity": 1, "body_region": ["thoracic"]}),
+    ("MRI of the cervical spine without contrast, #1", {"modality": "mri", "quantity": 1, "body_region": ["cervical"]}),
+    ("Three phase bone scan of the left foot", {"modality": "bone_scan", "body_region": ["foot"]}),
+    # electrodiagnostics of the limbs name no spine region
+    ("EMG/NCV of the bilateral upper extremities", {"modality": "emg_ncs"}),
+    ("EMG (electromyography)/NCV (nerve conduction velocity) of the bilateral lower extremities",
+     {"modality": "emg_ncs"}),
+    ("NCS/EMG RUE", {"modality": "emg_ncs"}),
+    ("Electrodiagnostic studies of the left upper extremity", {"modality": "emg_ncs"}),
+    ("NCV bilateral lower extremities QTY: 2", {"modality": "emg_ncs", "quantity": 2}),
+    ("EMG/NCS of the bilateral hands", {"modality": "emg_ncs", "body_region": ["hand"]}),
+    ("Diagnostic ultrasound of the right shoulder", {"modality": "ultrasound_diagnostic", "body_region": ["shoulder"]}),
+])
+def test_imaging_and_electrodiagnostics(engine, item, expected):
+    assert _parsed(engine, item) == expected
+
+
+@pytest.mark.parametrize("item,modality", [
+    ("Follow-up visit", "office_visit"),
+    ("Office visit in 4 weeks", "office_visit"),
+    ("Re-evaluation with the treating physician", "office_visit"),
+    ("Re-exam with chiropractor for the lumbar spine flare-up", "office_visit"),
+    ("Physical therapy evaluation, cervical spine", "office_visit"),
+    ("Initial exam", "office_visit"),
+    ("Consult with pain management", "consultation"),
+    ("Referral to a spine specialist", "consultation"),
+    ("Evaluation with an orthopedic surgeon", "consultation"),
+    ("Spine surgery evaluation for the lumbar", "consultation"),
+    ("Neurosurgeon evaluation for the low back", "consultation"),
+    ("Consult with hip replacement specialist to evaluate for a total hip arthroplasty", "consultation"),
+    ("TOC to ortho spine surgeon eval and treatment", "consultation"),
+    ("Pre-operative medical clearance", "consultation"),
+    ("Comprehensive psychological testing", "psych"),
+    ("Cognitive behavioral therapy 6 sessions", "psych"),
+    ("Partial hospitalization day treatment", "psych"),
+])
+def test_visits_and_consultations(engine, item, modality):
+    assert _parsed(engine, item).get("modality") == modality
+
+
+@pytest.mark.parametrize("item,modality", [
+    ("Right shoulder arthroscopy with subacromial decompression and rotator cuff repair", "surgery"),
+    ("Left knee arthroscopy with partial meniscectomy", "surgery"),
+    ("Right carpal tunnel release", "surgery"),
+    ("L4-5 posterior fusion", "surgery"),
+    ("Neuroplasty, lumbar spine", "surgery"),
+    ("Total knee arthroplasty", "surgery"),
+    ("Bilateral L4-5 facet injections", "injection_facet"),
+    ("Lumbar medial branch block at L3-4", "injection_facet"),
+    ("Radiofrequency ablation L4-5", "injection_facet"),
+    ("Right knee intra-articular injection", "injection_joint"),
+    ("Cortisone injection to the right shoulder", "injection_joint"),
+    ("Platelet-rich plasma injection to the right knee", "injection_joint"),
+    ("Synvisc injection series, left knee", "injection_joint"),
+    ("Right L5-S1 epidural steroid injection", "epidural_steroid_injection"),
+    ("Trigger points impedance imaging (TPII)", "other"),
+    ("Injection of neurolytic substance, lumbar spine", "other"),
+])
+def test_procedures_and_injections(engine, item, modality):
+    assert _parsed(engine, item).get("modality") == modality
+
+
+@pytest.mark.parametrize("item", [
+    "Steroid knee injection with lidocaine",
+    "Retrospective injection 5cc of lidocaine hcl 1percent and 1cc of dexamethasone 120mg to the right knee",
+    "Right hip injection with Kenalog 40mg and lidocaine 1%",
+])
+def test_a_joint_injection_naming_its_drugs_is_no_drug_request(engine, item):
+    parsed = _parsed(engine, item)
+    assert parsed["modality"] == "injection_joint" and "drug" not in parsed
+
+
+@pytest.mark.parametrize("item,expected", [
+    ("TENS unit", {"modality": "tens"}),
+    ("TENS unit, daily trial, cervical spine, #30",
+     {"modality": "tens", "quantity": 30, "purchase": False, "body_region": ["cervical"]}),
+    ("Interferential unit purchase", {"modality": "tens", "purchase": True}),
+    ("Lumbar support", {"modality": "dme", "body_region": ["lumbar"]}),
+    ("Back brace", {"modality": "dme", "body_region": ["lumbar"]}),
+    ("Wrist braces #2", {"modality": "dme", "quantity": 2, "body_region": ["wrist"]}),
+    ("Right wrist splint", {"modality": "dme", "body_region": ["wrist"]}),
+    ("Cervical pillow", {"modality": "dme", "body_region": ["cervical"]}),
+    ("Single point cane", {"modality": "dme"}),
+    ("Front wheeled walker", {"modality": "dme"}),
+    ("Cold therapy unit 7 day rental", {"modality": "dme", "purchase": False}),
+    ("Associated surgical service: cold therapy unit", {"modality": "dme"}),
+    ("Hot/cold therapy wrap", {"modality": "dme"}),
+    ("Purchase of a bedside commode", {"modality": "dme", "purchase": True}),
+])
+def test_devices(engine, item, expected):
+    assert _parsed(engine, item) == expected
+
+
+@pytest.mark.parametrize("item,modality", [
+    ("Pre-operative PT/PTT", "lab_test"),      # a clotting test, not physical therapy
+    ("Pre-op labs: CBC", "lab_test"),
+    ("BMP", "lab_test"),
+    ("Pre-op urinalysis", "lab_test"),
+    ("Urine drug testing", "urine_drug_test"),
+    ("Urine toxicology screen", "urine_drug_test"),
+    ("Pre-op chest x-ray", "xray"),
+    ("Electrocardiogram", "other"),
+    ("Gym membership", "other"),
+    ("Transportation to and from medical appointments", "other"),
+])
+def test_tests_and_other_items(engine, item, modality):
+    assert _parsed(engine, item).get("modality") == modality
+
+
+def test_a_test_counted_times_n_is_a_quantity_not_visits(engine):
+    assert _parsed(engine, "Electrocardiogram times 3") == {"modality": "other", "quantity": 3}
+
+
+@pytest.mark.parametrize("item,expected", [
+    ("Diclofenac sodium 3% 300mg/g #1", {"drug": "diclofenac", "strength": "3%", "quantity": 1}),
+    ("Diclofenac/misoprostol 75-0.2mg #60 with 2 refills",
+     {"drug": "diclofenac", "strength": "75-0.2 mg", "quantity": 60, "refills": 2}),
+    ("Lidocaine 5% patch #1", {"drug": "lidocaine patch", "strength": "5%", "quantity": 1}),
+    ("Two refills of Ibuprofen 600mg #90", {"drug": "ibuprofen", "strength": "600 mg", "quantity": 90, "refills": 2}),
+    ("Pantoprazole 40mg #60 with one refill", {"drug": "pantoprazole", "strength": "40 mg", "quantity": 60,
+                                               "refills": 1}),
+    ("Oxycodone HCL ER 20mg #60 day supply: 30",
+     {"drug": "oxycodone", "strength": "20 mg", "quantity": 60, "units_per_day": 2.0}),
+    ("Norco 10/325mg #90 for post-op pain after knee arthroscopy",
+     {"drug": "hydrocodone/acetaminophen", "strength": "10/325 mg", "quantity": 90}),
+    # compounded topicals named by their ingredients, and blends the vocabulary files as compounds
+    ("Flurbiprofen 20%/Lidocaine 5% cream", {"drug": "compounded topical", "ingredients": ["flurbiprofen", "lidocaine"]}),
+    ("Dextromethorphan 5%/Amitriptyline 5%/Lidocaine/Capsaicin 0.025%, 120grams #1",
+     {"drug": "compounded topical", "ingredients": ["dextromethorphan", "amitriptyline", "lidocaine", "capsaicin"],
+      "quantity": 1}),
+    ("LidoPro 4%-27.5%-0.0325% 121gm #1", {"drug": "compounded topical",
+                                            "ingredients": ["lidocaine", "methyl_salicylate", "capsaicin", "menthol"],
+                                            "quantity": 1}),
+    ("Lidocaine ointment 5% #1", {"drug": "compounded topical", "ingredients": ["lidocaine"], "quantity": 1}),
+    # a drug the vocabulary does not name still has its strength and quantity
+    ("Zyxoprofen 20mg #30", {"strength": "20 mg", "quantity": 30}),
+])
+def test_drug_notations(engine, item, expected):
+    assert _parsed(engine, item) == expected
+
+
+@pytest.mark.parametrize("item,expected", [
+    # partially authorized items arrive as the disputed remainder
+    ("Norco 10/325mg #35", {"drug": "hydrocodone/acetaminophen", "strength": "10/325 mg", "quantity": 35}),
+    ("Two physical therapy sessions for the lumbar",
+     {"modality": "physical_therapy", "sessions": 2, "body_region": ["lumbar"]}),
+    ("Continue physical therapy 3 times a week for 2 weeks",
+     {"modality": "physical_therapy", "sessions": 6, "prior_treatment": True}),
+])
+def test_disputed_remainders(engine, item, expected):
+    assert _parsed(engine, item) == expected
+
+
+@pytest.mark.parametrize("item,regions", [
+    ("Physical therapy for the C-spine and L-spine 2x6", ["cervical", "lumbar"]),
+    ("Chiropractic 8 visits for the neck and low back", ["cervical", "lumbar"]),
+    ("Cervical ESI C6-7", ["cervical"]),
+    ("Left L5-S1 epidural steroid injection", ["lumbar"]),
+    ("Thoracic facet injection T7-8", ["thoracic"]),
+    ("MRI of the fingers of the right hand", ["hand"]),
+    ("Physical therapy 2x4 for the right hip and foot", ["hip", "foot"]),
+    ("MRI of the left lower extremity", None),
+])
+def test_item_regions(engine, item, regions):
+    assert _parsed(engine, item).get("body_region") == regions
+
+
+def test_home_health_days_a_week_and_personal_care(engine):
+    parsed = _parsed(engine, "Home aide 6 hours per day, 5 times a week for 4 weeks to assist with mobility and ADLs")
+    assert (parsed["modality"], parsed["hours_per_week"], parsed["homemaker_only"]) == ("home_health", 30, True)
+    assert _parsed(engine, "Daily RN for 4 weeks for wound care")["homemaker_only"] is False
+
+
+def test_compound_ingredient_order_does_not_depend_on_hashing(engine):
+    # a vocabulary blend's ingredients come in its name's order, run after run
+    assert _parsed(engine, "Terocin lotion #1")["ingredients"] == [
+        "lidocaine", "methyl_salicylate", "capsaicin", "menthol"]

@@ -293,7 +293,8 @@ def medication_generic(name: str, drugs: DrugLookup) -> str | None:
     return drugs.generic(name)
 
 
-_STRENGTH = re.compile(r"(\d+(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)\s*(mg|mcg|g|%|ml)\b", re.I)
+# a strength: "10/325 mg", "75-0.2mg", "3%" ("%" has no word boundary after it)
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?(?:\s*[/-]\s*\d+(?:\.\d+)?)*)\s*(?:(mg|mcg|g|ml)\b|(%))", re.I)
 # tried in order; "x" must stand alone ("Norflex 100 mg" is not "x 100")
 _QTY = (
     re.compile(r"#\s*(\d+)"),
@@ -306,11 +307,9 @@ _REFILLS = (
     re.compile(r"\bx\s*(\d+)\s*refills?", re.I),
     re.compile(r"(?<![#\d])(\d+)\s*refills?", re.I),
 )
-_FREQ_WEEKS = re.compile(r"\b(\d+)\s*x\s*(\d+)\b", re.I)
-_SESSIONS = re.compile(r"\b(\d+)\b(?:\s+[a-z&,/-]+){0,5}?\s+(?:sessions?|visits?|treatments?)\b", re.I)
-_SESSIONS_X = re.compile(r"(?<![\w.])x\s*(\d+)\b", re.I)
-# Shared with the letter extractor. Word boundaries keep "Pt" (patient) and words that merely
-# contain a term from counting; PT is matched in capitals only for the same reason.
+# Shared with the letter extractor (which takes the therapies from it). Word boundaries keep
+# "Pt" (patient) and words that merely contain a term from counting; PT is matched in capitals
+# only for the same reason. The item parser reads items with _ITEM_MODALITIES below.
 MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ("chiropractic", re.compile(r"\bchiropract\w*|\bmanipulat\w*|\bmanual therapy\b", re.I)),
     ("acupuncture", re.compile(r"\bacupunct\w*", re.I)),
@@ -327,17 +326,226 @@ MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ("tens", re.compile(r"\bTENS\b|transcutaneous electrical", re.I)),
 )
 _REGION_PATTERNS = tuple((name, re.compile(pat, re.I)) for name, pat in (
-    ("cervical", r"\bcervical\b|\bneck\b"), ("thoracic", r"\bthoracic\b|\bmid[- ]?back\b|\bupper back\b"),
-    ("lumbar", r"\blumbar\b|\blow(?:er)? back\b|\blumbosacral\b"), ("shoulder", r"\bshoulders?\b"),
+    ("cervical", r"\bcervical\b|\bneck\b|\bC-?spine\b"),
+    ("thoracic", r"\bthoracic\b|\bmid[- ]?back\b|\bupper back\b|\bT-?spine\b"),
+    ("lumbar", r"\blumbar\b|\blow(?:er)? back\b|\blumbosacral\b|\bL-?S?-?spine\b"), ("shoulder", r"\bshoulders?\b"),
     ("elbow", r"\belbows?\b"), ("forearm", r"\bforearms?\b"), ("wrist", r"\bwrists?\b"),
-    ("hand", r"\bhands?\b"), ("carpal_tunnel", r"\bcarpal tunnel\b"), ("hip", r"\bhips?\b"),
+    ("hand", r"\bhands?\b|\bfingers?\b|\bthumbs?\b"), ("carpal_tunnel", r"\bcarpal tunnel\b"), ("hip", r"\bhips?\b"),
     ("knee", r"\bknees?\b"), ("ankle", r"\bankles?\b"), ("foot", r"\bfoot\b|\bfeet\b")))
+# what an item names more loosely than a sentence may: "back support" is the low back,
+# "X-ray of the pelvis" the hip (ACOEM's hip chapter), "L5-S1", "C5-6" and "T7-8" their spine
+_ITEM_REGION_PATTERNS = (
+    ("lumbar", re.compile(r"(?<!upper )(?<!mid )(?<!mid-)\bback\b(?! to\b)", re.I)),
+    ("hip", re.compile(r"\bpelvi[sc]\b", re.I)),
+    ("lumbar", re.compile(r"\bL[1-5](?:\s*-\s*(?:L?[1-5]|S1)|-?S1)?\b")),
+    ("cervical", re.compile(r"\bC[1-7]\s*-\s*(?:C?[2-7]|T1)\b")),
+    ("thoracic", re.compile(r"\bT(?:[1-9]|1[0-2])\s*-\s*(?:T?(?:[1-9]|1[0-2])|L1)\b")),
+)
 
 
 def body_regions(text: str) -> list[str]:
     """The body regions a text names, in BODY_REGIONS order (shared with the letter extractor)."""
     return [name for name, pattern in _REGION_PATTERNS if pattern.search(text)]
-_ADDITIONAL = re.compile(r"\badditional\b|\bcontinued\b|\bmore\b|\brepeat\b", re.I)
+
+
+def item_regions(item: str) -> list[str]:
+    """The body regions a request item names, in BODY_REGIONS order."""
+    found = set(body_regions(item))
+    found |= {name for name, pattern in _ITEM_REGION_PATTERNS if pattern.search(item)}
+    return [name for name in BODY_REGIONS if name in found]
+
+
+_ADDITIONAL = re.compile(r"\badditional\b|\bcontinu\w*|\bmore\b|\brepeat\b|\bfurther\b|\bextension\b", re.I)
+
+# ---- the modality an item names. Tried in order, the first that matches wins. A "strong"
+# modality is a procedure, test or visit: it wins over a drug the item also names ("acupuncture
+# with capsaicin patch", "injection of lidocaine and dexamethasone to the knee"); a weak one
+# gives way to a drug ("Norco after knee arthroscopy", "Oxycodone extended release").
+_JOINTS = (r"(?:knees?|shoulders?|hips?|ankles?|elbows?|wrists?|joints?|intra-?articular|subacromial"
+           r"|glenohumeral|acromioclavicular|sacroiliac|\bSI\b)")
+_INJECT = r"(?:inject\w*|\bshots?\b|aspiration)"
+_ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong, re.compile(pat, flags)) for
+                                                                   name, strong, pat, flags in (
+    # tests, devices and procedures with no guideline family of their own
+    ("other", True, r"functional capacity|\bFCE\b|impedance imaging|\bTPII\b|shock ?wave|\bESWT\b"
+                    r"|neurostimulation|electroencephalog\w*|\bEEG\b|electrocardiog\w*"
+                    r"|\bEKG\b|\bECG\b|neurolytic|inpatient|rehabilitation unit|acute rehab\w*"
+                    r"|\bgym\b|membership|transportation|\bassistant\b|grip (?:strength )?test"
+                    r"|range of motion (?:of )?test|\bROM test", re.I),
+    ("urine_drug_test", True, r"urine drug|drug screen\w*|drug test\w*|urine tox\w*|\bUDS\b|\bUDT\b"
+                              r"|toxicology", re.I),
+    # "PT/PTT" is a clotting test, not physical therapy
+    ("lab_test", True, r"\bPT\s*/\s*PTT\b|\bPTT\b|\bINR\b|\bCBC\b|\bBMP\b|\bCMP\b|\blabs?\b|laborator\w*"
+                       r"|urinalysis|blood (?:work|tests?|draw)|\bbloodwork\b|metabolic panel|blood count"
+                       r"|\bLFTs?\b|liver function|\bA1C\b|hemoglobin|serum\b", re.I),
+    ("emg_ncs", True, r"\bEMG\b|\bNCS\b|\bNCVs?\b|electromyogra\w*|nerve conduction|electrodiagnos\w*"
+                      r"|\bEDX\b|\bEDS\b", re.I),
+    ("bone_scan", True, r"bone scan|scintigra\w*", re.I),
+    ("mri", True, r"\bMRI\b|\bMRA\b|magnetic resonance|\bMR (?:arthrogra|angiogra|scan|imag|of\b)", re.I),
+    ("ct", True, r"\bCT\b|\bCT scans?\b|computed tomograph\w*|\bCAT scan", 0),
+    ("ct", True, r"\bct (?:scan|of)\b|computed tomograph\w*|\bcat scan", re.I),
+    ("xray", True, r"\bx-? ?rays?\b|\bxrays?\b|radiograph\w*|\bfilms?\b", re.I),
+    ("ultrasound_diagnostic", True, r"diagnostic ultrasound|sonogra\w*|doppler|\bultrasound (?:study |exam\w* )?"
+                                    r"(?:of|to|for) (?:the )?(?:left |right |bilateral )?" + _JOINTS.replace(
+                                        "(?:", "(?:abdomen|neck|hands?|feet|foot|", 1), re.I),
+    ("other", True, r"ultrasound|diathermy", re.I),   # therapeutic ultrasound
+    ("epidural_steroid_injection", True, r"epidural|\bESIs?\b|transforaminal|interlaminar|caudal injection", re.I),
+    ("injection_facet", True, r"\bfacet|medial branch|\bMBBs?\b|radiofrequency|\bRFA\b|rhizotomy|neurotomy", re.I),
+    ("trigger_point_injection", True, r"trigger[- ]?points?|\bTPIs?\b", re.I),
+    ("injection_joint", True, _INJECT + r".{0,100}?\b" + _JOINTS + "|" + _JOINTS + r".{0,40}?" + _INJECT
+     + r"|\b(?:cortisone|steroid|corticosteroid|kenalog|depo-?medrol|viscosupplement\w*|hyaluron\w*|synvisc"
+       r"|orthovisc|euflexxa|supartz|gel-?one)\b.{0,40}?" + _INJECT + r"|(?:synvisc|orthovisc|euflexxa|supartz)", re.I),
+    ("acupuncture", True, r"\bacupunct\w*|electro-?acupunct\w*", re.I),
+    ("other", True, r"infrared|biofeedback|low[- ]level laser|cold laser|\blaser therapy", re.I),
+    ("psych", True, r"psycholog\w*|psychiatr\w*|psychother\w*|cognitive behavio\w*|\bCBT\b|partial hospitali\w*"
+                    r"|counsel+ing|mental health", re.I),
+    ("consultation", True, r"\bconsult\w*|referral|\brefer(?:red)? to\b|\bTOC\b|transfer of care|second opinion"
+                           r"|medical clearance|\bclearance\b|(?<!re-)(?<!re)\bevaluation (?:with|by)\b"
+                           r"|(?:surgeon|surgical|surgery|specialist|orthop(?:a)?edi\w*|\bortho|neurolog\w*"
+                           r"|neurosurg\w*|pain management|internist|internal medicine|physiatr\w*|podiatr\w*"
+                           r"|rheumatolog\w*|\bspine|hand surgeon|urolog\w*|gastroenterolog\w*|cardiolog\w*"
+                           r"|\bpain medicine)\s+(?:evaluation|eval|assessment|visit|appointment)", re.I),
+    ("office_visit", False, r"office visits?|follow[- ]?up|re-?evaluations?|re-?exam\w*|re-?assessment"
+                            r"|initial (?:exam\w*|evaluation|visit|assessment)|(?:physical|occupational) therapy "
+                            r"(?:evaluation|eval|assessment)\b(?! and)|\bE/M\b|evaluation and management", re.I),
+    ("functional_restoration", False, r"functional restoration|\bFRP\b|(?:multi|inter)disciplinary pain"
+                                      r"|chronic pain (?:management )?program|\bHELP program|work hardening"
+                                      r"|work conditioning", re.I),
+    ("tens", False, r"\bTENS\b|transcutaneous electrical|electrical (?:muscle |nerve )?stimulat\w*|\bE-?stim\b"
+                    r"|\bEMS\b|\bNMES\b|interferential|\bH-?wave\b", re.I),
+    ("dme", False, r"\bbraces?\b|\bbracing\b|\bsupports?\b|\bsplints?\b|pillows?|\bcanes?\b|walker|wheel ?chair"
+                   r"|commode|shower|\bbath\b|\bchairs?\b|scooter|crutch\w*|\bslings?\b|orthotic\w*|orthos[ie]s"
+                   r"|insoles?|shoe inserts?|cold therapy|cryotherapy|hot/cold|heat(?:ing)? (?:therapy )?pad"
+                   r"|heat therapy|ice (?:pack|machine|unit)|cold pack|hot pack|\bwraps?\b|hearing aids?|gloves?"
+                   r"|wipes|supplies|\bbed\b|mattress|\bcollar\b|\bbelt\b|durable medical|\bDME\b|traction unit"
+                   r"|stimulator unit|\bkit\b|compression (?:stockings?|garment|sleeve)|grabber|reacher|raised toilet",
+     re.I),
+    ("home_health", False, r"home health|home care|home nursing|\bHHA\b|in-home|home aide|homemaker|\bRN\b"
+                           r"|nurse visits?|nursing|wound care nurse|\baide\b|caregiver", re.I),
+    ("chiropractic", False, r"\bchiro\w*|\bmanipulat\w*|\bmanual therapy\b|\bCMT\b|\bOMT\b", re.I),
+    ("aquatic_therapy", False, r"\baquatic\w*|\bpool therapy\b|water therapy|hydrotherapy", re.I),
+    ("massage", False, r"\bmassage\w*|myofascial release", re.I),
+    ("physical_therapy", False, r"\b(?i:physical therap\w*|physiotherap\w*|occupational therap\w*|hand therap\w*"
+                                r"|therapeutic exercise\w*|therapeutic activit\w*)|\bPT\b|\bOT\b|\bPT/OT\b", 0),
+    ("surgery", False, r"surger\w*|surgical|arthroscop\w*|\brepairs?\b|fusion|decompression|\breleases?\b"
+                       r"|\w+ectom(?:y|ies)\b|\w{3,}plast(?:y|ies)\b|\w+otom(?:y|ies)\b|arthrodesis|replacement"
+                       r"|reconstruction|debridement|\bORIF\b|fixation|implant\w*|excision|removal|transposition"
+                       r"|neurolysis|manipulation under anesthesia|\bMUA\b", re.I),
+    ("other", False, _INJECT, re.I),
+))
+_COUNTED = frozenset({"mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_diagnostic", "lab_test", "dme",
+                      "urine_drug_test", "surgery", "consultation"})    # a number on these is a quantity
+_THERAPIES = frozenset({"physical_therapy", "chiropractic", "acupuncture", "massage", "aquatic_therapy"})
+# "#6" after a therapy is its visits; after anything else, a quantity
+_SERVICE_WORDS = re.compile(r"therap\w*|treatments?|\btests?\b|testing|evaluation|\bprogram\b|\bstudy\b|services?"
+                            r"|\bscan\b|imaging|procedure|\bvisits?\b|\bsessions?\b|\bexam\b", re.I)
+_DOSE_SIGNS = re.compile(r"\d\s*(?:mg|mcg|%|ml|gm?)\b|\d\s*%|\b(?:tabs?|tablets?|caps?|capsules?|cream|gel|patch"
+                         r"|ointment|pad)\b", re.I)
+
+# ---- counts. Number words become digits ("Eight (8)" -> "8", "twice" -> "2 times").
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "ninety": 90, "a single": 1,
+                      "single": 1})
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.I)
+_TIMES_WORDS = ((re.compile(r"\btwice\b", re.I), "2 times"), (re.compile(r"\bonce\b", re.I), "1 time"),
+                (re.compile(r"\bthrice\b", re.I), "3 times"))
+_ECHO = re.compile(r"\b(\d+)\s*\(\s*\1\s*\)")      # "8 (8)"
+_SESSION_NOUN = r"(?:sessions?|visits?|treatments?|appointments?)"
+_PER_WEEK = r"(?:\s*(?:per|a|/|each|every)\s*(?:week|wk)\b|\s*weekly\b)"
+_PAREN_TOTAL = re.compile(r"\(\s*(?:total\s*(?:of\s*)?)?(\d+)\s*(?:total\s*)?" + _SESSION_NOUN + r"?\s*\)", re.I)
+# "2 times 4 visits", "1 times 8", "2x4", "2 x 6"
+_N_BY_M = re.compile(r"(?<![\w.])(\d+)\s*(?:x|times|×)\s*(\d+)\b(?!\s*(?:mg|%|hours?|hrs?|days?|months?))", re.I)
+_COUNT = re.compile(r"(?<![\w.#/-])(\d+)\b(?:\s+(?!of\b)[a-z&,/()-]+){0,5}?\s+" + _SESSION_NOUN + r"\b(?!" + _PER_WEEK
+                    + r")", re.I)
+_COUNT_AFTER = re.compile(r"\b" + _SESSION_NOUN + r"\s*(?:,|:)?\s*(?:for|of|x|times|#|no\.?)?\s*(\d+)\b(?!\s*(?:times|x)\b)"
+                          r"(?!" + _PER_WEEK + r")(?!\s*(?:mins?|minutes?|hours?|weeks?|days?|months?)\b)", re.I)
+_PRIOR_CONTEXT = re.compile(r"(?:complet\w*|prior|previous\w*|already|had|attended|authorized|certified|approved"
+                            r"|received|to date|so far)\W*(?:\w+\W+){0,3}$", re.I)
+_FREQ = re.compile(r"(?<![\w.])(\d+)(?:\s*(?:-|to|or)\s*(\d+))?\s*(?:x|times?|" + _SESSION_NOUN + r")?"
+                   + _PER_WEEK + r"\s*,?\s*(?:for|over|x|times|during|×)?\s*(?:a (?:period|total) of\s*)?"
+                   r"(\d+)\s*(?:-\s*(\d+)\s*)?(?:weeks?|wks?)\b", re.I)
+_FREQ_REVERSED = re.compile(r"\b(?:for|over)\s*(\d+)\s*(?:weeks?|wks?)\s*,?\s*(?:at\s*)?(\d+)(?:\s*(?:-|to)\s*(\d+))?"
+                            r"\s*(?:x|times?|" + _SESSION_NOUN + r")?" + _PER_WEEK, re.I)
+_TIMES_N = re.compile(r"(?<![\w.])(?:x|times|×)\s*(\d+)\b(?!\s*(?:refill|mg|%|a\b|per\b|weeks?|days?\s*a))", re.I)
+_HASH = re.compile(r"#\s*(\d+)|\b(?:qty|quantity)\s*:?\s*(\d+)", re.I)
+_LEADING_ECHO = re.compile(r"^\s*(\w+)\s*\(\s*(\d+)\s*\)")    # "One (1) x-ray"
+_DAY_SUPPLY = re.compile(r"day supply\s*:?\s*(\d+)|(?<![#\d])(\d+)[- ]days?'? supply|supply\s*:?\s*(?:of\s*)?(\d+)\s*days",
+                         re.I)
+
+
+def _numbers(text: str) -> str:
+    """The text with number words as digits, "twice" as "2 times" and "8 (8)" as "8"."""
+    for pattern, repl in _TIMES_WORDS:
+        text = pattern.sub(repl, text)
+    text = _NUMBER_WORD.sub(lambda m: str(_NUMBER_WORDS[m.group(1).lower()]), text)
+    return _ECHO.sub(r"\1", text)
+
+
+def _sessions(text: str, therapy: bool, loose: bool = True) -> int | None:
+    """Visits an item asks for, from any of the notations letters use (text with digits for
+    number words): "(12 sessions)", "2 times 4 visits", "8 sessions" (several are added up:
+    "2 sessions for the neck and 8 sessions for the wrist"), "3 visits per week for 2 weeks"
+    (a range counts its upper end: "2-3 times a week for 6 weeks" is 18), "2x4", "x 6",
+    "times 2", "sessions #6". Without ``loose`` a bare "x 3" or "times 3" is not visits (an
+    electrocardiogram "times 3" is three tests)."""
+    m = _PAREN_TOTAL.search(text)
+    if m and (_N_BY_M.search(text[:m.start()]) or _FREQ.search(text[:m.start()])
+              or re.search(_SESSION_NOUN, m.group(0), re.I)):
+        return int(m.group(1))
+    m = _N_BY_M.search(text)
+    if m and not re.match(r"\s*(?:a|per)\b", text[m.end():]):
+        return int(m.group(1)) * int(m.group(2))
+    counts = []
+    for m in _COUNT.finditer(text):
+        if _PRIOR_CONTEXT.search(text[max(0, m.start() - 40):m.start()]):
+            continue
+        counts.append(int(m.group(1)))
+    if counts:
+        return sum(counts)
+    m = _FREQ.search(text)
+    if m:
+        per_week = int(m.group(2) or m.group(1))
+        weeks = int(m.group(4) or m.group(3))
+        return per_week * weeks
+    m = _FREQ_REVERSED.search(text)
+    if m:
+        return int(m.group(3) or m.group(2)) * int(m.group(1))
+    m = _COUNT_AFTER.search(text)
+    if m:
+        return int(m.group(1))
+    if not loose:
+        return None
+    m = _TIMES_N.search(text)
+    if m:
+        return int(m.group(1))
+    if therapy:
+        m = _HASH.search(text)
+        if m:
+            return _first_int(m)
+    return None
+
+
+def _quantity(item: str, text: str) -> int | None:
+    """How many of a test, device or procedure: "#2", "QTY: 2", "times 3", "One (1) x-ray"."""
+    m = _HASH.search(text) or _TIMES_N.search(text)
+    if m:
+        return _first_int(m)
+    m = _LEADING_ECHO.match(item)
+    if m and (m.group(1).isdigit() or m.group(1).lower() in _NUMBER_WORDS) and \
+            int(_numbers(m.group(1))) == int(m.group(2)):
+        return int(m.group(2))
+    return None
+
+
+def item_modality(item: str) -> tuple[str | None, bool]:
+    """The modality an item names and whether it wins over a drug the item also names."""
+    for name, strong, pattern in _ITEM_MODALITIES:
+        if pattern.search(item):
+            return name, strong
+    return None, False
+
 
 # prescription directions: how often, then how many units a dose ("1-2 tabs q4-6h" = 12 a day)
 _EVERY_HOURS = re.compile(r"\b(?:q\.?\s*|every\s+)(\d+)\s*(?:-\s*\d+\s*)?h(?:rs?|ours?)?\b", re.I)
@@ -356,15 +564,19 @@ _SEGMENT_SPLIT = re.compile(r"[,;+]|(?<!\d)/|/(?!\d)|\band\b|\bwith\b|\bin\b", r
 _PERCENT = re.compile(r"\d\s*%")
 _INGREDIENT_WORDS = [(name, re.compile(r"(?<![A-Za-z])" + name.replace("_", r"[\s-]*") + r"(?![A-Za-z])", re.I))
                      for name in INGREDIENTS if name != "other"]
+# "Lidocaine 5% patch": the patch the vocabulary names "lidocaine patch"
+_STRENGTH_BEFORE_PATCH = re.compile(r"\b([A-Za-z]+)\s+\d+(?:\.\d+)?\s*%\s+(?:transdermal\s+)?(patch)", re.I)
 _PURCHASE = re.compile(r"purchase|\bbuy\b", re.I)
 _RENTAL = re.compile(r"rental|\brent\b|\btrial\b", re.I)
 _FLUORO = re.compile(r"fluoro|image[- ]guid", re.I)
 _HOURS_WEEK = re.compile(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
 _HOURS_DAY = re.compile(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*day\b", re.I)
-_DAYS_WEEK = re.compile(r"(\d+)\s*days?\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
+_DAYS_WEEK = re.compile(r"(\d+)\s*(?:days?|times|x)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
 _EVERY_DAY = re.compile(r"\bdaily\b|every day|7 days", re.I)
-_HOMEMAKER = re.compile(r"homemak|housekeep|chores?|cleaning|laundry|shopping|cooking|meal prep|personal care", re.I)
-_MEDICAL_HOME = re.compile(r"nurs|wound|infusion|injection|skilled|therap|medication management|dressing", re.I)
+_HOMEMAKER = re.compile(r"homemak|housekeep|chores?|cleaning|laundry|shopping|cooking|meal prep|personal care"
+                        r"|\bADLs?\b|\bADL's\b|activities of daily living|mobility|\btransfers?\b", re.I)
+_MEDICAL_HOME = re.compile(r"nurs|\bRN\b|wound|infusion|injection|skilled|therap|medication management|dressing",
+                           re.I)
 _INJECTIONS = (re.compile(r"(\d+)\s+(?:trigger[- ]?point\s+)?injections?\b", re.I),
                re.compile(r"(?<![\w.])x\s*(\d+)\b", re.I))
 
@@ -395,9 +607,17 @@ def parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
 def strength_mg(text: str | None) -> list[float] | None:
     """The milligram amounts of a strength ("10/325 mg": [10, 325]); None unless in mg."""
     m = _STRENGTH.search(text or "")
-    if not m or m.group(2).lower() != "mg":
+    if not m or (m.group(2) or "").lower() != "mg":
         return None
-    return [float(x) for x in re.sub(r"\s+", "", m.group(1)).split("/")]
+    return [float(x) for x in re.split(r"[/-]", re.sub(r"\s+", "", m.group(1)))]
+
+
+def _strength(item: str) -> str | None:
+    m = _STRENGTH.search(item)
+    if not m:
+        return None
+    amount = re.sub(r"\s+", "", m.group(1))
+    return f"{amount}%" if m.group(3) else f"{amount} {m.group(2).lower()}"
 
 
 def units_per_day(text: str) -> float | None:
@@ -433,87 +653,117 @@ def _ingredients(text: str, drugs: DrugLookup) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _own_ingredients(generic: str) -> set[str]:
-    """Ingredients a vocabulary drug is made of ("methyl salicylate/menthol": both)."""
-    return {part.strip().removesuffix(" patch").replace(" ", "_") for part in generic.split("/")}
+def _own_ingredients(generic: str) -> list[str]:
+    """Ingredients a vocabulary drug is made of, in its name's order ("methyl salicylate/menthol": both)."""
+    return list(dict.fromkeys(part.strip().removesuffix(" patch").replace(" ", "_") for part in generic.split("/")))
+
+
+def _judged_as_compound(drug: str | None, drugs: DrugLookup) -> bool:
+    """A product the vocabulary files with the compounded topicals (class "compounded"): a
+    proprietary blend (LidoPro) or a form the guideline recommends only as another product
+    (lidocaine other than the patch)."""
+    spec = drugs.spec(drug) if drug and hasattr(drugs, "spec") else None
+    return spec is not None and "compounded" in spec.classes
 
 
 def _compound(item: str, drug: str | None, drugs: DrugLookup) -> list[str] | None:
     """The ingredients when the item is a compounded topical, else None."""
-    if not _TOPICAL_FORM.search(item) and (len(_PERCENT.findall(item)) < 2 or any(
+    as_compound = _judged_as_compound(drug, drugs)
+    if not as_compound and not _TOPICAL_FORM.search(item) and (len(_PERCENT.findall(item)) < 2 or any(
             pattern.search(item) for _, pattern in MODALITY_PATTERNS)):
         return None  # e.g. an injection of lidocaine 1% and bupivacaine 0.25%
-    ingredients = _ingredients(item, drugs)
+    ingredients = [i for i in _ingredients(item, drugs) if not (as_compound and i == "other")] \
+        if as_compound else _ingredients(item, drugs)
     spec = drugs.spec(drug) if drug and hasattr(drugs, "spec") else None
-    if spec is not None and "topical" in spec.classes and drug != COMPOUND \
-            and set(ingredients) <= _own_ingredients(drug):
+    if not as_compound and spec is not None and "topical" in spec.classes and drug != COMPOUND \
+            and set(ingredients) <= set(_own_ingredients(drug)):
         return None  # a product of its own (Menthoderm gel, capsaicin cream)
-    if not ingredients and drug != COMPOUND:
+    if not ingredients and drug != COMPOUND and not as_compound:
         return None
     return ingredients
 
 
+def _drug_fields(item: str, text: str, out: dict[str, Any]) -> None:
+    """Strength, quantity, refills and directions of a drug item (text: digits for number words)."""
+    strength = _strength(item)
+    if strength:
+        out["strength"] = strength
+    refill_match = next((m for p in _REFILLS if (m := p.search(text))), None)
+    scrubbed = text[:refill_match.start()] + text[refill_match.end():] if refill_match else text
+    qty = _first_int(next((m for p in _QTY if (m := p.search(scrubbed))), None))
+    if qty is not None:
+        out["quantity"] = qty
+    refills = _first_int(refill_match)
+    if refills is not None:
+        out["refills"] = refills
+    per_day = units_per_day(item)
+    if per_day is None and qty and (m := _DAY_SUPPLY.search(item)) and _first_int(m):
+        per_day = round(qty / _first_int(m), 2)
+        per_day = per_day if 0 < per_day <= MAX_UNITS_PER_DAY else None
+    if per_day is not None:
+        out["units_per_day"] = per_day
+
+
 def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    drug = drugs.find_in_text(item)
-    ingredients = _compound(item, drug, drugs)
+    text = _numbers(item)
+    modality, strong = item_modality(item)
+    drug = None if strong else drugs.find_in_text(_STRENGTH_BEFORE_PATCH.sub(r"\1 \2", item))
+    if drug and re.search(r"\bpatch", item, re.I) and drugs.generic(f"{drug} patch"):
+        drug = drugs.generic(f"{drug} patch")   # "Lidocaine 5% patch"
+    if drug and modality == "other" and _judged_as_compound(drug, drugs):
+        drug = None     # "Lidocaine injection" is no topical
+    ingredients = None if strong else _compound(item, drug, drugs)
     if ingredients is not None:
         out["drug"] = COMPOUND
         if ingredients:
             out["ingredients"] = ingredients
-        regions = body_regions(item)
+        regions = item_regions(item)
         if regions:
             out["body_region"] = regions
-        qty = _first_int(next((m for p in _QTY if (m := p.search(item))), None))
+        qty = _first_int(next((m for p in _QTY if (m := p.search(text))), None))
         if qty is not None:
             out["quantity"] = qty
-        refills = _first_int(next((m for p in _REFILLS if (m := p.search(item))), None))
+        refills = _first_int(next((m for p in _REFILLS if (m := p.search(text))), None))
         if refills is not None:
             out["refills"] = refills
         return out
     if drug:
         out["drug"] = drug
-        m = _STRENGTH.search(item)
-        if m:
-            amount = re.sub(r"\s+", "", m.group(1))
-            out["strength"] = f"{amount} {m.group(2).lower()}"
-        refill_match = next((m for p in _REFILLS if (m := p.search(item))), None)
-        scrubbed = item[:refill_match.start()] + item[refill_match.end():] if refill_match else item
-        qty = _first_int(next((m for p in _QTY if (m := p.search(scrubbed))), None))
+        _drug_fields(item, text, out)
+        return out
+    if modality is None and _SERVICE_WORDS.search(item) and not _DOSE_SIGNS.search(item):
+        modality = "other"
+    if modality is None:
+        if _DOSE_SIGNS.search(item) or _HASH.search(item):
+            _drug_fields(item, text, out)     # a drug the vocabulary does not know
+            out.pop("units_per_day", None)
+        return out
+    out["modality"] = modality
+    if modality in _COUNTED:
+        qty = _quantity(item, text)
         if qty is not None:
             out["quantity"] = qty
-        refills = _first_int(refill_match)
-        if refills is not None:
-            out["refills"] = refills
-        per_day = units_per_day(item)
-        if per_day is not None:
-            out["units_per_day"] = per_day
-        return out
-    for name, pattern in MODALITY_PATTERNS:
-        if pattern.search(item):
-            out["modality"] = name
-            break
-    if "modality" in out:
-        m = _FREQ_WEEKS.search(item)
-        if m:
-            out["sessions"] = int(m.group(1)) * int(m.group(2))
-        else:
-            sessions = _first_int(_SESSIONS.search(item)) or _first_int(_SESSIONS_X.search(item))
-            if sessions is not None:
-                out["sessions"] = sessions
-        regions = body_regions(item)
-        if regions:
-            out["body_region"] = regions
-        if _ADDITIONAL.search(item):
-            out["prior_treatment"] = True
-        out.update(_modality_details(out["modality"], item))
+    else:
+        sessions = _sessions(text, modality in _THERAPIES or bool(re.search(_SESSION_NOUN, item, re.I)),
+                             loose=modality != "other")
+        if sessions is not None and sessions <= MAX_SESSIONS:
+            out["sessions"] = sessions
+        elif modality not in _THERAPIES and (qty := _quantity(item, text)) is not None:
+            out["quantity"] = qty
+    regions = item_regions(item)
+    if regions:
+        out["body_region"] = regions
+    if _ADDITIONAL.search(item):
+        out["prior_treatment"] = True
+    out.update(_modality_details(modality, item))
     return out
 
 
 def _modality_details(modality: str, item: str) -> dict[str, Any]:
     """What the item says about a device, an injection or home services."""
     out: dict[str, Any] = {}
-    if modality == "tens":
+    if modality in ("tens", "dme"):
         if _PURCHASE.search(item):
             out["purchase"] = True
         elif _RENTAL.search(item):
@@ -529,7 +779,7 @@ def _modality_details(modality: str, item: str) -> dict[str, Any]:
         if (m := _HOURS_WEEK.search(item)):
             hours = int(m.group(1))
         elif (m := _HOURS_DAY.search(item)):
-            days = _DAYS_WEEK.search(item)
+            days = _DAYS_WEEK.search(_numbers(item))
             if days:
                 hours = int(m.group(1)) * int(days.group(1))
             elif _EVERY_DAY.search(item):
