@@ -97,7 +97,7 @@ _OPIOID_FACTS = {"opioid_in_use", "opioid_wean_indicated", "morphine_equivalent_
 _DOSE_FACTS = {"daily_dose_mg", "acetaminophen_mg_per_day"}
 _GI_FACTS = {"concurrent_nsaid", "gi_risk"}
 _MODALITY_FACTS = {"pt_myalgia", "pt_neuralgia", "pt_crps", "tens_condition", "opioid_prescribed",
-                   "months_since_injury", "under_active_treatment"}
+                   "months_since_injury", "under_active_treatment", "acupuncture_indicated"}
 
 
 _TOPICAL_NSAIDS = {"flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "naproxen"}
@@ -220,6 +220,15 @@ def _modality_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: 
     if case.medications or any(r.prior_treatment or (r.prior_sessions or 0) > 0
                                for r in case.requests if r.item != req.item):
         facts["under_active_treatment"] = True
+    # acupuncture: an option when pain medication is reduced or not tolerated, or an adjunct to
+    # physical rehabilitation or surgery
+    rehab = {"physical_therapy", "home_exercise"} & set(f.first_line_tried or [])
+    concurrent = any((r.modality or parse_item(r.item, rulebook.drugs).get("modality"))
+                     in ("physical_therapy", "chiropractic", "aquatic_therapy")
+                     for r in case.requests if r.item != req.item)
+    if (rehab or concurrent or f.active_exercise_program or f.surgery_considered
+            or getattr(f, "oral_medication_intolerance", None)):
+        facts["acupuncture_indicated"] = True
 
 
 def _show(value: Any) -> str:
