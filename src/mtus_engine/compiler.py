@@ -112,10 +112,9 @@ def _applies(rule: Rule) -> dict:
     options += [{flag("drug_class", c): True} for c in a.classes]
     modalities = [{"modality": m} for m in a.modalities]
     if a.regions:
-        regions = [{flag("body_region", r): True} for r in a.regions]
-        region = regions[0] if len(regions) == 1 else {"$or": regions}
-        modality = modalities[0] if len(modalities) == 1 else {"$or": modalities}
-        modalities = [{"$and": [modality, region]}]
+        # one flat alternative per (modality, region): durable_rules 2.0.28 corrupts memory on
+        # a $or nested inside an $and once a family holds several such rules
+        modalities = [{"$and": [m, {flag("body_region", r): True}]} for m in modalities for r in a.regions]
     options += modalities
     return options[0] if len(options) == 1 else {"$or": options}
 
