@@ -1,161 +1,148 @@
-"""Gold-case agreement per rule family: each real letter's hand-checked `case:` is evaluated
-with Engine() (independent of the letter extractor) and compared with the reviewer's outcome
-(certify = overturned, anything else = upheld) and decisive criterion.
+#!/usr/bin/env python3
+"""Agreement with the gold IMR letters, per rule family, on the gold cases themselves.
 
-    .venv/bin/python benchmarks/gold_families.py [--family NAME] [--items] [--json OUT]
+Independent of the letter extractor: each gold file's hand-checked ``case:`` is evaluated with
+Engine(), and every gold item whose citations name an ACOEM chapter (acoem-*) or the CPMTG 2016
+"Electrodiagnostic testing (EMG/NCS)" section is compared with the reviewer:
 
-A gold item belongs to a family when the reviewer cited one of the family's sections (any
-guideline part) or the gold reason names one of its rule ids. Families are listed in FAMILIES;
-extend the table for new families rather than rewriting the script.
+- outcome: engine certify = overturned; non-certify or modify = upheld; no-rule is a miss;
+- criterion: for an upheld item, whether the reviewer's decisive criterion (gold ``reason``)
+  is among the engine's failed or not-documented decisive criteria ("any"), and whether it is
+  the first of them in rule order ("first"); for an overturned item, whether it is met or made
+  not applicable by a red flag.
+
+    python benchmarks/gold_families.py            # table per family
+    python benchmarks/gold_families.py --items    # and one line per item
+    python benchmarks/gold_families.py --json     # machine-readable
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-from mtus_engine.case import case_from_data  # noqa: E402
-from mtus_engine.engine import Engine  # noqa: E402
+from mtus_engine.case import case_from_data
+from mtus_engine.engine import Engine
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = Path(__file__).resolve().parents[1]
+GOLD = ROOT / "cases" / "letters" / "real"
 
-# family -> (section-name keywords, lower case; rule-id prefixes)
-FAMILIES: dict[str, tuple[list[str], list[str]]] = {
-    "topicals": (["topical analgesic", "compound drug", "lidoderm", "flector", "salicylate", "capsaicin",
-                  "voltaren", "lidocaine"], ["topical-analgesics.", "lidocaine-patch.", "capsaicin.",
-                                              "salicylate", "flector."]),
-    "nsaids": (["nsaids (non-steroidal", "anti-inflammatory medications", "nsaids, specific drug list"],
-               ["nsaids."]),
-    "ppi": (["gi symptoms", "proton pump"], ["ppi."]),
-    "muscle-relaxants": (["muscle relaxant", "cyclobenzaprine", "carisoprodol", "tizanidine", "baclofen",
-                          "methocarbamol", "orphenadrine", "metaxalone", "antispasticity"],
-                         ["muscle-relaxants.", "cyclobenzaprine.", "carisoprodol.", "tizanidine.", "baclofen.",
-                          "methocarbamol.", "orphenadrine.", "metaxalone."]),
-    "antidepressants": (["antidepressant", "tricyclic"], ["antidepressants."]),
-    "anti-epilepsy": (["anti-epilepsy", "gabapentin", "pregabalin", "lyrica"], ["anti-epilepsy", "gabapentin."]),
-    "benzodiazepines": (["benzodiazepine"], ["benzodiazepines."]),
-    "constipation": (["constipation"], ["opioid-constipation."]),
-    "opioids": (["opioid"], ["opioids.", "opioids-2016."]),
-    "drug-testing": (["urine drug", "drug testing"], ["drug-testing."]),
-    # non-drug CPMTG / Acupuncture families
-    "physical-medicine": (["physical medicine"], ["physical-medicine."]),
-    "physical-methods": (["physical methods", "initial care"], ["physical-methods."]),
-    "manual-therapy": (["manual therapy", "manipulation"], ["manual-therapy."]),
-    "acupuncture": (["acupuncture"], ["acupuncture."]),
-    "tens": (["tens, chronic pain", "transcutaneous electrical"], ["tens."]),
-    "office-visits": (["office visits"], ["office-visits."]),
-    "ultrasound-therapeutic": (["ultrasound, therapeutic"], ["ultrasound-therapeutic."]),
-    "massage": (["massage"], ["massage."]),
-    "aquatic-therapy": (["aquatic"], ["aquatic-therapy."]),
-    "home-health": (["home health"], ["home-health."]),
-    "psychological": (["psychological evaluation", "psychological treatment"], ["psychological."]),
-    "biofeedback": (["biofeedback"], ["biofeedback."]),
-    "functional-restoration": (["functional restoration"], ["functional-restoration."]),
-    "laser": (["low-level laser"], ["laser."]),
-    "thermography": (["thermography"], ["thermography."]),
-}
+IMAGING = {"mri", "ct", "xray", "bone_scan", "ultrasound_diagnostic"}
 
 
-def families_of(item: dict) -> list[str]:
-    sections = [s.lower() for c in item.get("citations") or [] for s in c.get("sections") or []]
-    reason = ((item.get("reason") or {}).get("criterion") or "")
-    out = []
-    for name, (keys, prefixes) in FAMILIES.items():
-        if name == "opioids" and any("constipation" in s for s in sections):
-            continue
-        if any(k in s for k in keys for s in sections) or any(reason.startswith(p) for p in prefixes):
-            out.append(name)
-    return out
+def in_scope(item: dict) -> bool:
+    for c in item.get("citations") or []:
+        if str(c.get("part", "")).startswith("acoem-"):
+            return True
+        if any("lectro" in s and "iagnostic" in s for s in c.get("sections") or []):
+            return True
+    return False
 
 
-def decisive(det) -> str | None:
-    """The engine's decisive criterion: the first decisive criterion that failed, else the first
-    not documented; for a certification, the first decisive criterion met; for a not-recommended
-    rule, <rule>/not-recommended."""
-    if det.decision == "no-rule":
-        return None
-    # a documented failure decides before a missing document
-    for state in ("failed", "not documented"):
-        for c in det.criteria:
-            if c.decisive and c.state == state:
-                return f"{c.rule}/{c.criterion}"
-    if det.decision != "certify" and det.rules_fired:
-        return f"{det.rules_fired[0]}/not-recommended"
-    for c in det.criteria:
-        if c.decisive and c.state == "met":
-            return f"{c.rule}/{c.criterion}"
-    return f"{det.rules_fired[0]}/" if det.rules_fired else None
+def family(item: dict, request: dict | None) -> str:
+    crit = ((item.get("reason") or {}).get("criterion") or "")
+    if "/" in crit and not crit.startswith("unmapped:"):
+        return crit.split("/")[0]
+    modality = (request or {}).get("modality") or "other"
+    if modality in IMAGING:
+        return "imaging (unmapped reason)"
+    if modality == "emg_ncs":
+        return "electrodiagnostics (unmapped reason)"
+    return f"{modality} (unmapped reason)"
 
 
-def run(family: str | None = None) -> list[dict]:
-    engine = Engine()
+def evaluate(engine: Engine) -> list[dict]:
     rows = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "cases/letters/real/*.gold.yaml"))):
-        gold = yaml.safe_load(open(path))
-        case = case_from_data(gold["case"])
-        dets = {d.request: d for d in engine.evaluate(case).determinations}
-        for item in gold["items"]:
-            fams = families_of(item)
-            if not fams or (family and family not in fams):
-                continue
-            det = dets.get(item["item"])
-            if det is None:  # gold case request named a little differently
-                det = next((d for r, d in dets.items() if r.lower().startswith(item["item"].lower()[:20])), None)
-            want = (item.get("reason") or {}).get("criterion")
-            got = decisive(det) if det else None
-            eng_outcome = None if det is None else ("overturned" if det.decision == "certify" else "upheld")
-            rows.append({"letter": gold["letter"], "item": item["item"], "families": fams,
-                         "gold_outcome": item["outcome"], "engine_outcome": eng_outcome,
-                         "engine_decision": det.decision if det else None,
-                         "gold_reason": want, "engine_reason": got,
-                         "outcome_ok": eng_outcome == item["outcome"],
-                         "reason_ok": bool(want) and want == got})
+    for path in sorted(GOLD.glob("*.gold.yaml")):
+        gold = yaml.safe_load(path.read_text())
+        items = [it for it in gold.get("items") or [] if in_scope(it)]
+        if not items:
+            continue
+        case = case_from_data(gold["case"], str(path))
+        result = engine.evaluate(case)
+        by_item = {r.item: d for r, d in zip(case.requests, result.determinations)}
+        requests = {r["item"]: r for r in gold["case"].get("requests") or []}
+        for it in items:
+            det = by_item.get(it["item"])
+            req = requests.get(it["item"])
+            gold_crit = (it.get("reason") or {}).get("criterion") or ""
+            row = {"letter": path.name.removesuffix(".gold.yaml"), "item": it["item"],
+                   "gold": it["outcome"], "gold_criterion": gold_crit,
+                   "family": family(it, req), "engine": None, "rules": [], "agree": False,
+                   "criterion_any": None, "criterion_first": None, "engine_first": None}
+            if det is not None:
+                row["engine"] = det.decision
+                row["rules"] = det.rules_fired
+                engine_outcome = {"certify": "overturned", "modify": "upheld",
+                                  "non-certify": "upheld"}.get(det.decision)
+                row["agree"] = engine_outcome == it["outcome"]
+                states = {f"{c.rule}/{c.criterion}": c.state for c in det.criteria}
+                failing = [f"{c.rule}/{c.criterion}" for c in det.criteria
+                           if c.decisive and c.state in ("failed", "not documented")]
+                row["engine_first"] = failing[0] if failing else None
+                if gold_crit and not gold_crit.startswith("unmapped:"):
+                    if it["outcome"] == "upheld":
+                        row["criterion_any"] = gold_crit in failing
+                        row["criterion_first"] = bool(failing) and failing[0] == gold_crit
+                    else:
+                        ok = states.get(gold_crit) in ("met", "not applicable") or (
+                            gold_crit.endswith("/red-flags") and case.findings.red_flags is True)
+                        row["criterion_any"] = row["criterion_first"] = ok and row["agree"]
+            rows.append(row)
     return rows
 
 
-def summary(rows: list[dict]) -> dict[str, dict]:
-    out: dict[str, dict] = defaultdict(lambda: defaultdict(int))
+def summarise(rows: list[dict]) -> dict[str, dict]:
+    fams: dict[str, dict] = defaultdict(lambda: defaultdict(int))
     for r in rows:
-        for f in r["families"] + ["ALL"]:
-            s = out[f]
-            s["items"] += 1
-            s[f"{r['gold_outcome']}"] += 1
-            s[f"{r['gold_outcome']}_ok"] += r["outcome_ok"]
-            s["outcome_ok"] += r["outcome_ok"]
-            s["reason_ok"] += r["reason_ok"]
-            s["no_rule"] += r["engine_decision"] in (None, "no-rule")
-    return out
+        for key in (r["family"], "ALL"):
+            f = fams[key]
+            f["items"] += 1
+            f[r["gold"]] += 1
+            if r["agree"]:
+                f[f"{r['gold']}_agree"] += 1
+            if r["criterion_any"] is not None:
+                f["criterion_scored"] += 1
+                f["criterion_any"] += bool(r["criterion_any"])
+                f["criterion_first"] += bool(r["criterion_first"])
+    return {k: dict(v) for k, v in fams.items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--family")
-    ap.add_argument("--items", action="store_true", help="list every item")
-    ap.add_argument("--wrong", action="store_true", help="list items with a wrong outcome or reason")
-    ap.add_argument("--json")
-    a = ap.parse_args()
-    rows = run(a.family)
-    if a.items or a.wrong:
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", action="store_true", help="one line per item")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    rows = evaluate(Engine())
+    fams = summarise(rows)
+    if args.json:
+        print(json.dumps({"families": fams, "items": rows}, indent=2, default=str))
+        return 0
+    if args.items:
         for r in rows:
-            if a.wrong and r["outcome_ok"] and r["reason_ok"]:
-                continue
-            mark = ("ok " if r["outcome_ok"] else "XX ") + ("r" if r["reason_ok"] else "-")
-            print(f"{mark} {r['letter'][:12]} {r['item'][:45]:45} gold={r['gold_outcome'][:4]} "
-                  f"eng={r['engine_decision']} | {r['gold_reason']} | {r['engine_reason']}")
-    print(f"{'family':18} items  upheld ok  overturned ok  outcome  reason  no-rule")
-    for f, s in sorted(summary(rows).items(), key=lambda kv: (kv[0] == "ALL", kv[0])):
-        print(f"{f:18} {s['items']:5}  {s['upheld_ok']:3}/{s['upheld']:<3}   {s['overturned_ok']:3}/{s['overturned']:<3}"
-              f"       {s['outcome_ok']:3}/{s['items']:<3} {s['reason_ok']:3}/{s['items']:<3} {s['no_rule']:3}")
-    if a.json:
-        json.dump(rows, open(a.json, "w"), indent=1)
+            mark = "ok " if r["agree"] else "XX "
+            print(f"{mark}{r['letter']} {r['gold']:10} engine={r['engine'] or '-':11} "
+                  f"{r['item'][:50]:50} gold={r['gold_criterion']} first={r['engine_first']}")
+        print()
+
+    def frac(a: int, b: int) -> str:
+        return f"{a}/{b}" if b else "-"
+
+    print(f"{'family':42} {'items':>5} {'upheld':>8} {'overturned':>10} {'crit any':>8} {'crit 1st':>8}")
+    order = sorted((k for k in fams if k != "ALL"), key=lambda k: (-fams[k]["items"], k)) + ["ALL"]
+    for k in order:
+        f = fams[k]
+        print(f"{k:42} {f['items']:>5} {frac(f.get('upheld_agree', 0), f.get('upheld', 0)):>8} "
+              f"{frac(f.get('overturned_agree', 0), f.get('overturned', 0)):>10} "
+              f"{frac(f.get('criterion_any', 0), f.get('criterion_scored', 0)):>8} "
+              f"{frac(f.get('criterion_first', 0), f.get('criterion_scored', 0)):>8}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))
