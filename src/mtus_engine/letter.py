@@ -103,25 +103,8 @@ class ParsedLetter(BaseModel):
 def read_letter(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """Text of a letter: a .txt file as is, a PDF's text layer (PDFium, else pypdf)."""
     source = str(path)
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise InputError(source, "is a directory", expected="a letter file (.txt or .pdf)")
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise InputError(source, "file not found") from None
-    except OSError as exc:
-        raise InputError(source, f"cannot be read: {exc.strerror}") from None
-    if size > max_bytes:
-        raise InputError(source, f"file is {size} bytes, over the {max_bytes}-byte limit",
-                         expected="a single letter (raise the limit with max_bytes)")
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise InputError(source, f"cannot be read: {exc.strerror}") from None
-    if len(data) > max_bytes:  # grew after stat
-        raise InputError(source, f"file is over the {max_bytes}-byte limit")
+    from .yamlio import read_limited  # regular files only (no FIFO, device, loop), at most max_bytes
+    data = read_limited(path, max_bytes=max_bytes, what="a letter file (.txt or .pdf)")
     if not data.strip():
         raise InputError(source, "file is empty", expected="the text or PDF of an IMR letter")
     if data.lstrip()[:5] == b"%PDF-":
@@ -1079,9 +1062,11 @@ _INJECTION_RELIEF = re.compile(r"\b(\d{1,3})\s*%\s+(?:reduction|relief|improveme
 # objective neurologic findings on examination (subjective numbness alone is not one)
 _NEURO_DEFICIT = re.compile(
     r"\b[0-4](?:\+|-)?\s*(?:/|out of)\s*5\b(?!\s*(?:pain|/10))|\b5\s*(?:-|minus)\s*(?:/|out of)\s*5\b|"
-    r"\b(?:decreased|diminished|reduced|altered|absent|loss of|impaired|abnormal)\s+(?:[a-z0-9-]+\s+){0,3}?"
+    r"\b(?:decreased|diminished|reduced|altered|absent|loss of|impaired|abnormal)\s+(?:[a-z0-9-]+\s+){0,5}?"
     r"(?:sensation|sensory|light touch|pinprick|strength|motor|reflex(?:es)?|DTRs?)\b|"
-    r"\b(?:hypo|hyp)(?:a)?esthesia\b|\b(?:motor|muscle)\s+weakness\b|\bweakness\s+(?:of|in)\s+the\b|"
+    r"\b(?:hypo|hyp)(?:a)?esthesia\b|\b(?:motor|muscle)\s+weakness\b|"
+    r"\bpositive\b[^.;]{0,60}?\bstraight[- ]legs?[- ]rais\w*|\bupon straight[- ]legs?[- ]rais\w*|"
+    r"\bstraight[- ]legs?[- ]rais\w*(?:\s+tests?)?\s+(?:was|were|is|are)\s+positive\b|"
     r"\bweak\s+(?:grip|dorsiflexion|plantar|extensor|flexor|hip|knee|ankle|wrist|deltoid|biceps|triceps)\b|"
     r"\breflex(?:es)?\s+(?:were|was|are|is)\s+(?:decreased|diminished|absent|hypoactive|asymmetric)\b|"
     r"\b(?:evidence of|findings? (?:of|indicative of))\s+(?:nerve|neurolog\w*)\s+compromise\b", re.I)
@@ -1607,7 +1592,7 @@ class _Narrative:
         sents = self._record_sentences()
         summary = [s.text for s in self.sents if s.block == "summary" and s.fact]
         # neurologic deficit: an objective deficit asserted anywhere wins over normal findings
-        deficit = _asserted(summary, _NEURO_DEFICIT) or _asserted(summary, _RADIC_EXAM)
+        deficit = _asserted(sents, _NEURO_DEFICIT) or _asserted(sents, _RADIC_EXAM)
         if deficit:
             out["neurologic_deficit"] = True
         elif _asserted(sents, _NEURO_NORMAL) or _denied(sents, _NEURO_DEFICIT) \
