@@ -392,6 +392,8 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
     ("epidural_steroid_injection", True, r"epidural|\bESIs?\b|transforaminal|interlaminar|caudal injection", re.I),
     ("injection_facet", True, r"\bfacet|medial branch|\bMBBs?\b|radiofrequency|\bRFA\b|rhizotomy|neurotomy", re.I),
     ("trigger_point_injection", True, r"trigger[- ]?points?|\bTPIs?\b", re.I),
+    ("other", True, r"nerve blocks?|ganglion blocks?|\bblocks?\b|spinal cord stimulat\w*|\bSCS\b|intrathecal"
+                    r"|pain pump|botox|botulinum", re.I),
     ("injection_joint", True, _INJECT + r".{0,100}?\b" + _JOINTS + "|" + _JOINTS + r".{0,40}?" + _INJECT
      + r"|\b(?:cortisone|steroid|corticosteroid|kenalog|depo-?medrol|viscosupplement\w*|hyaluron\w*|synvisc"
        r"|orthovisc|euflexxa|supartz|gel-?one)\b.{0,40}?" + _INJECT + r"|(?:synvisc|orthovisc|euflexxa|supartz)", re.I),
@@ -423,7 +425,7 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
     ("home_health", False, r"home health|home care|home nursing|\bHHA\b|in-home|home aide|homemaker|\bRN\b"
                            r"|nurse visits?|nursing|wound care nurse|\baide\b|caregiver", re.I),
     ("chiropractic", False, r"\bchiro\w*|\bmanipulat\w*|\bmanual therapy\b|\bCMT\b|\bOMT\b", re.I),
-    ("aquatic_therapy", False, r"\baquatic\w*|\bpool therapy\b|water therapy|hydrotherapy", re.I),
+    ("aquatic_therapy", False, r"\baquatic\w*|\baqua\b|\bpool therapy\b|water therapy|hydrotherapy", re.I),
     ("massage", False, r"\bmassage\w*|myofascial release", re.I),
     ("physical_therapy", False, r"\b(?i:physical therap\w*|physiotherap\w*|occupational therap\w*|hand therap\w*"
                                 r"|therapeutic exercise\w*|therapeutic activit\w*)|\bPT\b|\bOT\b|\bPT/OT\b", 0),
@@ -504,11 +506,9 @@ def _sessions(text: str, therapy: bool, loose: bool = True) -> int | None:
         counts.append(int(m.group(1)))
     if counts:
         return sum(counts)
-    m = _FREQ.search(text)
-    if m:
-        per_week = int(m.group(2) or m.group(1))
-        weeks = int(m.group(4) or m.group(3))
-        return per_week * weeks
+    blocks = [int(m.group(2) or m.group(1)) * int(m.group(4) or m.group(3)) for m in _FREQ.finditer(text)]
+    if blocks:   # "2 times a week for 3 weeks, then 1 time a week for 2 weeks"
+        return sum(blocks)
     m = _FREQ_REVERSED.search(text)
     if m:
         return int(m.group(3) or m.group(2)) * int(m.group(1))
