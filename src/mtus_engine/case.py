@@ -141,6 +141,9 @@ class Findings(_Strict):
                                   "sensory loss, reflex change, positive straight-leg raise or Spurling's).")
     surgery_considered: bool | None = Field(
         default=None, description="Surgery is being considered, or the patient would consider it.")
+    surgical_lesion_imaging: bool | None = Field(
+        default=None, description="Clear clinical and imaging evidence of a lesion shown to benefit from surgical repair "
+                                  "(e.g. a full-thickness rotator cuff tear, a meniscal tear with mechanical symptoms).")
 
 
 class Medication(_Strict):
