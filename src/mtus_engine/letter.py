@@ -1031,13 +1031,21 @@ _CLAUSE_SPLIT = re.compile(r";|\bbut\b|\bhowever\b|\balthough\b|\bwhile\b|\bwher
 _ACUTE = re.compile(r"\bacute\s+(?:[a-z]+\s+){0,3}?(?:flare(?:-|\s)?ups?|exacerbations?)\b|"
                     r"\bflare(?:-|\s)?ups?\b|\bexacerbations?\b", re.I)
 _SPASM = re.compile(r"\bspasms?\b(?!\s+flare|\s+exacerbation)", re.I)
-_RTW_FALSE = re.compile(r"\btemporarily (?:and )?(?:totally )?(?:disabled|diabled|disable)\b|"
-                        r"\bTTD\b|\boff work\b|\bnot (?:currently )?working\b|"
-                        r"\bhas not returned to work\b|\bunable to work\b", re.I)
-_RTW_TRUE = re.compile(r"\breturned to (?:full |modified |regular |light )?(?:duty|work)\b|"
-                       r"\bworking (?:full|modified|regular|light) duty\b|\bis (?:currently )?working\b",
-                       re.I)
+_RTW_FALSE = re.compile(r"\btemporar(?:il)?y (?:and )?(?:totally |total )?(?:\w+ )?(?:disabled|diabled|disable|"
+                        r"disability)\b|\btotally (?:\w+ )?disabled\b|"
+                        r"\bTTD\b|(?<!needs to be taken )(?<!to place him )(?<!to place her )\b(?:off|out of) work\b|"
+                        r"\bnot (?:currently )?working\b|"
+                        r"\bhas not returned to work\b|\bunable to (?:return to )?work\b", re.I)
+_RTW_TRUE = re.compile(
+    r"\b(?:returned|return|released|able) to (?:full |modified |regular |light |restricted )?(?:duty|work|duties)\b|"
+    r"\b(?:working|work) (?:(?:with (?:some )?)?(?:full|modified|regular|light)|with (?:some )?"
+    r"(?:restrictions?|modifications?|limitations?))"
+    r"(?: (?:duty|duties|work))?\b|\b(?:is|was) (?:currently |apparently )?working\b|"
+    r"\bwork status (?:is|was) (?:described as )?(?:regular|modified|full|light)\b|"
+    r"\b(?:on|perform) (?:modified|light|regular) (?:duty|duties|work)\b|"
+    r"\bmodified (?:work )?duties\b|\bcontinued to work\b", re.I)
 
+_RTW_UNSURE = re.compile(r"\bwas or was not\b|\bwhether\b|\battempts?\b", re.I)
 _FI_NEG = re.compile(
     r"\bno\s+(?:[a-z]+\s+){0,3}?(?:improvement|benefit)\b|\bonly subjective\b|"
     r"\bnot\s+(?:[a-z]+\s+){0,4}?improvement\b|\bwithout\s+(?:[a-z]+\s+){0,4}?improvement\b|"
@@ -1283,6 +1291,19 @@ def _polarity(clause: str, start: int) -> bool | None:
     if _HEDGE.search(before):
         return None
     return True
+
+
+def _return_to_work(sentences: Iterable[str]) -> bool | None:
+    rtw = None
+    for t in sentences:
+        if _RTW_UNSURE.search(t):
+            continue
+        if _RTW_FALSE.search(t):
+            return False
+        m = _RTW_TRUE.search(t)
+        if m:
+            rtw = not _negated(t[:m.start()])
+    return rtw
 
 
 def _asserted(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = False) -> bool:
@@ -1548,14 +1569,9 @@ class _Narrative:
                 tried.add(cls)
         if tried:
             out["first_line_tried"] = [t for t in FIRST_LINE_ORDER if t in tried]
-        rtw = None
-        for t in facts:
-            if _RTW_FALSE.search(t):
-                rtw = False
-                break
-            m = _RTW_TRUE.search(t)
-            if m:
-                rtw = not _negated(t[:m.start()])
+        rtw = _return_to_work([s.text for s in self.sents if s.block == "summary" and s.fact])
+        if rtw is None:
+            rtw = _return_to_work(facts)
         if rtw is not None:
             out["return_to_work"] = rtw
         radic = _finding(facts, _RADIC_EXAM)
