@@ -2,8 +2,10 @@
 """Agreement with the gold IMR letters, per rule family, on the gold cases themselves.
 
 Independent of the letter extractor: each gold file's hand-checked ``case:`` is evaluated with
-Engine(), and every gold item whose citations name an ACOEM chapter (acoem-*) or the CPMTG 2016
-"Electrodiagnostic testing (EMG/NCS)" section is compared with the reviewer:
+Engine(), and every gold item whose citations name an ACOEM chapter (acoem-*), the CPMTG 2016
+"Electrodiagnostic testing (EMG/NCS)" section, the Acupuncture guidelines or a non-drug CPMTG
+section (physical medicine, manual therapy, TENS, office visits, psychological treatment, ...;
+PHYSICAL_SECTIONS), or whose gold reason names one of those rules, is compared with the reviewer:
 
 - outcome: engine certify = overturned; non-certify or modify = upheld; no-rule is a miss;
 - criterion: for an upheld item, whether the reviewer's decisive criterion (gold ``reason``)
@@ -14,6 +16,7 @@ Engine(), and every gold item whose citations name an ACOEM chapter (acoem-*) or
     python benchmarks/gold_families.py            # table per family
     python benchmarks/gold_families.py --items    # and one line per item
     python benchmarks/gold_families.py --json     # machine-readable
+    python benchmarks/gold_families.py --family physical-medicine --items
 """
 
 from __future__ import annotations
@@ -35,13 +38,26 @@ GOLD = ROOT / "cases" / "letters" / "real"
 IMAGING = {"mri", "ct", "xray", "bone_scan", "ultrasound_diagnostic"}
 
 
+# the non-drug CPMTG / Acupuncture families: sections as the letters cite them, and rule ids
+PHYSICAL_SECTIONS = ("physical medicine", "manual therapy", "manipulation", "massage", "aquatic",
+                     "tens, chronic pain", "transcutaneous electrical", "office visits", "home health",
+                     "psychological", "biofeedback", "functional restoration", "low-level laser",
+                     "thermography", "ultrasound, therapeutic", "introduction")
+PHYSICAL_RULES = ("physical-medicine.", "manual-therapy.", "acupuncture.", "tens.", "office-visits.",
+                  "massage.", "aquatic-therapy.", "home-health.", "psychological.", "functional-restoration.")
+
+
 def in_scope(item: dict) -> bool:
     for c in item.get("citations") or []:
         if str(c.get("part", "")).startswith("acoem-"):
             return True
         if any("lectro" in s and "iagnostic" in s for s in c.get("sections") or []):
             return True
-    return False
+        if c.get("part") == "acupuncture-2007":
+            return True
+        if any(k in s.lower() for k in PHYSICAL_SECTIONS for s in c.get("sections") or []):
+            return True
+    return ((item.get("reason") or {}).get("criterion") or "").startswith(PHYSICAL_RULES)
 
 
 def family(item: dict, request: dict | None) -> str:
@@ -117,8 +133,11 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", action="store_true", help="one line per item")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--family", help="only items whose family starts with this (e.g. physical-medicine)")
     args = ap.parse_args(argv)
     rows = evaluate(Engine())
+    if args.family:
+        rows = [r for r in rows if r["family"].startswith(args.family)]
     fams = summarise(rows)
     if args.json:
         print(json.dumps({"families": fams, "items": rows}, indent=2, default=str))
