@@ -1010,13 +1010,16 @@ _REQUEST_SENTENCE = re.compile(
 _ANAPHORA = re.compile(r"\b(?:it|its|this medication|the medication|this drug|this treatment|"
                        r"these treatments|this therapy)\b", re.I)
 
-_NEGATION = re.compile(r"\b(?:no|not|never|without|denie[sd]|negative for|absence of|lack of|"
+_NEGATION = re.compile(r"\b(?:no|not|never|without|denie[sd]|negative for|absence of|lack of|absent|"
                        r"none|nor|neither)\b|n't\b", re.I)
 # "no evidence ... to suggest X": these negate to the end of the clause, not just nearby words
 _NEG_EXTENDED = re.compile(
     r"\b(?:no|without|lack of|absence of)\s+(?:[a-z]+\s+){0,2}?(?:evidence|documentation|"
     r"indication|mention|record)s?\b|\b(?:not|never)\s+(?:been\s+)?(?:document\w*|noted|evident|"
-    r"found|identified|demonstrated)\b", re.I)
+    r"found|identified|demonstrated)\b|"
+    r"\bfail(?:ed|s)? to (?:provide|document|show|indicate|demonstrate|establish|note|describe)\b|"
+    r"\b(?:does|did|do) not (?:indicate|suggest|reveal|show|document|establish|demonstrate|mention|"
+    r"describe|detail|support|provide|note)\b", re.I)
 _NEG_SCOPE_END = re.compile(r"\b(?:and|with|but|which|who|after|although|though|because)\b",
                             re.I)
 _NEG_WINDOW = 5  # words between a plain negation cue and the term it negates
@@ -1092,7 +1095,7 @@ _RED_FLAG = re.compile(r"\bred[- \"]*flags?\b", re.I)
 _RED_FLAG_FOUND = re.compile(r"\bred[- \"]*flags?\b[^.]{0,20}?\b(?:were|was|are|is)\s+(?:identified|"
                              r"present|noted|found)\b", re.I)
 _RED_FLAG_TERMS = re.compile(
-    r"(?<!stress )\bfractur\w*|\bdislocat\w+|\btumou?rs?\b|\bmalignan\w+|\bcauda equina\b|"
+    r"(?<!stress )\bfractur\w*(?! boot)|\bdislocat\w+|\btumou?rs?\b|\bmalignan\w+|\bcauda equina\b|"
     r"\b(?:osteomyelitis|septic|abscess)\b|\bvascular compromise\b", re.I)
 _GENERAL_LIST = re.compile(r"\bsuch as\b|\bincluding\b|\be\.g\.|\bto rule out\b|\brule out\b|"
                            r"\bconcerns? for\b|\bsuspicion of\b", re.I)
@@ -1125,7 +1128,7 @@ _THERAPY_WORDS = re.compile(r"\bphysical therapy\b|\bPT\b|\bconservative\b|\bses
 _RECORD_CLAIM = re.compile(
     r"\b(?:records?|documentation|documented|documents?|notes?|reports?|evidence|indication|"
     r"examination|exam|patient|claimant|injured worker|applicant|employee|he|she|his|her|"
-    r"there (?:is|are|was|were))\b", re.I)
+    r"there (?:is|are|was|were)|identified|noted|found|present|evident|absent)\b", re.I)
 _GUIDELINE_TEXT = re.compile(
     r"\b(?:MTUS|ODG|ACOEM|guidelines?|Delphi|UpToDate|should|must|may be|is indicated|are indicated|"
     r"recommended for|criteria for|indications? for (?:imaging|MRI|surgery))\b", re.I)
@@ -1593,9 +1596,9 @@ class _Narrative:
         reviewer's conclusion."""
         out = []
         for s in self.sents:
-            if s.conclusion:
-                continue
             if s.block == "summary":
+                if s.conclusion:
+                    continue
                 if not s.ur or s.request:
                     out.append(s.text)
             elif _RECORD_CLAIM.search(s.text) and not _GUIDELINE_TEXT.search(s.text):
