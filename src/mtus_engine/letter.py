@@ -1015,7 +1015,7 @@ _NEGATION = re.compile(r"\b(?:no|not|never|without|denie[sd]|negative for|absenc
 # "no evidence ... to suggest X": these negate to the end of the clause, not just nearby words
 _NEG_EXTENDED = re.compile(
     r"\b(?:no|without|lack of|absence of)\s+(?:[a-z]+\s+){0,2}?(?:evidence|documentation|"
-    r"indication|mention|record)s?\b|\b(?:not|never)\s+(?:been\s+)?(?:document\w*|noted|evident|"
+    r"indication|mention|record|discussion)s?\b|\b(?:not|never)\s+(?:been\s+)?(?:document\w*|noted|evident|"
     r"found|identified|demonstrated)\b|"
     r"\bfail(?:ed|s)? to (?:provide|document|show|indicate|demonstrate|establish|note|describe)\b|"
     r"\b(?:does|did|do) not (?:indicate|suggest|reveal|show|document|establish|demonstrate|mention|"
@@ -1099,12 +1099,16 @@ _RED_FLAG_TERMS = re.compile(
     r"\b(?:osteomyelitis|septic|abscess)\b|\bvascular compromise\b", re.I)
 _GENERAL_LIST = re.compile(r"\bsuch as\b|\bincluding\b|\be\.g\.|\bto rule out\b|\brule out\b|"
                            r"\bconcerns? for\b|\bsuspicion of\b", re.I)
-_SURGERY = (r"(?:surg(?:ery|eries|ical)(?:\s+(?:intervention|repair|treatment|consultation|"
-            r"options?))?|operative (?:intervention|treatment))")
+_SURGERY = (r"(?:surg(?:ery|eries|ical)(?:\s+(?:inter-?vention|repair|treatment|consultation|"
+            r"options?|procedures?))?|operative (?:intervention|treatment)|arthroscop\w*|"
+            r"(?:hernia|tendon|rotator cuff|menisc\w+|ligament|labral) repair|fusion|decompression|"
+            r"arthroplasty|(?:knee|hip|shoulder) replacement|carpal tunnel release)")
 _SURGERY_CONSIDERED = re.compile(
     r"\b(?:consider\w*|contemplat\w*|candidate for|plan(?:ned|s)? (?:for|is)|scheduled for|"
     r"will (?:likely )?need|would (?:need|consider|require)|preparation for|recommend\w* (?:for )?|"
-    r"discuss\w*|willing\w* to (?:consider|undergo))\s+(?:[a-z-]+\s+){0,4}?" + _SURGERY + r"\b|"
+    r"discuss\w*|willing\w* to (?:consider|undergo)|indications? for|need for|"
+    r"request(?:ed|s)?(?: for)?|plan(?:ned)? (?:included|includes)|scheduling|to undergo)\s+"
+    r"(?:[a-z-]+\s+){0,4}?" + _SURGERY + r"\b|"
     r"\b" + _SURGERY + r"\s+(?:was|is|has been)\s+(?:being\s+)?(?:requested|planned|scheduled|"
     r"recommended|considered|contemplated|discussed)\b|"
     r"\b(?:undergoing|undergo)\s+" + _SURGERY + r"\b", re.I)
@@ -1131,7 +1135,7 @@ _RECORD_CLAIM = re.compile(
     r"there (?:is|are|was|were)|identified|noted|found|present|evident|absent)\b", re.I)
 _GUIDELINE_TEXT = re.compile(
     r"\b(?:MTUS|ODG|ACOEM|guidelines?|Delphi|UpToDate|should|must|may be|is indicated|are indicated|"
-    r"recommended for|criteria for|indications? for (?:imaging|MRI|surgery))\b", re.I)
+    r"recommend\w*|criteria|indications? for (?:imaging|MRI|surgery)|patients|warrant|include)\b", re.I)
 _SMALL_PERCENT = 30  # below this a self-reported % is not clinically significant improvement
 
 _NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -1309,13 +1313,27 @@ def _return_to_work(sentences: Iterable[str]) -> bool | None:
     return rtw
 
 
+class _Rationale(str):
+    """A rationale sentence: a term in it counts only outside the guideline's own words."""
+
+
+def _guideline_words_before(clause: str, start: int) -> bool:
+    """Guideline words in the comma-delimited segment before a term ("Guidelines recommend MRI
+    for red flags", "Other criteria for special studies include a red flag")."""
+    seg_start = max(clause.rfind(",", 0, start), clause.rfind(";", 0, start), clause.rfind(":", 0, start))
+    return bool(_GUIDELINE_TEXT.search(clause, seg_start + 1, start))
+
+
 def _asserted(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = False) -> bool:
     """Whether some sentence asserts the term (not negated; not hedged unless ``hedged_ok``)."""
     for s in sentences:
         if not term.search(s):
             continue
+        guarded = isinstance(s, _Rationale)
         for clause in _clauses(s):
             for m in term.finditer(clause):
+                if guarded and _guideline_words_before(clause, m.start()):
+                    continue
                 p = _polarity(clause, m.start())
                 if p or (hedged_ok and p is None):
                     return True
@@ -1327,8 +1345,11 @@ def _denied(sentences: Iterable[str], term: re.Pattern) -> bool:
     for s in sentences:
         if not term.search(s):
             continue
+        guarded = isinstance(s, _Rationale)
         for clause in _clauses(s):
             for m in term.finditer(clause):
+                if guarded and _guideline_words_before(clause, m.start()):
+                    continue
                 if _polarity(clause, m.start()) is False:
                     return True
     return False
@@ -1601,8 +1622,8 @@ class _Narrative:
                     continue
                 if not s.ur or s.request:
                     out.append(s.text)
-            elif _RECORD_CLAIM.search(s.text) and not _GUIDELINE_TEXT.search(s.text):
-                out.append(s.text)
+            elif _RECORD_CLAIM.search(s.text):
+                out.append(_Rationale(s.text))
         return out
 
     def _exam_findings(self) -> dict[str, Any]:
