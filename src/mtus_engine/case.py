@@ -144,6 +144,18 @@ class Findings(_Strict):
     surgical_lesion_imaging: bool | None = Field(
         default=None, description="Clear clinical and imaging evidence of a lesion shown to benefit from surgical repair "
                                   "(e.g. a full-thickness rotator cuff tear, a meniscal tear with mechanical symptoms).")
+    # medications (rules/vocabulary/facts-medication.yaml)
+    severe_acute_injury: bool | None = Field(
+        default=None, description="A severe acute injury (fracture, crush injury, amputation, extensive burn, dislocation).")
+    post_operative: bool | None = Field(
+        default=None, description="The request is for pain after a surgery done or scheduled.")
+    cures_reviewed: bool | None = Field(
+        default=None, description="The CURES prescription database was checked and documented.")
+    opioid_agreement: bool | None = Field(default=None, description="An opioid treatment agreement is documented.")
+    anxiety: bool | None = Field(
+        default=None, description="An anxiety or panic disorder, or acute anxiety or agitation, is documented.")
+    oral_medication_intolerance: bool | None = Field(
+        default=None, description="Oral medications (pills) cannot be taken or tolerated, or oral NSAIDs are contraindicated.")
 
 
 class Medication(_Strict):

@@ -90,6 +90,8 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[s
         facts["topical_capsaicin"] = "capsaicin" in req.ingredients
     if req.modality and reads & _MODALITY_FACTS:
         _modality_facts(case, req, rulebook, facts)
+    if req.drug and reads & _MEDICATION_FACTS:
+        _medication_facts(case, req, spec, rulebook, facts)
     return facts
 
 
@@ -229,6 +231,66 @@ def _modality_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: 
     if (rehab or concurrent or f.active_exercise_program or f.surgery_considered
             or getattr(f, "oral_medication_intolerance", None)):
         facts["acupuncture_indicated"] = True
+
+
+# medication families (rules/vocabulary/facts-medication.yaml)
+_MEDICATION_FACTS = {"opioid_acute_injury", "opioid_post_operative", "opioid_initiation", "opioid_maintenance",
+                     "opioid_meaningful_improvement", "opioid_monitoring", "opioid_prescribed",
+                     "opioid_post_operative_continued", "opioid_acute_injury_continued",
+                     "opioid_untapered_days", "continued_use"}
+_SEVERE_INJURY = re.compile(r"fractur|crush|amputat|burn|dislocat", re.I)
+_POST_OP = re.compile(r"\bpost[- ]?op", re.I)
+
+
+def _medication_facts(case: Case, req: DerivedRequest, spec: Any, rulebook: Rulebook, facts: dict[str, Any]) -> None:
+    f = case.findings
+    # continued use of this drug: prior use documented, or a duration of use already recorded
+    weeks = req.prior_use_weeks
+    if req.prior_treatment is True or (weeks is not None and weeks > 0):
+        facts["continued_use"] = True
+    elif req.prior_treatment is False or weeks == 0:
+        facts["continued_use"] = False
+    listed = any(_has_class(rulebook, g, "opioid") for g in
+                 (medication_generic(m.name, rulebook.drugs) for m in case.medications) if g)
+    requested = any(_has_class(rulebook, g, "opioid") for g in
+                    (_generic(rulebook, r.drug or parse_item(r.item, rulebook.drugs).get("drug"))
+                     for r in case.requests) if g)
+    if listed or requested:
+        facts["opioid_prescribed"] = True
+    elif case.medications:
+        facts["opioid_prescribed"] = False
+    if not (spec and "opioid" in spec.classes):
+        return
+    months = None
+    if case.injury_date and case.request_date:
+        a, b = case.injury_date, case.request_date
+        months = (b.year - a.year) * 12 + b.month - a.month - (b.day < a.day)
+    severe = f.severe_acute_injury
+    if severe is None:
+        severe = any(_SEVERE_INJURY.search(d) for d in case.diagnoses)
+    acute = bool(severe) and (months is None or months < 3)
+    post_op = f.post_operative is True or bool(_POST_OP.search(req.item or ""))
+    in_use = req.prior_treatment is True or listed
+    facts["opioid_acute_injury"] = acute
+    facts["opioid_post_operative"] = post_op
+    facts["opioid_initiation"] = not in_use and not acute and not post_op
+    facts["opioid_maintenance"] = in_use and not acute and not post_op
+    facts["opioid_post_operative_continued"] = in_use and post_op
+    facts["opioid_acute_injury_continued"] = in_use and acute and not post_op
+    relief, fi = f.analgesia_documented, req.functional_improvement
+    if relief is True and (fi is True or f.return_to_work is True):
+        facts["opioid_meaningful_improvement"] = True
+        facts["opioid_untapered_days"] = 0
+    elif relief is False or fi is False:
+        facts["opioid_meaningful_improvement"] = False
+        if "supply_days" in facts:
+            facts["opioid_untapered_days"] = facts["supply_days"]
+    checks = (f.urine_drug_screen_consistent is not None, f.aberrant_behavior_screened, f.cures_reviewed,
+              f.opioid_agreement)
+    if any(c is True for c in checks):
+        facts["opioid_monitoring"] = True
+    elif f.aberrant_behavior_screened is False or f.cures_reviewed is False:
+        facts["opioid_monitoring"] = False
 
 
 def _show(value: Any) -> str:
