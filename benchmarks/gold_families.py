@@ -43,6 +43,9 @@ PHYSICAL_SECTIONS = ("physical medicine", "manual therapy", "manipulation", "mas
                      "tens, chronic pain", "transcutaneous electrical", "office visits", "home health",
                      "psychological", "biofeedback", "functional restoration", "low-level laser",
                      "thermography", "ultrasound, therapeutic", "introduction")
+# the ACOEM chapter families (and CPMTG 2016 electrodiagnostics): also scored where the reviewer
+# cited ODG but decided on the same criterion
+ACOEM_RULES = ("imaging.", "electrodiagnostics.", "surgery.", "injections.")
 PHYSICAL_RULES = ("physical-medicine.", "manual-therapy.", "acupuncture.", "tens.", "office-visits.",
                   "massage.", "aquatic-therapy.", "home-health.", "psychological.", "functional-restoration.")
 
@@ -57,7 +60,7 @@ def in_scope(item: dict) -> bool:
             return True
         if any(k in s.lower() for k in PHYSICAL_SECTIONS for s in c.get("sections") or []):
             return True
-    return ((item.get("reason") or {}).get("criterion") or "").startswith(PHYSICAL_RULES)
+    return ((item.get("reason") or {}).get("criterion") or "").startswith(PHYSICAL_RULES + ACOEM_RULES)
 
 
 def family(item: dict, request: dict | None) -> str:
