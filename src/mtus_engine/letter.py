@@ -1015,7 +1015,7 @@ _NEGATION = re.compile(r"\b(?:no|not|never|without|denie[sd]|negative for|absenc
 # "no evidence ... to suggest X": these negate to the end of the clause, not just nearby words
 _NEG_EXTENDED = re.compile(
     r"\b(?:no|without|lack of|absence of)\s+(?:[a-z]+\s+){0,2}?(?:evidence|documentation|"
-    r"indication|mention|record|discussion)s?\b|\b(?:not|never)\s+(?:been\s+)?(?:document\w*|noted|evident|"
+    r"indication|mention|record|discussion)s?\b|\b(?:not|never)\s+(?:been\s+)?(?:document\w*|noted|evident|mention\w*|"
     r"found|identified|demonstrated)\b|"
     r"\bfail(?:ed|s)? to (?:provide|document|show|indicate|demonstrate|establish|note|describe)\b|"
     r"\b(?:does|did|do) not (?:indicate|suggest|reveal|show|document|establish|demonstrate|mention|"
@@ -1121,6 +1121,17 @@ _CONSERVATIVE_FAILED = re.compile(
     r"\b" + _CONSERVATIVE + r"\s+(?:\w+\s+){0,4}?(?:ha(?:s|ve|d) |had not |)failed\b|"
     r"\btrial and failure\b|\btrialed and failed\b|\bdespite\s+(?:[a-z-]+\s+){0,3}?" + _CONSERVATIVE + r"\b",
     re.I)
+# what the record says of conservative care, read for its denial ("no documentation of the
+# response to conservative therapy", "no indication the patient has completed conservative treatment")
+_CONSERVATIVE_COURSE = re.compile(
+    r"\b(?:response to|failure of|trial (?:and failure )?of|attempts? at|course of|completed|exhausted|"
+    r"trialed and failed|failed|undergone)\s+(?:[a-z-]+\s+){0,5}?" + _CONSERVATIVE + r"\b", re.I)
+_NOT_RESPONDED = re.compile(
+    r"\b(?:not|failed to|did not|has not|have not)\s+(?:respond(?:ed)?|improved?)\s+(?:to|with)\s+"
+    r"(?:[a-z-]+\s+){0,3}?" + _CONSERVATIVE + r"\b|"
+    r"\b" + _CONSERVATIVE + r"\b[^.;]{0,40}?\b(?:but\s+)?(?:without\s+(?:documented\s+)?|"
+    r"(?:with|had)\s+(?:no|minimal|little|minimal to no)\s+(?:documented\s+)?)(?:improvement|benefit|relief)\b|"
+    r"\bnot (?:proven )?(?:particularly )?beneficial\b", re.I)
 _CONSERVATIVE_NOT_DONE = re.compile(
     r"\byet to (?:complete|be completed|undergo|start|begin)\b|\bhad not undergone conservative\b|"
     r"\bhas not failed\b|\bcannot be considered as having failed\b", re.I)
@@ -1651,11 +1662,15 @@ class _Narrative:
         elif _asserted(sents, _SURGERY_CONSIDERED, hedged_ok=True):
             out["surgery_considered"] = True
         # conservative care failed
-        if _denied(sents, _CONSERVATIVE_FAILED) or _asserted(sents, _CONSERVATIVE_NOT_DONE):
+        plain = [t for t in sents if not (isinstance(t, _Rationale) and _GUIDELINE_TEXT.search(t))]
+        failed = any((m := _NOT_RESPONDED.search(t)) and not _NEG_EXTENDED.search(t)
+                     and not _negated(t[:m.start()]) for t in plain) or any(
+            _NO_BENEFIT.search(t) and _THERAPY_WORDS.search(t) and not _NEG_EXTENDED.search(t)
+            for t in plain)
+        if not failed and (_denied(sents, _CONSERVATIVE_COURSE)
+                           or _asserted(sents, _CONSERVATIVE_NOT_DONE)):
             out["conservative_care_failed"] = False
-        elif _asserted(sents, _CONSERVATIVE_FAILED) or any(
-                _NO_BENEFIT.search(t) and _THERAPY_WORDS.search(t) and not _NEG_EXTENDED.search(t)
-                for t in summary):
+        elif failed or _asserted(sents, _CONSERVATIVE_FAILED):
             out["conservative_care_failed"] = True
         return out
 
