@@ -1311,6 +1311,9 @@ def _polarity(clause: str, start: int) -> bool | None:
     return True
 
 
+_K_WORK = ("work", "duty", "duties", "disab", "diabled", "ttd")
+
+
 def _return_to_work(sentences: Iterable[str]) -> bool | None:
     rtw = None
     for t in sentences:
@@ -1322,6 +1325,27 @@ def _return_to_work(sentences: Iterable[str]) -> bool | None:
         if m:
             rtw = not _negated(t[:m.start()])
     return rtw
+
+
+_K_NEURO = ("/5", "of 5", "sensation", "sensory", "strength", "reflex", "weak", "straight", "slr",
+            "spurling", "neuro", "esthesia", "motor", "dermatom", "touch", "pinprick", "nerve", "dtr")
+_K_RED_FLAG = ("fractur", "dislocat", "tumor", "tumour", "malignan", "cauda", "osteomyel", "septic",
+               "abscess", "vascular", "flag")
+_K_SURGERY = ("surg", "operat", "arthroscop", "repair", "fusion", "decompress", "arthroplast",
+              "replacement", "release")
+_K_CONSERVATIVE = ("conservative", "therap", "treatment", "fail", "benefi", "improv", "respond",
+                   "helpful", "effective", "yet to", "undergone", "pt ", "nsaid", "inflamm", "session",
+                   "chiropract", "acupunct")
+
+
+def _having(sentences: list[str], keys: tuple[str, ...]) -> list[str]:
+    """The sentences that hold one of the lowercase keywords (a cheap gate before regexes)."""
+    out = []
+    for t in sentences:
+        low = t.lower()
+        if any(k in low for k in keys):
+            out.append(t)
+    return out
 
 
 class _Rationale(str):
@@ -1604,9 +1628,10 @@ class _Narrative:
                 tried.add(cls)
         if tried:
             out["first_line_tried"] = [t for t in FIRST_LINE_ORDER if t in tried]
-        rtw = _return_to_work([s.text for s in self.sents if s.block == "summary" and s.fact])
+        rtw = _return_to_work(_having([s.text for s in self.sents if s.block == "summary" and s.fact],
+                                      _K_WORK))
         if rtw is None:
-            rtw = _return_to_work(facts)
+            rtw = _return_to_work(_having(facts, _K_WORK))
         if rtw is not None:
             out["return_to_work"] = rtw
         radic = _finding(facts, _RADIC_EXAM)
@@ -1640,8 +1665,10 @@ class _Narrative:
     def _exam_findings(self) -> dict[str, Any]:
         """red_flags, neurologic_deficit, surgery_considered, conservative_care_failed."""
         out: dict[str, Any] = {}
-        sents = self._record_sentences()
-        summary = [s.text for s in self.sents if s.block == "summary" and s.fact]
+        record = self._record_sentences()
+        summary_all = [s.text for s in self.sents if s.block == "summary" and s.fact]
+        # cheap keyword gates first: each regex runs only on sentences that could match
+        sents = _having(record, _K_NEURO)
         # neurologic deficit: an objective deficit asserted anywhere wins over normal findings
         deficit = _asserted(sents, _NEURO_DEFICIT) or _asserted(sents, _RADIC_EXAM)
         if deficit:
@@ -1651,17 +1678,21 @@ class _Narrative:
             out["neurologic_deficit"] = False
         # red flags: a fracture, dislocation, tumor, infection or cauda equina asserted; else
         # the record's "no red flags"
+        sents = _having(record, _K_RED_FLAG)
+        summary = _having(summary_all, _K_RED_FLAG)
         if _asserted([t for t in summary if not _GENERAL_LIST.search(t)], _RED_FLAG_TERMS) \
                 or _asserted(sents, _RED_FLAG_FOUND):
             out["red_flags"] = True
         elif _denied(sents, _RED_FLAG):
             out["red_flags"] = False
         # surgery considered: planned, requested or contemplated; or denied in the record
+        sents = _having(record, _K_SURGERY)
         if _denied(sents, _SURGERY_CONSIDERED) or _asserted(sents, _NO_SURGERY):
             out["surgery_considered"] = False
         elif _asserted(sents, _SURGERY_CONSIDERED, hedged_ok=True):
             out["surgery_considered"] = True
         # conservative care failed
+        sents = _having(record, _K_CONSERVATIVE)
         plain = [t for t in sents if not (isinstance(t, _Rationale) and _GUIDELINE_TEXT.search(t))]
         failed = any((m := _NOT_RESPONDED.search(t)) and not _NEG_EXTENDED.search(t)
                      and not _negated(t[:m.start()]) for t in plain) or any(
