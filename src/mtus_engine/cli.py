@@ -349,28 +349,41 @@ def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None, max_bytes: 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "html"]), default="text",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "html", "markdown"]),
+              default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (default stdout).")
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False),
               help="A saved JSON report: list every item whose engine outcome changed.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
               help="Exit 1 when agreement is below this fraction.")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes  [default: the CPU count]")
 @click.option("--quiet", is_flag=True, help="Nothing on stderr (no progress bar).")
 @click.option("--max-bytes", type=click.IntRange(1), default=20 * 1024 * 1024, show_default=True,
               help="Largest letter file accepted; larger ones are reported as errors.")
 @rules_option
 def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str | None,
-            min_agreement: float | None, workers: int, quiet: bool, max_bytes: int, rules_dir: str | None) -> None:
+            min_agreement: float | None, workers: int | None, quiet: bool, max_bytes: int,
+            rules_dir: str | None) -> None:
     """Regression-test the rulebook against IMR letters (files or directories).
 
     Each letter is extracted, its case evaluated, and each item's engine outcome (upheld for
     non-certify or modify, overturned for certify, no-rule) compared with the reviewer's.
+    The figures: coverage, agreement, per-class recall and balanced accuracy for the items whose
+    reviewer cited an MTUS part (the headline) and for all items, per guideline part, and reason
+    agreement where a <letter>.gold.yaml sits beside a letter.
     Exit 1 when agreement is below --min-agreement or an item regressed against --baseline.
     """
+    import os
+
     from .api import regression_report
-    engine = _engine(rules_dir)  # lint the rulebook up front: a broken rule file fails fast
+    from .report import markdown_report
+    # lint the rulebook up front: a broken rule file fails fast. Not process_engine: a forked
+    # worker must compile its own (durable_rules state inherited through fork crashes on free)
+    engine = _engine(rules_dir)
+    if workers is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        workers = max(1, min(64, cpus or 1))
     base = None
     if baseline:
         try:
@@ -378,9 +391,13 @@ def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str 
         except (OSError, ValueError) as exc:
             click.echo(f"error: {baseline}: not a JSON regression report ({exc})", err=True)
             raise SystemExit(EXIT_BAD_INPUT) from None
-    outcome = regression_report(list(paths), fmt=fmt, output=output, baseline=base, workers=workers,
-                                rules_dir=rules_dir, engine=engine, progress=not quiet, max_bytes=max_bytes,
-                                color=sys.stdout.isatty() and output is None)
+    if fmt == "markdown":
+        outcome = markdown_report(list(paths), output=output, baseline=base, workers=workers,
+                                  rules_dir=rules_dir, engine=engine, max_bytes=max_bytes)
+    else:
+        outcome = regression_report(list(paths), fmt=fmt, output=output, baseline=base, workers=workers,
+                                    rules_dir=rules_dir, engine=engine, progress=not quiet,
+                                    max_bytes=max_bytes, color=sys.stdout.isatty() and output is None)
     if not quiet and output:
         click.echo(f"wrote {output}", err=True)
     s = outcome["summary"]

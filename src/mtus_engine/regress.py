@@ -3,13 +3,22 @@
 Each letter is extracted, its case evaluated, and each item's engine outcome compared with the
 reviewer's. Items are spooled to disk as they come so memory does not grow with the number of
 letters; the report is assembled from the spool.
+
+The figures are kept honest in three ways: per-class recall and balanced accuracy only where the
+letters hold both outcomes (IMR upholds ~88% of items, so "always upheld" scores high agreement);
+the headline is restricted to items whose reviewer cited an MTUS guideline part (the rulebook
+encodes the MTUS; an item the reviewer judged under ODG alone is reported as outside the MTUS);
+and where a hand-checked ``<letter>.gold.yaml`` sits beside a letter, an agreeing item also
+counts whether the engine agreed for the reviewer's decisive reason.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing as mp
 import os
+import re
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -21,6 +30,8 @@ from .errors import MtusError
 LETTER_SUFFIXES = {".txt", ".pdf"}
 COMPANION_SUFFIXES = (".gold.yaml",)   # hand-checked gold files kept beside the letters
 OUTCOMES = ("upheld", "overturned")
+NON_MTUS = "non-mtus"          # the part id of ODG and any other "Non-MTUS Citation"
+UNNAMED_MTUS = "mtus-unnamed"  # the reviewer cites the MTUS without naming a part we know
 
 
 def engine_outcome(decision: str) -> str:
@@ -94,21 +105,30 @@ def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | Non
     if case.request_date is None:
         edition = cited_edition(parsed, engine.rulebook)
     result = engine.evaluate(case, edition=edition)
+    gold = _gold_items(path, parsed.items)
     items = []
     for i, (litem, det) in enumerate(zip(parsed.items, result.determinations)):
         eng = engine_outcome(det.decision)
         letter_pages = list(litem.pages)
         engine_pages = [c.pages for c in det.citations if c.pages]
+        parts, mtus = item_citations(litem, engine.rulebook)
+        reasons = engine_reasons(det, engine.rulebook)
+        g = gold[i]
+        gold_reason = ((g.get("reason") or {}).get("criterion") if g else None) or None
+        agree = eng == litem.outcome
         items.append({
             "letter": path, "index": i, "item": litem.item,
             "letter_outcome": litem.outcome, "engine_outcome": eng,
-            "engine_decision": det.decision, "agree": eng == litem.outcome,
+            "engine_decision": det.decision, "agree": agree,
             "letter_sections": list(litem.sections),
             "letter_pages": letter_pages, "engine_pages": engine_pages,
             "pages_covered": page_set(letter_pages) <= page_set(engine_pages),
             "rules_fired": det.rules_fired,
             "section": det.citations[0].section if det.citations else None,
-            "reason": _reason(det),
+            "reason": _reason(det, mtus, litem),
+            "parts": parts, "mtus_cited": mtus, "outside_mtus": not mtus,
+            "engine_reasons": reasons, "gold_reason": gold_reason,
+            "reason_match": (gold_reason in reasons) if (agree and gold_reason) else None,
             "trace": [f"{c.rule}/{c.criterion}: {c.state} ({c.fact} = {c.value!r})"
                       for c in det.criteria if c.decisive],
         })
@@ -130,9 +150,130 @@ def cited_edition(parsed: Any, rulebook: Any) -> str | None:
     return None
 
 
-def _reason(det: Any) -> str:
+# ------------------------------------------------------------------ what the reviewer cited
+
+@functools.lru_cache(maxsize=8)
+def _part_patterns(rulebook: Any) -> tuple[tuple[str, re.Pattern], ...]:
+    """Each guideline part as letters write it: "Chronic Pain Medical Treatment 2016", with or
+    without "MTUS" before it and "Guidelines" before the year (one "and" list names several)."""
+    out: dict[str, re.Pattern] = {}
+    for ed in rulebook.manifest.editions:
+        for part in ed.parts:
+            m = re.fullmatch(r"(?:MTUS\s+)?(.*?)(?:\s+Guidelines)?\s+(\d{4})", part.title)
+            if not m or part.id in out:
+                continue
+            name = r"\s+".join(map(re.escape, m.group(1).split()))
+            out[part.id] = re.compile(rf"\b{name}(?:\s+Guidelines)?,?\s+{m.group(2)}\b", re.I)
+    return tuple(out.items())
+
+
+_OUTSIDE_MTUS = re.compile(r"outside\s+(?:of\s+)?the\s+MTUS", re.I)
+_NON_MTUS = re.compile(r"Non-MTUS\s+Citation", re.I)
+_MTUS_WORD = re.compile(r"\bMTUS\b")
+_BOILERPLATE = re.compile(r"^The Expert Reviewer based their decision on recommendation\(s\) outside of the "
+                          r"MTUS Guidelines;?\s*|The Expert Reviewer did not cite any medical evidence for "
+                          r"its decision\.?", re.I)
+
+
+def guideline_parts(text: str | None, rulebook: Any) -> tuple[list[str], bool]:
+    """(part ids in letter order, MTUS-cited?) from the reviewer's guideline statement.
+
+    MTUS-cited: the reviewer names an MTUS part (or the MTUS itself) and does not say the
+    decision rests on recommendations outside the MTUS. "Non-MTUS Citation" adds non-mtus."""
+    text = text or ""
+    mtus_text = _NON_MTUS.split(text, 1)[0]
+    found = sorted((m.start(), pid) for pid, pat in _part_patterns(rulebook)
+                   for m in [pat.search(mtus_text)] if m)
+    parts = list(dict.fromkeys(pid for _, pid in found))
+    outside = bool(_OUTSIDE_MTUS.search(text))
+    if not parts and not outside and _MTUS_WORD.search(mtus_text):
+        parts = [UNNAMED_MTUS]
+    if _NON_MTUS.search(text) or outside:
+        parts.append(NON_MTUS)
+    mtus = any(p != NON_MTUS for p in parts) and not outside
+    return parts, mtus
+
+
+def item_citations(litem: Any, rulebook: Any) -> tuple[list[str], bool]:
+    """The parts a letter item cites and whether it is MTUS-cited: the extractor's citations when
+    it gives them, else read from the reviewer's guideline statement."""
+    cites = getattr(litem, "citations", None) or []
+    flag = getattr(litem, "mtus", None)
+    if cites or flag is not None:
+        parts = list(dict.fromkeys((getattr(c, "part", None) or UNNAMED_MTUS) for c in cites))
+        mtus = flag if flag is not None else any(p != NON_MTUS for p in parts)
+        return parts, bool(mtus)
+    return guideline_parts(litem.reviewer_guideline_text or litem.reviewer_guideline, rulebook)
+
+
+# ------------------------------------------------------------------ reasons
+
+def engine_reasons(det: Any, rulebook: Any) -> list[str]:
+    """The engine's decisive reasons as "<rule-id>/<criterion-id>": for a denial (or modify) the
+    decisive criteria that failed or are not documented, "<rule-id>/not-recommended" for a rule
+    that does not recommend the treatment; for a certification the decisive criteria met."""
     if det.decision == "no-rule":
-        return det.reason or "no rule applies"
+        return []
+    if det.decision == "certify":
+        states = ("met",)
+    else:
+        states = ("failed", "not documented")
+    out = [f"{c.rule}/{c.criterion}" for c in det.criteria if c.decisive and c.state in states]
+    if det.decision != "certify":
+        for rid in det.rules_fired:
+            rule = rulebook.by_id.get(rid)
+            if rule is not None and rule.recommendation == "not-recommended":
+                out.append(f"{rid}/not-recommended")
+    return list(dict.fromkeys(out))
+
+
+def gold_path(letter: str | Path) -> Path:
+    """cases/letters/real/CM16-0213037.pdf -> cases/letters/real/CM16-0213037.gold.yaml"""
+    p = Path(letter)
+    return p.with_name(p.name.rsplit(".", 1)[0] + ".gold.yaml")
+
+
+def _norm_item(name: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", name.lower()))
+
+
+def _gold_items(letter: str, parsed_items: list[Any]) -> list[dict | None]:
+    """The gold item for each parsed item (None where there is no gold file or no match): by
+    item name, else by position when the letter and the gold file have as many items."""
+    path = gold_path(letter)
+    if not path.is_file():
+        return [None] * len(parsed_items)
+    try:
+        import yaml
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        gold = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+        items = [g for g in gold.get("items") or [] if isinstance(g, dict)]
+    except Exception:  # noqa: BLE001 - a broken gold file only loses the reason figures
+        return [None] * len(parsed_items)
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for n, g in enumerate(items):
+        by_name[_norm_item(str(g.get("item", "")))].append(n)
+    out: list[dict | None] = []
+    used: set[int] = set()
+    for k, litem in enumerate(parsed_items):
+        cands = [n for n in by_name.get(_norm_item(litem.item), []) if n not in used]
+        if not cands and len(items) == len(parsed_items) and k not in used:
+            cands = [k]
+        if cands:
+            used.add(cands[0])
+            out.append(items[cands[0]])
+        else:
+            out.append(None)
+    return out
+
+
+def _reason(det: Any, mtus: bool = True, litem: Any = None) -> str:
+    if det.decision == "no-rule":
+        why = det.reason or "no rule applies"
+        if not mtus:
+            named = _BOILERPLATE.sub("", (litem.reviewer_guideline or "") if litem is not None else "")
+            why = f"the reviewer's guideline lies outside the MTUS ({named.strip() or 'no citation'}); {why}"
+        return why
     blocking = [c.finding for c in det.criteria if c.decisive and c.state in ("failed", "not documented")]
     if blocking:
         return "; ".join(dict.fromkeys(blocking))
@@ -147,48 +288,125 @@ def _work(args: tuple[str, str | None, int | None]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------- the run
 
+def _ratio(n: int, d: int) -> float | None:
+    return round(n / d, 4) if d else None
+
+
 @dataclass
-class Tally:
-    letters: int = 0
-    failed_letters: int = 0
+class Counts:
+    """Outcome figures over a set of items."""
+
     items: int = 0
     agree: int = 0
     no_rule: int = 0
-    pages_cited: int = 0
-    pages_covered: int = 0
     confusion: Counter = field(default_factory=Counter)       # (letter, engine) -> n
-    by_section: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
     def add(self, item: dict) -> None:
         self.items += 1
         self.agree += item["agree"]
         self.no_rule += item["engine_outcome"] == "no-rule"
         self.confusion[(item["letter_outcome"], item["engine_outcome"])] += 1
+
+    def figures(self) -> dict[str, Any]:
+        """coverage: the share with a determination (not no-rule); recall per letter outcome
+        (no-rule is a miss); balanced accuracy only when the letters hold both outcomes."""
+        per, recall = {}, {}
+        for o in OUTCOMES:
+            n_letters = sum(v for (lo, _), v in self.confusion.items() if lo == o)
+            n_engine = sum(v for (_, eo), v in self.confusion.items() if eo == o)
+            agree = self.confusion[(o, o)]
+            per[o] = {"letters": n_letters, "engine": n_engine, "agree": agree}
+            recall[o] = _ratio(agree, n_letters)
+        both = all(r is not None for r in recall.values())
+        determined = self.items - self.no_rule
+        return {
+            "items": self.items, "determined": determined, "coverage": _ratio(determined, self.items),
+            "agree": self.agree, "agreement": _ratio(self.agree, self.items), "no_rule": self.no_rule,
+            "recall": recall,
+            "balanced_accuracy": round(sum(recall.values()) / len(recall), 4) if both else None,
+            "per_outcome": per,
+            "confusion": {lo: {eo: v for (l2, eo), v in sorted(self.confusion.items()) if l2 == lo}
+                          for lo in OUTCOMES},
+        }
+
+
+@dataclass
+class Tally:
+    letters: int = 0
+    failed_letters: int = 0
+    pages_cited: int = 0
+    pages_covered: int = 0
+    all: Counts = field(default_factory=Counts)
+    mtus: Counts = field(default_factory=Counts)             # MTUS-cited items: the headline
+    outside: Counts = field(default_factory=Counts)          # judged on non-MTUS sources only
+    by_part: dict = field(default_factory=lambda: defaultdict(Counts))
+    by_section: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    gold_letters: set = field(default_factory=set)
+    gold_items: int = 0
+    reason_items: int = 0          # agreeing items with a gold reason
+    reason_matched: int = 0
+    reason_unmapped: int = 0       # ... whose gold reason names no rule criterion ("unmapped:...")
+
+    @property
+    def items(self) -> int:
+        return self.all.items
+
+    @property
+    def confusion(self) -> Counter:
+        return self.all.confusion
+
+    def add(self, item: dict) -> None:
+        self.all.add(item)
+        (self.mtus if item.get("mtus_cited", True) else self.outside).add(item)
+        for part in item.get("parts") or ["(none cited)"]:
+            self.by_part[part].add(item)
         if item["letter_pages"]:
             self.pages_cited += 1
             self.pages_covered += item["pages_covered"]
         key = item["section"] or "(no rule)"
         self.by_section[key][0] += 1
         self.by_section[key][1] += item["agree"]
+        gold = item.get("gold_reason")
+        if gold:
+            self.gold_letters.add(item["letter"])
+            self.gold_items += 1
+            if item["agree"]:
+                self.reason_items += 1
+                self.reason_matched += bool(item.get("reason_match"))
+                if gold.startswith("unmapped:"):
+                    self.reason_unmapped += 1
 
     def summary(self) -> dict[str, Any]:
-        per = {}
-        recalls = []
-        for o in OUTCOMES:
-            n_letters = sum(v for (lo, _), v in self.confusion.items() if lo == o)
-            n_engine = sum(v for (_, eo), v in self.confusion.items() if eo == o)
-            agree = self.confusion[(o, o)]
-            per[o] = {"letters": n_letters, "engine": n_engine, "agree": agree}
-            if n_letters:
-                recalls.append(agree / n_letters)
+        a = self.all.figures()
+        m = self.mtus.figures()
+        mapped = self.reason_items - self.reason_unmapped
         return {
-            "letters": self.letters, "failed_letters": self.failed_letters, "items": self.items,
-            "agree": self.agree, "disagree": self.items - self.agree, "no_rule": self.no_rule,
-            "agreement": round(self.agree / self.items, 4) if self.items else None,
-            "balanced_accuracy": round(sum(recalls) / len(recalls), 4) if recalls else None,
-            "per_outcome": per,
-            "page_agreement": round(self.pages_covered / self.pages_cited, 4) if self.pages_cited else None,
+            "letters": self.letters, "failed_letters": self.failed_letters, "items": a["items"],
+            "agree": a["agree"], "disagree": a["items"] - a["agree"], "no_rule": a["no_rule"],
+            "agreement": a["agreement"],
+            "recall": a["recall"],
+            "balanced_accuracy": a["balanced_accuracy"],
+            "per_outcome": a["per_outcome"],
+            "confusion": a["confusion"],
+            "page_agreement": _ratio(self.pages_covered, self.pages_cited),
+            # the headline: items whose reviewer cited an MTUS part
+            "coverage": m["coverage"],
+            "mtus": m,
+            "outside_mtus": {"items": self.outside.items, "no_rule": self.outside.no_rule,
+                             "agree": self.outside.agree},
+            "by_part": {p: self.by_part[p].figures() for p in sorted(self.by_part, key=_part_order)},
+            "reasons": {
+                "gold_letters": len(self.gold_letters), "gold_items": self.gold_items,
+                "agreeing": self.reason_items, "matched": self.reason_matched,
+                "rate": _ratio(self.reason_matched, self.reason_items),
+                "unmapped": self.reason_unmapped,
+                "rate_mapped": _ratio(self.reason_matched, mapped),
+            },
         }
+
+
+def _part_order(part: str) -> tuple[int, str]:
+    return (2 if part == NON_MTUS else 3 if part.startswith("(") else 1 if part == UNNAMED_MTUS else 0, part)
 
 
 @dataclass
