@@ -183,7 +183,9 @@ def _dose_facts(req: DerivedRequest, spec: Any, facts: dict[str, Any]) -> None:
 
 
 def _gi_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: dict[str, Any]) -> None:
-    nsaids = {o[0] for o in _others(case, req, rulebook) if _has_class(rulebook, o[0], "nsaid")}
+    # a topical NSAID (a strength in %) is neither the NSAID a PPI protects against nor a second NSAID
+    nsaids = {o[0] for o in _others(case, req, rulebook)
+              if _has_class(rulebook, o[0], "nsaid") and not (o[1] and "%" in o[1])}
     if nsaids:
         facts["concurrent_nsaid"] = True
     elif case.medications:
