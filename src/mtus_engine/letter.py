@@ -1033,6 +1033,11 @@ _CLAUSE_SPLIT = re.compile(r";|\bbut\b|\bhowever\b|\balthough\b|\bwhile\b|\bwher
 
 _ACUTE = re.compile(r"\bacute\s+(?:[a-z]+\s+){0,3}?(?:flare(?:-|\s)?ups?|exacerbations?)\b|"
                     r"\bflare(?:-|\s)?ups?\b|\bexacerbations?\b", re.I)
+_EXAM_CUE = re.compile(r"\b(?:exam\w*|revealed|palpa\w*|objective\w*|findings?|noted|present|"
+                       r"there (?:was|were|is|are)|evidence of|notable for|showed|shows|assessment|"
+                       r"positive|treated for|diagnos\w*)\b", re.I)
+_COMPLAINT_CUE = re.compile(r"\b(?:complain\w*|described|reports?|reported|reporting|medications? for|"
+                            r"diagnostic studies|studies)\b", re.I)
 _SPASM = re.compile(r"\bspasms?\b(?!\s+flare|\s+exacerbation)", re.I)
 _RTW_FALSE = re.compile(r"\btemporar(?:il)?y (?:and )?(?:totally |total )?(?:\w+ )?(?:disabled|diabled|disable|"
                         r"disability)\b|\btotally (?:\w+ )?disabled\b|"
@@ -1601,7 +1606,16 @@ class _Narrative:
         acute = _finding(facts, _ACUTE)
         if acute is not None:
             out["acute_exacerbation"] = acute
-        spasm = _finding(facts, _SPASM)
+        # muscle spasm is an examination finding: one found on exam wins over "no documentation
+        # of spasm" elsewhere; a complaint of spasm, or medication "for spasms", is not one
+        spasm_sents = [t for t in facts if "spasm" in t.lower()]
+        on_exam = [t for t in spasm_sents if _EXAM_CUE.search(t) and not _COMPLAINT_CUE.search(t)]
+        if _asserted(on_exam, _SPASM):
+            spasm = True
+        elif _denied(spasm_sents, _SPASM):
+            spasm = False
+        else:
+            spasm = None
         if spasm is not None:
             out["muscle_spasm"] = spasm
         tried: set[str] = set()
