@@ -131,3 +131,132 @@ def test_min_agreement_fails_below(tmp_path, monkeypatch):
     data = json.loads(r.stdout)
     assert data["summary"]["per_outcome"]["overturned"]["letters"] == 1
     assert data["summary"]["balanced_accuracy"] == 0.5
+
+
+# ------------------------------------------------------------------ honest figures (issue 9)
+
+from mtus_engine.regress import Tally, guideline_parts  # noqa: E402
+
+
+def _item(letter_outcome, engine_outcome, *, mtus=True, parts=("cpmtg-2016",), gold=None, match=None):
+    return {"letter": "x.txt", "index": 0, "item": "x", "letter_outcome": letter_outcome,
+            "engine_outcome": engine_outcome, "agree": letter_outcome == engine_outcome,
+            "letter_pages": [], "pages_covered": True, "section": None, "parts": list(parts),
+            "mtus_cited": mtus, "outside_mtus": not mtus, "gold_reason": gold, "reason_match": match}
+
+
+def test_balanced_accuracy_is_na_on_a_one_class_corpus(monkeypatch):
+    # the five seed letters are all upheld: recall of overturned and balanced accuracy are n/a
+    with run_regression(SEEDS) as run:
+        s = run.summary
+        out = __import__("io").StringIO()
+        from mtus_engine.report import write_markdown, write_text
+        write_text(run, out)
+        md = __import__("io").StringIO()
+        write_markdown(run, md)
+    assert s["per_outcome"]["overturned"]["letters"] == 0
+    assert s["balanced_accuracy"] is None and s["recall"] == {"upheld": 1.0, "overturned": None}
+    assert s["mtus"]["balanced_accuracy"] is None
+    assert "100.0%" not in [row.split()[-1] for row in out.getvalue().splitlines() if "balanced accuracy" in row]
+    assert "| balanced accuracy | n/a | n/a |" in md.getvalue()
+
+
+def test_tally_coverage_recall_and_reasons():
+    t = Tally()
+    for it in [
+        _item("upheld", "upheld", gold="a.rule/c1", match=True),
+        _item("upheld", "upheld", gold="unmapped:other", match=False),
+        _item("upheld", "no-rule"),                                   # MTUS-cited, no determination: a miss
+        _item("overturned", "overturned", gold="b.rule/c2", match=False, parts=("acoem-low-back-2004",)),
+        _item("overturned", "upheld", gold="b.rule/c2"),              # disagrees: no reason figure
+        _item("upheld", "no-rule", mtus=False, parts=("non-mtus",)),  # ODG only: outside the MTUS
+    ]:
+        t.add(it)
+    s = t.summary()
+    # coverage: MTUS-cited items with a determination (4 of 5)
+    assert s["coverage"] == 0.8 and s["mtus"]["items"] == 5 and s["mtus"]["determined"] == 4
+    assert s["outside_mtus"] == {"items": 1, "no_rule": 1, "agree": 0}
+    # no-rule is a miss: recall upheld 2/3 among MTUS-cited, 2/4 over all items
+    assert s["mtus"]["recall"] == {"upheld": 0.6667, "overturned": 0.5}
+    assert s["mtus"]["balanced_accuracy"] == round((2 / 3 + 0.5) / 2, 4)
+    assert s["recall"]["upheld"] == 0.5 and s["agreement"] == 0.5
+    # per part: an item counts under every part it cites
+    assert s["by_part"]["acoem-low-back-2004"]["items"] == 1
+    assert s["by_part"]["cpmtg-2016"]["recall"] == {"upheld": 0.6667, "overturned": 0.0}
+    assert list(s["by_part"])[-1] == "non-mtus"
+    # reasons: of the 3 agreeing items with a gold reason, 1 matched; 1 gold reason is unmapped
+    assert s["reasons"] == {"gold_letters": 1, "gold_items": 4, "agreeing": 3, "matched": 1,
+                            "rate": 0.3333, "unmapped": 1, "rate_mapped": 0.5}
+
+
+def test_mtus_cited_from_the_reviewers_guideline(engine):
+    rb = engine.rulebook
+    assert guideline_parts("MTUS Chronic Pain Medical Treatment 2016", rb) == (["cpmtg-2016"], True)
+    assert guideline_parts("MTUS Acupuncture Treatment 2007, and Chronic Pain Medical Treatment 2016 Guidelines",
+                           rb) == (["acupuncture-2007", "cpmtg-2016"], True)
+    assert guideline_parts("MTUS Low Back Complaints 2004; Non-MTUS Citation Official Disability Guidelines "
+                           "(ODG) Low Back", rb) == (["acoem-low-back-2004", "non-mtus"], True)
+    assert guideline_parts("The Expert Reviewer based their decision on recommendation(s) outside of the MTUS "
+                           "Guidelines; Non-MTUS Citation Official Disability Guidelines (ODG) Knee", rb) \
+        == (["non-mtus"], False)
+    assert guideline_parts("The Expert Reviewer did not cite any medical evidence for its decision", rb) == ([], False)
+    assert guideline_parts("MTUS Chronic Pain Treatment Guidelines", rb) == (["mtus-unnamed"], True)
+
+
+def test_coverage_and_reason_agreement_on_letters_with_gold_files(tmp_path):
+    d = tmp_path / "letters"
+    d.mkdir()
+    for name in ("000_76513b612d91b1e3.txt", "003_82aa6a07caa57e33.txt"):
+        (d / name).write_text((LETTERS / name).read_text())
+    # a letter whose first item the reviewer judged on ODG alone
+    text = (LETTERS / "004_d63cce9444fd3e2d.txt").read_text()
+    text = text.replace("MAXIMUS guideline: Decision based on MTUS Acupuncture Treatment Guidelines.",
+                        "MAXIMUS guideline: The Expert Reviewer based their decision on recommendation(s) "
+                        "outside of the MTUS Guidelines. Decision based on Non-MTUS Citation Official "
+                        "Disability Guidelines (ODG) Pain, Acupuncture.", 1)
+    (d / "004_odg.txt").write_text(text)
+    with run_regression([d]) as run:
+        first = list(run.items())
+    assert [i["agree"] for i in first] == [True] * 5
+    odg = [i for i in first if i["letter"].endswith("004_odg.txt")]
+    assert odg[0]["outside_mtus"] and odg[0]["parts"] == ["non-mtus"] and not odg[1]["outside_mtus"]
+
+    # gold files: 000's reason is among the engine's decisive criteria, 003's two are not
+    # (one names a criterion the engine did not find decisive, one no criterion at all)
+    r000 = first[0]["engine_reasons"][0]
+    (d / "000_76513b612d91b1e3.gold.yaml").write_text(yaml.safe_dump({"items": [
+        {"item": first[0]["item"], "outcome": "upheld", "reason": {"criterion": r000}}]}))
+    (d / "003_82aa6a07caa57e33.gold.yaml").write_text(yaml.safe_dump({"items": [
+        {"item": first[1]["item"], "outcome": "upheld", "reason": {"criterion": "unmapped:no-progress-notes"}},
+        {"item": first[2]["item"], "outcome": "upheld", "reason": {"criterion": "muscle-relaxants.class/no-such"}},
+    ]}))
+    with run_regression([d]) as run:
+        s = run.summary
+        items = list(run.items())
+    assert [i["reason_match"] for i in items] == [True, False, False, None, None]
+    assert s["reasons"] == {"gold_letters": 2, "gold_items": 3, "agreeing": 3, "matched": 1, "rate": 0.3333,
+                            "unmapped": 1, "rate_mapped": 0.5}
+    mtus = [i for i in items if i["mtus_cited"]]
+    assert s["mtus"]["items"] == len(mtus) == 4 and s["outside_mtus"]["items"] == 1
+    assert s["coverage"] == round(sum(i["engine_outcome"] != "no-rule" for i in mtus) / len(mtus), 4)
+
+
+def test_pdf_backend_reads_real_letters_line_for_line_as_pypdf():
+    # PDFium (fast) against pypdf (the reference): the same non-blank lines, spaces collapsed
+    import io
+    import re
+
+    from pypdf import PdfReader
+
+    from mtus_engine.letter import read_letter
+
+    def lines(text):
+        return [" ".join(l.split()) for l in re.split(r"[\r\n]", text) if l.strip()]
+
+    for name in ("CM16-0229336.pdf", "CM16-0235991.pdf"):   # both have words hyphenated across lines
+        path = LETTERS / "real" / name
+        reader = PdfReader(io.BytesIO(path.read_bytes()))
+        if reader.is_encrypted:
+            reader.decrypt("")
+        want = "\n\n".join(p.extract_text() or "" for p in reader.pages)
+        assert lines(read_letter(path)) == lines(want)

@@ -310,20 +310,22 @@ class Counts:
     def figures(self) -> dict[str, Any]:
         """coverage: the share with a determination (not no-rule); recall per letter outcome
         (no-rule is a miss); balanced accuracy only when the letters hold both outcomes."""
-        per, recall = {}, {}
+        per, recall, raw = {}, {}, []
         for o in OUTCOMES:
             n_letters = sum(v for (lo, _), v in self.confusion.items() if lo == o)
             n_engine = sum(v for (_, eo), v in self.confusion.items() if eo == o)
             agree = self.confusion[(o, o)]
             per[o] = {"letters": n_letters, "engine": n_engine, "agree": agree}
             recall[o] = _ratio(agree, n_letters)
-        both = all(r is not None for r in recall.values())
+            if n_letters:
+                raw.append(agree / n_letters)
+        both = len(raw) == len(OUTCOMES)
         determined = self.items - self.no_rule
         return {
             "items": self.items, "determined": determined, "coverage": _ratio(determined, self.items),
             "agree": self.agree, "agreement": _ratio(self.agree, self.items), "no_rule": self.no_rule,
             "recall": recall,
-            "balanced_accuracy": round(sum(recall.values()) / len(recall), 4) if both else None,
+            "balanced_accuracy": round(sum(raw) / len(raw), 4) if both else None,
             "per_outcome": per,
             "confusion": {lo: {eo: v for (l2, eo), v in sorted(self.confusion.items()) if l2 == lo}
                           for lo in OUTCOMES},
