@@ -152,8 +152,10 @@ def test_session_notations(engine, item, sessions):
     ("Electrical muscle stimulation 2 times a week for 4 weeks", "tens"),
     ("Retrospective E-stim", "tens"),
     ("Twelve acupuncture visits with capsaicin patch", "acupuncture"),
-    ("Pulsed ultrasound 2 times a week for 4 weeks", "other"),     # therapeutic ultrasound
-    ("Infrared therapy 2 times a week", "other"),
+    ("Pulsed ultrasound 2 times a week for 4 weeks", "ultrasound_therapeutic"),
+    ("Infrared therapy 2 times a week", "thermography"),
+    ("Biofeedback 6 sessions", "biofeedback"),
+    ("Low level laser therapy x 8", "laser"),
     ("Functional capacity evaluation", "other"),
     ("Work hardening 10 sessions", "functional_restoration"),
     ("Inpatient rehabilitation 7-10 days", "other"),

@@ -39,7 +39,11 @@ MODALITIES = ("chiropractic", "acupuncture", "physical_therapy", "massage", "aqu
               # diagnostics, procedures, visits and devices (ACOEM chapters, CPMTG 2016)
               "mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_diagnostic", "office_visit",
               "consultation", "surgery", "injection_facet", "injection_joint", "dme", "psych",
-              "lab_test", "other")
+              "lab_test",
+              # modalities with a CPMTG section of their own (rules/chronic-pain/ultrasound-therapeutic.yaml, laser.yaml,
+              # thermography.yaml, biofeedback.yaml)
+              "ultrasound_therapeutic", "laser", "thermography", "biofeedback",
+              "other")
 # what a compounded topical may contain; "other" is an ingredient the vocabulary cannot name
 INGREDIENTS = (
     "flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "naproxen",
@@ -403,7 +407,7 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
     ("ultrasound_diagnostic", True, r"diagnostic ultrasound|sonogra\w*|doppler|\bultrasound (?:study |exam\w* )?"
                                     r"(?:of|to|for) (?:the )?(?:left |right |bilateral )?" + _JOINTS.replace(
                                         "(?:", "(?:abdomen|neck|hands?|feet|foot|", 1), re.I),
-    ("other", True, r"ultrasound|diathermy", re.I),   # therapeutic ultrasound
+    ("ultrasound_therapeutic", True, r"ultrasound|diathermy", re.I),   # therapeutic ultrasound
     ("epidural_steroid_injection", True, r"epidural|\bESIs?\b|transforaminal|interlaminar|caudal injection", re.I),
     ("injection_facet", True, r"\bfacet|medial branch|\bMBBs?\b|radiofrequency|\bRFA\b|rhizotomy|neurotomy", re.I),
     ("trigger_point_injection", True, r"trigger[- ]?points?|\bTPIs?\b", re.I),
@@ -413,7 +417,10 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
      + r"|\b(?:cortisone|steroid|corticosteroid|kenalog|depo-?medrol|viscosupplement\w*|hyaluron\w*|synvisc"
        r"|orthovisc|euflexxa|supartz|gel-?one)\b.{0,40}?" + _INJECT + r"|(?:synvisc|orthovisc|euflexxa|supartz)", re.I),
     ("acupuncture", True, r"\bacupunct\w*|electro-?acupunct\w*", re.I),
-    ("other", True, r"infrared|biofeedback|low[- ]level laser|cold laser|\blaser therapy", re.I),
+    ("biofeedback", True, r"biofeedback", re.I),
+    ("laser", True, r"low[- ]level laser|cold laser|\blaser therapy|\bLLLT\b", re.I),
+    # letters judge infrared therapy under the CPMTG's "Thermography (infrared stress thermography)"
+    ("thermography", True, r"infrared|thermograph\w*", re.I),
     ("psych", True, r"psycholog\w*|psychiatr\w*|psychother\w*|cognitive behavio\w*|\bCBT\b|partial hospitali\w*"
                     r"|counsel+ing|mental health", re.I),
     ("consultation", True, r"\bconsult\w*|referral|\brefer(?:red)? to\b|\bTOC\b|transfer of care|second opinion"
@@ -452,7 +459,8 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
 ))
 _COUNTED = frozenset({"mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_diagnostic", "lab_test", "dme",
                       "urine_drug_test", "surgery", "consultation"})    # a number on these is a quantity
-_THERAPIES = frozenset({"physical_therapy", "chiropractic", "acupuncture", "massage", "aquatic_therapy"})
+_THERAPIES = frozenset({"physical_therapy", "chiropractic", "acupuncture", "massage", "aquatic_therapy",
+                        "ultrasound_therapeutic", "laser", "biofeedback"})
 # "#6" after a therapy is its visits; after anything else, a quantity
 _SERVICE_WORDS = re.compile(r"therap\w*|treatments?|\btests?\b|testing|evaluation|\bprogram\b|\bstudy\b|services?"
                             r"|\bscan\b|imaging|procedure|\bvisits?\b|\bsessions?\b|\bexam\b", re.I)

@@ -99,7 +99,7 @@ _OPIOID_FACTS = {"opioid_in_use", "opioid_wean_indicated", "morphine_equivalent_
 _DOSE_FACTS = {"daily_dose_mg", "acetaminophen_mg_per_day"}
 _GI_FACTS = {"concurrent_nsaid", "gi_risk"}
 _MODALITY_FACTS = {"pt_myalgia", "pt_neuralgia", "pt_crps", "tens_condition", "opioid_prescribed",
-                   "months_since_injury", "under_active_treatment", "acupuncture_indicated"}
+                   "months_since_injury", "under_active_treatment", "acupuncture_indicated", "cbt_program"}
 
 
 _TOPICAL_NSAIDS = {"flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "naproxen"}
@@ -233,6 +233,10 @@ def _modality_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: 
     if (rehab or concurrent or f.active_exercise_program or f.surgery_considered
             or getattr(f, "oral_medication_intolerance", None)):
         facts["acupuncture_indicated"] = True
+    # biofeedback: an option within a cognitive behavioral therapy program, not stand-alone
+    if any((r.modality or parse_item(r.item, rulebook.drugs).get("modality")) == "psych"
+           for r in case.requests if r.item != req.item):
+        facts["cbt_program"] = True
 
 
 # medication families (rules/vocabulary/facts-medication.yaml)
