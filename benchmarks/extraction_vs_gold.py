@@ -39,6 +39,14 @@ def norm(name: str) -> str:
     return " ".join(str(name).split()).strip(" .:").lower()
 
 
+def medication_generic(name: str) -> str:
+    from mtus_engine.letter import _drug_tables  # the extractor's names: the rulebook's and a few more
+    from mtus_engine.rulebook import load_rulebook
+    drugs = load_rulebook().drugs
+    return _drug_tables()[0].get(name.lower()) or drugs.generic(name) or drugs.find_in_text(name) \
+        or name.lower()
+
+
 def letter_text(pdf: Path, cache: Path | None) -> str:
     if cache is None:
         return read_letter(pdf)
@@ -90,6 +98,7 @@ def main() -> None:
     findings: dict[str, PR] = collections.defaultdict(PR)
     flt: dict[str, PR] = collections.defaultdict(PR)
     requests: dict[str, PR] = collections.defaultdict(PR)
+    meds = PR()
     diffs: list[dict] = []
     t_parse = 0.0
     for gpath in golds:
@@ -161,6 +170,12 @@ def main() -> None:
             findings[key].add(g, c)
             if g != c:
                 diffs.append({"letter": case_id, "measure": f"finding:{key}", "gold": g, "got": c})
+        gm = {medication_generic(m["name"]) for m in gc.get("medications") or []}
+        cm = {medication_generic(m["name"]) for m in case.get("medications") or []}
+        for name in gm | cm:
+            meds.add(True if name in gm else None, True if name in cm else None)
+        if gm != cm:
+            diffs.append({"letter": case_id, "measure": "medications", "gold": sorted(gm), "got": sorted(cm)})
         greqs = gc.get("requests") or []
         creqs = case.get("requests") or []
         for k, gr in enumerate(greqs):
@@ -194,6 +209,7 @@ def main() -> None:
         tot.given += pr.given
         tot.gold += pr.gold
     print(f"  {'(all)':32s} {tot.fmt()}")
+    print(f"medications (per drug)           {meds.fmt()}")
     print("requests:")
     for key in REQUEST_FIELDS:
         print(f"  {key:32s} {requests[key].fmt()}")
