@@ -43,6 +43,8 @@ MODALITIES = ("chiropractic", "acupuncture", "physical_therapy", "massage", "aqu
               # modalities with a CPMTG section of their own (rules/chronic-pain/ultrasound-therapeutic.yaml, laser.yaml,
               # thermography.yaml, biofeedback.yaml)
               "ultrasound_therapeutic", "laser", "thermography", "biofeedback",
+              # devices the ACOEM "Physical Methods" sections judge (rules/physical/)
+              "lumbar_support", "hot_cold",
               "other")
 # what a compounded topical may contain; "other" is an ingredient the vocabulary cannot name
 INGREDIENTS = (
@@ -437,6 +439,12 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
                                       r"|work conditioning", re.I),
     ("tens", False, r"\bTENS\b|transcutaneous electrical|electrical (?:muscle |nerve )?stimulat\w*|\bE-?stim\b"
                     r"|\bEMS\b|\bNMES\b|interferential|\bH-?wave\b", re.I),
+    # devices the ACOEM "Physical Methods" sections judge (rules/physical/), before other equipment
+    ("lumbar_support", False, r"(?:\blumbar|\bback|lumbosacral|\bL-?spine)\s+(?:supports?|braces?|corsets?|belts?"
+                              r"|binders?|orthos[ie]s)\b|\bT?LSO\b|lumbar corset", re.I),
+    ("hot_cold", False, r"cold therapy|cryotherapy|cryo-?cuff|hot/cold|hot and cold|heat(?:ing)? (?:therapy )?pad"
+                        r"|heat therapy|heat wrap|ice (?:pack|machine|unit)|cold (?:pack|unit|compression)|hot pack"
+                        r"|polar care|game ready", re.I),
     ("dme", False, r"\bbraces?\b|\bbracing\b|\bsupports?\b|\bsplints?\b|pillows?|\bcanes?\b|walker|wheel ?chair"
                    r"|commode|shower|\bbath\b|\bchairs?\b|scooter|crutch\w*|\bslings?\b|orthotic\w*|orthos[ie]s"
                    r"|insoles?|shoe inserts?|cold therapy|cryotherapy|hot/cold|heat(?:ing)? (?:therapy )?pad"
@@ -458,7 +466,7 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
     ("other", False, _INJECT, re.I),
 ))
 _COUNTED = frozenset({"mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_diagnostic", "lab_test", "dme",
-                      "urine_drug_test", "surgery", "consultation"})    # a number on these is a quantity
+                      "hot_cold", "lumbar_support", "urine_drug_test", "surgery", "consultation"})    # a number on these is a quantity
 _THERAPIES = frozenset({"physical_therapy", "chiropractic", "acupuncture", "massage", "aquatic_therapy",
                         "ultrasound_therapeutic", "laser", "biofeedback"})
 # "#6" after a therapy is its visits; after anything else, a quantity
@@ -786,7 +794,7 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
 def _modality_details(modality: str, item: str) -> dict[str, Any]:
     """What the item says about a device, an injection or home services."""
     out: dict[str, Any] = {}
-    if modality in ("tens", "dme"):
+    if modality in ("tens", "dme", "hot_cold", "lumbar_support"):
         if _PURCHASE.search(item):
             out["purchase"] = True
         elif _RENTAL.search(item):
