@@ -99,6 +99,7 @@ def main() -> None:
     flt: dict[str, PR] = collections.defaultdict(PR)
     requests: dict[str, PR] = collections.defaultdict(PR)
     meds = PR()
+    dx = PR()
     diffs: list[dict] = []
     t_parse = 0.0
     for gpath in golds:
@@ -170,6 +171,12 @@ def main() -> None:
             findings[key].add(g, c)
             if g != c:
                 diffs.append({"letter": case_id, "measure": f"finding:{key}", "gold": g, "got": c})
+        gdx = {norm(d) for d in gc.get("diagnoses") or []}
+        cdx = {norm(d) for d in case.get("diagnoses") or []}
+        for name in gdx | cdx:
+            dx.add(True if name in gdx else None, True if name in cdx else None)
+        if gdx != cdx:
+            diffs.append({"letter": case_id, "measure": "diagnoses", "gold": sorted(gdx), "got": sorted(cdx)})
         gm = {medication_generic(m["name"]) for m in gc.get("medications") or []}
         cm = {medication_generic(m["name"]) for m in case.get("medications") or []}
         for name in gm | cm:
@@ -209,6 +216,7 @@ def main() -> None:
         tot.given += pr.given
         tot.gold += pr.gold
     print(f"  {'(all)':32s} {tot.fmt()}")
+    print(f"diagnoses (exact, per diagnosis) {dx.fmt()}")
     print(f"medications (per drug)           {meds.fmt()}")
     print("requests:")
     for key in REQUEST_FIELDS:

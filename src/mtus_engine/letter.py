@@ -1215,7 +1215,17 @@ _RFA_DATES = (
 )
 _DIAG_INTRO = re.compile(
     r"\b(?:diagnos(?:es|is)\b(?:\s+[a-z]+){0,4}?\s+(?:are|is|were|include[sd]?|including|of)"
-    r"|diagnosed\s+(?:as having|with)|has been treated for)\s*:?\s+(?P<list>[^.]+)", re.I)
+    r"|diagnosed\s+(?:as having|with)|(?:has been|being|is|was) treated for|undergoing treatment for)"
+    r"\s*:?\s+(?P<list>[^.]+)", re.I)
+_DIAG_PREFIX = re.compile(r"^(?:(?:documented|noted|listed)(?:\s+(?:as|is|to be))?|as|is|a|an)\s+", re.I)
+# words that enumerate parts inside one diagnosis ("strain of muscle, fascia and tendon",
+# "lumbar, hip, and neck strain", "carpal tunnel syndrome, left upper limb")
+_DIAG_PART_WORD = re.compile(
+    r"^(?:and\s+)?(?:muscles?|fascia|tendons?|ligaments?|cervical|thoracic|lumbar|lumbosacral|sacral|"
+    r"hips?|ankles?|feet|foot|knees?|shoulders?|elbows?|wrists?|hands?|fingers?|neck|back|arms?|legs?|"
+    r"left|right|bilateral|subsequent|initial|sequela|upper|lower)\b", re.I)
+_DIAG_QUALIFIER = re.compile(r"^(?:left|right|bilateral|subsequent|initial|sequela)\b|"
+                             r"^\w+ (?:region|level|limb)$", re.I)
 _LEADING_CONJ = re.compile(r"^(?:and|or)\s+")
 _LAST_AND = re.compile(r"^(.*\S)\s+and\s+(\S.*)$")
 _DIAG_GLUED = re.compile(r"(?<=(?:sis|thy|tis))\s+(?=(?:lumbar|cervical|thoracic)\b)", re.I)
@@ -1482,18 +1492,61 @@ def _duration_weeks(sentences: Iterable[str], window_text: str) -> int | None:
 
 
 def _split_diagnoses(text: str) -> list[str]:
+    """A list of diagnoses: semicolons always separate; commas separate unless they enumerate the
+    parts of one diagnosis; a final "and" separates whole diagnoses."""
+    text = text.strip().rstrip(";:, ")
+    if ";" in text:
+        parts = [p for p in (q.strip() for q in text.split(";")) if p]
+        out: list[str] = []
+        for part in parts:
+            out.extend(_split_diagnoses(part) if "," in part else [_DIAG_PREFIX.sub("", part)])
+        return out
     parts = _split_outside_parens(text)
-    out: list[str] = []
-    for k, part in enumerate(parts):
-        part = _LEADING_CONJ.sub("", part.strip())
+    merged: list[str] = []
+    for part in parts:
+        part = part.strip()
+        if merged and _joins_previous(merged[-1], part):
+            merged[-1] += ", " + part
+        else:
+            merged.append(part)
+    out = []
+    for k, part in enumerate(merged):
+        part = _DIAG_PREFIX.sub("", _LEADING_CONJ.sub("", part.strip()))
         pieces = [part]
-        if k == len(parts) - 1:
-            # the list's final "and": split it unless it joins single modifiers ("neck and low back sprain")
-            m = _LAST_AND.match(part)
-            if m and len(m.group(1).split()) >= 2:
-                pieces = [m.group(1), m.group(2)]
+        if k == len(merged) - 1 and "," not in part:
+            pieces = _split_and(part, several=len(merged) > 1)
         for piece in pieces:
             out.extend(p.strip() for p in _DIAG_GLUED.split(piece) if p.strip())
+    return [d for d in out if d]
+
+
+def _joins_previous(previous: str, part: str) -> bool:
+    words = part.split()
+    if len(previous.split()) == 1 and len(words) >= 2 and previous[:1].islower() and "-" in previous:
+        return True  # "full-thickness, near-complete tear"
+    last = previous.split()[-1] if previous.split() else ""
+    if _DIAG_PART_WORD.match(last) and _DIAG_PART_WORD.match(part):
+        return True  # an enumeration of parts
+    return len(words) <= 3 and bool(_DIAG_QUALIFIER.match(part)) and not _DIAG_PART_WORD.match(last) \
+        and len(previous.split()) >= 2 and not re.search(r"\b(?:pain|strain|sprain)$", part, re.I)
+
+
+def _split_and(part: str, several: bool) -> list[str]:
+    """Split whole diagnoses joined by "and", not an "and" inside one ("recess and foraminal
+    stenosis" after "with"; "neck and low back sprain")."""
+    pieces = re.split(r"\s+and\s+", part)
+    if len(pieces) == 1:
+        return [part]
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        prev = out[-1]
+        single = len(prev.split()) == 1 and not several
+        with_ = re.search(r"\bwith\s+(.*)$", prev)
+        if (with_ and len(with_.group(1).split()) <= 2) or single or _DIAG_PART_WORD.match(prev.split()[-1]) \
+                and len(prev.split()) == 1:
+            out[-1] = prev + " and " + piece
+        else:
+            out.append(piece)
     return out
 
 
@@ -1528,8 +1581,7 @@ class _Narrative:
             self.ur = _date(min(hits)[1]) if hits else None
         self.rfa = self._rfa_date(summary) or self._rfa_date(rationale)
 
-        self.diagnoses = self._diagnoses(letter.summary) or self._diagnoses(
-            " ".join(s.text for s in rationale if s.fact))
+        self.diagnoses = self._diagnoses(letter.summary)  # never the rationale's reading
         self.meds = self._medications()
 
     def _rfa_date(self, sents: list[_Sent]) -> dt.date | None:
