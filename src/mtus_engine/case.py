@@ -182,6 +182,10 @@ class Request(_Strict):
     sessions: int | None = Field(default=None, ge=0, le=MAX_SESSIONS, description="Visits requested.")
     prior_sessions: int | None = Field(default=None, ge=0, le=MAX_SESSIONS * 5,
                                        description="Visits of this treatment already completed.")
+    authorized_sessions: int | None = Field(
+        default=None, ge=0, le=MAX_SESSIONS,
+        description="Visits of this same request already certified by utilization review; an IMR item is "
+                    "then the remaining portion ('12 visits was the original request, 6 were authorized').")
     prior_treatment: bool | None = Field(
         default=None, description="Prior use of this same treatment is documented (duration or count may be unknown).")
     prior_use_weeks: int | None = Field(default=None, ge=0, le=MAX_WEEKS,

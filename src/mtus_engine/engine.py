@@ -72,11 +72,15 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[s
             facts["total_units"] = total
             if spec:
                 facts["supply_days"] = round(total / spec.daily_units, 1)
+    # visits of the same request that UR already certified count with it: the original request
+    authorized = req.authorized_sessions or 0
+    if req.sessions is not None:
+        facts["course_sessions"] = req.sessions + authorized
     if req.sessions is not None and req.prior_sessions is not None:
-        facts["total_sessions"] = req.sessions + req.prior_sessions
+        facts["total_sessions"] = req.sessions + req.prior_sessions + authorized
     elif req.sessions is not None and req.prior_treatment is not True:
         # nothing completed before: stated, or no earlier course recorded (a first request is a trial)
-        facts["total_sessions"] = req.sessions
+        facts["total_sessions"] = req.sessions + authorized
     # the breadth families' derived facts, only where a rule for this item reads them
     reads = rulebook.reads(req.drug, req.modality)
     if reads & _OPIOID_FACTS and spec and "opioid" in spec.classes:
@@ -471,6 +475,8 @@ class Engine:
         modified = None
         if decision == "modify":
             modified = self._modified(req, facts, modify_supply, modify_sessions)
+            if modified.sessions == 0:   # UR already certified all the guideline allows
+                decision, modified = "non-certify", None
         citations = self._citations(rules, parts)
         rationale = self._rationale(req, rules, criteria, decision, modified, parts)
         return Determination(
@@ -523,7 +529,8 @@ class Engine:
 
     def _modified(self, req: DerivedRequest, facts: dict, supply: list[int], sessions: list[int]) -> ModifiedRequest:
         if sessions:
-            n = min(sessions)
+            # the guideline's count less the visits UR already certified from the same request
+            n = max(min(sessions) - (req.authorized_sessions or 0), 0)
             return ModifiedRequest(item=f"{req.item} (modified to {n} visits)", sessions=n)
         days = min(supply)
         spec = self.rulebook.drugs.spec(req.drug or "")
