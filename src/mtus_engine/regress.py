@@ -282,6 +282,18 @@ def _reason(det: Any, mtus: bool = True, litem: Any = None) -> str:
     return "every decisive criterion met"
 
 
+def _warm_extractor(path: str) -> None:
+    """Before forking workers: extract one letter in the parent, so the extractor's lazily built
+    tables (drug names, section and part titles, read from the rulebook) are inherited by every
+    worker rather than built again in each. Only extraction: a compiled engine must not cross a
+    fork (durable_rules state inherited through fork crashes on free)."""
+    from .letter import letter_to_case, parse_letter, read_letter
+    try:
+        letter_to_case(parse_letter(read_letter(path), path), "warm-up")
+    except Exception:  # noqa: BLE001 - the worker reports this letter's error
+        pass
+
+
 def _work(args: tuple[str, str | None, int | None]) -> dict[str, Any]:
     return regress_letter(*args)
 
@@ -461,10 +473,13 @@ def run_regression(paths: Iterable[str | Path], *, workers: int = 1, rules_dir: 
 
         if workers > 1 and total > 1:
             ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+            if ctx.get_start_method() == "fork":
+                _warm_extractor(jobs[0][0])
             from .batch import _quiet_worker
             with ctx.Pool(workers, initializer=_quiet_worker) as pool:
                 # ordered imap keeps the report in input order whatever the worker count
-                consume(pool.imap(_work, jobs, chunksize=max(1, min(64, total // (workers * 8) or 1))))
+                # small chunks for a small corpus: PDFs differ in cost and the last chunk sets the end
+                consume(pool.imap(_work, jobs, chunksize=max(1, min(64, total // (workers * 32)))))
         else:
             consume(map(_work, jobs))
     # every file in is either reported or an error
