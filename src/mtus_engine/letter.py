@@ -1217,15 +1217,17 @@ _DIAG_INTRO = re.compile(
     r"\b(?:diagnos(?:es|is)\b(?:\s+[a-z]+){0,4}?\s+(?:are|is|were|include[sd]?|including|of)"
     r"|diagnosed\s+(?:as having|with)|(?:has been|being|is|was) treated for|undergoing treatment for)"
     r"\s*:?\s+(?P<list>[^.]+)", re.I)
-_DIAG_PREFIX = re.compile(r"^(?:(?:documented|noted|listed)(?:\s+(?:as|is|to be))?|as|is|a|an)\s+", re.I)
+_DIAG_PREFIX = re.compile(r"^(?:and\s+|or\s+)?(?:[\"']\s*)?(?:(?:(?:documented|noted|listed)(?:\s+(?:as|is|to be))?|"
+                          r"as|is|a|an|the diagnos[ie]s of)\s+)?", re.I)
 # words that enumerate parts inside one diagnosis ("strain of muscle, fascia and tendon",
 # "lumbar, hip, and neck strain", "carpal tunnel syndrome, left upper limb")
 _DIAG_PART_WORD = re.compile(
     r"^(?:and\s+)?(?:muscles?|fascia|tendons?|ligaments?|cervical|thoracic|lumbar|lumbosacral|sacral|"
     r"hips?|ankles?|feet|foot|knees?|shoulders?|elbows?|wrists?|hands?|fingers?|neck|back|arms?|legs?|"
     r"left|right|bilateral|subsequent|initial|sequela|upper|lower)\b", re.I)
-_DIAG_QUALIFIER = re.compile(r"^(?:left|right|bilateral|subsequent|initial|sequela)\b|"
-                             r"^\w+ (?:region|level|limb)$", re.I)
+_DIAG_QUALIFIER = re.compile(r"^(?:left|right|bilateral|subsequent|initial|sequela)\b(?:\s+\w+)?\s*"
+                             r"(?:limb|hand|arm|leg|encounter|side|region|level|knee|shoulder|wrist|hip|"
+                             r"ankle|foot|elbow|spine)?$|^\w+ (?:region|level|limb)$", re.I)
 _LEADING_CONJ = re.compile(r"^(?:and|or)\s+")
 _LAST_AND = re.compile(r"^(.*\S)\s+and\s+(\S.*)$")
 _DIAG_GLUED = re.compile(r"(?<=(?:sis|thy|tis))\s+(?=(?:lumbar|cervical|thoracic)\b)", re.I)
@@ -1517,7 +1519,7 @@ def _split_diagnoses(text: str) -> list[str]:
             pieces = _split_and(part, several=len(merged) > 1)
         for piece in pieces:
             out.extend(p.strip() for p in _DIAG_GLUED.split(piece) if p.strip())
-    return [d for d in out if d]
+    return [d for d in (_DIAG_PREFIX.sub("", x).strip(" \"'") for x in out) if d]
 
 
 def _joins_previous(previous: str, part: str) -> bool:
