@@ -105,7 +105,11 @@ def evaluate(engine: Engine) -> list[dict]:
                            if c.decisive and c.state in ("failed", "not documented")]
                 row["engine_first"] = failing[0] if failing else None
                 if gold_crit and not gold_crit.startswith("unmapped:"):
-                    if it["outcome"] == "upheld":
+                    if it["outcome"] == "upheld" and gold_crit.endswith("/not-recommended"):
+                        # a not-recommended rule has no criteria: it is the reason when it fires
+                        hit = gold_crit.rsplit("/", 1)[0] in det.rules_fired and det.decision == "non-certify"
+                        row["criterion_any"] = row["criterion_first"] = hit
+                    elif it["outcome"] == "upheld":
                         row["criterion_any"] = gold_crit in failing
                         row["criterion_first"] = bool(failing) and failing[0] == gold_crit
                     else:
