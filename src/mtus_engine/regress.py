@@ -29,6 +29,7 @@ from .errors import MtusError
 
 LETTER_SUFFIXES = {".txt", ".pdf"}
 COMPANION_SUFFIXES = (".gold.yaml",)   # hand-checked gold files kept beside the letters
+CORPUS_DOCS = {"readme.md", "readme.txt", "readme"}   # a corpus's own description, not a letter
 OUTCOMES = ("upheld", "overturned")
 NON_MTUS = "non-mtus"          # the part id of ODG and any other "Non-MTUS Citation"
 UNNAMED_MTUS = "mtus-unnamed"  # the reviewer cites the MTUS without naming a part we know
@@ -66,7 +67,8 @@ def collect_letters(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]
         p = Path(raw)
         if p.is_dir():
             for child in sorted(x for x in p.rglob("*") if x.is_file()):
-                if child.name.startswith(".") or child.name.endswith(COMPANION_SUFFIXES):
+                if (child.name.startswith(".") or child.name.endswith(COMPANION_SUFFIXES)
+                        or child.name.lower() in CORPUS_DOCS):
                     continue
                 if child.suffix.lower() in LETTER_SUFFIXES:
                     letters.append(child)
