@@ -45,9 +45,10 @@ def full_output(jsonl, tmp_path_factory):
 
 def test_output_order_summary_and_errors(full_output):
     lines = [json.loads(l) for l in full_output.splitlines()]
-    body, summary = lines[:-1], lines[-1]["summary"]
+    header, body, summary = lines[0]["batch"], lines[1:-1], lines[-1]["summary"]
+    assert header["input"]["kind"] == "file" and header["input"]["size"] > 0
     assert [r["index"] for r in body] == list(range(len(body)))
-    assert summary["cases"] == len(body) == 607
+    assert summary["cases"] == len(body) == 607 and summary["evaluated"] + summary["errors"] == 607
     assert summary["errors"] == 7 and all("sixty" in r["error"] for r in body if "error" in r)
     assert summary["requests"] == 600 and sum(summary["by_decision"].values()) == 600
 
@@ -67,9 +68,22 @@ def test_resume_after_a_cut_at_any_byte_gives_every_case_exactly_once(jsonl, ful
     assert out.read_bytes() == full_output
 
 
+POISON = [
+    '{"id": "deep", "requests": [{"item": "Soma"}], "diagnoses": ' + "[" * 40000 + "]" * 40000 + "}",
+    '{"id": "qty", "request_date": "2014-06-20", "requests": [{"item": "Cyclobenzaprine 7.5mg #999999"}]}',
+    '{"id": "date", "request_date": "2014-13-45", "requests": [{"item": "Soma"}]}',
+    '{"id": "big", "requests": [{"item": "Soma", "quantity": ' + "9" * 5000 + "}]}",
+    "\udcff not json at all",
+]
+
+
 def test_resume_after_a_real_kill(jsonl, full_output, tmp_path):
+    # a kill-and-resume with poison lines in the input: they are error lines, the run goes on
     big = tmp_path / "big.jsonl"
-    big.write_text(_cases(6000))
+    lines = _cases(6000).splitlines()
+    for k, poison in enumerate(POISON):
+        lines.insert(500 + 900 * k, poison)
+    big.write_text("\n".join(lines) + "\n", errors="surrogateescape")
     out = tmp_path / "out.jsonl"
     cmd = [sys.executable, "-m", "mtus_engine", "evaluate", "--batch", str(big), "--output", str(out),
            "--workers", "2", "--quiet"]
@@ -78,14 +92,18 @@ def test_resume_after_a_real_kill(jsonl, full_output, tmp_path):
     while time.time() < deadline and (not out.exists() or out.stat().st_size < 200_000):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=30)
     time.sleep(0.5)
-    orphans = subprocess.run(["pgrep", "-f", f"--output {out}"], capture_output=True, text=True).stdout.split()
+    orphans = subprocess.run(["pgrep", "-f", f"--output {out}"], capture_output=True, text=True,
+                             timeout=30).stdout.split()
     assert orphans == [], "pool workers outlived their killed parent"
-    subprocess.run(cmd + ["--resume"], cwd=ROOT, check=False)
+    assert subprocess.run(cmd + ["--resume"], cwd=ROOT, check=False, timeout=300).returncode == 2
     reference = tmp_path / "ref.jsonl"
-    subprocess.run(cmd[:6] + ["--output", str(reference), "--quiet"], cwd=ROOT, check=False)
-    assert out.read_bytes() == reference.read_bytes()
+    subprocess.run(cmd[:6] + ["--output", str(reference), "--quiet"], cwd=ROOT, check=False, timeout=300)
+    got, want = out.read_bytes().splitlines(), reference.read_bytes().splitlines()
+    assert [a for a, b in zip(got, want) if a != b][:2] == [] and len(got) == len(want)
+    summary = json.loads(out.read_bytes().splitlines()[-1])["summary"]
+    assert summary["errors"] >= len(POISON) and summary["cases"] == summary["evaluated"] + summary["errors"]
 
 
 def test_directory_input_and_non_case_files(tmp_path):
@@ -96,22 +114,26 @@ def test_directory_input_and_non_case_files(tmp_path):
     (d / "notes.txt").write_text("hello")
     out = tmp_path / "o.jsonl"
     summary = run_batch(str(d), output=str(out))
-    recs = [json.loads(l) for l in out.read_text().splitlines()]
+    recs = [json.loads(l) for l in out.read_text().splitlines()][1:]
     assert [r.get("case_id") for r in recs[:-1]] == ["a", "b", None]
     assert "not a case file" in recs[2]["error"] and summary["errors"] == 1
 
 
-def test_resume_refuses_a_foreign_file(jsonl, tmp_path):
+def test_resume_refuses_a_foreign_file(jsonl, full_output, tmp_path):
+    from mtus_engine.errors import InputError
     out = tmp_path / "o.jsonl"
     out.write_text('{"index": 5}\n')
-    from mtus_engine.errors import InputError
+    with pytest.raises(InputError, match="line 1 is not a batch header"):
+        resume_point(out)
+    header = full_output.split(b"\n", 1)[0]
+    out.write_bytes(header + b'\n{"index": 5}\n')
     with pytest.raises(InputError, match="index 5, expected 0"):
         resume_point(out)
 
 
 def test_cli_batch_exit_code_and_stdout(jsonl):
     r = subprocess.run([sys.executable, "-m", "mtus_engine", "evaluate", "--batch", "-", "--quiet"],
-                       input=jsonl.read_bytes()[:5000], capture_output=True, cwd=ROOT)
+                       input=jsonl.read_bytes()[:5000], capture_output=True, cwd=ROOT, timeout=120)
     lines = r.stdout.decode().splitlines()
-    assert json.loads(lines[-1])["summary"]["cases"] == len(lines) - 1
+    assert json.loads(lines[-1])["summary"]["cases"] == len(lines) - 1   # stdout: no header line
     assert r.returncode in (0, 2)

@@ -38,15 +38,41 @@ def evaluate_sources(sources: list[str], engine: Engine, *, explain: bool = Fals
     engine = engine.under_edition(edition)
     out = []
     for source in sources:
+        case = None
         try:
             case = read_source(source, max_bytes=max_bytes)
-        except InputError as exc:
-            out.append(Evaluated(source, error=exc))
+            result = engine.evaluate(case)
+            trace = [engine.fire(case, i) for i in range(len(case.requests))] if explain else None
+        except Exception as exc:  # noqa: BLE001 - one case never takes down the run
+            out.append(Evaluated(source, error=case_error(source, exc, case, engine)))
             continue
-        result = engine.evaluate(case)
-        trace = [engine.fire(case, i) for i in range(len(case.requests))] if explain else None
         out.append(Evaluated(source, result=result, explain=trace))
     return out
+
+
+def case_error(source: str, exc: BaseException, case: Case | None = None, engine: Engine | None = None) -> InputError:
+    """Any failure of one case as its one-line error: bad input as reported, a derived value
+    out of bounds naming the request and field, anything else (an engine or internal error)
+    named by its type, never a traceback."""
+    from pydantic import ValidationError
+
+    from .case import derived_error
+    from .errors import MtusError
+    if isinstance(exc, InputError):
+        return exc
+    if isinstance(exc, ValidationError) and case is not None and engine is not None:
+        try:
+            found = derived_error(case, engine.rulebook.drugs, source)
+        except Exception:  # noqa: BLE001
+            found = None
+        if found is not None:
+            return found
+    if isinstance(exc, MtusError):
+        return InputError(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    text = " ".join(str(exc).split())[:200]
+    return InputError(source, f"could not be evaluated: internal error ({type(exc).__name__}"
+                              + (f": {text}" if text else "") + ")",
+                      expected="a case this engine can judge; please report this input")
 
 
 def extract_letter(path: str, *, max_bytes: int | None = None) -> dict:
@@ -58,26 +84,66 @@ def extract_letter(path: str, *, max_bytes: int | None = None) -> dict:
     return {"source": path, "letter": parsed.model_dump(mode="json"), "case": case_to_data(case)}
 
 
-def write_extraction(doc: dict, path: str, out_dir: Path, fmt: str) -> list[Path]:
-    """Write <stem>.letter.<fmt> and <stem>.case.yaml inside out_dir, never outside it."""
+def write_extraction(doc: dict, path: str, out_dir: Path, fmt: str,
+                     taken: dict[str, str] | None = None) -> list[Path]:
+    """Write <stem>.letter.<fmt> and <stem>.case.yaml inside out_dir, never outside it.
+
+    ``taken`` maps the names written so far in this run to their letters: a second letter
+    with the same stem (d1/a.txt, d2/a.txt) is refused rather than overwriting the first.
+    Each file is written to a fresh temporary name (O_EXCL, never following a planted
+    symlink) and renamed into place, so nothing half-written is left either.
+    """
     import json as _json
     import os
+    import tempfile
 
     import yaml
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(str(out_dir), f"cannot create the output directory: {exc.strerror or exc}") from None
     stem = Path(path).name.rsplit(".", 1)[0]
+    names = [(f"{stem}.letter.{fmt}", doc["letter"], fmt), (f"{stem}.case.yaml", doc["case"], "yaml")]
+    if taken is not None:
+        for name, _, _ in names:
+            if name in taken:
+                raise InputError(path, f"its output {out_dir / name} was already written from {taken[name]} "
+                                       "in this run", expected="letters with distinct file names, or one -o per directory")
     written = []
-    for name, data, kind in ((f"{stem}.letter.{fmt}", doc["letter"], fmt), (f"{stem}.case.yaml", doc["case"], "yaml")):
+    for name, data, kind in names:
         target = (out_dir / name).resolve()
         if target.parent != out_dir.resolve():
             raise InputError(path, "output name escapes the output directory")
+        if target.is_dir():
+            raise InputError(path, f"its output {target} is a directory")
         text = (_json.dumps(data, indent=2, ensure_ascii=False) + "\n" if kind == "json"
                 else yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)  # nothing half-written
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
+            try:
+                os.fchmod(fd, 0o666 & ~_umask())
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, target)  # replaces a symlink at target, never writes through it
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError as exc:
+            raise InputError(path, f"cannot write {target}: {exc.strerror or exc}") from None
         written.append(target)
+        if taken is not None:
+            taken[name] = path
     return written
+
+
+def _umask() -> int:
+    import os
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def regression_report(paths: list[str], *, fmt: str = "json", output: str | None = None,
@@ -139,6 +205,6 @@ def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:
     if source != "-" and Path(source).suffix.lower() in (".txt", ".pdf"):
         from .case import case_from_data
         from .letter import letter_to_case, parse_letter, read_letter
-        parsed = parse_letter(read_letter(source), source)
+        parsed = parse_letter(read_letter(source, max_bytes=max_bytes), source)
         return case_from_data(letter_to_case(parsed, f"letter-{Path(source).stem}"), source)
     return read_case(source, max_bytes=max_bytes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 from typing import Callable, Iterable
 
@@ -26,6 +27,9 @@ _OBSERVED = 2
 # action initialises it: a session where no rule fires crashes (invalid free, then SIGSEGV).
 # One rule that always fires keeps every session safe; it is dropped from the results.
 _SESSION_RULE = "mtus-session"
+# a fact kind only the cleanup rule matches: ends a session whose first assert failed
+_CLEANUP_KIND = "mtus-cleanup"
+_CLEANUP_RULE = "mtus-cleanup"
 
 
 class RulesetHandle:
@@ -34,8 +38,12 @@ class RulesetHandle:
     def __init__(self, name: str, definition: dict):
         # create_ruleset keeps its own copy of the JSON; our dict is never mutated
         self.name = name
-        definition = {**definition, _SESSION_RULE: {"all": [{"m": {"kind": "request"}}]}}
-        self._handle = _dre.create_ruleset(name, json.dumps(definition, sort_keys=True))
+        definition = {**definition, _SESSION_RULE: {"all": [{"m": {"kind": "request"}}]},
+                      _CLEANUP_RULE: {"all": [{"m": {"kind": _CLEANUP_KIND}}]}}
+        try:
+            self._handle = _dre.create_ruleset(name, json.dumps(definition, sort_keys=True))
+        except Exception as exc:  # noqa: BLE001 - the C layer raises plain Exceptions with a code
+            raise EngineError(_explain(name, exc)) from None
         self._sids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -45,18 +53,42 @@ class RulesetHandle:
 
         ``then`` receives the rules fired so far and returns facts to assert next in the same
         session: forward chaining from one stage's conclusions to the next.
+
+        Anything durable_rules reports is an EngineError naming this ruleset; the session is
+        always ended in a way its C layer survives (see ``_end``).
         """
         with self._lock:
             sid = str(next(self._sids))
+            started = False
             try:
                 fired = self._assert(sid, facts)
+                started = True
                 if then is not None:
                     more = list(then(fired))
                     if more:
                         fired += self._assert(sid, more)
                 return fired
             finally:
-                _dre.delete_state(self._handle, sid)
+                self._end(sid, started)
+
+    def _end(self, sid: str, started: bool) -> None:
+        """Delete the session. When its first assert failed (error 303, a match stack
+        overflow), no action ever started and delete_state would free an uninitialised action
+        context (SIGSEGV, "free(): invalid size"): fire the session rule first with a fact only
+        it matches. If even that fails, the session is left (it holds no facts)."""
+        if not started:
+            try:
+                _, state = _dre.assert_facts(self._handle, orjson.dumps(
+                    [{"sid": sid, "id": "mtus-cleanup", "kind": _CLEANUP_KIND}]).decode())
+                message = _dre.start_action_for_state(self._handle, state)
+                while message:
+                    message = _dre.complete_and_start_action(self._handle, state)
+            except Exception:  # noqa: BLE001 - nothing started: deleting would crash
+                return
+        try:
+            _dre.delete_state(self._handle, sid)
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"durable_rules could not end a session of ruleset {self.name}: {exc}") from None
 
     def _assert(self, sid: str, facts: list[dict]) -> list[str]:
         for i, fact in enumerate(facts):
@@ -65,20 +97,100 @@ class RulesetHandle:
         try:
             code, state = _dre.assert_facts(self._handle, orjson.dumps(facts).decode())
         except Exception as exc:  # the C layer raises plain Exceptions with a code
-            raise EngineError(f"durable_rules rejected the facts: {exc}") from None
+            raise EngineError(_explain(self.name, exc)) from None
         if code == _OBSERVED:
             raise EngineError("durable_rules saw a duplicate fact (hash collision or repeated id)")
         fired: list[str] = []
-        message = _dre.start_action_for_state(self._handle, state)
-        message = message[1] if message else None
-        while message:
-            # a message is {"<rule name>": {...matched facts...}}; rule names hold no quotes,
-            # so slicing saves decoding the whole matched fact
-            name = message[message.index('"') + 1: message.index('":')]
-            if name != _SESSION_RULE:
-                fired.append(name)
-            message = _dre.complete_and_start_action(self._handle, state)
+        try:
+            message = _dre.start_action_for_state(self._handle, state)
+            message = message[1] if message else None
+            while message:
+                # a message is {"<rule name>": {...matched facts...}}; rule names hold no quotes,
+                # so slicing saves decoding the whole matched fact
+                name = message[message.index('"') + 1: message.index('":')]
+                if name not in (_SESSION_RULE, _CLEANUP_RULE):
+                    fired.append(name)
+                message = _dre.complete_and_start_action(self._handle, state)
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(_explain(self.name, exc)) from None
         return fired
+
+    def close(self) -> None:
+        """Drop the ruleset from durable_rules (for throwaway rulesets such as lint probes)."""
+        try:
+            _dre.delete_ruleset(self._handle)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# durable_rules 2.0.28 error codes (rules.h) and what they mean for us
+_CODES = {
+    302: "a fact has more properties than durable_rules allows (255)",
+    303: "the ruleset's match stack overflowed (durable_rules MAX_STACK_SIZE 64): the rule family is too "
+         "large or too branchy; split it (`mtus rules lint` checks the headroom)",
+    304: "too many messages in one frame",
+    101: "durable_rules ran out of memory (too many live sessions?)",
+    106: "too many rules in one ruleset",
+    107: "too many rules share one condition (durable_rules' per-node limit)",
+    108: "too many joins in one rule",
+}
+_CODE = re.compile(r"error code:\s*(\d+)")
+
+
+def _explain(ruleset: str, exc: Exception) -> str:
+    m = _CODE.search(str(exc))
+    code = int(m.group(1)) if m else None
+    meaning = _CODES.get(code, str(exc)) if code else str(exc)
+    return f"durable_rules failed on ruleset {ruleset}" + (f" (error {code})" if code else "") + f": {meaning}"
+
+
+# Limits of durable_rules 2.0.28 (../shared/durable-rules-notes.md) and the headroom lint asks for.
+MAX_PROPERTIES = 255
+MAX_RULES = 4096
+HEADROOM = 2
+
+
+def limit_problems(name: str, definition: dict, properties: int, probes: list[tuple[str, list[dict]]],
+                   then: Callable[[list[str]], Iterable[dict]] | None = None) -> list[str]:
+    """Ways a ruleset comes within HEADROOM x of durable_rules' limits.
+
+    Property and rule counts are checked against the documented limits. The match stack
+    (error 303) depends on how the rules branch, so it is measured: the ruleset is built
+    HEADROOM times over (every rule repeated under another name) and each probe fact is
+    asserted into it. A probe that overflows there is too close to the limit today.
+    """
+    problems = []
+    if properties * HEADROOM > MAX_PROPERTIES:
+        problems.append(f"{name}: its facts carry {properties} properties; durable_rules allows {MAX_PROPERTIES} "
+                        f"(lint asks for {HEADROOM}x headroom)")
+    if len(definition) * HEADROOM > MAX_RULES:
+        problems.append(f"{name}: {len(definition)} compiled rules; durable_rules allows {MAX_RULES} per ruleset "
+                        f"(lint asks for {HEADROOM}x headroom)")
+    if not probes:
+        return problems
+    scaled = {f"{rule}#{k}" if k else rule: spec for k in range(HEADROOM) for rule, spec in definition.items()}
+    try:
+        handle = RulesetHandle(f"lint-headroom-{next(_probe_ids)}", scaled)
+    except EngineError as exc:
+        return problems + [f"{name}: durable_rules cannot compile it at {HEADROOM}x its size ({exc}): near the limit; "
+                           f"split the family"]
+    try:
+        for where, facts in probes:
+            try:
+                handle.evaluate([dict(f) for f in facts],
+                                (lambda fired: then([n.split("#", 1)[0] for n in fired])) if then else None)
+            except EngineError as exc:
+                what = ("overflows durable_rules' match stack (error 303)" if "(error 303)" in str(exc)
+                        else f"fails in durable_rules ({exc})")
+                problems.append(f"{name}: {where}: {what} at {HEADROOM}x its size: near the limit; "
+                                f"split the family or simplify its conditions")
+                break
+    finally:
+        handle.close()
+    return problems
+
+
+_probe_ids = itertools.count(1)
 
 
 def trivial_ruleset_rate(n: int = 20000) -> float:

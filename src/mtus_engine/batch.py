@@ -3,26 +3,44 @@
 Output is append-only and flushed line by line, so a run killed at any point can be resumed
 with every case written exactly once: on resume a torn last line is cut off and evaluation
 restarts after the last complete line. Workers are processes (durable_rules is not
-thread-safe) and ordered ``imap`` keeps the output byte-identical for any worker count.
+thread-safe) and results are collected in submission order, so the output is byte-identical
+for any worker count.
+
+Nothing one case does stops the run: a bad line, file or value is that case's error line; an
+exception is caught in the worker; a worker that dies (a crash in C code) is detected, its
+chunk is re-run in a fresh process and, if that dies too, case by case, and the case that
+kills its process gets an error line. The totals are exact: cases = evaluated + errors.
+
+In an --output file, the first line records the input's identity (path, kind, size, SHA-256 of its first 64 KiB),
+so ``--resume`` refuses an output written for another input; the output is locked (flock)
+while a run writes it, so a second run on the same output refuses instead of interleaving.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import multiprocessing as mp
+import stat
 
 import orjson
 import os
 import sys
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from .errors import InputError, MtusError
-from .yamlio import DEFAULT_MAX_BYTES
+from .yamlio import DEFAULT_MAX_BYTES, read_limited
 
 CASE_SUFFIXES = {".yaml", ".yml", ".json"}
+FORMAT = 2          # the output's layout: header line, case lines, summary line
+HEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,44 +51,125 @@ class BatchInput:
     error: str | None = None
 
 
+def _dir_entries(root: Path, skip: tuple[int, int] | None) -> list[Path]:
+    """Every non-directory entry under ``root`` (hidden names left out), sorted; symlinks are
+    not followed into directories but are listed, so a loop or a dangling link is reported."""
+    found = []
+    for here, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(here, d))]:
+            if name.startswith("."):
+                continue
+            path = Path(here) / name
+            if skip is not None:
+                try:
+                    st = path.stat()
+                    if (st.st_dev, st.st_ino) == skip:
+                        continue  # the output file itself, written inside the input directory
+                except OSError:
+                    pass
+            found.append(path)
+    return sorted(found)
+
+
+def _lines(fh: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, line or None when over max_bytes, its length): memory stays bounded by
+    max_bytes whatever the input (a line with no newline is read in pieces, never whole)."""
+    lineno = 0
+    while True:
+        line = fh.readline(max_bytes + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            size = len(line)
+            while True:  # skip the rest of the overlong line
+                more = fh.readline(1 << 20)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield lineno, None, size
+        else:
+            yield lineno, line, len(line)
+
+
 def iter_inputs(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                stdin: IO[bytes] | None = None) -> Iterator[BatchInput]:
-    """Cases from a JSONL file, a directory of case files, or ``-`` (JSONL on stdin)."""
+                stdin: IO[bytes] | None = None, skip: tuple[int, int] | None = None) -> Iterator[BatchInput]:
+    """Cases from a JSONL file, a directory of case files, or ``-`` (JSONL on stdin).
+
+    ``skip`` is the (device, inode) of the output, never read as an input."""
     if source != "-" and Path(source).is_dir():
-        files = sorted(p for p in Path(source).rglob("*") if p.is_file() and not p.name.startswith("."))
-        for i, p in enumerate(files):
+        for i, p in enumerate(_dir_entries(Path(source), skip)):
+            if p.is_dir():
+                yield BatchInput(i, str(p), None, "symlink to a directory (not followed; expected a case file)")
+                continue
             if p.suffix.lower() not in CASE_SUFFIXES:
-                yield BatchInput(i, str(p), None, f"not a case file (expected .yaml, .yml or .json)")
+                yield BatchInput(i, str(p), None, "not a case file (expected .yaml, .yml or .json)")
                 continue
-            size = p.stat().st_size
-            if size > max_bytes:
-                yield BatchInput(i, str(p), None, f"file is {size} bytes, over the {max_bytes}-byte limit")
+            try:
+                payload = read_limited(p, max_bytes=max_bytes, what="a case file")
+            except InputError as exc:
+                yield BatchInput(i, str(p), None, exc.message.removeprefix(f"{p}: "))
                 continue
-            yield BatchInput(i, str(p), p.read_bytes())
+            yield BatchInput(i, str(p), payload)
         return
     if source == "-":
         fh = stdin or sys.stdin.buffer
         name = "<stdin>"
     else:
-        p = Path(source)
-        if not p.exists():
-            raise InputError(source, "file not found")
-        fh = p.open("rb")
+        fh = _open_stream(source)
         name = source
     try:
         index = 0
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+        for lineno, line, size in _lines(fh, max_bytes):
+            if line is not None and not line.strip():
                 continue
             where = f"{name}:{lineno}"
-            if len(line) > max_bytes:
-                yield BatchInput(index, where, None, f"line is {len(line)} bytes, over the {max_bytes}-byte limit")
+            if line is None or size > max_bytes:
+                yield BatchInput(index, where, None, f"line is {size} bytes, over the {max_bytes}-byte limit")
             else:
                 yield BatchInput(index, where, line)
             index += 1
     finally:
         if fh is not sys.stdin.buffer and fh is not stdin:
             fh.close()
+
+
+def _open_stream(source: str) -> IO[bytes]:
+    """A JSONL input: a regular file, or a pipe (a FIFO, ``<(...)``); never a device such as
+    /dev/zero, whose endless bytes have no lines."""
+    from .yamlio import _open_problem
+    try:
+        st = os.stat(source)
+    except OSError as exc:
+        raise InputError(source, _open_problem(source, exc)) from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise InputError(source, "is not a regular file or a pipe",
+                         expected="a JSONL file, a directory of case files, or -")
+    try:
+        return open(source, "rb")
+    except OSError as exc:
+        raise InputError(source, _open_problem(source, exc)) from None
+
+
+def input_identity(source: str, skip: tuple[int, int] | None = None) -> dict:
+    """What a resumed run checks: the same input path, kind, size and first block."""
+    if source == "-":
+        return {"path": "-", "kind": "stream", "size": None, "head_sha256": None}
+    path = os.path.realpath(source)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"path": path, "kind": "missing", "size": None, "head_sha256": None}
+    if stat.S_ISDIR(st.st_mode):
+        names = [str(p.relative_to(path)) for p in _dir_entries(Path(path), skip)]
+        digest = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+        return {"path": path, "kind": "directory", "size": len(names), "head_sha256": digest}
+    if not stat.S_ISREG(st.st_mode):
+        return {"path": path, "kind": "stream", "size": None, "head_sha256": None}
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    return {"path": path, "kind": "file", "size": st.st_size, "head_sha256": hashlib.sha256(head).hexdigest()}
 
 
 # ------------------------------------------------------------------ worker side
@@ -83,27 +182,34 @@ def _get_engine(rules_dir: str | None):
 Stats = tuple[str, ...] | None    # decisions of a case's requests; None for an error
 
 
+def _error_line(item: BatchInput, message: str) -> tuple[str, Stats]:
+    return json.dumps({"index": item.index, "source": item.source, "error": message}, ensure_ascii=False), None
+
+
 def evaluate_one(item: BatchInput, rules_dir: str | None = None) -> tuple[str, Stats]:
-    """One input -> (one JSON line without newline, its decisions). Never raises on bad input."""
+    """One input -> (one JSON line without newline, its decisions). Never raises: bad input,
+    a value out of bounds, an engine error or any other exception is this case's error line."""
+    from .api import case_error
     from .case import load_case_text
     if item.error is not None:
-        return json.dumps({"index": item.index, "source": item.source,
-                           "error": f"{item.source}: {item.error}"}, ensure_ascii=False), None
+        return _error_line(item, f"{item.source}: {item.error}")
+    case = engine = None
     try:
         case = load_case_text(item.payload, item.source)
-    except MtusError as exc:
-        return json.dumps({"index": item.index, "source": item.source, "error": str(exc)},
-                          ensure_ascii=False), None
-    result = _get_engine(rules_dir).evaluate(case)
-    # orjson: a batch line is encoded ~10x faster than with json; output is UTF-8, compact
-    line = orjson.dumps({"index": item.index, "source": item.source, **result.to_json_data()}).decode()
+        engine = _get_engine(rules_dir)
+        result = engine.evaluate(case)
+        # orjson: a batch line is encoded ~10x faster than with json; output is UTF-8, compact
+        line = orjson.dumps({"index": item.index, "source": item.source, **result.to_json_data()}).decode()
+    except Exception as exc:  # noqa: BLE001 - one case never takes down the run
+        return _error_line(item, case_error(item.source, exc, case, engine).message)
     return line, tuple(d.decision for d in result.determinations)
 
 
 def _quiet_worker() -> None:
-    """Pool initializer: a worker must not outlive a killed parent, nor print its pipe error."""
+    """Worker start: a worker must not outlive a killed parent, nor print its pipe error."""
     import signal
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C
     try:  # Linux: ask the kernel to end this worker when its parent dies
         import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -130,38 +236,169 @@ def _chunks(items: Iterator[BatchInput], size: int, rules_dir: str | None):
         yield (chunk, rules_dir)
 
 
-# -------------------------------------------------------------------- resume
+def _child(job, conn) -> None:
+    _quiet_worker()
+    conn.send(_work(job))
+    conn.close()
 
-def resume_point(path: Path) -> int:
+
+def _in_fresh_process(ctx, job) -> tuple[tuple[str, list[Stats]] | None, int | None]:
+    """Run one job in a process of its own: (its result, None), or (None, exit code) if it died."""
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(job, send), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except (EOFError, OSError):
+        result = None
+    finally:
+        receive.close()
+        proc.join()
+    return (result, None) if result is not None else (None, proc.exitcode)
+
+
+def _died(code: int | None) -> str:
+    import signal
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the worker process died ({name}) evaluating this case"
+    return f"the worker process exited (code {code}) evaluating this case"
+
+
+def _salvage(ctx, job) -> tuple[str, list[Stats]]:
+    """A chunk whose worker died: re-run it alone; if it dies again, case by case, and the
+    case that kills its process becomes an error line."""
+    result, _ = _in_fresh_process(ctx, job)
+    if result is not None:
+        return result
+    chunk, rules_dir = job
+    lines, stats = [], []
+    for item in chunk:
+        one, code = _in_fresh_process(ctx, ([item], rules_dir))
+        if one is None:
+            line, st = _error_line(item, f"{item.source}: {_died(code)} (expected a case the engine survives; "
+                                         "please report this input)")
+            lines.append(line + "\n")
+            stats.append(st)
+        else:
+            lines.append(one[0])
+            stats.extend(one[1])
+    return "".join(lines), stats
+
+
+def _run_jobs(jobs, workers: int, rules_dir: str | None):
+    """Each job's result, in job order, from ``workers`` processes; a dead worker is detected
+    (BrokenProcessPool), its job and the others in flight are salvaged, and a new pool goes on."""
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    if ctx.get_start_method() == "fork":
+        _get_engine(rules_dir)  # compile once here; forked workers (and salvage processes) share it
+    pool = None
+    pending: deque = deque()
+
+    def submit(job):
+        nonlocal pool
+        if pool is None:
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_worker)
+        try:
+            return pool.submit(_work, job)
+        except BrokenProcessPool:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = None
+            return None
+
+    def collect(job, future):
+        nonlocal pool
+        if future is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = None
+        return _salvage(ctx, job)
+
+    try:
+        for job in jobs:
+            pending.append((job, submit(job)))
+            while len(pending) > workers * 2:
+                yield collect(*pending.popleft())
+        while pending:
+            yield collect(*pending.popleft())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -------------------------------------------------------------------- output
+
+def _header(identity: dict) -> str:
+    return json.dumps({"batch": {"format": FORMAT, "input": identity}}, ensure_ascii=False) + "\n"
+
+
+def _describe(identity: dict) -> str:
+    if identity.get("kind") in ("file", "directory"):
+        unit = "bytes" if identity["kind"] == "file" else "entries"
+        return f"{identity['path']} ({identity['size']} {unit}, first block {str(identity['head_sha256'])[:12]})"
+    return str(identity.get("path"))
+
+
+def resume_point(path: Path, identity: dict | None = None, *, fd: int | None = None) -> int:
     """Cut a torn last line off ``path``; return how many cases it already holds.
 
-    Lines must be the indices 0..n-1 in order (as this module writes them); anything else
-    means the file is not ours to append to.
+    The first line must be the header this module writes, naming the same input as
+    ``identity`` (when given); the lines after it must be the indices 0..n-1 in order.
+    Anything else means the file is not ours to append to.
     """
-    if not path.exists():
-        return 0
-    with path.open("r+b") as fh:
-        data = fh.read()
+    own = fd is None
+    if own:
+        if not path.exists():
+            return 0
+        fd = os.open(path, os.O_RDWR)
+    try:
+        data = b""
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 1 << 20):
+            data += chunk
         end = data.rfind(b"\n") + 1
         if end < len(data):
-            fh.truncate(end)
+            os.ftruncate(fd, end)
+        lines = data[:end].splitlines()
+        if not lines:
+            return 0
+        try:
+            head = json.loads(lines[0])
+        except ValueError:
+            head = None
+        if not (isinstance(head, dict) and isinstance(head.get("batch"), dict)):
+            raise InputError(str(path), "line 1 is not a batch header; not a batch output to resume",
+                             expected="the output of an earlier `mtus evaluate --batch` run of this version")
+        written_for = head["batch"].get("input") or {}
+        if identity is not None and written_for != identity:
+            raise InputError(str(path), f"was written for input {_describe(written_for)}, not for "
+                                        f"{_describe(identity)}",
+                             expected="the same input as the run being resumed (or a new --output)")
         done = 0
-        for line in data[:end].splitlines():
+        for n, line in enumerate(lines[1:], 2):
             try:
                 rec = json.loads(line)
             except ValueError:
-                raise InputError(str(path), f"line {done + 1} is not JSON; not a batch output to resume") from None
+                raise InputError(str(path), f"line {n} is not JSON; not a batch output to resume") from None
             if "summary" in rec:
                 # a finished run: drop the summary, it is rewritten at the end
-                fh.seek(0)
-                keep = data[: data.index(line)]
-                fh.truncate(len(keep))
+                os.ftruncate(fd, sum(len(x) + 1 for x in lines[: n - 1]))
                 break
             if rec.get("index") != done:
-                raise InputError(str(path), f"line {done + 1} has index {rec.get('index')}, expected {done}",
+                raise InputError(str(path), f"line {n} has index {rec.get('index')}, expected {done}",
                                  expected="the output of an earlier `mtus evaluate --batch` run")
             done += 1
-    return done
+        return done
+    finally:
+        if own:
+            os.close(fd)
 
 
 DECISIONS = ("certify", "modify", "non-certify", "no-rule")
@@ -181,7 +418,7 @@ class Tally:
         self.by_decision.update(stats)
 
     def summary(self) -> dict:
-        return {"cases": self.cases, "requests": self.requests,
+        return {"cases": self.cases, "evaluated": self.cases - self.errors, "requests": self.requests,
                 "by_decision": {k: self.by_decision[k] for k in DECISIONS}, "errors": self.errors}
 
 
@@ -192,10 +429,92 @@ def tally_file(path: Path) -> Tally:
         with path.open(encoding="utf-8") as fh:
             for line in fh:
                 rec = json.loads(line)
-                if "summary" in rec:
+                if "summary" in rec or "batch" in rec:
                     continue
                 tally.add(None if "error" in rec else tuple(d["decision"] for d in rec["determinations"]))
     return tally
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _open_output(output: str, resume: bool, source: str) -> tuple[int, bool]:
+    """Open (never unlink) the output: (fd, is a regular file).
+
+    A regular file is locked (flock, so a second run refuses), checked against the input, and
+    truncated (or, with --resume, kept). A character device or a FIFO (/dev/null, a pipe) is
+    written in place; anything else is refused. The input and the output are never the same file.
+    """
+    def fail(problem: str, expected: str | None = None) -> InputError:
+        return InputError(output, problem, expected=expected)
+
+    try:
+        st = os.stat(output)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        from .yamlio import _open_problem
+        raise fail(_open_problem(output, exc)) from None
+    if st is not None:
+        for test, what in _KINDS:
+            if test(st.st_mode):
+                raise fail(f"is {what}", expected="a regular file, a new path, or a character device or FIFO")
+    regular = st is None or stat.S_ISREG(st.st_mode)
+    if not regular and resume:
+        raise fail("--resume needs a regular file to append to", expected="a regular file")
+    flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    if regular:
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    else:
+        flags |= os.O_NONBLOCK   # a FIFO without a reader: ENXIO now rather than a hang
+    try:
+        fd = os.open(output, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise fail("is a FIFO with no reader") from None
+        raise fail(f"cannot be opened for writing: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if source != "-":
+            try:
+                ist = os.stat(source)
+            except OSError:
+                ist = None
+            if ist is not None and (ist.st_dev, ist.st_ino) == (st.st_dev, st.st_ino):
+                raise fail("is the input file itself", expected="an --output other than the input")
+        if not stat.S_ISREG(st.st_mode):
+            os.set_blocking(fd, True)
+            return fd, False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise fail("another mtus run is writing this output (it is locked)",
+                       expected="one run per output file; wait for the other run or choose another --output") from None
+        if not resume:
+            os.ftruncate(fd, 0)
+        return fd, True
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class _Sink:
+    """Writes that fail (a full disk, a closed pipe) become one clear InputError."""
+
+    def __init__(self, fh: IO[str], name: str):
+        self.fh, self.name = fh, name
+
+    def write(self, text: str) -> None:
+        try:
+            self.fh.write(text)
+        except OSError as exc:
+            raise InputError(self.name, f"cannot write: {exc.strerror or exc}") from None
+
+    def flush(self) -> None:
+        try:
+            self.fh.flush()
+        except OSError as exc:
+            raise InputError(self.name, f"cannot write: {exc.strerror or exc}") from None
 
 
 def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = None, workers: int = 1,
@@ -207,37 +526,48 @@ def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = N
     """
     skip = 0
     tally = Tally()
+    fh = None
+    out_id = None
     if output:
-        target = Path(output)
-        if resume:
-            skip = resume_point(target)
-            tally = tally_file(target)
-        elif target.exists():
-            target.unlink()
-        sink: IO[str] = target.open("a", encoding="utf-8")
+        fd, regular = _open_output(output, resume, source)
+        st = os.fstat(fd)
+        out_id = (st.st_dev, st.st_ino) if regular else None
+        try:
+            identity = input_identity(source, out_id)
+            if resume:
+                skip = resume_point(Path(output), identity, fd=fd)
+                tally = tally_file(Path(output)) if skip else Tally()
+            if regular and skip == 0:
+                os.ftruncate(fd, 0)   # O_APPEND: the header goes at 0, whatever the position
+            fh = open(fd, "a", encoding="utf-8", closefd=True)
+        except BaseException:
+            if fh is None:
+                os.close(fd)
+            raise
+        sink = _Sink(fh, output)
+        if skip == 0:
+            sink.write(_header(identity))
     else:
         if resume:
             raise InputError("--resume", "needs --output", expected="an output file to resume")
-        sink = out or sys.stdout
+        sink = _Sink(out or sys.stdout, "<stdout>")  # a stream: no header, nothing to resume
     try:
-        inputs = (i for i in iter_inputs(source, max_bytes=max_bytes) if i.index >= skip)
+        inputs = (i for i in iter_inputs(source, max_bytes=max_bytes, skip=out_id) if i.index >= skip)
         jobs = _chunks(inputs, chunk_size, rules_dir)
-        if workers > 1:
-            ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-            with ctx.Pool(workers, initializer=_quiet_worker) as pool:
-                _drain(pool.imap(_work, jobs), sink, tally, progress)
-        else:
-            _drain(map(_work, jobs), sink, tally, progress)
+        _drain(_run_jobs(jobs, workers, rules_dir), sink, tally, progress)
         summary = tally.summary()
         sink.write(json.dumps({"summary": summary}) + "\n")
         sink.flush()
         return summary
     finally:
-        if output:
-            sink.close()
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
 
 
-def _drain(results, sink: IO[str], tally: Tally, progress: Callable[[int], None] | None) -> None:
+def _drain(results, sink: _Sink, tally: Tally, progress: Callable[[int], None] | None) -> None:
     for block, stats_list in results:
         sink.write(block)
         for stats in stats_list:

@@ -23,6 +23,10 @@ MAX_SESSIONS = 200
 MAX_WEEKS = 52 * 80
 MAX_UNITS_PER_DAY = 48
 MAX_INJECTIONS = 50
+# Per case: a UR request names a handful of items; thousands are a malformed or hostile case.
+# Documented in `mtus evaluate --help`; the engine stays linear in requests below it.
+MAX_REQUESTS = 500
+MAX_MEDICATIONS = 500
 
 FIRST_LINE_TREATMENTS = (
     "nsaid", "physical_therapy", "home_exercise", "acupuncture", "chiropractic",
@@ -280,10 +284,53 @@ def case_from_data(data: Any, source: str = "<case>") -> Case:
         kind = "list" if isinstance(data, list) else type(data).__name__
         raise InputError(source, f"top level is a {kind}",
                          expected="a mapping with id, requests and the other case fields")
+    for key, limit in (("requests", MAX_REQUESTS), ("medications", MAX_MEDICATIONS)):
+        items = data.get(key)
+        if isinstance(items, list) and len(items) > limit:
+            line = line_of(data, (key,))
+            raise InputError(source, f"{len(items)} {key}, over the limit of {limit} per case",
+                             location=key + (f" (line {line})" if line else ""),
+                             expected=f"at most {limit} {key} (split the case)")
     try:
         return Case.model_validate(data)
-    except ValidationError as exc:
-        raise _format_validation_error(exc, source, data) from None
+    except (ValidationError, ValueError, RecursionError) as exc:
+        if isinstance(exc, ValidationError):
+            raise _format_validation_error(exc, source, data) from None
+        raise InputError(source, f"invalid case ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def derived_error(case: Case, drugs: "DrugLookup", source: str) -> InputError | None:
+    """The first request whose derived fields are invalid, as one line, or None.
+
+    Fields left out of a request are derived from its item text and the medications (see
+    ``derive_request``): "#999999" is a quantity, ``since`` and ``request_date`` give weeks of
+    use. Those values meet the same bounds as values written in the case, and a failure names
+    the request, the field, where the value came from and the bound.
+    """
+    for idx, req in enumerate(case.requests):
+        try:
+            derive_request(case, idx, drugs)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "item"
+            value = err.get("input")
+            parsed = parse_item(req.item, drugs)
+            if field in parsed:
+                origin = f"read from the item {req.item[:80]!r}"
+            elif field == "prior_use_weeks":
+                origin = f"weeks from medications[].since to request_date {case.request_date}"
+            else:
+                origin = "derived from the case"
+            shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+            ctx = err.get("ctx") or {}
+            expected = (f"at most {ctx['le']}" if "le" in ctx else f"at least {ctx['ge']}" if "ge" in ctx
+                        else str(err["msg"]).lower())
+            return InputError(source, f"invalid value {shown[:60]} ({origin})",
+                              location=f"requests[{idx}].{field}", expected=expected)
+        except (ValueError, ArithmeticError, RecursionError) as exc:
+            return InputError(source, f"the item {req.item[:80]!r} cannot be read ({type(exc).__name__}: "
+                                      f"{str(exc)[:100]})", location=f"requests[{idx}].item")
+    return None
 
 
 def load_case(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:

@@ -25,6 +25,9 @@ def _engine(rules: str | None):
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
+    except MtusError as exc:  # durable_rules refused a compiled family
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
 
 
 rules_option = click.option("--rules", "rules_dir", type=click.Path(file_okay=False),
@@ -61,8 +64,9 @@ def main() -> None:
 @click.option("--color/--no-color", default=None, help="Colour text output (default: when a terminal).")
 @click.option("--batch", "batch_input", metavar="INPUT",
               help="Evaluate many cases: a JSONL file (one case a line), a directory of case files, or -.")
-@click.option("--output", "batch_output", type=click.Path(dir_okay=False),
-              help="With --batch: write JSON lines here (default stdout).")
+@click.option("--output", "batch_output", type=click.Path(),
+              help="With --batch: write JSON lines here (default stdout). A regular file is replaced (never "
+                   "the input, never while another run holds it); a device or FIFO is written in place.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="With --batch: worker processes (output is identical for any number).")
 @click.option("--resume", is_flag=True, help="With --batch --output: continue an interrupted run.")
@@ -78,7 +82,9 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
     """Evaluate CASE files (YAML or JSON; - reads stdin; an IMR letter .txt/.pdf is extracted first), or a --batch.
 
     Prints one determination per request, in request order. A bad case file is reported on
-    standard error and the others are still evaluated; the exit code is then 2.
+    standard error and the others are still evaluated; the exit code is then 2. Any failure of
+    one case (unreadable or special file, nesting over 64 levels, a value out of bounds, more
+    than 500 requests or medications in a case, an engine error) is its one error line.
 
     With --batch, writes one JSON line per case in input order (index, source, case_id,
     determinations, or error) and then a summary line; --resume after a kill finishes the run
@@ -86,6 +92,8 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
     """
     from .api import evaluate_sources
     from .render import render, to_json
+    if quiet:
+        _silence_libraries()
     if batch_input:
         if cases:
             click.echo("error: give CASE files or --batch INPUT, not both", err=True)
@@ -109,8 +117,12 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
         from .api import read_source
         for item in results:
             if item.result is not None:
-                log.info("case %s: %s", item.source, json.dumps(case_to_data(read_source(item.source)), default=str)
-                         if item.source != "-" else item.result.case_id)
+                try:
+                    shown = (json.dumps(case_to_data(read_source(item.source, max_bytes=max_bytes)), default=str)
+                             if item.source != "-" else item.result.case_id)
+                except Exception as exc:  # noqa: BLE001 - logging never fails the run
+                    shown = f"(not re-read: {type(exc).__name__})"
+                log.info("case %s: %s", item.source, shown)
     color = sys.stdout.isatty() if color is None else color
     failed = False
     json_docs = []
@@ -133,6 +145,15 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
         raise SystemExit(EXIT_BAD_INPUT)
 
 
+def _silence_libraries() -> None:
+    """--quiet: nothing on stderr but our errors (pypdf logs and warns about odd PDFs)."""
+    import warnings
+    for name in ("pypdf", "pypdfium2"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"pypdf(ium2)?(\..*)?")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pypdf.*")
+
+
 def _run_batch(source: str, output: str | None, workers: int, resume: bool, max_bytes: int,
                quiet: bool, log_cases: bool, rules_dir: str | None) -> None:
     from .batch import run_batch
@@ -150,6 +171,10 @@ def _run_batch(source: str, output: str | None, workers: int, resume: bool, max_
                             max_bytes=max_bytes, progress=progress)
     except MtusError as exc:
         click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except OSError as exc:  # the output (or stdout) cannot be written: one line, not a traceback
+        where = exc.filename or output or "<stdout>"
+        click.echo(f"error: {where}: cannot write: {exc.strerror or exc}", err=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
     finally:
         if bar:
@@ -170,12 +195,55 @@ def rules() -> None:
 @rules.command("lint")
 @rules_option
 def rules_lint(rules_dir: str | None) -> None:
-    """Validate the rulebook: schema, fact vocabulary, drugs, citations, ids (file:line errors)."""
+    """Validate the rulebook: schema, fact vocabulary, drugs, citations, ids (file:line errors),
+    and durable_rules' limits: each rule family (one durable_rules ruleset) must stay within half
+    of the properties per fact (255) and rules per ruleset (4,096), and must still run at twice
+    its size on every rule test's facts (the match stack, error 303)."""
     engine = _engine(rules_dir)
     rb = engine.rulebook
+    problems = _family_limit_problems(engine)
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT)
     click.echo(f"ok: {len(rb.rules)} rules in {len(rb.files)} files, {len(rb.facts)} facts, "
                f"{len(rb.drugs.drugs)} drugs, {len(engine.compiled.definition)} compiled durable rules "
                f"(rulebook {rb.version}, digest {rb.digest})")
+
+
+def _family_limit_problems(engine) -> list[str]:
+    """durable_rules limits per rule family, probed with the facts of the rulebook's own tests."""
+    from .backend import limit_problems
+    from .case import case_from_data, derive_request
+    from .compiler import chained_facts
+    from .engine import DerivedRequest, request_facts
+    from .ruletests import load_rule_tests
+    from .yamlio import plain
+    compiled = engine.compiled
+    probes: dict[int, list] = {}
+    for path in engine.rulebook.test_files:
+        try:
+            tests = load_rule_tests(path)
+        except MtusError:
+            continue  # `rules test` reports it
+        for line, test in tests:
+            try:
+                case = case_from_data(plain(test["case"]), f"{path}:{line}")
+                for i in range(len(case.requests)):
+                    fields, _ = derive_request(case, i, engine.rulebook.drugs)
+                    facts = request_facts(case, DerivedRequest(fields), engine.rulebook)
+                    for fam in compiled.families_for(facts):
+                        keys = compiled.families[fam].request_keys
+                        probes.setdefault(fam, []).append(
+                            (f"test {path.name}:{line}", [{k: v for k, v in facts.items() if k in keys}]))
+            except Exception:  # noqa: BLE001 - a broken test is `rules test`'s to report
+                continue
+    problems = []
+    for n, family in enumerate(compiled.families):
+        label = f"rule family {n} ({', '.join(family.rule_ids[:4])}{', ...' if len(family.rule_ids) > 4 else ''})"
+        problems += limit_problems(label, family.definition, len(family.request_keys), probes.get(n, []),
+                                   lambda fired: chained_facts(compiled, fired))
+    return problems
 
 
 @rules.command("list")
@@ -309,33 +377,38 @@ def rules_test(verbose: bool, rules_dir: str | None) -> None:
               help="Write <letter>.letter.json/.yaml and <letter>.case.yaml into this directory.")
 @click.option("--max-bytes", type=click.IntRange(1), default=20 * 1024 * 1024, show_default=True,
               help="Largest letter file accepted.")
-def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None, max_bytes: int) -> None:
+@click.option("--quiet", is_flag=True, help="Nothing on stderr but errors (no 'wrote' lines, no PDF library warnings).")
+def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None, max_bytes: int, quiet: bool) -> None:
     """Extract IMR letters (text or PDF): the parsed letter and the case derived from it.
 
     A letter that cannot be read or is not an IMR letter is reported on stderr; the others
     are still extracted; the exit code is then 2.
     """
-    from .api import extract_letter
+    from .api import case_error, extract_letter
     from .regress import collect_letters
     from .render import to_json
+    if quiet:
+        _silence_libraries()
     paths, skipped = collect_letters(letters)
     failed = bool(skipped)
     for bad in skipped:
         click.echo(f"error: {bad['letter']}: {bad['error']}", err=True)
     docs = []
+    taken: dict[str, str] = {}   # output names written in this run -> their letter
     for path in map(str, paths):
         try:
             doc = extract_letter(path, max_bytes=max_bytes)
-        except MtusError as exc:
+            if out_dir:
+                from .api import write_extraction
+                for written in write_extraction(doc, path, Path(out_dir), fmt, taken):
+                    if not quiet:
+                        click.echo(f"wrote {written}", err=True)
+            else:
+                docs.append(doc)
+        except Exception as exc:  # noqa: BLE001 - one letter never takes down the run
             failed = True
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {case_error(path, exc).message}", err=True)
             continue
-        if out_dir:
-            from .api import write_extraction
-            for written in write_extraction(doc, path, Path(out_dir), fmt):
-                click.echo(f"wrote {written}", err=True)
-        else:
-            docs.append(doc)
     if docs:
         data = docs[0] if len(paths) == 1 and len(letters) == 1 else docs
         if fmt == "json":

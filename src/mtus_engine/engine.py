@@ -112,20 +112,49 @@ _TOPICAL_NSAIDS = {"flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "nap
 def _others(case: Case, req: DerivedRequest, rulebook: Rulebook) -> list[tuple[str, str | None, float | None]]:
     """The case's other drugs, each generic once: (generic, strength, units a day). The other
     requests count too: what is asked for together is taken together."""
-    seen: dict[str, tuple[str, str | None, float | None]] = {}
+    meds, requests = _case_drugs(case, rulebook)
+    seen: dict[str, tuple[str, str | None, float | None]] = {g: o for g, o in meds.items() if g != req.drug}
+    # per generic, the first and last request that is not this same item: the order and the
+    # values the loop over every request used to give (linear: a few generics, not n requests)
+    found = []
+    for g, entries in requests.items():
+        if g == req.drug:
+            continue
+        kept = [(pos, o) for pos, item, o in entries if item != req.item] if entries[0][1] == req.item \
+            or entries[-1][1] == req.item else None
+        if kept is None:
+            found.append((entries[0][0], g, entries[-1][2]))
+        elif kept:
+            found.append((kept[0][0], g, kept[-1][1]))
+    for _, g, o in sorted(found):
+        seen[g] = o
+    return list(seen.values())
+
+
+_case_memo: tuple = (None, None, None, None)   # (case, its requests list, rulebook, summary)
+
+
+def _case_drugs(case: Case, rulebook: Rulebook):
+    """Each drug of a case once per evaluation, not once per request (a case of n requests
+    was O(n^2)): the medications' generics, and per generic the requests naming it, in order."""
+    memo = _case_memo
+    if memo[0] is case and memo[1] is case.requests and memo[2] is rulebook:
+        return memo[3]
+    meds: dict[str, tuple[str, str | None, float | None]] = {}
     for med in case.medications:
         g = medication_generic(med.name, rulebook.drugs)
-        if g and g != req.drug:
-            seen[g] = (g, med.dose, units_per_day(med.dose) if med.dose else None)
-    for other in case.requests:
-        if other.item == req.item:
-            continue
+        if g:
+            meds[g] = (g, med.dose, units_per_day(med.dose) if med.dose else None)
+    requests: dict[str, list[tuple[int, str, tuple]]] = {}
+    for pos, other in enumerate(case.requests):
         parsed = parse_item(other.item, rulebook.drugs)
         g = _generic(rulebook, other.drug or parsed.get("drug"))
-        if g and g != req.drug:
-            seen[g] = (g, other.strength or parsed.get("strength"),
-                       other.units_per_day or parsed.get("units_per_day"))
-    return list(seen.values())
+        if g:
+            requests.setdefault(g, []).append((pos, other.item, (g, other.strength or parsed.get("strength"),
+                                                            other.units_per_day or parsed.get("units_per_day"))))
+    summary = (meds, requests)
+    globals()["_case_memo"] = (case, case.requests, rulebook, summary)
+    return summary
 
 
 def _generic(rulebook: Rulebook, name: str | None) -> str | None:
@@ -139,8 +168,7 @@ def _has_class(rulebook: Rulebook, generic: str, cls: str) -> bool:
 
 def _opioid_facts(case: Case, req: DerivedRequest, spec: Any, rulebook: Rulebook, facts: dict[str, Any]) -> None:
     others = [o for o in _others(case, req, rulebook) if _has_class(rulebook, o[0], "opioid")]
-    listed = any(_has_class(rulebook, g, "opioid") for g in
-                 (medication_generic(m.name, rulebook.drugs) for m in case.medications) if g)
+    listed = any(_has_class(rulebook, g, "opioid") for g in _case_drugs(case, rulebook)[0])
     if req.prior_treatment is True or listed:
         facts["opioid_in_use"] = True
     elif case.medications:
@@ -212,11 +240,9 @@ def _modality_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: 
         facts["tens_condition"] = True
     elif all(c is False for c in conditions):
         facts["tens_condition"] = False
-    opioid_listed = any(_has_class(rulebook, g, "opioid") for g in
-                        (medication_generic(m.name, rulebook.drugs) for m in case.medications) if g)
-    opioid_requested = any(_has_class(rulebook, g, "opioid") for g in
-                           (_generic(rulebook, r.drug or parse_item(r.item, rulebook.drugs).get("drug"))
-                            for r in case.requests) if g)
+    meds, requested = _case_drugs(case, rulebook)
+    opioid_listed = any(_has_class(rulebook, g, "opioid") for g in meds)
+    opioid_requested = any(_has_class(rulebook, g, "opioid") for g in requested)
     if opioid_listed or opioid_requested:
         facts["opioid_prescribed"] = True
     elif case.medications:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -22,6 +23,22 @@ DECISION_STYLE = {"certify": "bold green", "modify": "bold yellow", "non-certify
                   "no-rule": "bold magenta"}
 STATE_MARK = {"met": ("✔", "green"), "failed": ("✘", "red"), "not documented": ("?", "yellow"),
               "not applicable": ("–", "dim")}
+
+
+_MD_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "\\": "\\\\",
+               "[": "\\[", "]": "\\]"}
+_MD_SPECIAL = re.compile(r"[&<>|`\\\[\]]")
+
+
+def md_escape(value: Any) -> str:
+    """Data as inert Markdown text: no HTML (<script>), no table breaks (|), no code spans or links
+    from letter text; line breaks become spaces so a table row stays one row."""
+    text = "" if value is None else str(value)
+    text = " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
+    return _MD_SPECIAL.sub(lambda m: _MD_ESCAPES[m.group()], text)
+
+
+_env.filters["md"] = md_escape
 
 
 def to_json(data: Any) -> str:
@@ -62,7 +79,9 @@ def render_text(result: CaseDetermination, *, color: bool = False, width: int = 
                 mark, style = STATE_MARK[c.state]
                 shown = "not documented" if c.value is None else json.dumps(c.value, ensure_ascii=False)
                 label = c.asks if c.decisive else f"{c.asks} (advisory)"
-                table.add_row(Text(mark, style=style), label, f"{c.fact} = {shown}", c.test, c.rule)
+                # Text, not str: a cell string is rich markup, and case data may hold "[/bold]"
+                table.add_row(Text(mark, style=style), Text(label), Text(f"{c.fact} = {shown}"), Text(c.test),
+                              Text(c.rule))
             body.append(table)
         if d.missing_documentation:
             body.append(Text("Missing documentation:", style="bold yellow"))
