@@ -118,6 +118,12 @@ def test_regress_cli_json_baseline_junit_html(tmp_path, monkeypatch):
     page = html.read_text()
     assert "data:image/png;base64," in page and "Agreement by guideline section" in page
     assert "http://" not in page and "https://" not in page  # opens offline
+    assert "8/8 items agree" in page and "built-in method" not in page
+    assert "MTUS-cited coverage" in page and "balanced accuracy" in page
+
+    md = runner.invoke(main, ["regress", *SEEDS, "--format", "markdown", "--quiet", "--workers", "2"])
+    assert md.exit_code == 0 and "| balanced accuracy | n/a | n/a |" in md.output
+    assert "| coverage (items with a determination) | 8/8 (100.0%) | 8/8 (100.0%) |" in md.output
 
 
 def test_min_agreement_fails_below(tmp_path, monkeypatch):
