@@ -1173,11 +1173,18 @@ _INTERMITTENT = re.compile(r"\bintermittent(?:ly)?\b|\bas needed\b|\bp\.?r\.?n\.
                            r"\boccasional(?:ly)?\b", re.I)
 _REGULAR = re.compile(r"\bconsistently\b|\bregularly\b|\bcontinuously\b|\bevery day\b|"
                       r"\bdaily\b(?!\s+living)", re.I)
+_SESSION_WORD = r"(?:sessions?|visits?|treatments?)\b"
 _PRIOR_SESSIONS = re.compile(
-    r"\b(?:completed|attended|had|received|undergone|underwent|finished)\s+(?:a total of\s+)?"
-    + _NUM + r"\s+(?:prior\s+|previous\s+)?(?:[a-z]+\s+){0,2}?(?:sessions?|visits?|treatments?)\b|"
-    r"\b" + _NUM + r"\s+(?:prior|previous|completed)\s+(?:[a-z]+\s+){0,2}?(?:sessions?|visits?)\b",
-    re.I)
+    r"\b(?:completed|attended|had|received|undergone|underwent|finished|gone to|"
+    r"(?:approved|authorized|certified) for)\s+(?:[a-z]+\s+){0,3}?(?:at least\s+|a total of\s+|"
+    r"a trial of\s+(?:initial\s+)?|initial\s+)?#?" + _NUM + r"\s+(?:\(\d+\)\s+)?(?:prior\s+|previous\s+)?"
+    r"(?:[a-z]+\s+){0,2}?" + _SESSION_WORD + r"|"
+    r"\b" + _NUM + r"\s+(?:prior|previous|completed)\s+(?:[a-z]+\s+){0,2}?(?:sessions?|visits?)\b|"
+    r"#?\b" + _NUM + r"\s+(?:\(\d+\)\s+)?(?:[a-z]+\s+){0,3}?" + _SESSION_WORD
+    + r"(?:\s+[a-z]+){0,3}?\s+(?:were\s+|was\s+|had been\s+)?(?:completed|attended|authorized|approved)\b|"
+    r"\b(?:authorized|approved|certified)\s+(?:a\s+)?(?:trial of\s+)?(?:initial\s+)?#?" + _NUM
+    + r"\s+(?:[a-z]+\s+){0,3}?" + _SESSION_WORD + r"|"
+    r"\bafter\s+(\d+)\s*/\s*\d+\s+(?:[a-z]+\s+){0,2}?(?:sessions?|visits?|treatments?)", re.I)
 _PRIOR_WORDS = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b|\bprior\b|"
                           r"\bpreviously\b|\balready\b|\breceived\b|\bcompleted\b|\battempted\b|"
                           r"\btreated with\b|\bhas had\b", re.I)
@@ -1827,9 +1834,16 @@ class _Narrative:
         related = [s for s in self.sents if s.fact and (
             modality in s.refers or (s.item == k and not s.refers))]
         prior_sessions = None
-        for s in related:
+        # visits already had, or approved before (a UR approval counts): the summary and the
+        # rationale's narrative about this therapy, whether or not a UR sentence
+        for s in self.sents:
+            if s.conclusion or not (modality in s.modalities or (s.item == k and not s.refers)):
+                continue
+            if s.block == "rationale" and not s.narrative:
+                continue
             m = _PRIOR_SESSIONS.search(s.text)
-            if m and not _negated(s.text[:m.start()]):
+            if m and not _negated(s.text[:m.start()]) and s.text[m.start():m.end()].lower() \
+                    not in text.lower():
                 prior_sessions = _to_int(next(g for g in m.groups() if g))
                 break
         prior = prior_sessions is not None and prior_sessions > 0
