@@ -428,3 +428,22 @@ main(["evaluate", {str(good)!r}, "--format", "json", *sys.argv[1:]])
     quiet = subprocess.run([sys.executable, "-c", code, "--quiet"], capture_output=True, text=True,
                            timeout=CLI_TIMEOUT)
     assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["case_id"] == "good"
+
+
+def test_a_case_that_runs_too_long_in_a_worker_is_its_error_line(tmp_path, monkeypatch):
+    import mtus_engine.batch as batch
+    from mtus_engine.engine import Engine
+    src = tmp_path / "in.jsonl"
+    src.write_text(_case(id="slow") + "\n" + _case(id="fine") + "\n")
+    real = Engine.evaluate
+
+    def evaluate(self, case, edition=None):
+        while case.id == "slow":
+            pass
+        return real(self, case, edition)
+    monkeypatch.setattr(Engine, "evaluate", evaluate)
+    monkeypatch.setattr(batch, "CASE_SECONDS", 1)
+    out = tmp_path / "o.jsonl"
+    summary = run_batch(str(src), output=str(out), workers=1)
+    lines = [json.loads(line) for line in out.read_text().splitlines()][1:-1]
+    assert summary["errors"] == 1 and "took over 1 s" in lines[0]["error"] and lines[1]["case_id"] == "fine"

@@ -186,22 +186,48 @@ def _error_line(item: BatchInput, message: str) -> tuple[str, Stats]:
     return json.dumps({"index": item.index, "source": item.source, "error": message}, ensure_ascii=False), None
 
 
+# In a worker process, one case may take this long; then it is that case's error line. (Python
+# code only: a loop inside C is caught by the parent when the worker dies, not by this.)
+CASE_SECONDS = 60
+_in_worker = False
+
+
+class CaseTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise CaseTimeout(f"took over {CASE_SECONDS} s")
+
+
 def evaluate_one(item: BatchInput, rules_dir: str | None = None) -> tuple[str, Stats]:
     """One input -> (one JSON line without newline, its decisions). Never raises: bad input,
     a value out of bounds, an engine error or any other exception is this case's error line."""
+    import signal
+
     from .api import case_error
     from .case import load_case_text
     if item.error is not None:
         return _error_line(item, f"{item.source}: {item.error}")
     case = engine = None
+    timed = _in_worker and hasattr(signal, "setitimer")
     try:
+        engine = _get_engine(rules_dir)   # compiled once per process, outside the case's time
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
         case = load_case_text(item.payload, item.source)
-        engine = _get_engine(rules_dir)
         result = engine.evaluate(case)
         # orjson: a batch line is encoded ~10x faster than with json; output is UTF-8, compact
         line = orjson.dumps({"index": item.index, "source": item.source, **result.to_json_data()}).decode()
     except Exception as exc:  # noqa: BLE001 - one case never takes down the run
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if isinstance(exc, CaseTimeout):
+            return _error_line(item, f"{item.source}: evaluation {exc} (expected a case that evaluates in time; "
+                                     "please report this input)")
         return _error_line(item, case_error(item.source, exc, case, engine).message)
+    if timed:
+        signal.setitimer(signal.ITIMER_REAL, 0)
     return line, tuple(d.decision for d in result.determinations)
 
 
@@ -210,6 +236,9 @@ def _quiet_worker() -> None:
     import signal
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C
+    signal.signal(signal.SIGALRM, _on_alarm)      # a case over CASE_SECONDS is its error line
+    global _in_worker
+    _in_worker = True
     try:  # Linux: ask the kernel to end this worker when its parent dies
         import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
