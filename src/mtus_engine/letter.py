@@ -1055,9 +1055,10 @@ _RTW_TRUE = re.compile(
 
 _RTW_UNSURE = re.compile(r"\bwas or was not\b|\bwhether\b|\battempts?\b", re.I)
 _FI_NEG = re.compile(
-    r"\bno\s+(?:[a-z]+\s+){0,3}?(?:improvement|benefit)\b|\bonly subjective\b|"
-    r"\bnot\s+(?:[a-z]+\s+){0,4}?improvement\b|\bwithout\s+(?:[a-z]+\s+){0,4}?improvement\b|"
-    r"\b(?:lack|absence) of\s+(?:[a-z]+\s+){0,4}?improvement\b|"
+    r"\bno\s+(?:[a-z'-]+\s+){0,6}?(?:improvement|benefit)\b|\bonly subjective\b|"
+    r"\bnot\s+(?:[a-z'-]+\s+){0,6}?(?:improvement|beneficial)\b|\bwithout\s+(?:[a-z'-]+\s+){0,6}?improvement\b|"
+    r"\b(?:lack|absence) of\s+(?:[a-z'-]+\s+){0,6}?(?:improvement|response|benefit)\b|"
+    r"\bminimal(?: to no)? improvement\b|\bhad not alleviated\b|"
     r"\bnot\s+document\w*\s+(?:its|the|any)\s+(?:impact|effect|efficacy|benefit|response)\b|"
     r"\b(?:response|efficacy|benefit|impact|effect)\b[^.]{0,40}?\b(?:is|are|was|were)\s+not\s+"
     r"(?:provided|documented|noted|reported|stated|given)\b", re.I)
