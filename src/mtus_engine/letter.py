@@ -1059,6 +1059,8 @@ _FI_NEG = re.compile(
     r"\bnot\s+(?:[a-z'-]+\s+){0,6}?(?:improvement|beneficial)\b|\bwithout\s+(?:[a-z'-]+\s+){0,6}?improvement\b|"
     r"\b(?:lack|absence) of\s+(?:[a-z'-]+\s+){0,6}?(?:improvement|response|benefit)\b|"
     r"\bminimal(?: to no)? improvement\b|\bhad not alleviated\b|"
+    r"\bimprovement\b[^.]{0,60}?\b(?:was|were|is|are|has|have)\s+not\s+(?:been\s+)?(?:indicated|"
+    r"documented|noted|provided|reported|shown|demonstrated)\b|"
     r"\bnot\s+document\w*\s+(?:its|the|any)\s+(?:impact|effect|efficacy|benefit|response)\b|"
     r"\b(?:response|efficacy|benefit|impact|effect)\b[^.]{0,40}?\b(?:is|are|was|were)\s+not\s+"
     r"(?:provided|documented|noted|reported|stated|given)\b", re.I)
@@ -1067,7 +1069,12 @@ _FI_PERCENT = re.compile(r"\bimproved\s+(?:by\s+)?(\d{1,3})\s*%|(\d{1,3})\s*%\s+
 _FI_POS = re.compile(
     r"\bfunctional (?:improvement|gains?)\b|"
     r"\b(?:improved|increased|better)\s+(?:[a-z]+\s+){0,2}?(?:function|ADLs?|activities of daily "
-    r"living|walking|sitting|standing|work capacity)\b|\breduction in work restrictions\b", re.I)
+    r"living|walking|sitting|standing|work capacity)\b|\breduction in work restrictions\b|"
+    r"\b(?:with|reported|showed|had|shown)\s+(?:some\s+|significant\s+)?(?:improvement|benefit)\b", re.I)
+# guideline statements of what improvement would show ("Additional treatment is based upon
+# documented objective, functional improvement"; "The intended goal ... is functional improvement")
+_FI_GENERAL = re.compile(r"\bbased (?:up)?on\b|\bgoals?\b|\bintended\b|\bassessed\b|\bto establish\b|"
+                         r"\bphilosophy\b", re.I)
 # radiculopathy on examination: the provocative tests letters report
 _RADIC_EXAM = re.compile(r"\b(?:positive|\+)\s+(?:bilateral\s+)?(?:straight[- ]legs?[- ]rais\w*|SLR|Spurling\W?s?)\b|"
                          r"\bstraight[- ]legs?[- ]rais\w*\s+(?:was|were|is|are)?\s*positive\b", re.I)
@@ -1449,7 +1456,7 @@ def _functional_improvement(sentences: Iterable[str]) -> bool | None:
         for m in _FI_PERCENT.finditer(s):
             if int(m.group(1) or m.group(2)) < _SMALL_PERCENT:
                 return False
-        if not _FI_POS.search(s):
+        if not _FI_POS.search(s) or _FI_GENERAL.search(s):
             continue
         for clause in _clauses(s):
             if _HEDGE.search(clause):  # "improvement should be documented" asserts nothing
