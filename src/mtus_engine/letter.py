@@ -996,7 +996,7 @@ _UR_SENTENCE = re.compile(
 _PLANNED = re.compile(
     r"\b(?:ordered|plan(?:ned|s)?\b(?:\s+(?:is|was|included?|includes))?|was to (?:receive|start|begin|"
     r"undergo)|will (?:receive|start|begin|undergo|continue|be)|to be (?:started|scheduled)|"
-    r"scheduled|recommended|recommends|referr(?:ed|al)|pending|requested|awaiting|"
+    r"scheduled|recommended|recommends|referr(?:ed|al)|pending|requested|awaiting|arranged|"
     r"would (?:like|benefit|consider)|candidate for)\b", re.I)
 # history words that make a rationale sentence report what this patient has had
 _HAD = re.compile(r"\b(?:prior|previous(?:ly)?|already|received|completed|attempted|attended|"
@@ -1193,6 +1193,11 @@ _PRIOR_SESSIONS = re.compile(
     r"\b(?:authorized|approved|certified)\s+(?:a\s+)?(?:trial of\s+)?(?:initial\s+)?#?" + _NUM
     + r"\s+(?:[a-z]+\s+){0,3}?" + _SESSION_WORD + r"|"
     r"\bafter\s+(\d+)\s*/\s*\d+\s+(?:[a-z]+\s+){0,2}?(?:sessions?|visits?|treatments?)", re.I)
+_NO_PRIOR_SESSIONS = re.compile(
+    r"\b(?:no|not had any|has not had|never had)\s+(?:previous|prior|past)?\s*(?:[a-z]+\s+){0,2}?"
+    r"(?:sessions?|visits?|treatments?|therapy)\b(?!\s+(?:notes?|records?|reports?)\b)", re.I)
+_NOT_TAKEN = re.compile(r"\b(?:not able to (?:fill|obtain|get)|unable to (?:fill|obtain|get)|not filled|"
+                        r"never (?:filled|taken|started|took))\b", re.I)
 _PRIOR_WORDS = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b|\bprior\b|"
                           r"\bpreviously\b|\balready\b|\breceived\b|\bcompleted\b|\battempted\b|"
                           r"\btreated with\b|\bhas had\b", re.I)
@@ -1649,6 +1654,8 @@ class _Narrative:
                         continue  # requested or planned is not taken; known already
                     if _polarity(clause, pos - clause_start) is not True:
                         continue
+                    if _NOT_TAKEN.search(clause, pos - clause_start):
+                        continue  # "Valium and Zofran not able to fill per insurance"
                     meds.setdefault(generic, _Med(generic, written))
         for s in self.sents:
             if not s.fact:
@@ -1854,10 +1861,14 @@ class _Narrative:
                     not in text.lower():
                 prior_sessions = _to_int(next(g for g in m.groups() if g))
                 break
+        if prior_sessions is None and any(
+                _NO_PRIOR_SESSIONS.search(s.text) and modality in s.modalities and not s.conclusion
+                for s in self.sents):
+            prior_sessions = 0  # "There is no previous physical therapy sessions noted"
         prior = prior_sessions is not None and prior_sessions > 0
-        if not prior:
+        if not prior and prior_sessions is None:
             prior = bool(_MORE_OF_SAME.search(text))
-        if not prior:
+        if not prior and prior_sessions is None:
             for s in self.sents:
                 if s.conclusion or modality not in s.modalities:
                     continue
