@@ -454,6 +454,8 @@ def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str 
     # lint the rulebook up front: a broken rule file fails fast. Not process_engine: a forked
     # worker must compile its own (durable_rules state inherited through fork crashes on free)
     engine = _engine(rules_dir)
+    from .regress import use_engine
+    use_engine(engine, rules_dir)   # no second rulebook load, here or in a worker
     if workers is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         workers = max(1, min(64, cpus or 1))

@@ -84,7 +84,28 @@ def collect_letters(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]
 
 # ------------------------------------------------------------------ per letter (worker side)
 
+_given: dict[str | None, tuple[int, Any]] = {}    # rules_dir -> (pid, the caller's Engine)
+_forked: dict[str | None, Any] = {}
+
+
+def use_engine(engine: Any, rules_dir: str | None = None) -> None:
+    """Regress with an engine the caller already built for rules_dir: used as is in this process;
+    a forked worker compiles its own from the same loaded rulebook (no second YAML load). A
+    compiled engine itself must not cross a fork (durable_rules state crashes on free)."""
+    _given[rules_dir] = (os.getpid(), engine)
+
+
 def _get_engine(rules_dir: str | None):
+    given = _given.get(rules_dir)
+    if given is not None:
+        pid, engine = given
+        if pid == os.getpid():
+            return engine
+        mine = _forked.get(rules_dir)
+        if mine is None:
+            from .engine import Engine
+            mine = _forked[rules_dir] = Engine(engine.rulebook)
+        return mine
     from .engine import process_engine
     return process_engine(rules_dir)
 
