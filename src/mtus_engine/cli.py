@@ -612,3 +612,108 @@ def _grid_text(g) -> str:
 
 def run() -> None:  # pragma: no cover
     main()
+
+
+# ------------------------------------------------------------------ the service (issue 11)
+# FastAPI, uvicorn and fhir.resources are imported inside these commands only: `mtus evaluate`
+# and the other commands never load them.
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback requires --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
+@click.option("--db", type=click.Path(dir_okay=False), default=None,
+              help="Decision log (SQLite): every evaluation is recorded. Default: none.")
+@click.option("--store-inputs", is_flag=True,
+              help="Also keep each input in the decision log (it is medical data: off by default).")
+@click.option("--token", envvar="MTUS_TOKEN", default=None,
+              help="Require 'Authorization: Bearer TOKEN' (required off loopback; or MTUS_TOKEN).")
+@click.option("--max-bytes", type=click.IntRange(1), default=5 * 1024 * 1024, show_default=True,
+              help="Largest request body accepted.")
+@click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
+              help="Seconds an evaluation may take before it is abandoned (503).")
+@click.option("--access-log", is_flag=True, help="Log each request line (method, path, status; never a body).")
+@rules_option
+def serve(host: str, port: int, workers: int, db: str | None, store_inputs: bool, token: str | None,
+          max_bytes: int, timeout: float, access_log: bool, rules_dir: str | None) -> None:
+    """Serve the API, CDS Hooks and the reviewer's page over HTTP (OpenAPI docs at /docs)."""
+    try:
+        from .service.app import Config, is_loopback
+        from .service.app import serve as run_server
+    except ImportError as exc:  # pragma: no cover - the service's dependencies are not installed
+        click.echo(f"error: the service needs FastAPI and uvicorn ({exc.name} is missing): "
+                   "pip install 'mtus-engine'", err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    if not is_loopback(host) and not token:
+        click.echo(f"error: --host {host} is not loopback: give --token (or MTUS_TOKEN) so requests "
+                   "must carry 'Authorization: Bearer <token>'", err=True)
+        raise SystemExit(EXIT_BAD_INPUT)
+    _engine(rules_dir)  # a broken rulebook fails here, before any worker starts
+    if store_inputs and not db:
+        click.echo("error: --store-inputs needs --db", err=True)
+        raise SystemExit(EXIT_BAD_INPUT)
+    run_server(Config(rules_dir=rules_dir, db=db, store_inputs=store_inputs, token=token,
+                      max_bytes=max_bytes, timeout=timeout), host=host, port=port, workers=workers,
+               access_log=access_log)
+
+
+@main.group()
+def decisions() -> None:
+    """Read the service's decision log (mtus serve --db PATH)."""
+
+
+db_option = click.option("--db", type=click.Path(dir_okay=False), required=True, envvar="MTUS_DB",
+                         help="The decision log written by mtus serve --db.")
+
+
+def _decisions_call(fn, *args, **kwargs):
+    import sqlite3
+    try:
+        return fn(*args, **kwargs)
+    except FileNotFoundError as exc:
+        click.echo(f"error: {exc.args[0]}: no such decision log", err=True)
+    except sqlite3.Error as exc:
+        click.echo(f"error: cannot read the decision log: {exc}", err=True)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+@decisions.command("list")
+@db_option
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="Newest N (0: all).")
+@click.option("--case", "case_id", default=None, help="Only this case id.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def decisions_list(db: str, limit: int, case_id: str | None, fmt: str) -> None:
+    """The newest decisions: time, case, input hash, rulebook, and each request's decision."""
+    from .service.decisions import list_decisions
+    rows = _decisions_call(list_decisions, db, limit=limit or None, case_id=case_id)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        answers = ", ".join(q["decision"] for q in r["requests"])
+        click.echo(f"{r['id']:>6}  {r['time'][:19]}  {r['endpoint']:<9}  {r['case_id'] or '-'}  "
+                   f"{r['input_sha256'][:12]}  {r['rulebook_version']}/{r['edition'] or '-'}  {answers}")
+
+
+@decisions.command("show")
+@click.argument("key")
+@db_option
+def decisions_show(key: str, db: str) -> None:
+    """One decision by its number or uid, as JSON (with its input, when it was stored)."""
+    from .service.decisions import show_decision
+    row = _decisions_call(show_decision, db, key)
+    if row is None:
+        click.echo(f"error: no decision {key!r} in {db}", err=True)
+        raise SystemExit(EXIT_BAD_INPUT)
+    click.echo(json.dumps(row, indent=2, ensure_ascii=False))
+
+
+@decisions.command("export")
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json: one decision a line (JSON lines); csv: one row per request.")
+def decisions_export(db: str, fmt: str) -> None:
+    """Every decision, oldest first, on standard output."""
+    from .service.decisions import export_decisions
+    _decisions_call(export_decisions, db, fmt, sys.stdout)

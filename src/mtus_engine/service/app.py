@@ -1,0 +1,434 @@
+"""The HTTP service: FastAPI over mtus_engine's API, answering exactly what the CLI prints.
+
+    GET  /healthz                      {"status": "ok", "rulebook": {"version", "digest"}}
+    POST /v1/evaluate?edition=ID       a case (JSON/YAML), a letter (text/PDF) or a FHIR Bundle
+    POST /v1/whatif?edition=ID         {"case": ..., "set": {...}, "unset": [...], "flip": bool}
+    GET  /v1/rules, /v1/rules/{id}     mtus rules list --format json / mtus rules show
+    GET  /cds-services                 CDS Hooks 2.0 discovery
+    POST /cds-services/mtus-order-sign order-sign: one card per draft order
+    GET  /                             the reviewer's page; POST / is its plain-form fallback
+
+Bad input answers 422 {"error": "<the CLI's one-line message>"}. Bodies are bounded in size and
+evaluations in time. No case content is ever logged; the decision log keeps it only with
+--store-inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__
+from ..errors import InputError, MtusError
+from ..render import to_json
+from . import documents
+
+log = logging.getLogger("mtus_engine.service")
+CONFIG_ENV = "MTUS_SERVICE_CONFIG"
+JSON_TYPE = "application/json"
+
+
+@dataclass
+class Config:
+    rules_dir: str | None = None
+    db: str | None = None
+    store_inputs: bool = False
+    token: str | None = None
+    max_bytes: int = 5 * 1024 * 1024
+    timeout: float = 10.0
+    threads: int = 4
+
+
+class BadInput(Exception):
+    def __init__(self, message: str, status: int = 422):
+        self.message = message
+        self.status = status
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(to_json(data), status_code=status, media_type=JSON_TYPE)
+
+
+def _error(message: str, status: int = 422) -> Response:
+    return _json({"error": message}, status)
+
+
+class BodyLimit:
+    """Pure ASGI: refuses a body over the limit (by Content-Length, or while it streams in)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_bytes + 64 * 1024  # room for a multipart form's envelope
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    return await _send_error(send, 413, f"body is over the {self.max_bytes}-byte limit")
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _send_error(send, 413, f"body is over the {self.max_bytes}-byte limit")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send, status: int, message: str) -> None:
+    body = to_json({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BearerAuth:
+    """Pure ASGI: with a token, every path but /healthz, the page and its assets needs
+    ``Authorization: Bearer <token>`` (the page's plain form may send a ``token`` field instead)."""
+
+    OPEN = ("/healthz", "/static/", "/favicon.ico")
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if path.startswith(self.OPEN) or path == "/" or path in ("/docs", "/openapi.json"):
+            return await self.app(scope, receive, send)  # POST / checks its own form token
+        auth = dict(scope.get("headers", ())).get(b"authorization", b"")
+        scheme, _, given = auth.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+            body = to_json({"error": "missing or wrong bearer token"}).encode()
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", JSON_TYPE.encode()), (b"www-authenticate", b"Bearer"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        return await self.app(scope, receive, send)
+
+
+class Service:
+    """The engine, the decision log and the worker threads of one process."""
+
+    def __init__(self, config: Config):
+        from ..engine import Engine
+        from ..rulebook import load_rulebook
+        self.config = config
+        self.engine = Engine(load_rulebook(config.rules_dir))
+        self.log = None
+        if config.db:
+            from .decisions import DecisionLog
+            self.log = DecisionLog(config.db, store_inputs=config.store_inputs)
+        self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="mtus-eval")
+        self._rule_text: dict[str, str] = {}
+
+    # ------------------------------------------------------------- helpers
+    async def run(self, fn, *args):
+        """fn(*args) in a worker thread, bounded in time."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self.pool, fn, *args), self.config.timeout)
+        except asyncio.TimeoutError:
+            raise BadInput(f"evaluation took longer than {self.config.timeout:g} s and was abandoned", 503) from None
+
+    def engine_for(self, edition: str | None):
+        if edition is None or edition == "":
+            return self.engine
+        try:
+            return self.engine.under_edition(edition)
+        except MtusError as exc:
+            raise BadInput(str(exc)) from None
+
+    def evaluate_bytes(self, raw: bytes, content_type: str | None, name: str | None, edition: str | None,
+                       endpoint: str) -> tuple[Any, dict]:
+        """The case of a body and its determination JSON (recorded in the log). BadInput on error."""
+        from ..api import case_error
+        engine = self.engine_for(edition)
+        case = None
+        source = name or "<body>"
+        try:
+            case = documents.read_document(raw, content_type, name=name, max_bytes=self.config.max_bytes)
+            source = name or source
+            data = engine.evaluate(case).to_json_data()
+        except Exception as exc:  # noqa: BLE001 - the CLI's one line, and the server keeps serving
+            raise BadInput(case_error(source, exc, case, engine).message) from None
+        self.record(endpoint, raw, content_type, data)
+        return case, data
+
+    def record(self, endpoint: str, raw: bytes, content_type: str | None, data: dict) -> None:
+        if self.log is not None:
+            self.log.record(endpoint=endpoint, raw=raw, content_type=content_type, result=data)
+
+    def rule_rows(self) -> list[dict]:
+        rb = self.engine.rulebook
+        return [{"id": r.id, "section": r.citation.section, "pages": r.citation.pages,
+                 "certainty": r.citation.certainty, "recommendation": r.recommendation,
+                 "applies_to": r.applies_to.model_dump(exclude_defaults=True),
+                 "criteria": [c.id for c in r.criteria], "file": f"{r.file}:{r.line}"} for r in rb.rules]
+
+    def rule_text(self, rule_id: str) -> str:
+        """What ``mtus rules show ID`` prints, from the CLI's own code (cached: the rulebook is fixed)."""
+        if rule_id not in self._rule_text:
+            from click.testing import CliRunner
+
+            from .. import cli
+            import unittest.mock as mock
+            with mock.patch.object(cli, "_engine", lambda _rules: self.engine):
+                out = CliRunner().invoke(cli.main, ["rules", "show", rule_id])
+            if out.exit_code != 0:
+                raise BadInput((out.stderr if hasattr(out, "stderr") else out.output).strip().removeprefix("error: "), 404)
+            self._rule_text[rule_id] = out.stdout if hasattr(out, "stdout") else out.output
+        return self._rule_text[rule_id]
+
+
+def _whatif_request(service: Service, body: Any, edition: str | None) -> tuple[bytes, Any]:
+    """POST /v1/whatif: the CLI's what-if (or --flip) on a case given inline."""
+    from .. import whatif as wi
+    from ..case import case_from_data
+    engine = service.engine_for(edition)
+    if not isinstance(body, dict):
+        raise BadInput("<body>: top level is not a JSON object (expected {\"case\": ..., \"set\": {...}, "
+                       "\"unset\": [...], \"flip\": false})")
+    unknown = sorted(set(body) - {"case", "set", "unset", "flip"})
+    if unknown:
+        raise BadInput(f"<body>: unknown field {unknown[0]!r} (expected case, set, unset, flip)")
+    case_data = body.get("case")
+    sets = body.get("set") or {}
+    unsets = body.get("unset") or []
+    flip = body.get("flip", False)
+    if not isinstance(sets, dict):
+        raise BadInput("<body>: set: not an object (expected {\"path\": value})")
+    if not isinstance(unsets, list) or not all(isinstance(u, str) for u in unsets):
+        raise BadInput("<body>: unset: not a list of paths (expected [\"path\", ...])")
+    if not isinstance(flip, bool):
+        raise BadInput("<body>: flip: not true or false")
+    case = None
+    try:
+        if isinstance(case_data, str):
+            case = documents.read_document(case_data.encode(), documents.guess_type(case_data.encode(), None),
+                                           name="case", max_bytes=service.config.max_bytes)
+        elif isinstance(case_data, dict):
+            case = case_from_data(case_data, "case")
+        else:
+            raise InputError("case", "missing or not a case", expected="a case object (or its YAML/JSON text)")
+        pairs = [(str(k), v) for k, v in sets.items()]
+        if flip:
+            base = case if not (pairs or unsets) else wi.apply_changes(case, pairs, list(unsets))
+            return [a.to_json_data() for a in wi.flip(base, engine)]
+        if not (pairs or unsets):
+            raise MtusError("nothing to do: give --set, --unset, --flip or --grid")
+        result = wi.what_if(case, engine, pairs, list(unsets))
+    except MtusError as exc:
+        raise BadInput(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001
+        from ..api import case_error
+        raise BadInput(case_error("case", exc, case, engine).message) from None
+    return result.to_json_data()
+
+
+def toggles(engine, case, result: dict) -> dict[str, dict]:
+    """For each criterion on the page ("<request>|<rule>|<criterion>"): the case change that flips its
+    state (met <-> not met), from the what-if module's own fixes. Left out where no single documented
+    fact decides it (a derived fact such as the agent's sedation)."""
+    from ..case import derive_request
+    from ..whatif import _fixes
+    out: dict[str, dict] = {}
+    for idx, det in enumerate(result["determinations"]):
+        try:
+            fields, _ = derive_request(case, idx, engine.rulebook.drugs)
+        except Exception:  # noqa: BLE001
+            continue
+        for c in det.get("criteria", []):
+            if c["state"] == "not applicable" or c["rule"] not in engine.rulebook.by_id:
+                continue
+            want_met = c["state"] != "met"
+            try:
+                alts = _fixes(engine, case, idx, c["rule"], c["criterion"], want_met, fields)
+            except Exception:  # noqa: BLE001 - a toggle is a convenience; never fail the page
+                alts = []
+            if alts:
+                alt = alts[-1]  # the direct fix (a guard's alternative comes first)
+                out[f"{idx}|{c['rule']}|{c['criterion']}"] = {
+                    "to": "met" if want_met else "failed",
+                    "set": {p: v for p, v, _ in alt if v is not None},
+                    "unset": [p for p, v, _ in alt if v is None],
+                    "words": "; ".join(w for _, _, w in alt)}
+    return out
+
+
+def create_app(config: Config | None = None) -> FastAPI:
+    config = config or Config()
+    service = Service(config)
+    app = FastAPI(title="mtus-engine", version=__version__,
+                  description="California workers' comp utilization review: MTUS determinations, "
+                              "CDS Hooks cards, and a reviewer's page.")
+    app.state.service = service
+    if config.token:
+        app.add_middleware(BearerAuth, token=config.token)
+    app.add_middleware(BodyLimit, max_bytes=config.max_bytes)  # outermost
+    static_dir = Path(str(resources.files("mtus_engine.service") / "static"))
+    app.mount("/static", StaticFiles(directory=static_dir), name="static")
+
+    @app.exception_handler(BadInput)
+    async def _bad(_request: Request, exc: BadInput):
+        return _error(exc.message, exc.status)
+
+    @app.exception_handler(Exception)
+    async def _internal(_request: Request, exc: Exception):
+        log.error("internal error: %s", type(exc).__name__)  # never the message: it may quote the case
+        return _error(f"internal error ({type(exc).__name__})", 500)
+
+    async def body_of(request: Request) -> bytes:
+        raw = await request.body()
+        if len(raw) > config.max_bytes:
+            raise BadInput(f"body is over the {config.max_bytes}-byte limit", 413)
+        return raw
+
+    @app.get("/healthz")
+    async def healthz():
+        rb = service.engine.rulebook
+        return {"status": "ok", "rulebook": {"version": rb.version, "digest": rb.digest}}
+
+    @app.post("/v1/evaluate", summary="Evaluate a case, an IMR letter or a FHIR Bundle",
+              description="Content types: application/json, application/yaml (a case), text/plain or "
+                          "application/pdf (an IMR letter), application/fhir+json (a FHIR R4 Bundle). "
+                          "The answer is exactly `mtus evaluate --format json`. `name` plays the file "
+                          "name (a letter's case id is letter-<stem>).")
+    async def evaluate(request: Request, edition: str | None = None, name: str | None = None):
+        raw = await body_of(request)
+        ctype = request.headers.get("content-type")
+        _, data = await service.run(service.evaluate_bytes, raw, ctype, name, edition, "evaluate")
+        return _json(data)
+
+    @app.post("/v1/whatif", summary="What-if: set/unset case fields, or flip each decision",
+              description='Body: {"case": {...}, "set": {"path": value}, "unset": ["path"], "flip": false}. '
+                          "The answer is exactly `mtus whatif --format json`.")
+    async def whatif(request: Request, edition: str | None = None):
+        raw = await body_of(request)
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except (ValueError, RecursionError) as exc:
+            raise BadInput(f"<body>: not JSON ({str(exc)[:120]})") from None
+
+        def work():
+            data = _whatif_request(service, body, edition)
+            if isinstance(data, dict) and "variant" in data:
+                service.record("whatif", raw, JSON_TYPE, data["variant"])
+            return data
+        return _json(await service.run(work))
+
+    @app.get("/v1/rules", summary="Every rule (mtus rules list --format json)")
+    async def rules_list():
+        return Response(json.dumps(service.rule_rows(), indent=2) + "\n", media_type=JSON_TYPE)
+
+    @app.get("/v1/rules/{rule_id}", summary="One rule (mtus rules show): its text, and its data")
+    async def rules_show(rule_id: str):
+        rule = service.engine.rulebook.by_id.get(rule_id)
+        text = await service.run(service.rule_text, rule_id)
+        return _json({"id": rule_id, "text": text,
+                      "rule": rule.model_dump(mode="json", exclude_none=True) if rule is not None else None})
+
+    # ---------------------------------------------------------------- CDS Hooks
+    from .fhir import DISCOVERY, SERVICE_ID, cards, hook_case
+
+    @app.get("/cds-services", summary="CDS Hooks discovery")
+    async def cds_discovery():
+        return DISCOVERY
+
+    @app.post(f"/cds-services/{SERVICE_ID}", summary="CDS Hooks order-sign: one card per draft order")
+    async def cds_order_sign(request: Request):
+        raw = await body_of(request)
+
+        def work():
+            from ..api import case_error
+            case = None
+            try:
+                body = json.loads(raw)
+                case = hook_case(body)
+                data = service.engine.evaluate(case).to_json_data()
+            except Exception as exc:  # noqa: BLE001
+                if isinstance(exc, ValueError) and case is None and not isinstance(exc, MtusError):
+                    raise BadInput(f"<cds-hooks>: not JSON ({str(exc)[:120]})") from None
+                raise BadInput(case_error("<cds-hooks>", exc, case, service.engine).message) from None
+            service.record("cds-hooks", raw, JSON_TYPE, data)
+            return cards(data)
+        return _json(await service.run(work))
+
+    # ---------------------------------------------------------------- the page
+    from .page import register as register_page
+    register_page(app, service, body_of, toggles)
+    return app
+
+
+def config_from_env() -> Config:
+    raw = os.environ.get(CONFIG_ENV)
+    return Config(**json.loads(raw)) if raw else Config()
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory for ``mtus serve --workers N`` (each worker process builds its own)."""
+    return create_app(config_from_env())
+
+
+def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          access_log: bool = False) -> None:
+    import uvicorn
+    if config.db:
+        from .decisions import DecisionLog
+        DecisionLog(config.db).close()  # the schema exists before any worker writes
+    os.environ[CONFIG_ENV] = json.dumps(asdict(config))
+    uvicorn.run("mtus_engine.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=access_log, log_level="info", server_header=False,
+                limit_concurrency=1024, timeout_keep_alive=5)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
