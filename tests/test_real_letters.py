@@ -114,3 +114,82 @@ def test_partly_authorized_item_is_the_disputed_remainder(corpus):
     assert item.authorized == "Baclofen 100mg #27"
     case = next(c for cid, _, _, c in corpus if cid == "CM16-0233904")
     assert case["requests"][0]["quantity"] == 3
+
+
+def _pr(pairs):
+    """(precision, recall) of extracted values against gold values (None = not given)."""
+    given = sum(1 for g, c in pairs if c is not None)
+    gold = sum(1 for g, c in pairs if g is not None)
+    tp = sum(1 for g, c in pairs if g is not None and g == c)
+    return (tp / given if given else 1.0), (tp / gold if gold else 1.0)
+
+
+# measured with benchmarks/extraction_vs_gold.py (precision, recall); floors a few points below
+FINDING_FLOORS = {
+    "neurologic_deficit": (0.78, 0.78),     # measured 81.4 / 81.4
+    "red_flags": (0.76, 0.90),              # 80.0 / 94.7
+    "surgery_considered": (0.76, 0.88),     # 81.0 / 94.4
+    "conservative_care_failed": (0.68, 0.68),  # 72.2 / 72.2
+    "return_to_work": (0.92, 0.95),         # 96.0 / 100
+    "muscle_spasm": (0.95, 0.95),           # 100 / 100
+}
+
+
+@pytest.mark.parametrize("key", sorted(FINDING_FLOORS))
+def test_findings_agree(corpus, key):
+    pairs = [((g["case"].get("findings") or {}).get(key), (c.get("findings") or {}).get(key))
+             for _, g, _, c in corpus if c]
+    precision, recall = _pr(pairs)
+    floor_p, floor_r = FINDING_FLOORS[key]
+    assert precision >= floor_p and recall >= floor_r, (precision, recall)
+
+
+def test_first_line_tried_agrees(corpus):
+    tp = given = gold = 0
+    for _, g, _, c in corpus:
+        if not c:
+            continue
+        gs = set((g["case"].get("findings") or {}).get("first_line_tried") or [])
+        cs = set((c.get("findings") or {}).get("first_line_tried") or [])
+        tp, given, gold = tp + len(gs & cs), given + len(cs), gold + len(gs)
+    assert tp / given >= 0.92 and tp / gold >= 0.93  # measured 95.6 / 96.2
+
+
+def test_first_line_tried_excludes_planned_and_authorized(corpus):
+    case = next(c for cid, _, _, c in corpus if cid == "CM17-0021656")  # "the plan is for physical therapy"
+    assert "physical_therapy" not in ((case.get("findings") or {}).get("first_line_tried") or [])
+    case = next(c for cid, _, _, c in corpus if cid == "CM16-0231706")  # 6 visits authorized by the CA
+    assert not (case.get("findings") or {}).get("first_line_tried")
+
+
+def test_diagnoses_agree(corpus):
+    tp = given = gold = 0
+    for _, g, _, c in corpus:
+        if not c:
+            continue
+        gs = {_norm(d) for d in g["case"].get("diagnoses") or []}
+        cs = {_norm(d) for d in c.get("diagnoses") or []}
+        tp, given, gold = tp + len(gs & cs), given + len(cs), gold + len(gs)
+    assert tp / given >= 0.86 and tp / gold >= 0.79  # measured 90.1 / 83.3
+
+
+def test_diagnoses_keep_internal_commas(corpus):
+    case = next(c for cid, _, _, c in corpus if cid == "CM16-0235869")
+    assert case["diagnoses"] == ["other specific injury of the muscle, fascia, tendon of the right hip"]
+
+
+@pytest.mark.parametrize("field, floors", [
+    ("functional_improvement", (0.79, 0.62)),   # measured 83.3 / 65.8
+    ("prior_sessions", (0.76, 0.74)),           # 80.6 / 78.1
+    ("sessions", (0.95, 0.81)),                 # 100 / 85.3
+])
+def test_request_fields_agree(corpus, field, floors):
+    pairs = []
+    for _, g, _, c in corpus:
+        if not c:
+            continue
+        for k, gr in enumerate(g["case"].get("requests") or []):
+            cr = c["requests"][k] if k < len(c["requests"]) else {}
+            pairs.append((gr.get(field), cr.get(field)))
+    precision, recall = _pr(pairs)
+    assert precision >= floors[0] and recall >= floors[1], (precision, recall)
