@@ -266,3 +266,10 @@ def test_pdf_backend_reads_real_letters_line_for_line_as_pypdf():
             reader.decrypt("")
         want = "\n\n".join(p.extract_text() or "" for p in reader.pages)
         assert lines(read_letter(path)) == lines(want)
+
+
+def test_markdown_cells_carry_no_html_links_or_cell_breaks():
+    from mtus_engine.report import _md
+    cell = _md("Soma <script>x</script> | [link](http://x)\nnext")
+    assert "<script>" not in cell and "&lt;script&gt;" in cell
+    assert "\\|" in cell and "\\[link\\](http://x)" in cell and "\n" not in cell

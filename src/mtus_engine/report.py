@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from typing import IO, Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -172,8 +173,13 @@ def write_text(run: RegressionRun, out: IO[str], *, changes: list[dict] | None =
         console.print(f"[yellow]error[/] {_esc(e['letter'])}: {_esc(e['error'])}")
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
+
+
 def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Letter text in a markdown table cell: no HTML, no links or emphasis, no cell breaks."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
 
 
 def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]], right_from: int = 1) -> list[str]:
@@ -223,12 +229,12 @@ def write_markdown(run: RegressionRun, out: IO[str], *, rulebook: dict | None = 
     if changes is not None:
         lines += [f"## Changed since the baseline ({len(changes)}, "
                   f"{sum(c['regressed'] for c in changes)} regressed)", ""]
-        lines += [f"- {'REGRESSED ' if c['regressed'] else ''}{c['letter']}: {_md(c['item'])}: "
+        lines += [f"- {'REGRESSED ' if c['regressed'] else ''}{_md(c['letter'])}: {_md(c['item'])}: "
                   f"{c['from']} -> {c['to']}" for c in changes]
         lines.append("")
     if run.errors:
         lines += [f"## Errors ({len(run.errors)})", ""]
-        lines += [f"- {e['letter']}: {_md(e['error'])}" for e in run.errors]
+        lines += [f"- {_md(e['letter'])}: {_md(e['error'])}" for e in run.errors]
         lines.append("")
     out.write("\n".join(lines))
 
