@@ -234,7 +234,8 @@ def item_citations(litem: Any, rulebook: Any) -> tuple[list[str], bool]:
 def engine_reasons(det: Any, rulebook: Any) -> list[str]:
     """The engine's decisive reasons as "<rule-id>/<criterion-id>": for a denial (or modify) the
     decisive criteria that failed or are not documented, "<rule-id>/not-recommended" for a rule
-    that does not recommend the treatment; for a certification the decisive criteria met."""
+    that does not recommend the treatment; for a certification the decisive criteria met, and the
+    guard fact of a decisive criterion its guard set aside."""
     if det.decision == "no-rule":
         return []
     if det.decision == "certify":
@@ -242,7 +243,17 @@ def engine_reasons(det: Any, rulebook: Any) -> list[str]:
     else:
         states = ("failed", "not documented")
     out = [f"{c.rule}/{c.criterion}" for c in det.criteria if c.decisive and c.state in states]
-    if det.decision != "certify":
+    if det.decision == "certify":
+        # a criterion set aside by its guard ("with red flags imaging is indicated"): the guard's
+        # fact is the reason, named as a criterion id (red_flags -> <rule>/red-flags)
+        for c in det.criteria:
+            if c.decisive and c.state == "not applicable":
+                rule = rulebook.by_id.get(c.rule)
+                crit = next((k for k in getattr(rule, "criteria", ()) if k.id == c.criterion), None)
+                guard = getattr(crit, "when", None)
+                if guard is not None:
+                    out.append(f"{c.rule}/{guard.fact.replace('_', '-')}")
+    else:
         for rid in det.rules_fired:
             rule = rulebook.by_id.get(rid)
             if rule is not None and rule.recommendation == "not-recommended":
