@@ -45,7 +45,8 @@ def letter_text(data: bytes, source: str) -> str:
 def letter_case(data: bytes, source: str) -> Case:
     from ..letter import letter_to_case, parse_letter
     parsed = parse_letter(letter_text(data, source), source)
-    return case_from_data(letter_to_case(parsed, f"letter-{PurePath(source).stem}"), source)
+    stem = PurePath(source).stem.strip("<>") or "body"
+    return case_from_data(letter_to_case(parsed, f"letter-{stem}"), source)
 
 
 def read_document(data: bytes, content_type: str | None, *, name: str | None = None,
@@ -55,8 +56,7 @@ def read_document(data: bytes, content_type: str | None, *, name: str | None = N
     if len(data) > max_bytes:
         raise InputError(name or "<body>", f"input is over the {max_bytes}-byte limit")
     if kind in LETTER_TYPES:
-        source = name or ("letter.pdf" if kind == "application/pdf" else "letter.txt")
-        return letter_case(data, source)
+        return letter_case(data, name or "<body>")
     if kind in FHIR_TYPES:
         from .fhir import bundle_case
         return bundle_case(data, name or "<bundle>")

@@ -99,6 +99,7 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
             name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1] or None
         else:
             raw = text.encode("utf-8")
+            name = "pasted.txt" if documents.guess_type(raw, None) == "text/plain" else None
         if not raw.strip():
             return HTMLResponse(page(error="nothing to evaluate: paste a document or choose a file",
                                      edition=edition or ""), status_code=422)
@@ -115,6 +116,8 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
         raw = await body_of(request)
         ctype = documents.guess_type(raw, filename)
         name = filename.replace("\\", "/").rsplit("/", 1)[-1] if filename else None
+        if name is None and ctype == "text/plain":
+            name = "pasted.txt"  # a pasted letter: case id letter-pasted
         return _json(await service.run(evaluate_for_page, raw, ctype, name, edition or None))
 
     @app.post("/ui/fragment", response_class=HTMLResponse, include_in_schema=False)

@@ -6,6 +6,7 @@
   var state = null;            // {result, case, toggles} of the last evaluation
   var active = [];             // keys of the toggles applied
   var edition = "";
+  var renders = 0;            // drawn answers so far (tests wait on data-renders)
 
   function headers(extra) {
     var h = extra || {};
@@ -34,6 +35,7 @@
     var html = await answer(resp);
     $("#results-slot").innerHTML = html;
     bind();
+    document.body.setAttribute("data-renders", String(++renders));
   }
 
   async function evaluate(ev) {
