@@ -157,6 +157,28 @@ def _case_drugs(case: Case, rulebook: Rulebook):
     return summary
 
 
+_requests_memo: tuple = (None, None, None, None)
+
+
+def _case_requests(case: Case, rulebook: Rulebook) -> tuple[set[str], dict[str, set[str]]]:
+    """Once per case: the items of requests that continue care (prior treatment or visits), and
+    the items requested per modality; "another request that ..." is then O(1), not O(n)."""
+    memo = _requests_memo
+    if memo[0] is case and memo[1] is case.requests and memo[2] is rulebook:
+        return memo[3]
+    in_care: set[str] = set()
+    by_modality: dict[str, set[str]] = {}
+    for r in case.requests:
+        if r.prior_treatment or (r.prior_sessions or 0) > 0:
+            in_care.add(r.item)
+        modality = r.modality or parse_item(r.item, rulebook.drugs).get("modality")
+        if modality:
+            by_modality.setdefault(modality, set()).add(r.item)
+    summary = (in_care, by_modality)
+    globals()["_requests_memo"] = (case, case.requests, rulebook, summary)
+    return summary
+
+
 def _generic(rulebook: Rulebook, name: str | None) -> str | None:
     return (rulebook.drugs.generic(name) or name) if name else None
 
@@ -250,22 +272,23 @@ def _modality_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: 
     if case.injury_date and case.request_date:
         a, b = case.injury_date, case.request_date
         facts["months_since_injury"] = (b.year - a.year) * 12 + b.month - a.month - (b.day < a.day)
+    in_care, by_modality = _case_requests(case, rulebook)
+
+    def other_item(items: set[str]) -> bool:  # another request's item (not this same item) is in items
+        return len(items) > 1 or (bool(items) and req.item not in items)
     # a follow-up visit monitors care in progress: listed medications, or another request that continues care
-    if case.medications or any(r.prior_treatment or (r.prior_sessions or 0) > 0
-                               for r in case.requests if r.item != req.item):
+    if case.medications or other_item(in_care):
         facts["under_active_treatment"] = True
     # acupuncture: an option when pain medication is reduced or not tolerated, or an adjunct to
     # physical rehabilitation or surgery
     rehab = {"physical_therapy", "home_exercise"} & set(f.first_line_tried or [])
-    concurrent = any((r.modality or parse_item(r.item, rulebook.drugs).get("modality"))
-                     in ("physical_therapy", "chiropractic", "aquatic_therapy")
-                     for r in case.requests if r.item != req.item)
+    concurrent = any(other_item(by_modality.get(m, set()))
+                     for m in ("physical_therapy", "chiropractic", "aquatic_therapy"))
     if (rehab or concurrent or f.active_exercise_program or f.surgery_considered
             or getattr(f, "oral_medication_intolerance", None)):
         facts["acupuncture_indicated"] = True
     # biofeedback: an option within a cognitive behavioral therapy program, not stand-alone
-    if any((r.modality or parse_item(r.item, rulebook.drugs).get("modality")) == "psych"
-           for r in case.requests if r.item != req.item):
+    if other_item(by_modality.get("psych", set())):
         facts["cbt_program"] = True
 
 
@@ -286,11 +309,9 @@ def _medication_facts(case: Case, req: DerivedRequest, spec: Any, rulebook: Rule
         facts["continued_use"] = True
     elif req.prior_treatment is False or weeks == 0:
         facts["continued_use"] = False
-    listed = any(_has_class(rulebook, g, "opioid") for g in
-                 (medication_generic(m.name, rulebook.drugs) for m in case.medications) if g)
-    requested = any(_has_class(rulebook, g, "opioid") for g in
-                    (_generic(rulebook, r.drug or parse_item(r.item, rulebook.drugs).get("drug"))
-                     for r in case.requests) if g)
+    meds, requests = _case_drugs(case, rulebook)   # once per case: linear in requests
+    listed = any(_has_class(rulebook, g, "opioid") for g in meds)
+    requested = any(_has_class(rulebook, g, "opioid") for g in requests)
     if listed or requested:
         facts["opioid_prescribed"] = True
     elif case.medications:
