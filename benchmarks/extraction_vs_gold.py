@@ -103,6 +103,7 @@ def main() -> None:
     requests: dict[str, PR] = collections.defaultdict(PR)
     meds = PR()
     dx = PR()
+    since = PR()
     diffs: list[dict] = []
     t_parse = 0.0
     for gpath in golds:
@@ -186,6 +187,11 @@ def main() -> None:
             meds.add(True if name in gm else None, True if name in cm else None)
         if gm != cm:
             diffs.append({"letter": case_id, "measure": "medications", "gold": sorted(gm), "got": sorted(cm)})
+        gs_ = {medication_generic(m["name"]): str(m["since"]) for m in gc.get("medications") or []
+               if m.get("since")}
+        cs_ = {m["name"]: m["since"] for m in case.get("medications") or [] if m.get("since")}
+        for name in gs_.keys() | cs_.keys():
+            since.add(gs_.get(name), cs_.get(name))
         greqs = gc.get("requests") or []
         creqs = case.get("requests") or []
         for k, gr in enumerate(greqs):
@@ -221,6 +227,7 @@ def main() -> None:
     print(f"  {'(all)':32s} {tot.fmt()}")
     print(f"diagnoses (exact, per diagnosis) {dx.fmt()}")
     print(f"medications (per drug)           {meds.fmt()}")
+    print(f"medication start (since)         {since.fmt()}")
     print("requests:")
     for key in REQUEST_FIELDS:
         print(f"  {key:32s} {requests[key].fmt()}")

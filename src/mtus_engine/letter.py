@@ -1174,9 +1174,10 @@ _DUR_FOR = re.compile(r"\b(?:for|over|in excess of)\s+(?:(?:over|more than|about
 _DUR_WINDOW = re.compile(r"\bin excess of the (?:initial )?treatment (?:window|period)\b", re.I)
 _ANY_DURATION = re.compile(r"\b(?:for|over|than|excess)\b", re.I)
 _WINDOW_WEEKS = re.compile(r"\b(\d+)\s*(?:-|to)\s*(\d+)\s*weeks?\b", re.I)
-_SINCE = re.compile(r"\bsince\s+(" + _DATE + r")|\b(?:first|initially)\s+(?:noted|prescribed|"
+_SINCE = re.compile(r"\bsince\s+(?:at least\s+)?(" + _DATE + r")|\b(?:first|initially)\s+(?:noted|prescribed|"
                     r"documented|started)\s+(?:[\w]+\s+){0,5}?(?:dated|on|in)\s+(" + _DATE + r")",
                     re.I)
+_PRESCRIBED_ON = re.compile(r"\b(?:on|dated)\s+(" + _DATE + r")\b[^.]{0,120}?\bprescribed\b", re.I)
 _INTERMITTENT = re.compile(r"\bintermittent(?:ly)?\b|\bas needed\b|\bp\.?r\.?n\.?\b|"
                            r"\boccasional(?:ly)?\b", re.I)
 _REGULAR = re.compile(r"\bconsistently\b|\bregularly\b|\bcontinuously\b|\bevery day\b|"
@@ -1661,9 +1662,18 @@ class _Narrative:
             if not s.fact:
                 continue
             for m in _SINCE.finditer(s.text):
-                before = [d for d in s.drugs if d[2] < m.start()] or s.drugs
-                if before and before[-1][0] in meds and meds[before[-1][0]].since is None:
-                    meds[before[-1][0]].since = _date(m.group(1) or m.group(2))
+                before = [d[0] for d in s.drugs if d[2] < m.start()] or [d[0] for d in s.drugs]
+                if not before and s.item is not None:
+                    # "has been using the requested medication since at least 11/07/2016"
+                    before = [d[0] for d in _drug_mentions(self.letter.items[s.item].item)[:1]]
+                if before and before[-1] in meds and meds[before[-1]].since is None:
+                    meds[before[-1]].since = _date(m.group(1) or m.group(2))
+            pm = _PRESCRIBED_ON.search(s.text) if "prescribed" in s.low else None
+            if pm:
+                # "seeing his physician on 12-05-2016 and being prescribed Ibuprofen"
+                for generic, _, pos in s.drugs:
+                    if pos > pm.end() - 12 and generic in meds and meds[generic].since is None:
+                        meds[generic].since = _date(pm.group(1))
             for g in s.refers & meds.keys():
                 if _INTERMITTENT.search(s.text):
                     meds[g].intermittent = True
