@@ -306,7 +306,8 @@ def _reason(det: Any, mtus: bool = True, litem: Any = None) -> str:
         why = det.reason or "no rule applies"
         if not mtus:
             named = _BOILERPLATE.sub("", (litem.reviewer_guideline or "") if litem is not None else "")
-            why = f"the reviewer's guideline lies outside the MTUS ({named.strip() or 'no citation'}); {why}"
+            why = (f"the reviewer's guideline lies outside the MTUS ({named.strip()}); {why}" if named.strip()
+                   else f"the reviewer cited no guideline (none of the MTUS); {why}")
         return why
     blocking = [c.finding for c in det.criteria if c.decisive and c.state in ("failed", "not documented")]
     if blocking:
