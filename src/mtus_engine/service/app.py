@@ -420,6 +420,7 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000, workers:
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
     uvicorn.run("mtus_engine.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 access_log=access_log, log_level="info", server_header=False,
+                http="mtus_engine.service.protocol:NoDelayH11Protocol",
                 limit_concurrency=1024, timeout_keep_alive=5)
 
 

@@ -1,0 +1,150 @@
+"""Load on `mtus serve` over loopback: requests/s and p50/p99 latency at 1, 16 and 64 concurrent
+clients with 1 and 2 workers, against in-process API throughput on the same cases; and the
+decision log checked after each run (no lost or duplicated rows).
+
+Bounded: each point sends at most --requests requests and stops after --seconds; only 127.0.0.1.
+Prints figures; asserts nothing.
+
+    python benchmarks/bench_service.py [--requests 600] [--seconds 15] [--workers 1,2] [--clients 1,16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mtus_engine.engine import Engine  # noqa: E402
+from mtus_engine.render import to_json  # noqa: E402
+from mtus_engine.service.documents import read_document  # noqa: E402
+from mtus_engine.service.launch import ServerProcess  # noqa: E402
+
+ITEMS = ["Flexeril 7.5 mg #{q}", "Cyclobenzaprine 10mg #{q} refills x {r}", "Soma 350 mg #{q}",
+         "Zanaflex 4 mg #{q}", "Robaxin 750 mg #{q}", "Baclofen 10 mg #{q}", "Tramadol 50 mg #{q}",
+         "Chiropractic {s} sessions lumbar", "Acupuncture {s} sessions cervical", "Ambien 10 mg #{q}"]
+
+
+def bodies(n: int, seed: int = 11) -> list[bytes]:
+    """Varied one-request cases as JSON (no two alike, so nothing is answered from a cache)."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        item = rnd.choice(ITEMS).format(q=rnd.choice([10, 20, 30, 60, 90]), r=rnd.randint(0, 3),
+                                        s=rnd.choice([4, 6, 12]))
+        req: dict = {"item": item}
+        if rnd.random() < 0.5:
+            req["prior_use_weeks"] = rnd.randint(0, 30)
+        if rnd.random() < 0.5:
+            req["functional_improvement"] = rnd.random() < 0.5
+        case = {"id": f"bench-{i}", "patient": {"age": rnd.randint(25, 70)}, "request_date": "2015-06-01",
+                "diagnoses": ["low back pain"], "findings": {"acute_exacerbation": rnd.random() < 0.5},
+                "medications": [{"name": "tramadol"}], "requests": [req]}
+        out.append(json.dumps(case).encode())
+    return out
+
+
+def in_process(cases: list[bytes], seconds: float) -> float:
+    """Evaluations/s of the same work without HTTP: read the body, evaluate, render the JSON."""
+    engine = Engine()
+    for raw in cases[:20]:
+        to_json(engine.evaluate(read_document(raw, "application/json")).to_json_data())
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds and n < len(cases):
+        to_json(engine.evaluate(read_document(cases[n], "application/json")).to_json_data())
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+async def _client(port: int, queue: list[bytes], latencies: list[float], errors: list[int], deadline: float) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while queue and time.perf_counter() < deadline:
+            body = queue.pop()
+            head = (f"POST /v1/evaluate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            t0 = time.perf_counter()
+            writer.write(head + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            if b" 200 " not in status_line:
+                errors.append(1)
+    finally:
+        writer.close()
+
+
+async def load(port: int, cases: list[bytes], clients: int, seconds: float) -> dict:
+    queue = list(reversed(cases))
+    latencies: list[float] = []
+    errors: list[int] = []
+    t0 = time.perf_counter()
+    await asyncio.gather(*[_client(port, queue, latencies, errors, t0 + seconds) for _ in range(clients)])
+    wall = time.perf_counter() - t0
+    lat = sorted(latencies)
+    return {"requests": len(lat), "errors": len(errors), "rps": len(lat) / wall,
+            "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan")}
+
+
+def rows(db: Path) -> tuple[int, int]:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return conn.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM decisions").fetchone()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=600, help="Most requests per point.")
+    ap.add_argument("--seconds", type=float, default=15.0, help="Most seconds per point.")
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--clients", default="1,16,64")
+    ap.add_argument("--no-db", action="store_true", help="Run the server without the decision log.")
+    args = ap.parse_args()
+    import os
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other work on the machine "
+          "shares the cores with the server and this client)")
+    cases = bodies(max(args.requests, 200))
+    base = in_process(cases, min(args.seconds, 10))
+    print(f"in-process API (read + evaluate + JSON, one thread): {base:,.0f} evaluations/s")
+    print(f"{'workers':>7} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'ratio':>6} {'errors':>6} {'log rows':>8} {'lost':>4} {'dup':>4}")
+    for workers in [int(w) for w in args.workers.split(",")]:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "decisions.db"
+            extra = [] if args.no_db else ["--db", str(db)]
+            with ServerProcess([*extra, "--workers", str(workers)]) as srv:
+                asyncio.run(load(srv.port, cases[:50], 4, 10))  # warm every worker
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    before = rows(db) if not args.no_db else (0, 0)
+                    r = asyncio.run(load(srv.port, cases[:args.requests], clients, args.seconds))
+                    after = rows(db) if not args.no_db else (0, 0)
+                    n, distinct = after[0] - before[0], after[1] - before[1]
+                    ok = r["requests"] - r["errors"]
+                    lost = max(0, ok - n) if not args.no_db else 0
+                    dup = n - distinct if not args.no_db else 0
+                    print(f"{workers:>7} {clients:>7} {r['requests']:>8} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} "
+                          f"{r['p99_ms']:>8.1f} {r['rps'] / base:>6.2f} {r['errors']:>6} "
+                          f"{n if not args.no_db else '-':>8} {lost:>4} {dup:>4}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
