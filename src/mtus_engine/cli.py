@@ -466,13 +466,16 @@ def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str 
         except (OSError, ValueError) as exc:
             click.echo(f"error: {baseline}: not a JSON regression report ({exc})", err=True)
             raise SystemExit(EXIT_BAD_INPUT) from None
-    if fmt == "markdown":
-        outcome = markdown_report(list(paths), output=output, baseline=base, workers=workers,
-                                  rules_dir=rules_dir, engine=engine, max_bytes=max_bytes)
-    else:
-        outcome = regression_report(list(paths), fmt=fmt, output=output, baseline=base, workers=workers,
-                                    rules_dir=rules_dir, engine=engine, progress=not quiet,
-                                    max_bytes=max_bytes, color=sys.stdout.isatty() and output is None)
+    try:
+        if fmt == "markdown":
+            outcome = markdown_report(list(paths), output=output, baseline=base, workers=workers,
+                                      rules_dir=rules_dir, engine=engine, max_bytes=max_bytes)
+        else:
+            outcome = regression_report(list(paths), fmt=fmt, output=output, baseline=base, workers=workers,
+                                        rules_dir=rules_dir, engine=engine, progress=not quiet,
+                                        max_bytes=max_bytes, color=sys.stdout.isatty() and output is None)
+    finally:
+        use_engine(None, rules_dir)   # this command's engine serves this command only
     if not quiet and output:
         click.echo(f"wrote {output}", err=True)
     s = outcome["summary"]

@@ -91,8 +91,13 @@ _forked: dict[str | None, Any] = {}
 def use_engine(engine: Any, rules_dir: str | None = None) -> None:
     """Regress with an engine the caller already built for rules_dir: used as is in this process;
     a forked worker compiles its own from the same loaded rulebook (no second YAML load). A
-    compiled engine itself must not cross a fork (durable_rules state crashes on free)."""
-    _given[rules_dir] = (os.getpid(), engine)
+    compiled engine itself must not cross a fork (durable_rules state crashes on free). None
+    forgets it."""
+    if engine is None:
+        _given.pop(rules_dir, None)
+        _forked.pop(rules_dir, None)
+    else:
+        _given[rules_dir] = (os.getpid(), engine)
 
 
 def _get_engine(rules_dir: str | None):
