@@ -295,3 +295,26 @@ def test_two_workers_token_and_a_killed_worker_lose_nothing(tmp_path):
     assert rows[0] == rows[1]
     assert len(ok) <= rows[0] <= len(ok) + len(failed)
     assert orphans == 0
+
+
+def test_evaluate_does_not_import_the_service_stack():
+    import subprocess
+    import sys
+    code = ("import sys\nfrom mtus_engine.cli import main\n"
+            f"sys.argv = ['mtus', 'evaluate', {str(CASE)!r}, '--format', 'json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "bad = sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'fhir', 'httpx') if m in sys.modules)\n"
+            "print('IMPORTED', bad, file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "IMPORTED []" in out.stderr, out.stderr[-500:]
+
+
+def test_evaluation_time_is_bounded():
+    import asyncio
+
+    from mtus_engine.service.app import BadInput, Config, Service
+    service = Service(Config(timeout=0.2))
+    with pytest.raises(BadInput) as caught:
+        asyncio.run(service.run(time.sleep, 2))
+    assert caught.value.status == 503 and "longer than 0.2 s" in caught.value.message
+    assert asyncio.run(service.run(lambda: 42)) == 42  # the pool goes on
