@@ -1103,7 +1103,14 @@ _NEURO_NORMAL = re.compile(
     r"\b(?:motor|strength)\s+(?:\w+\s+){0,2}?5\s*/\s*5\b|"
     r"\bno\s+(?:\w+\s+){0,2}?(?:focal\s+)?neurolog\w*\s+(?:deficits?|abnormalit\w+|findings|dysfunction|"
     r"compromise)\b|\bno\s+(?:motor|sensory|neurologic\w*)\s+(?:or\s+\w+\s+)?(?:deficits?|weakness)\b|"
-    r"\bno\s+(?:\w+\s+)?weakness\b", re.I)
+    r"\bno\s+(?:\w+\s+)?weakness\b|"
+    r"\b(?:sensory|motor|neurologic(?:al)?|neurovascular)\s+(?:exam\w*\s+)?(?:was\s+|is\s+|were\s+)?"
+    r"(?:intact|normal|unremarkable|within normal limits)\b", re.I)
+# what an examination with no deficit is said to lack, read for its denial ("a lack of significant
+# neurological deficits", "did not indicate the presence of a definitive neurological deficit")
+_NEURO_FINDING = re.compile(
+    r"\bneurolog\w*\s+(?:deficits?|dysfunction|compromise|abnormalit\w+|findings)\b|"
+    r"\b(?:specific (?:spinal )?nerve|nerve (?:root )?(?:compromise|entrapment|compression))\b", re.I)
 _RED_FLAG = re.compile(r"\bred[- \"]*flags?\b", re.I)
 _RED_FLAG_FOUND = re.compile(r"\bred[- \"]*flags?\b[^.]{0,20}?\b(?:were|was|are|is)\s+(?:identified|"
                              r"present|noted|found)\b", re.I)
@@ -1156,7 +1163,8 @@ _THERAPY_WORDS = re.compile(r"\bphysical therapy\b|\bPT\b|\bconservative\b|\bses
 _RECORD_CLAIM = re.compile(
     r"\b(?:records?|documentation|documented|documents?|notes?|reports?|evidence|indication|"
     r"examination|exam|patient|claimant|injured worker|applicant|employee|he|she|his|her|"
-    r"there (?:is|are|was|were)|identified|noted|found|present|evident|absent)\b", re.I)
+    r"there (?:is|are|was|were)|identified|noted|found|present|evident|absent|strength|sensation|"
+    r"reflex(?:es)?|unremarkable|intact)\b", re.I)
 _GUIDELINE_TEXT = re.compile(
     r"\b(?:MTUS|ODG|ACOEM|guidelines?|Delphi|UpToDate|should|must|may be|is indicated|are indicated|"
     r"recommend\w*|criteria|indications? for (?:imaging|MRI|surgery)|patients|warrant|include)\b", re.I)
@@ -1349,7 +1357,7 @@ def _polarity(clause: str, start: int) -> bool | None:
     return True
 
 
-_K_WORK = ("work", "duty", "duties", "disab", "diabled", "ttd")
+_K_WORK = ("work ", "work,", "work.", "working", "duty", "duties", "disab", "diabled", "ttd")
 
 
 def _return_to_work(sentences: Iterable[str]) -> bool | None:
@@ -1376,14 +1384,15 @@ _K_CONSERVATIVE = ("conservative", "therap", "treatment", "fail", "benefi", "imp
                    "chiropract", "acupunct")
 
 
+@functools.cache
+def _gate(keys: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(re.escape(k) for k in keys), re.I)
+
+
 def _having(sentences: list[str], keys: tuple[str, ...]) -> list[str]:
-    """The sentences that hold one of the lowercase keywords (a cheap gate before regexes)."""
-    out = []
-    for t in sentences:
-        low = t.lower()
-        if any(k in low for k in keys):
-            out.append(t)
-    return out
+    """The sentences that hold one of the keywords (a cheap literal gate before the regexes)."""
+    search = _gate(keys).search
+    return [t for t in sentences if search(t)]
 
 
 class _Rationale(str):
@@ -1774,6 +1783,7 @@ class _Narrative:
         if deficit:
             out["neurologic_deficit"] = True
         elif _asserted(sents, _NEURO_NORMAL) or _denied(sents, _NEURO_DEFICIT) \
+                or _denied(sents, _NEURO_FINDING) \
                 or any(_RADIC_NEG.search(t) for t in sents):
             out["neurologic_deficit"] = False
         # red flags: a fracture, dislocation, tumor, infection or cauda equina asserted; else
