@@ -272,6 +272,9 @@ def gold_path(letter: str | Path) -> Path:
     return p.with_name(p.name.rsplit(".", 1)[0] + ".gold.yaml")
 
 
+_GOLD_CASE = re.compile(r"^case:", re.M)
+
+
 def _norm_item(name: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", name.lower()))
 
@@ -285,7 +288,12 @@ def _gold_items(letter: str, parsed_items: list[Any]) -> list[dict | None]:
     try:
         import yaml
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        gold = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+        text = path.read_text(encoding="utf-8")
+        # only the items are needed: the gold case below them is most of the file
+        head = _GOLD_CASE.search(text)
+        gold = yaml.load(text[:head.start()] if head else text, Loader=loader) or {}
+        if head and "items" not in gold:   # the case came first: read it all
+            gold = yaml.load(text, Loader=loader) or {}
         items = [g for g in gold.get("items") or [] if isinstance(g, dict)]
     except Exception:  # noqa: BLE001 - a broken gold file only loses the reason figures
         return [None] * len(parsed_items)
