@@ -414,13 +414,15 @@ def app_from_env() -> FastAPI:
 def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           access_log: bool = False) -> None:
     import uvicorn
+
+    from .protocol import protocol_name
     if config.db:
         from .decisions import DecisionLog
         DecisionLog(config.db).close()  # the schema exists before any worker writes
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
     uvicorn.run("mtus_engine.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 access_log=access_log, log_level="info", server_header=False,
-                http="mtus_engine.service.protocol:NoDelayH11Protocol",
+                http=protocol_name(),
                 limit_concurrency=1024, timeout_keep_alive=5)
 
 
