@@ -1076,9 +1076,14 @@ _FI_POS = re.compile(
 _FI_GENERAL = re.compile(r"\bbased (?:up)?on\b|\bgoals?\b|\bintended\b|\bassessed\b|\bto establish\b|"
                          r"\bphilosophy\b", re.I)
 # radiculopathy on examination: the provocative tests letters report
-_RADIC_EXAM = re.compile(r"\b(?:positive|\+)\s+(?:bilateral\s+)?(?:straight[- ]legs?[- ]rais\w*|SLR|Spurling\W?s?)\b|"
-                         r"\bstraight[- ]legs?[- ]rais\w*\s+(?:was|were|is|are)?\s*positive\b", re.I)
-_RADIC_NEG = re.compile(r"\bnegative\s+(?:bilateral\s+)?(?:straight[- ]legs?[- ]rais\w*|SLR|Spurling\W?s?)\b", re.I)
+_SLR = r"(?:straight[- ]legs?[- ]rais\w*|SLR|Spurling\W?s?)"
+_RADIC_EXAM = re.compile(r"\b(?:positive|\+)\s+(?:bilateral\s+|seated\s+|supine\s+)?" + _SLR + r"\b|"
+                         r"\b" + _SLR + r"(?:\s+tests?)?\s+(?:was|were|is|are)?\s*positive\b|"
+                         r"\bpositive\b[^.;]{0,60}?\bstraight[- ]legs?[- ]rais\w*|"
+                         r"\bradicul\w+\s+[^.;]{0,40}?\bupon\s+straight[- ]legs?[- ]rais\w*", re.I)
+_RADIC_NEG = re.compile(r"\bnegative\s+(?:bilateral\s+|seated\s+|supine\s+)?(?:[a-z]+\s+){0,3}?(?:and\s+)?"
+                        + _SLR + r"\b|\b" + _SLR + r"(?:\s+(?:tests?|testing))?\s+(?:was|were|is|are)\s+"
+                        r"negative\b", re.I)
 # "a 70% reduction in low back pain following lumbar epidural steroid procedures"
 _INJECTION_RELIEF = re.compile(r"\b(\d{1,3})\s*%\s+(?:reduction|relief|improvement|decrease)\b[^.]{0,60}?"
                                r"\b(?:following|after|from|with)\b[^.]{0,40}?\b(?:epidural|ESI|injections?|blocks?)\b",
