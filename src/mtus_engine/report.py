@@ -111,6 +111,7 @@ def headline(s: dict[str, Any]) -> str:
     return (f"{s['letters']} letters (errors: {s['failed_letters']}), {s['items']} items, "
             f"{m['items']} MTUS-cited, {s['outside_mtus']['items']} judged outside the MTUS. "
             f"MTUS-cited: coverage {_pct(m['coverage'])}, agreement {_pct(m['agreement'])}, "
+            f"recall upheld {_pct(m['recall']['upheld'])} / overturned {_pct(m['recall']['overturned'])}, "
             f"balanced accuracy {_pct(m['balanced_accuracy'])}")
 
 
