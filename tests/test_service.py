@@ -318,3 +318,30 @@ def test_evaluation_time_is_bounded():
         asyncio.run(service.run(time.sleep, 2))
     assert caught.value.status == 503 and "longer than 0.2 s" in caught.value.message
     assert asyncio.run(service.run(lambda: 42)) == 42  # the pool goes on
+
+
+def test_an_internal_error_is_500_and_logs_no_content(caplog):
+    """In process: an unexpected failure answers 500 and is logged by its type only, never its message."""
+    import asyncio
+    import logging
+
+    from mtus_engine.service.app import Config, create_app
+    app = create_app(Config())
+    service = app.state.service
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("patient John Q. Secret, 52, cyclobenzaprine")
+    service.evaluate_bytes = boom
+
+    async def calls():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:
+            r = await client.post("/v1/evaluate", content=CASE.read_bytes(),
+                                  headers={"content-type": "application/yaml"})
+            ok = await client.get("/healthz")
+        return r, ok
+    with caplog.at_level(logging.DEBUG):
+        r, ok = asyncio.run(calls())
+    assert r.status_code == 500 and r.json() == {"error": "internal error (RuntimeError)"}
+    assert ok.status_code == 200
+    assert "Secret" not in caplog.text and "RuntimeError" in caplog.text

@@ -120,6 +120,34 @@ async def _send_error(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class Shield:
+    """Pure ASGI, just inside Starlette's error middleware: an unexpected exception is logged by its
+    type only (its message or traceback could quote the case) and answered 500, never re-raised."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except _TooLarge:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.error("internal error on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
+            if not started:
+                await _send_error(send, 500, f"internal error ({type(exc).__name__})")
+
+
 class BearerAuth:
     """Pure ASGI: with a token, every path but /healthz, the page and its assets needs
     ``Authorization: Bearer <token>`` (the page's plain form may send a ``token`` field instead)."""
@@ -304,6 +332,7 @@ def create_app(config: Config | None = None) -> FastAPI:
                   description="California workers' comp utilization review: MTUS determinations, "
                               "CDS Hooks cards, and a reviewer's page.")
     app.state.service = service
+    app.add_middleware(Shield)  # innermost of ours: no exception (nor its message) reaches a log
     if config.token:
         app.add_middleware(BearerAuth, token=config.token)
     app.add_middleware(BodyLimit, max_bytes=config.max_bytes)  # outermost
@@ -313,11 +342,6 @@ def create_app(config: Config | None = None) -> FastAPI:
     @app.exception_handler(BadInput)
     async def _bad(_request: Request, exc: BadInput):
         return _error(exc.message, exc.status)
-
-    @app.exception_handler(Exception)
-    async def _internal(_request: Request, exc: Exception):
-        log.error("internal error: %s", type(exc).__name__)  # never the message: it may quote the case
-        return _error(f"internal error ({type(exc).__name__})", 500)
 
     async def body_of(request: Request) -> bytes:
         raw = await request.body()
