@@ -58,7 +58,8 @@ def test_every_compiled_operator_behaves(engine):
     # states must partition the possible values
     compiled = compile_rulebook(engine.rulebook)
     rs = RulesetHandle("operators-check", compiled.definition)
-    base = {"kind": "request", "drug": "cyclobenzaprine", "drug_class__muscle_relaxant": True}
+    base = {"kind": "request", "drug": "cyclobenzaprine", "drug_class__muscle_relaxant": True,
+                "continued_use": True}  # the duration criterion applies to a drug already in use
     for weeks in (None, 0, 3, 4, 5):
         fact = dict(base)
         if weeks is not None:
