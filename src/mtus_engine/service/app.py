@@ -343,6 +343,14 @@ def create_app(config: Config | None = None) -> FastAPI:
     async def _bad(_request: Request, exc: BadInput):
         return _error(exc.message, exc.status)
 
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        err = (exc.errors() or [{}])[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        return _error(f"{where}: {err.get('msg', 'invalid request')}")  # never the input itself
+
     async def body_of(request: Request) -> bytes:
         raw = await request.body()
         if len(raw) > config.max_bytes:
