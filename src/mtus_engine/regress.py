@@ -335,11 +335,21 @@ def _warm_extractor(path: str) -> None:
     tables (drug names, section and part titles, read from the rulebook) are inherited by every
     worker rather than built again in each. Only extraction: a compiled engine must not cross a
     fork (durable_rules state inherited through fork crashes on free)."""
-    from .letter import letter_to_case, parse_letter, read_letter
+    import inspect
+
+    from . import letter
     try:
-        letter_to_case(parse_letter(read_letter(path), path), "warm-up")
+        letter.letter_to_case(letter.parse_letter(letter.read_letter(path), path), "warm-up")
     except Exception:  # noqa: BLE001 - the worker reports this letter's error
         pass
+    # tables the first letter did not need (drug lookups for a letter without drugs, ...)
+    for fn in list(vars(letter).values()):
+        if callable(fn) and hasattr(fn, "cache_info"):
+            try:
+                if not inspect.signature(fn).parameters:
+                    fn()
+            except Exception:  # noqa: BLE001 - a table that fails here fails in the worker too
+                pass
 
 
 def _work(args: tuple[str, str | None, int | None]) -> dict[str, Any]:
