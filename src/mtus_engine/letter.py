@@ -1150,7 +1150,8 @@ _CONSERVATIVE_FAILED = re.compile(
 # response to conservative therapy", "no indication the patient has completed conservative treatment")
 _CONSERVATIVE_COURSE = re.compile(
     r"\b(?:response to|failure of|trial (?:and failure )?of|attempts? at|course of|completed|exhausted|"
-    r"trialed and failed|failed|undergone)\s+(?:[a-z-]+\s+){0,5}?" + _CONSERVATIVE + r"\b", re.I)
+    r"trialed and failed|failed|undergone)\s+(?:[a-z-]+\s+){0,5}?" + _CONSERVATIVE + r"\b|"
+    r"\b(?:recent|any|adequate)\s+conservative\s+(?:care|treatments?|management|therapy|measures)\b", re.I)
 _NOT_RESPONDED = re.compile(
     r"\b(?:not|failed to|did not|has not|have not)\s+(?:respond(?:ed)?|improved?)\s+(?:to|with)\s+"
     r"(?:[a-z-]+\s+){0,3}?" + _CONSERVATIVE + r"\b|"
@@ -1159,7 +1160,8 @@ _NOT_RESPONDED = re.compile(
     r"\bnot (?:proven )?(?:particularly )?beneficial\b", re.I)
 _CONSERVATIVE_NOT_DONE = re.compile(
     r"\byet to (?:complete|be completed|undergo|start|begin)\b|\bhad not undergone conservative\b|"
-    r"\bhas not failed\b|\bcannot be considered as having failed\b", re.I)
+    r"\bhas not failed\b|\bcannot be considered as having failed\b|"
+    r"\btrial and failure (?:has|have|was|were) not been (?:submitted|documented|provided)\b", re.I)
 _NO_BENEFIT = re.compile(r"\b(?:no|minimal|without|little)\s+(?:[a-z]+\s+){0,3}?(?:improvement|benefit|relief)\b|"
                          r"\bnot (?:\w+\s+){0,2}?(?:beneficial|helpful|effective)\b", re.I)
 _THERAPY_WORDS = re.compile(r"\bphysical therapy\b|\bPT\b|\bconservative\b|\bsessions?\b|"
@@ -1169,7 +1171,7 @@ _RECORD_CLAIM = re.compile(
     r"\b(?:records?|documentation|documented|documents?|notes?|reports?|evidence|indication|"
     r"examination|exam|patient|claimant|injured worker|applicant|employee|he|she|his|her|"
     r"there (?:is|are|was|were)|identified|noted|found|present|evident|absent|strength|sensation|"
-    r"reflex(?:es)?|unremarkable|intact)\b", re.I)
+    r"reflex(?:es)?|unremarkable|intact|submitted)\b", re.I)
 _GUIDELINE_TEXT = re.compile(
     r"\b(?:MTUS|ODG|ACOEM|guidelines?|Delphi|UpToDate|should|must|may be|is indicated|are indicated|"
     r"recommend\w*|criteria|indications? for (?:imaging|MRI|surgery)|patients|warrant|include)\b", re.I)
@@ -1813,8 +1815,9 @@ class _Narrative:
                      and not _negated(t[:m.start()]) for t in plain) or any(
             _NO_BENEFIT.search(t) and _THERAPY_WORDS.search(t) and not _NEG_EXTENDED.search(t)
             for t in plain)
-        if not failed and (_denied(sents, _CONSERVATIVE_COURSE)
-                           or _asserted(sents, _CONSERVATIVE_NOT_DONE)):
+        not_done = any((m := _CONSERVATIVE_NOT_DONE.search(t))
+                       and not _negated(t[max(0, m.start() - 40):m.start()]) for t in sents)
+        if not failed and (_denied(sents, _CONSERVATIVE_COURSE) or not_done):
             out["conservative_care_failed"] = False
         elif failed or _asserted(sents, _CONSERVATIVE_FAILED):
             out["conservative_care_failed"] = True
