@@ -132,6 +132,7 @@ FINDING_FLOORS = {
     "conservative_care_failed": (0.68, 0.68),  # 72.2 / 72.2
     "return_to_work": (0.92, 0.95),         # 96.0 / 100
     "muscle_spasm": (0.95, 0.95),           # 100 / 100
+    "radiculopathy_exam": (0.87, 0.77),     # 91.7 / 81.5
 }
 
 
