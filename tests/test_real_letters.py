@@ -129,7 +129,7 @@ FINDING_FLOORS = {
     "neurologic_deficit": (0.79, 0.90),     # measured 82.4 / 94.9
     "red_flags": (0.76, 0.90),              # 80.0 / 94.7
     "surgery_considered": (0.76, 0.88),     # 81.0 / 94.4
-    "conservative_care_failed": (0.68, 0.68),  # 72.2 / 72.2
+    "conservative_care_failed": (0.67, 0.76),  # 70.7 / 80.6
     "return_to_work": (0.92, 0.95),         # 96.0 / 100
     "muscle_spasm": (0.95, 0.95),           # 100 / 100
     "radiculopathy_exam": (0.87, 0.77),     # 91.7 / 81.5
