@@ -429,12 +429,38 @@ def _load_yaml(path: Path, problems: list[str]) -> Any:
         return None
 
 
+_loaded: dict[tuple, Rulebook] = {}
+
+
+def _files_key(root: Path) -> tuple:
+    """What a loaded rulebook depends on: every YAML file's path, size and modification time."""
+    out = []
+    for p in sorted(root.rglob("*.yaml")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.append((str(p), st.st_size, st.st_mtime_ns))
+    return (str(root.resolve()), tuple(out))
+
+
 def load_rulebook(directory: str | Path | None = None) -> Rulebook:
-    """Load, validate and lint a rulebook; raise RulebookError listing every problem."""
+    """Load, validate and lint a rulebook; raise RulebookError listing every problem.
+
+    A Rulebook is immutable, so one loaded from unchanged files is reused (the extractor, the
+    engine and the service each ask for it); an edited file is loaded afresh."""
     root = Path(directory) if directory else default_rules_dir()
-    problems: list[str] = []
     if not (root / "rulebook.yaml").exists():
         raise RulebookError([f"{root}: not a rulebook directory (no rulebook.yaml)"])
+    key = _files_key(root)
+    cached = _loaded.get(key)
+    if cached is None:
+        cached = _loaded[key] = _load_rulebook(root)
+    return cached
+
+
+def _load_rulebook(root: Path) -> Rulebook:
+    problems: list[str] = []
     digest = hashlib.sha256()
 
     def load_model(path: Path, model: type[BaseModel], sub: str | None = None):
