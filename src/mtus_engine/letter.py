@@ -221,10 +221,17 @@ _FIRST_LINE_CLASSES = ("nsaid", "anticonvulsant", "antidepressant")
 
 
 @functools.cache
+def _rulebook() -> Any:
+    """The rulebook, loaded once per process: its drug vocabulary, part titles and section names
+    are the extractor's vocabulary."""
+    from .rulebook import load_rulebook
+    return load_rulebook()
+
+
+@functools.cache
 def _drug_tables() -> tuple[dict[str, str], dict[str, list[str]], frozenset[str], dict[str, str]]:
     """(name -> generic, first word -> multi-word names, first words, generic -> first-line class)."""
-    from .rulebook import load_rulebook
-    vocabulary = load_rulebook().drugs
+    vocabulary = _rulebook().drugs
     names = {n: g for n, g in vocabulary.names().items() if g not in _NOT_A_MEDICATION}
     names.update(_LETTER_ONLY_NAMES)
     multi: dict[str, list[str]] = {}
@@ -760,9 +767,8 @@ def _whole_sections(text: str) -> list[str]:
 @functools.cache
 def _known_sections() -> frozenset[str]:
     """Section names as the rulebook's rule files cite them, lowercase."""
-    from .rulebook import load_rulebook
     names = set()
-    for rule in load_rulebook().rules:
+    for rule in _rulebook().rules:
         for cite in rule.parts.values():
             if cite.section:
                 names.add(cite.section.lower())
@@ -783,9 +789,8 @@ def _title_words(title: str) -> frozenset[str]:
 @functools.cache
 def _part_titles() -> tuple[tuple[str, frozenset[str]], ...]:
     """(part id, title words) for every guideline part of the rulebook's editions."""
-    from .rulebook import load_rulebook
     seen: dict[str, frozenset[str]] = {}
-    for edition in load_rulebook().manifest.editions:
+    for edition in _rulebook().manifest.editions:
         for part in edition.parts:
             seen.setdefault(part.id, _title_words(part.title))
     return tuple(seen.items())
@@ -818,8 +823,7 @@ def _resolve_part(guideline: str, day: dt.date | None) -> str | None:
             if overlap >= 0.6 and overlap > best:
                 best, candidates = overlap, [pid]
     if len(candidates) > 1 and day is not None:
-        from .rulebook import load_rulebook
-        edition = load_rulebook().edition_for(day)
+        edition = _rulebook().edition_for(day)
         in_force = [pid for pid in candidates if edition and edition.part(pid)]
         candidates = in_force or candidates
     return candidates[0] if len(candidates) == 1 else (candidates[-1] if candidates else None)
@@ -1391,15 +1395,12 @@ _K_CONSERVATIVE = ("conservative", "therap", "treatment", "fail", "benefi", "imp
                    "chiropract", "acupunct")
 
 
-@functools.cache
-def _gate(keys: tuple[str, ...]) -> re.Pattern:
-    return re.compile("|".join(re.escape(k) for k in keys), re.I)
-
-
-def _having(sentences: list[str], keys: tuple[str, ...]) -> list[str]:
-    """The sentences that hold one of the keywords (a cheap literal gate before the regexes)."""
-    search = _gate(keys).search
-    return [t for t in sentences if search(t)]
+def _having(sentences: list[str], keys: tuple[str, ...], lows: list[str] | None = None) -> list[str]:
+    """The sentences that hold one of the lowercase keywords (a cheap gate before the regexes);
+    ``lows``: the sentences already lowercased."""
+    if lows is None:
+        lows = [t.lower() for t in sentences]
+    return [t for t, low in zip(sentences, lows) if any(k in low for k in keys)]
 
 
 class _Rationale(str):
@@ -1782,9 +1783,10 @@ class _Narrative:
         """red_flags, neurologic_deficit, surgery_considered, conservative_care_failed."""
         out: dict[str, Any] = {}
         record = self._record_sentences()
+        lows = [t.lower() for t in record]
         summary_all = [s.text for s in self.sents if s.block == "summary" and s.fact]
         # cheap keyword gates first: each regex runs only on sentences that could match
-        sents = _having(record, _K_NEURO)
+        sents = _having(record, _K_NEURO, lows)
         # neurologic deficit: an objective deficit asserted anywhere wins over normal findings
         deficit = _asserted(sents, _NEURO_DEFICIT) or _asserted(sents, _RADIC_EXAM)
         if deficit:
@@ -1795,7 +1797,7 @@ class _Narrative:
             out["neurologic_deficit"] = False
         # red flags: a fracture, dislocation, tumor, infection or cauda equina asserted; else
         # the record's "no red flags"
-        sents = _having(record, _K_RED_FLAG)
+        sents = _having(record, _K_RED_FLAG, lows)
         summary = _having(summary_all, _K_RED_FLAG)
         if _asserted([t for t in summary if not _GENERAL_LIST.search(t)], _RED_FLAG_TERMS) \
                 or _asserted(sents, _RED_FLAG_FOUND):
@@ -1803,13 +1805,13 @@ class _Narrative:
         elif _denied(sents, _RED_FLAG):
             out["red_flags"] = False
         # surgery considered: planned, requested or contemplated; or denied in the record
-        sents = _having(record, _K_SURGERY)
+        sents = _having(record, _K_SURGERY, lows)
         if _denied(sents, _SURGERY_CONSIDERED) or _asserted(sents, _NO_SURGERY):
             out["surgery_considered"] = False
         elif _asserted(sents, _SURGERY_CONSIDERED, hedged_ok=True):
             out["surgery_considered"] = True
         # conservative care failed
-        sents = _having(record, _K_CONSERVATIVE)
+        sents = _having(record, _K_CONSERVATIVE, lows)
         plain = [t for t in sents if not (isinstance(t, _Rationale) and _GUIDELINE_TEXT.search(t))]
         failed = any((m := _NOT_RESPONDED.search(t)) and not _NEG_EXTENDED.search(t)
                      and not _negated(t[:m.start()]) for t in plain) or any(
@@ -1924,8 +1926,7 @@ class _Narrative:
 
 @functools.cache
 def _drug_lookup() -> Any:
-    from .rulebook import load_rulebook
-    return load_rulebook().drugs
+    return _rulebook().drugs
 
 
 def _parse_item_text(text: str) -> dict[str, Any]:
