@@ -5,7 +5,8 @@ Independent of the letter extractor: each gold file's hand-checked ``case:`` is 
 Engine(), and every gold item whose citations name an ACOEM chapter (acoem-*), the CPMTG 2016
 "Electrodiagnostic testing (EMG/NCS)" section, the Acupuncture guidelines or a non-drug CPMTG
 section (physical medicine, manual therapy, TENS, office visits, psychological treatment, ...;
-PHYSICAL_SECTIONS), or whose gold reason names one of those rules, is compared with the reviewer:
+PHYSICAL_SECTIONS), or whose gold reason names one of those rules (ACOEM_RULES: also consultations,
+functional capacity evaluations and braces), is compared with the reviewer:
 
 - outcome: engine certify = overturned; non-certify or modify = upheld; no-rule is a miss;
 - criterion: for an upheld item, whether the reviewer's decisive criterion (gold ``reason``)
@@ -45,7 +46,9 @@ PHYSICAL_SECTIONS = ("physical medicine", "manual therapy", "manipulation", "mas
                      "thermography", "ultrasound, therapeutic", "introduction")
 # the ACOEM chapter families (and CPMTG 2016 electrodiagnostics): also scored where the reviewer
 # cited ODG but decided on the same criterion
-ACOEM_RULES = ("imaging.", "electrodiagnostics.", "surgery.", "injections.")
+ACOEM_RULES = ("imaging.", "electrodiagnostics.", "surgery.", "injections.",
+               # ACOEM General Approaches (consultations, FCE) and the extremity chapters' braces
+               "consultation.", "fce.", "braces.")
 PHYSICAL_RULES = ("physical-medicine.", "manual-therapy.", "acupuncture.", "tens.", "office-visits.",
                   "massage.", "aquatic-therapy.", "home-health.", "psychological.", "functional-restoration.")
 

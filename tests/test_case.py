@@ -156,7 +156,7 @@ def test_session_notations(engine, item, sessions):
     ("Infrared therapy 2 times a week", "thermography"),
     ("Biofeedback 6 sessions", "biofeedback"),
     ("Low level laser therapy x 8", "laser"),
-    ("Functional capacity evaluation", "other"),
+    ("Functional capacity evaluation", "fce"),
     ("Work hardening 10 sessions", "functional_restoration"),
     ("Inpatient rehabilitation 7-10 days", "other"),
 ])
@@ -199,18 +199,39 @@ def test_imaging_and_electrodiagnostics(engine, item, expected):
     ("Initial exam", "office_visit"),
     ("Consult with pain management", "consultation"),
     ("Referral to a spine specialist", "consultation"),
-    ("Evaluation with an orthopedic surgeon", "consultation"),
-    ("Spine surgery evaluation for the lumbar", "consultation"),
-    ("Neurosurgeon evaluation for the low back", "consultation"),
-    ("Consult with hip replacement specialist to evaluate for a total hip arthroplasty", "consultation"),
-    ("TOC to ortho spine surgeon eval and treatment", "consultation"),
-    ("Pre-operative medical clearance", "consultation"),
+    ("Evaluation with an orthopedic surgeon", "surgical_consultation"),
+    ("Spine surgery evaluation for the lumbar", "surgical_consultation"),
+    ("Neurosurgeon evaluation for the low back", "surgical_consultation"),
+    ("Consult with hip replacement specialist to evaluate for a total hip arthroplasty", "surgical_consultation"),
+    ("TOC to ortho spine surgeon eval and treatment", "surgical_consultation"),
+    ("Referral to orthopedic surgeon for the right knee", "surgical_consultation"),
+    ("Ortho consult", "surgical_consultation"),
+    ("Pre-operative medical clearance", "preop_clearance"),
+    ("Pre-op Clearance", "preop_clearance"),
+    ("Pre-op H&P with internist", "preop_clearance"),
+    ("Pre-operative CBC", "lab_test"),
+    ("Medication management consultation", "consultation"),
+    ("Physical therapy evaluation after knee surgery", "office_visit"),
+    ("Functional capacity evaluation (FCE)", "fce"),
+    ("Functional capacity evaluation", "fce"),
     ("Comprehensive psychological testing", "psych"),
     ("Cognitive behavioral therapy 6 sessions", "psych"),
     ("Partial hospitalization day treatment", "psych"),
 ])
 def test_visits_and_consultations(engine, item, modality):
     assert _parsed(engine, item).get("modality") == modality
+
+
+@pytest.mark.parametrize("item,expected", [
+    ("Wrist braces #2", {"modality": "brace", "quantity": 2, "body_region": ["wrist"]}),
+    ("Elbow braces #2", {"modality": "brace", "quantity": 2, "body_region": ["elbow"]}),
+    ("Right knee brace", {"modality": "brace", "body_region": ["knee"]}),
+    ("Thumb spica splint for the left hand", {"modality": "brace", "body_region": ["hand"]}),
+    ("Purchase of a hinged knee brace", {"modality": "brace", "purchase": True, "body_region": ["knee"]}),
+    ("Back brace", {"modality": "lumbar_support", "body_region": ["lumbar"]}),
+])
+def test_braces(engine, item, expected):
+    assert _parsed(engine, item) == expected
 
 
 @pytest.mark.parametrize("item,modality", [
@@ -252,8 +273,8 @@ def test_a_joint_injection_naming_its_drugs_is_no_drug_request(engine, item):
     ("Interferential unit purchase", {"modality": "tens", "purchase": True}),
     ("Lumbar support", {"modality": "lumbar_support", "body_region": ["lumbar"]}),
     ("Back brace", {"modality": "lumbar_support", "body_region": ["lumbar"]}),
-    ("Wrist braces #2", {"modality": "dme", "quantity": 2, "body_region": ["wrist"]}),
-    ("Right wrist splint", {"modality": "dme", "body_region": ["wrist"]}),
+    ("Wrist braces #2", {"modality": "brace", "quantity": 2, "body_region": ["wrist"]}),
+    ("Right wrist splint", {"modality": "brace", "body_region": ["wrist"]}),
     ("Cervical pillow", {"modality": "dme", "body_region": ["cervical"]}),
     ("Single point cane", {"modality": "dme"}),
     ("Front wheeled walker", {"modality": "dme"}),

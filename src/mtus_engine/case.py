@@ -49,6 +49,9 @@ MODALITIES = ("chiropractic", "acupuncture", "physical_therapy", "massage", "aqu
               "ultrasound_therapeutic", "laser", "thermography", "biofeedback",
               # devices the ACOEM "Physical Methods" sections judge (rules/physical/)
               "lumbar_support", "hot_cold",
+              # ACOEM General Approaches (consultations, functional capacity evaluation) and the
+              # extremity chapters' braces and splints (rules/acoem/consultation*.yaml, fce.yaml, braces-*.yaml)
+              "surgical_consultation", "preop_clearance", "fce", "brace",
               "other")
 # what a compounded topical may contain; "other" is an ingredient the vocabulary cannot name
 INGREDIENTS = (
@@ -154,6 +157,27 @@ class Findings(_Strict):
     surgical_lesion_imaging: bool | None = Field(
         default=None, description="Clear clinical and imaging evidence of a lesion shown to benefit from surgical repair "
                                   "(e.g. a full-thickness rotator cuff tear, a meniscal tear with mechanical symptoms).")
+    # consultations, functional capacity evaluation, braces, imaging (rules/vocabulary/facts-acoem2.yaml)
+    diagnosis_complex: bool | None = Field(
+        default=None, description="The diagnosis is uncertain or extremely complex, or psychosocial factors "
+                                  "complicate care (ACOEM: reasons to refer to a specialist).")
+    return_to_work_attempts_failed: bool | None = Field(
+        default=None, description="Prior return-to-work attempts were unsuccessful, or medical reports conflict on "
+                                  "the worker's precautions or fitness for a modified job.")
+    near_mmi: bool | None = Field(
+        default=None, description="The worker is close to or at maximum medical improvement (permanent and stationary).")
+    invasive_procedure_planned: bool | None = Field(
+        default=None, description="An injection or surgery is planned or contemplated for the body part imaged.")
+    wrist_splint_condition: bool | None = Field(
+        default=None, description="A condition the ACOEM hand chapter treats with splinting: carpal tunnel syndrome, "
+                                  "de Quervain's tenosynovitis, or a wrist or hand sprain/strain.")
+    elbow_brace_condition: bool | None = Field(
+        default=None, description="A condition for which the ACOEM elbow chapter supports bracing or splinting: "
+                                  "protection after elbow surgery, cubital tunnel syndrome (night splint or padding), "
+                                  "lateral epicondylalgia (counterforce brace).")
+    knee_instability: bool | None = Field(
+        default=None, description="Knee instability a brace treats: patellar instability, an anterior cruciate "
+                                  "ligament tear or medial collateral ligament instability.")
     # medications (rules/vocabulary/facts-medication.yaml)
     severe_acute_injury: bool | None = Field(
         default=None, description="A severe acute injury (fracture, crush injury, amputation, extensive burn, dislocation).")
@@ -439,7 +463,8 @@ _INJECT = r"(?:inject\w*|\bshots?\b|aspiration)"
 _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong, re.compile(pat, flags)) for
                                                                    name, strong, pat, flags in (
     # tests, devices and procedures with no guideline family of their own
-    ("other", True, r"functional capacity|\bFCE\b|impedance imaging|\bTPII\b|shock ?wave|\bESWT\b"
+    ("fce", True, r"functional capacity|\bFCE\b|physical capacity evaluation", re.I),
+    ("other", True, r"impedance imaging|\bTPII\b|shock ?wave|\bESWT\b"
                     r"|neurostimulation|electroencephalog\w*|\bEEG\b|electrocardiog\w*"
                     r"|\bEKG\b|\bECG\b|neurolytic|inpatient|rehabilitation unit|acute rehab\w*"
                     r"|\bgym\b|membership|transportation|\bassistant\b|grip (?:strength )?test"
@@ -476,6 +501,17 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
     ("thermography", True, r"infrared|thermograph\w*", re.I),
     ("psych", True, r"psycholog\w*|psychiatr\w*|psychother\w*|cognitive behavio\w*|\bCBT\b|partial hospitali\w*"
                     r"|counsel+ing|mental health", re.I),
+    # a medical evaluation before surgery ("Pre-operative medical clearance", "Pre-op H&P")
+    ("preop_clearance", True, r"\bpre-?\s?op(?:erative)?\b(?:(?!therap)[^,;]){0,30}?(?:clearance|evaluation|eval\b|consult\w*|H\s?&\s?P\b"
+                              r"|history and physical|medical exam\w*)|\b(?:medical|surgical|cardiac) clearance|\bclearance\b",
+     re.I),
+    # a consultation with a surgeon: a referral word naming a surgeon, or a surgeon's evaluation
+    ("surgical_consultation", True, r"(?:\bconsult\w*|\breferral|\brefer(?:red)?\s+to|\bTOC\b|transfer of care"
+                                    r"|second opinion|\bevaluation\s+(?:with|by))\b.{0,40}?(?:surgeon|\bsurg(?:ery|ical)"
+                                    r"|orthop(?:a)?edi\w*|\bortho\b|neurosurg\w*|arthroplast\w*|replacement)"
+                                    r"|(?:surgeon|\bsurg(?:ery|ical)|orthop(?:a)?edi\w*|\bortho\b|neurosurg\w*)\s+"
+                                    r"(?:(?!therap|physical|occupational|rehab|follow)\w+\s+)?"
+                                    r"(?:consult\w*|evaluation|eval\b|assessment|referral|opinion)", re.I),
     ("consultation", True, r"\bconsult\w*|referral|\brefer(?:red)? to\b|\bTOC\b|transfer of care|second opinion"
                            r"|medical clearance|\bclearance\b|(?<!re-)(?<!re)\bevaluation (?:with|by)\b"
                            r"|(?:surgeon|surgical|surgery|specialist|orthop(?:a)?edi\w*|\bortho|neurolog\w*"
@@ -493,6 +529,10 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
     # devices the ACOEM "Physical Methods" sections judge (rules/physical/), before other equipment
     ("lumbar_support", False, r"(?:\blumbar|\bback|lumbosacral|\bL-?spine)\s+(?:supports?|braces?|corsets?|belts?"
                               r"|binders?|orthos[ie]s)\b|\bT?LSO\b|lumbar corset", re.I),
+    # braces and splints of the extremities (rules/acoem/braces-*.yaml); back braces are lumbar supports
+    ("brace", False, r"\bbraces?\b|\bbracing\b|\bsplints?\b|\bsplinting\b|counter-?force"
+                     r"|(?:wrist|thumb|hand|elbow|knee|ankle)\s+(?:supports?|straps?|sleeves?|immobiliz\w*|orthos[ie]s)",
+     re.I),
     ("hot_cold", False, r"cold therapy|cryotherapy|cryo-?cuff|hot/cold|hot and cold|heat(?:ing)? (?:therapy )?pad"
                         r"|heat therapy|heat wrap|ice (?:pack|machine|unit)|cold (?:pack|unit|compression)|hot pack"
                         r"|polar care|game ready", re.I),
@@ -517,7 +557,8 @@ _ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong
     ("other", False, _INJECT, re.I),
 ))
 _COUNTED = frozenset({"mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_diagnostic", "lab_test", "dme",
-                      "hot_cold", "lumbar_support", "urine_drug_test", "surgery", "consultation"})    # a number on these is a quantity
+                      "hot_cold", "lumbar_support", "urine_drug_test", "surgery", "consultation",
+                      "surgical_consultation", "preop_clearance", "fce", "brace"})    # a number on these is a quantity
 _THERAPIES = frozenset({"physical_therapy", "chiropractic", "acupuncture", "massage", "aquatic_therapy",
                         "ultrasound_therapeutic", "laser", "biofeedback"})
 # "#6" after a therapy is its visits; after anything else, a quantity
@@ -845,7 +886,7 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
 def _modality_details(modality: str, item: str) -> dict[str, Any]:
     """What the item says about a device, an injection or home services."""
     out: dict[str, Any] = {}
-    if modality in ("tens", "dme", "hot_cold", "lumbar_support"):
+    if modality in ("tens", "dme", "hot_cold", "lumbar_support", "brace"):
         if _PURCHASE.search(item):
             out["purchase"] = True
         elif _RENTAL.search(item):
