@@ -797,6 +797,12 @@ def _part_titles() -> tuple[tuple[str, frozenset[str]], ...]:
 
 
 def _resolve_part(guideline: str, day: dt.date | None) -> str | None:
+    edition = _rulebook().edition_for(day) if day is not None else None
+    return _resolve_part_in(guideline, edition.id if edition else None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve_part_in(guideline: str, edition_id: str | None) -> str | None:
     """The rulebook part a guideline name cites: its title words, with the year when given;
     without a year, the part in force on the letter's date."""
     words = _title_words(guideline)
@@ -822,8 +828,8 @@ def _resolve_part(guideline: str, day: dt.date | None) -> str | None:
             overlap = len(plain & t_plain) / len(plain | t_plain) if plain | t_plain else 0
             if overlap >= 0.6 and overlap > best:
                 best, candidates = overlap, [pid]
-    if len(candidates) > 1 and day is not None:
-        edition = _rulebook().edition_for(day)
+    if len(candidates) > 1 and edition_id is not None:
+        edition = _rulebook().edition(edition_id)
         in_force = [pid for pid in candidates if edition and edition.part(pid)]
         candidates = in_force or candidates
     return candidates[0] if len(candidates) == 1 else (candidates[-1] if candidates else None)
