@@ -195,10 +195,22 @@ class Service:
     async def run(self, fn, *args):
         """fn(*args) in a worker thread, bounded in time."""
         loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.pool, fn, *args)
+        expired = False
+
+        def expire() -> None:  # cheaper than asyncio.wait_for, which wraps every call in a task
+            nonlocal expired
+            expired = True
+            fut.cancel()
+        timer = loop.call_later(self.config.timeout, expire)
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self.pool, fn, *args), self.config.timeout)
-        except asyncio.TimeoutError:
-            raise BadInput(f"evaluation took longer than {self.config.timeout:g} s and was abandoned", 503) from None
+            return await fut
+        except asyncio.CancelledError:
+            if expired:
+                raise BadInput(f"evaluation took longer than {self.config.timeout:g} s and was abandoned", 503) from None
+            raise
+        finally:
+            timer.cancel()
 
     def engine_for(self, edition: str | None):
         if edition is None or edition == "":
