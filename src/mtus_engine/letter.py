@@ -1406,7 +1406,13 @@ def _having(sentences: list[str], keys: tuple[str, ...], lows: list[str] | None 
     ``lows``: the sentences already lowercased."""
     if lows is None:
         lows = [t.lower() for t in sentences]
-    return [t for t, low in zip(sentences, lows) if any(k in low for k in keys)]
+    out = []
+    for t, low in zip(sentences, lows):
+        for k in keys:
+            if k in low:
+                out.append(t)
+                break
+    return out
 
 
 class _Rationale(str):
