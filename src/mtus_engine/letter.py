@@ -573,8 +573,8 @@ def _name_start(body: list[str], bound: int, name_end: int) -> int:
                        and not _CONCLUSION.search(line))
             if not partial:
                 break
-        elif _CONCLUSION.search(line) and line.rstrip().endswith("."):
-            break
+        elif _CONCLUSION.search(line):
+            break  # the previous rationale's conclusion, even without its full stop
         first -= 1
     return first
 
