@@ -1294,7 +1294,7 @@ _K_MODALITY = frozenset({"manipulation", "manual", "aquatic", "pool", "massage",
 
 
 class _Sent:
-    __slots__ = ("text", "low", "words", "block", "narrative", "conclusion", "ur", "request", "planned",
+    __slots__ = ("text", "low", "words", "block", "narrative", "conclusion", "ur", "request",
                  "drugs", "modalities", "item", "refers")
 
     def __init__(self, text: str, block: str, item: int | None):
@@ -1311,7 +1311,6 @@ class _Sent:
                     or "approved" in low or "administrator" in low or "review" in low
                     or "determination" in low)
                    and bool(_UR_SENTENCE.search(text)))
-        self.planned = bool(_PLANNED.search(text))
         self.request = (not words.isdisjoint(_K_REQUEST)) and bool(_REQUEST_SENTENCE.search(text))
         if block == "summary":
             self.narrative = True
