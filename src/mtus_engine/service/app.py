@@ -38,6 +38,9 @@ from . import documents
 log = logging.getLogger("mtus_engine.service")
 CONFIG_ENV = "MTUS_SERVICE_CONFIG"
 JSON_TYPE = "application/json"
+# Cases up to this size are evaluated on the event loop (bounded by their size: at most ~100
+# requests, tens of ms at worst); letters, PDFs and larger bodies go to the pool under --timeout
+INLINE_BYTES = 16 * 1024
 
 
 @dataclass
@@ -382,7 +385,11 @@ def create_app(config: Config | None = None) -> FastAPI:
     async def evaluate(request: Request, edition: str | None = None, name: str | None = None):
         raw = await body_of(request)
         ctype = request.headers.get("content-type")
-        _, data = await service.run(service.evaluate_bytes, raw, ctype, name, edition, "evaluate")
+        if len(raw) <= INLINE_BYTES and documents.media_type(ctype) not in documents.LETTER_TYPES:
+            # a small case: bounded by its size, evaluated here (a thread hop costs more than it saves)
+            _, data = service.evaluate_bytes(raw, ctype, name, edition, "evaluate")
+        else:  # letters, PDFs and large bodies: in a worker thread, under --timeout
+            _, data = await service.run(service.evaluate_bytes, raw, ctype, name, edition, "evaluate")
         return _json(data)
 
     @app.post("/v1/whatif", summary="What-if: set/unset case fields, or flip each decision",
