@@ -96,6 +96,13 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[s
         _modality_facts(case, req, rulebook, facts)
     if req.drug and reads & _MEDICATION_FACTS:
         _medication_facts(case, req, spec, rulebook, facts)
+    for name, members in rulebook.any_of_facts.items():
+        if name in reads:
+            values = [facts.get(m) for m in members]
+            if True in values:
+                facts[name] = True
+            elif all(v is False for v in values):
+                facts[name] = False
     return facts
 
 

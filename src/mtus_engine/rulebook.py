@@ -236,6 +236,15 @@ class FactSpec(_Strict):
     source: Literal["findings", "request", "patient", "derived"]
     meaning: str
     values: list[str] | None = None
+    # a derived boolean declared as data: true when any of these facts is true, false when all
+    # are documented false, else not documented
+    any_of: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _any_of_is_derived(self) -> "FactSpec":
+        if self.any_of is not None and (self.type != "boolean" or self.source != "derived"):
+            raise ValueError("any_of declares a derived boolean (type: boolean, source: derived)")
+        return self
 
 
 class DrugSpec(_Strict):
@@ -372,6 +381,11 @@ class Rulebook:
             if ed.covers(day):
                 return ed
         return None
+
+    @cached_property
+    def any_of_facts(self) -> dict[str, list[str]]:
+        """Derived booleans declared as data (facts with any_of), in a stable order."""
+        return {name: spec.any_of for name, spec in sorted(self.facts.items()) if spec.any_of}
 
     @cached_property
     def list_values(self) -> dict[str, list[str]]:
@@ -538,6 +552,11 @@ def _load_rulebook(root: Path) -> Rulebook:
             seen_ids.setdefault(rule.id, where_rule)
             problems.extend(_lint_rule(rule, i, str(path), data, facts, drugs))
 
+    for name, spec in (facts or {}).items():
+        for member in spec.any_of or []:
+            if member not in facts or facts[member].type != "boolean" or facts[member].any_of:
+                problems.append(f"vocabulary: fact {name}: any_of member {member!r} is not a declared "
+                                f"boolean fact (nor itself an any_of fact)")
     if problems:
         raise RulebookError(problems)
     return Rulebook(root, manifest, facts, drugs, files, digest.hexdigest()[:12])
