@@ -210,6 +210,13 @@ def test_decision_log_records_without_content(server):
     assert code == 0 and json.loads(out)["uid"] == row["uid"] and "input" not in json.loads(out)
     code, out, _ = run_cli("decisions", "export", "--db", str(server.db), "--format", "csv")
     assert code == 0 and out.splitlines()[0].startswith("id,uid,time") and row["uid"] in out
+    code, out, _ = run_cli("decisions", "list", "--db", str(server.db), "--format", "csv", "--limit", "1")
+    assert code == 0 and out.splitlines()[1].startswith(f"{row['id']},{row['uid']},")
+    code, out, _ = run_cli("decisions", "show", row["uid"], "--db", str(server.db), "--format", "csv")
+    assert code == 0 and len(out.splitlines()) == 2 and out.splitlines()[1].endswith("non-certify," + " ".join(
+        r.json()["determinations"][0]["rules_fired"]))
+    code, out, _ = run_cli("decisions", "list", "--db", str(server.db))
+    assert code == 0 and row["uid"][:0] + row["input_sha256"][:12] in out
     code, out, _ = run_cli("decisions", "export", "--db", str(server.db))
     assert code == 0 and all(json.loads(line)["uid"] for line in out.splitlines())
     # no case content in the database files nor in the server's log

@@ -685,13 +685,16 @@ def _decisions_call(fn, *args, **kwargs):
 @db_option
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="Newest N (0: all).")
 @click.option("--case", "case_id", default=None, help="Only this case id.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
 def decisions_list(db: str, limit: int, case_id: str | None, fmt: str) -> None:
     """The newest decisions: time, case, input hash, rulebook, and each request's decision."""
-    from .service.decisions import list_decisions
+    from .service.decisions import list_decisions, write_csv
     rows = _decisions_call(list_decisions, db, limit=limit or None, case_id=case_id)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if fmt == "csv":
+        write_csv(rows, sys.stdout)
         return
     for r in rows:
         answers = ", ".join(q["decision"] for q in r["requests"])
@@ -702,13 +705,17 @@ def decisions_list(db: str, limit: int, case_id: str | None, fmt: str) -> None:
 @decisions.command("show")
 @click.argument("key")
 @db_option
-def decisions_show(key: str, db: str) -> None:
-    """One decision by its number or uid, as JSON (with its input, when it was stored)."""
-    from .service.decisions import show_decision
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+def decisions_show(key: str, db: str, fmt: str) -> None:
+    """One decision by its number or uid (JSON: with its input, when it was stored)."""
+    from .service.decisions import show_decision, write_csv
     row = _decisions_call(show_decision, db, key)
     if row is None:
         click.echo(f"error: no decision {key!r} in {db}", err=True)
         raise SystemExit(EXIT_BAD_INPUT)
+    if fmt == "csv":
+        write_csv([row], sys.stdout)
+        return
     click.echo(json.dumps(row, indent=2, ensure_ascii=False))
 
 

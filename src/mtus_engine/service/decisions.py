@@ -155,6 +155,24 @@ def show_decision(path: str | Path, key: str) -> dict | None:
         return _row(conn, r, with_input=True) if r is not None else None
 
 
+CSV_HEADER = ["id", "uid", "time", "endpoint", "case_id", "input_sha256", "rulebook_version",
+              "rulebook_digest", "edition", "edition_chosen", "request", "decision", "rules_fired"]
+
+
+def csv_rows(row: dict) -> list[list]:
+    """One decision as CSV rows, one per request."""
+    return [[row["id"], row["uid"], row["time"], row["endpoint"], row["case_id"], row["input_sha256"],
+             row["rulebook_version"], row["rulebook_digest"], row["edition"], int(row["edition_chosen"]),
+             q["index"], q["decision"], " ".join(q["rules_fired"])] for q in row["requests"]]
+
+
+def write_csv(rows: list[dict], out: io.TextIOBase) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for row in rows:
+        writer.writerows(csv_rows(row))
+
+
 def export_decisions(path: str | Path, fmt: str, out: io.TextIOBase) -> int:
     """Every decision, oldest first: JSON lines, or CSV with one row per request."""
     n = 0
@@ -162,17 +180,12 @@ def export_decisions(path: str | Path, fmt: str, out: io.TextIOBase) -> int:
         writer = None
         if fmt == "csv":
             writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(["id", "uid", "time", "endpoint", "case_id", "input_sha256", "rulebook_version",
-                             "rulebook_digest", "edition", "edition_chosen", "request", "decision", "rules_fired"])
+            writer.writerow(CSV_HEADER)
         for r in conn.execute("SELECT * FROM decisions ORDER BY id"):
             row = _row(conn, r)
             n += 1
             if writer is None:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                continue
-            for q in row["requests"]:
-                writer.writerow([row["id"], row["uid"], row["time"], row["endpoint"], row["case_id"],
-                                 row["input_sha256"], row["rulebook_version"], row["rulebook_digest"],
-                                 row["edition"], int(row["edition_chosen"]), q["index"], q["decision"],
-                                 " ".join(q["rules_fired"])])
+            else:
+                writer.writerows(csv_rows(row))
     return n
