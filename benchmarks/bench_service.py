@@ -53,9 +53,13 @@ def bodies(n: int, seed: int = 11) -> list[bytes]:
     return out
 
 
+_ENGINE = None
+
+
 def in_process(cases: list[bytes], seconds: float) -> float:
     """Evaluations/s of the same work without HTTP: read the body, evaluate, render the JSON."""
-    engine = Engine()
+    global _ENGINE
+    engine = _ENGINE = _ENGINE or Engine()
     for raw in cases[:20]:
         to_json(engine.evaluate(read_document(raw, "application/json")).to_json_data())
     n = 0
@@ -106,6 +110,20 @@ async def load(port: int, cases: list[bytes], clients: int, seconds: float) -> d
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan")}
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc): what the server spent,
+    whatever else shares the machine."""
+    import os
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rows(db: Path) -> tuple[int, int]:
     with sqlite3.connect(db, timeout=30) as conn:
         return conn.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM decisions").fetchone()
@@ -126,7 +144,9 @@ def main() -> None:
     base = in_process(cases, min(args.seconds, 10))
     print(f"in-process API (read + evaluate + JSON, one thread): {base:,.0f} evaluations/s")
     print(f"{'workers':>7} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'ratio':>6} {'errors':>6} {'log rows':>8} {'lost':>4} {'dup':>4}")
+          f"{'ratio*':>6} {'errors':>6} {'log rows':>8} {'lost':>4} {'dup':>4} {'cpu ms':>7} {'capacity':>9}")
+    print("(ratio: to the in-process rate measured just before that point; cpu ms: server CPU per request, all its processes; capacity: requests/s the workers could serve "
+          "with a whole core each at that cost)")
     for workers in [int(w) for w in args.workers.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "decisions.db"
@@ -134,16 +154,21 @@ def main() -> None:
             with ServerProcess([*extra, "--workers", str(workers)]) as srv:
                 asyncio.run(load(srv.port, cases[:50], 4, 10))  # warm every worker
                 for clients in [int(c) for c in args.clients.split(",")]:
+                    here = in_process(cases, 2.0)  # the machine is shared: measure the baseline beside each point
                     before = rows(db) if not args.no_db else (0, 0)
+                    pids = [srv.proc.pid, *srv.workers()]
+                    cpu0 = cpu_seconds(pids)
                     r = asyncio.run(load(srv.port, cases[:args.requests], clients, args.seconds))
+                    cpu_ms = 1000 * (cpu_seconds(pids) - cpu0) / max(1, r["requests"])
                     after = rows(db) if not args.no_db else (0, 0)
                     n, distinct = after[0] - before[0], after[1] - before[1]
                     ok = r["requests"] - r["errors"]
                     lost = max(0, ok - n) if not args.no_db else 0
                     dup = n - distinct if not args.no_db else 0
                     print(f"{workers:>7} {clients:>7} {r['requests']:>8} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} "
-                          f"{r['p99_ms']:>8.1f} {r['rps'] / base:>6.2f} {r['errors']:>6} "
-                          f"{n if not args.no_db else '-':>8} {lost:>4} {dup:>4}", flush=True)
+                          f"{r['p99_ms']:>8.1f} {r['rps'] / here:>6.2f} {r['errors']:>6} "
+                          f"{n if not args.no_db else '-':>8} {lost:>4} {dup:>4} {cpu_ms:>7.2f} "
+                          f"{workers * 1000 / cpu_ms if cpu_ms else float('nan'):>9,.0f}", flush=True)
 
 
 if __name__ == "__main__":
