@@ -539,7 +539,15 @@ def test_drug_request_amounts(item, rationale, fields):
 def test_topical_compound_is_not_the_oral_drug():
     req = _case(SUMMARY, "Flurbiprofen/Cyclobenzaprine/Menthol cream 180gm",
                 "The patient uses topical creams.")["requests"][0]
-    assert "drug" not in req
+    assert req["drug"] == "compounded topical"  # case.py's parse_item: one vocabulary
+    assert req["ingredients"][:2] == ["flurbiprofen", "cyclobenzaprine"]
+    req = _case(SUMMARY, "Flurbiprofen 10%/Dextromethorphan 5%/Lidocaine 5%, 120grams #1",
+                "The patient uses topical creams.")["requests"][0]
+    assert (req["drug"], req["quantity"]) == ("compounded topical", 1)
+    req = _case(SUMMARY, "Retrospective injection 5cc of lidocaine hcl 1percent and 1cc of "
+                "kenalog to the right knee", "The patient has knee pain.")["requests"][0]
+    assert "drug" not in req and req["modality"] == "injection_joint"
+    assert req["body_region"] == ["knee"]
     req = _case(SUMMARY, "Lidoderm 5% patch #30", "Patient uses Lidoderm.")["requests"][0]
     assert req["drug"] == "lidocaine patch"
 

@@ -1842,15 +1842,33 @@ class _Narrative:
         item = self.letter.items[k]
         text = item.item
         req: dict[str, Any] = {"item": text}
-        dm = _drug_mentions(text)
-        if dm and _COMPOUND.search(text) and not any(d[0] in _TOPICAL_PRODUCTS for d in dm):
-            # "Flurbiprofen/Cyclobenzaprine cream" is a topical compound, not the oral drug
-            dm = []
+        # case.py's item parser first: one vocabulary for drugs, compounds and procedures
+        # ("injection ... of lidocaine ... to the right knee" is a knee injection)
+        parsed = _parse_item_text(text)
         own = [s for s in self.sents if s.item == k]
-        if dm:
-            generic = dm[0][0]
+        if parsed.get("drug") and "modality" not in parsed:
+            generic = parsed["drug"]
             req["drug"] = generic
-            req.update(_item_amounts(text))
+            for key in ("strength", "quantity", "refills", "units_per_day", "ingredients"):
+                if parsed.get(key) is not None:
+                    req[key] = parsed[key]
+            if generic == "compounded topical":
+                regions = body_regions(text)
+                if regions:
+                    req["body_region"] = regions
+            else:
+                for key, value in _item_amounts(text).items():  # "Norco 10/325 #120"
+                    req.setdefault(key, value)
+        elif "modality" not in parsed:
+            dm = _drug_mentions(text)
+            if dm and _COMPOUND.search(text) and not any(d[0] in _TOPICAL_PRODUCTS for d in dm):
+                dm = []  # "Flurbiprofen/Cyclobenzaprine cream" is a topical compound
+            if dm:
+                generic = dm[0][0]
+                req["drug"] = generic
+                req.update(_item_amounts(text))
+        if "drug" in req:
+            generic = req["drug"]
             related = [s for s in self.sents if s.fact and (
                 generic in s.refers or (s.item == k and not s.refers))]
             med = next((m for m in self.meds if m.generic == generic), None)
@@ -1872,7 +1890,6 @@ class _Narrative:
                 req.setdefault("quantity", None)
             req["incomplete"] = incomplete
             return req
-        parsed = _parse_item_text(text)  # case.py's item parser: one set of item patterns
         modality = parsed.get("modality")
         if modality is None:
             return req
