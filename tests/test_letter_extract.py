@@ -634,3 +634,21 @@ def test_issue5_findings_from_the_narrative(sentence, expected):
     got = {k: case["findings"].get(k) for k in ("radiculopathy_exam", "prior_injection_relief_percent")
            if k in case["findings"]}
     assert got == expected
+
+
+@pytest.mark.parametrize("item, authorized", [
+    ("Twelve physical therapy visits for the right shoulder was the original request. Nine physical "
+     "therapy visits for the right shoulder were authorized by the Claims Administrator. The "
+     "remaining IMR eligible portion of the original request, three physical therapy visits for "
+     "the right shoulder", 9),
+    ("Acupuncture 18 sessions was the original request. Acupuncture 6 sessions was authorized by "
+     "the Claims Administrator. The remaining IMR eligible portion of the original request, "
+     "Acupuncture 12 sessions", 6),
+    # authorized beside the request, not of it: the counts do not add up
+    ("Physical therapy 2 times a week for 6 weeks (12 sessions) was the original request. 2 sessions "
+     "of occupational therapy were authorized by the Claims Administrator. The original request, "
+     "Physical therapy 2 times a week for 6 weeks (12 sessions)", None),
+])
+def test_authorized_sessions_of_a_partly_authorized_request(item, authorized):
+    req = _case(SUMMARY, item, "The patient has ongoing pain.")["requests"][0]
+    assert req.get("authorized_sessions") == authorized

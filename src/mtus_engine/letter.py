@@ -1904,6 +1904,9 @@ class _Narrative:
             return req
         sessions = parsed.get("sessions", _item_sessions(text))
         req["sessions"] = sessions
+        authorized = _authorized_sessions(item, modality, sessions)
+        if authorized:
+            req["authorized_sessions"] = authorized
         related = [s for s in self.sents if s.fact and (
             modality in s.refers or (s.item == k and not s.refers))]
         prior_sessions = None
@@ -1950,6 +1953,27 @@ class _Narrative:
             req["body_region"] = regions
         req["incomplete"] = sessions is None
         return req
+
+
+def _visits(text: str) -> int | None:
+    return _parse_item_text(text).get("sessions") or _item_sessions(text)
+
+
+def _authorized_sessions(item: ParsedItem, modality: str, sessions: int | None) -> int | None:
+    """Visits of a partly authorized request the Claims Administrator already certified ("Twelve
+    physical therapy visits was the original request. Nine ... were authorized"): the same
+    therapy, and, when the original count is stated, authorized plus disputed make it up."""
+    if not item.authorized or not sessions:
+        return None
+    if _parse_item_text(item.authorized).get("modality") != modality:
+        return None
+    authorized = _visits(item.authorized)
+    if not authorized:
+        return None
+    original = _visits(item.original_request) if item.original_request else None
+    if original is not None and original != authorized + sessions:
+        return None  # "2 sessions of occupational therapy" authorized beside the whole request
+    return authorized
 
 
 @functools.cache
