@@ -78,11 +78,17 @@ def page(browser, server):
 
 
 def _renders(pg) -> int:
-    return int(pg.evaluate("document.body.getAttribute('data-renders') || '0'"))
+    return int(pg.locator("body").get_attribute("data-renders") or 0)
 
 
 def _wait_render(pg, before: int) -> None:
-    pg.wait_for_function(f"Number(document.body.getAttribute('data-renders') || 0) > {before}", timeout=TIMEOUT)
+    """Until the page drew a new answer (polled from here: the page's CSP forbids eval'd waits)."""
+    import time
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while int(pg.locator("body").get_attribute("data-renders") or 0) <= before:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page drew nothing new (error: {pg.locator('#error').inner_text()!r})")
+        pg.wait_for_timeout(25)
 
 
 def _decision(pg, index: int = 0) -> str:

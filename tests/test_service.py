@@ -248,6 +248,18 @@ def _count(db: Path) -> int:
 def test_serve_refuses_non_loopback_without_token():
     code, _, err = run_cli("serve", "--host", "0.0.0.0")
     assert code == 2 and "--token" in err
+    code, _, err = run_cli("serve", "--db", "/nonexistent-dir/decisions.db")
+    assert code == 2 and "cannot open the decision log" in err
+
+
+def test_page_headers_allow_only_this_server(server):
+    r = server.client.get("/")
+    assert r.status_code == 200
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert server.client.get(asset).status_code == 200
+    assert "http" not in r.text.split("<body", 1)[0].replace('href="/static', "")  # no external asset
 
 
 def test_two_workers_token_and_a_killed_worker_lose_nothing(tmp_path):

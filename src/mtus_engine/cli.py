@@ -656,6 +656,15 @@ def serve(host: str, port: int, workers: int, db: str | None, store_inputs: bool
     if store_inputs and not db:
         click.echo("error: --store-inputs needs --db", err=True)
         raise SystemExit(EXIT_BAD_INPUT)
+    if db:
+        import sqlite3
+
+        from .service.decisions import DecisionLog
+        try:
+            DecisionLog(db).close()  # the schema exists before any worker writes
+        except (sqlite3.Error, OSError) as exc:
+            click.echo(f"error: {db}: cannot open the decision log: {exc}", err=True)
+            raise SystemExit(EXIT_BAD_INPUT) from None
     run_server(Config(rules_dir=rules_dir, db=db, store_inputs=store_inputs, token=token,
                       max_bytes=max_bytes, timeout=timeout), host=host, port=port, workers=workers,
                access_log=access_log)

@@ -21,6 +21,17 @@ from . import documents
 _env = Environment(loader=PackageLoader("mtus_engine.service", "templates"),
                    autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
 
+# The page loads nothing but this server's own files; no framing, no referrer, no sniffing
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                           "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store"}
+
+
+def _html(text: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(text, status_code=status, headers=PAGE_HEADERS)
+
+
 DECISION_LABEL = {"certify": "Certify", "modify": "Modify", "non-certify": "Non-certify", "no-rule": "No rule"}
 
 
@@ -76,7 +87,7 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
-        return HTMLResponse(page())
+        return _html(page())
 
     @app.post("/", response_class=HTMLResponse, summary="The page's plain form post",
               description="Form fields: document (text) or file (upload), edition, token (when required). "
@@ -89,7 +100,7 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
             auth = request.headers.get("authorization", "")
             if not (hmac.compare_digest(given.encode(), service.config.token.encode())
                     or hmac.compare_digest(auth.encode(), f"Bearer {service.config.token}".encode())):
-                return HTMLResponse(page(error="missing or wrong token"), status_code=401)
+                return _html(page(error="missing or wrong token"), 401)
         edition = str(form.get("edition") or "") or None
         upload = form.get("file")
         text = str(form.get("document") or "")
@@ -101,14 +112,14 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
             raw = text.encode("utf-8")
             name = "pasted.txt" if documents.guess_type(raw, None) == "text/plain" else None
         if not raw.strip():
-            return HTMLResponse(page(error="nothing to evaluate: paste a document or choose a file",
-                                     edition=edition or ""), status_code=422)
+            return _html(page(error="nothing to evaluate: paste a document or choose a file",
+                              edition=edition or ""), 422)
         ctype = documents.guess_type(raw, name)
         try:
             initial = await service.run(evaluate_for_page, raw, ctype, name, edition)
         except BadInput as exc:
-            return HTMLResponse(page(error=exc.message, text=text, edition=edition or ""), status_code=exc.status)
-        return HTMLResponse(page(initial=initial, text=text, edition=edition or ""))
+            return _html(page(error=exc.message, text=text, edition=edition or ""), exc.status)
+        return _html(page(initial=initial, text=text, edition=edition or ""))
 
     @app.post("/ui/evaluate", include_in_schema=False)
     async def ui_evaluate(request: Request, edition: str | None = None, filename: str | None = None):
@@ -130,4 +141,4 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
             html = fragment(result, body.get("toggles"), set(body.get("active") or []), body.get("baseline"))
         except Exception as exc:  # noqa: BLE001
             raise BadInput(f"<body>: not a result to draw ({type(exc).__name__})") from None
-        return HTMLResponse(html)
+        return _html(html)
