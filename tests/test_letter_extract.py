@@ -652,3 +652,27 @@ def test_issue5_findings_from_the_narrative(sentence, expected):
 def test_authorized_sessions_of_a_partly_authorized_request(item, authorized):
     req = _case(SUMMARY, item, "The patient has ongoing pain.")["requests"][0]
     assert req.get("authorized_sessions") == authorized
+
+
+@pytest.mark.parametrize("extra, rationale, expected", [
+    ("", "In this case there is indication of neurologic dysfunction that has not necessarily "
+     "improved.", True),
+    ("She reports continued pain despite physical therapy and medications.", "MRI is requested.",
+     True),
+    ("He noted no improvement with physical therapy.", "MRI is requested.", True),
+    ("In the case of this worker, physical therapy, medication, and other conservative measures "
+     "have failed.", "MRI is requested.", True),
+    # a prior review's reasons are not facts about the patient
+    ("The request was previously non-certified due to lack of failure of conservative "
+     "treatment and red flags.", "MRI is requested.", None),
+    ("The patient felt physical therapy was helping her back.", "MRI is requested.", False),
+    ("", "There is no evidence the patient has trialed and failed at least 6 weeks of "
+     "conservative care to include physical therapy.", False),
+    # first-line neuropathic medications are not conservative care for imaging
+    ("", "There is no indication that the patient had previously tried and failed other "
+     "first-line treatments.", None),
+])
+def test_conservative_care_failed(extra, rationale, expected):
+    summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
+    findings = _case(summary, "MRI of the lumbar spine", rationale)["findings"]
+    assert findings.get("conservative_care_failed") == expected

@@ -1154,32 +1154,52 @@ _CONSERVATIVE = r"(?:conservative\s+(?:care|treatments?|therapy|therapies|measur
 _CONSERVATIVE_FAILED = re.compile(
     r"\b(?:failed|failure of|failing|exhausted)\s+(?:[a-z-]+\s+){0,5}?" + _CONSERVATIVE + r"\b|"
     r"\b" + _CONSERVATIVE + r"\s+(?:\w+\s+){0,4}?(?:ha(?:s|ve|d) |had not |)failed\b|"
-    r"\btrial and failure\b|\btrialed and failed\b|\bdespite\s+(?:[a-z-]+\s+){0,3}?" + _CONSERVATIVE + r"\b",
+    r"\btrial and failure\b|\btrialed and failed\b|\bdespite\s+(?:[a-z-]+\s+){0,3}?(?:" + _CONSERVATIVE
+    + r"|medications?|injections?|chiropractic|acupuncture)\b",
     re.I)
 # what the record says of conservative care, read for its denial ("no documentation of the
 # response to conservative therapy", "no indication the patient has completed conservative treatment")
 _CONSERVATIVE_COURSE = re.compile(
-    r"\b(?:response to|failure of|trial (?:and failure )?of|attempts? at|course of|completed|exhausted|"
-    r"trialed and failed|failed|undergone)\s+(?:[a-z-]+\s+){0,5}?" + _CONSERVATIVE + r"\b|"
+    r"\b(?:(?<!functional )response to|failure of|trial (?:and failure )?of|attempts? at|course of|completed|exhausted|"
+    r"trialed and failed|failed|undergone)\s+(?:[a-z0-9-]+\s+){0,5}?" + _CONSERVATIVE + r"\b|"
     r"\b(?:recent|any|adequate)\s+conservative\s+(?:care|treatments?|management|therapy|measures)\b", re.I)
 _NOT_RESPONDED = re.compile(
     r"\b(?:not|failed to|did not|has not|have not)\s+(?:respond(?:ed)?|improved?)\s+(?:to|with)\s+"
     r"(?:[a-z-]+\s+){0,3}?" + _CONSERVATIVE + r"\b|"
     r"\b" + _CONSERVATIVE + r"\b[^.;]{0,40}?\b(?:but\s+)?(?:without\s+(?:documented\s+)?|"
     r"(?:with|had)\s+(?:no|minimal|little|minimal to no)\s+(?:documented\s+)?)(?:improvement|benefit|relief)\b|"
-    r"\bnot (?:proven )?(?:particularly )?beneficial\b", re.I)
+    r"\bnot (?:proven )?(?:particularly )?beneficial\b|"
+    r"\bno (?:significant |lasting |sustained )?(?:improvement|benefit|relief) (?:with|from|after)\s+"
+    r"(?:[a-z-]+\s+){0,3}?(?:" + _CONSERVATIVE + r"|medications?|injections?|chiropractic|acupuncture)\b",
+    re.I)
+# symptoms that have not improved, in a letter that documents conservative care tried
+_NOT_IMPROVED = re.compile(r"\b(?:has|have|had) not (?:necessarily |significantly |really |much )?improved\b|"
+                           r"\bno (?:significant )?improvement (?:in|of) (?:the |his |her )?(?:pain|symptoms)\b|"
+                           r"\bminimal to no improvement\b|\bcontinue[sd]? to (?:have|report|complain of) "
+                           r"(?:[a-z-]+\s+){0,3}?pain despite\b", re.I)
+# conservative care that helps has not failed ("physical therapy was helping her shoulder")
+_CARE_HELPING = re.compile(
+    r"\b(?:" + _CONSERVATIVE + r"|chiropractic|acupuncture)\b(?:\s+(?:visits?|sessions?))?\s+"
+    r"(?:is|was|were|has|have|had)(?: been)?\s+(?:helping|helped|helpful|beneficial)\b|"
+    r"\bimproving (?:with|after|from) (?:[a-z-]+\s+){0,3}?(?:" + _CONSERVATIVE + r")\b", re.I)
+# a prior review's reasons, told in the summary, are not facts about the patient ("previously
+# non-certified ... due to lack of failure of conservative treatment")
+_FIRST_LINE_WORD = re.compile(r"\bfirst\W?line\b", re.I)
+_UR_REASON = re.compile(r"\b(?:non-?\s?certif\w*|denied|modified|not (?:certified|approved|authorized))\b"
+                        r"[^.]{0,200}?\b(?:due to|because|secondary to|given|for lack|citing|as there)\b",
+                        re.I)
 _CONSERVATIVE_NOT_DONE = re.compile(
     r"\byet to (?:complete|be completed|undergo|start|begin)\b|\bhad not undergone conservative\b|"
     r"\bhas not failed\b|\bcannot be considered as having failed\b|"
     r"\btrial and failure (?:has|have|was|were) not been (?:submitted|documented|provided)\b", re.I)
 _NO_BENEFIT = re.compile(r"\b(?:no|minimal|without|little)\s+(?:[a-z]+\s+){0,3}?(?:improvement|benefit|relief)\b|"
                          r"\bnot (?:\w+\s+){0,2}?(?:beneficial|helpful|effective)\b", re.I)
-_THERAPY_WORDS = re.compile(r"\bphysical therapy\b|\bPT\b|\bconservative\b|\bsessions?\b|"
+_THERAPY_WORDS = re.compile(r"\bphysical therapy\b|\bPT\b|\bconservative\b|\bsessions?\b|\btherapist\b|"
                             r"\banti-?inflammator\w+\b|\bNSAIDs?\b|\bchiropract\w+|\bacupunct\w+", re.I)
 # a rationale sentence about the patient's records rather than the guideline
 _RECORD_CLAIM = re.compile(
     r"\b(?:records?|documentation|documented|documents?|notes?|reports?|evidence|indication|"
-    r"examination|exam|patient|claimant|injured worker|applicant|employee|he|she|his|her|"
+    r"examination|exam|patient|claimant|(?:injured )?worker|applicant|employee|he|she|his|her|"
     r"there (?:is|are|was|were)|identified|noted|found|present|evident|absent|strength|sensation|"
     r"reflex(?:es)?|unremarkable|intact|submitted)\b", re.I)
 _GUIDELINE_TEXT = re.compile(
@@ -1772,7 +1792,7 @@ class _Narrative:
             if m and not _negated(t[:m.start()]):
                 out["prior_injection_relief_percent"] = int(m.group(1))
                 break
-        out.update(self._exam_findings())
+        out.update(self._exam_findings(bool(tried)))
         return out
 
     def _record_sentences(self) -> list[str]:
@@ -1784,13 +1804,13 @@ class _Narrative:
             if s.block == "summary":
                 if s.conclusion:
                     continue
-                if not s.ur or s.request:
+                if (not s.ur or s.request) and not _UR_REASON.search(s.text):
                     out.append(s.text)
             elif _RECORD_CLAIM.search(s.text):
                 out.append(_Rationale(s.text))
         return out
 
-    def _exam_findings(self) -> dict[str, Any]:
+    def _exam_findings(self, tried: bool = False) -> dict[str, Any]:
         """red_flags, neurologic_deficit, surgery_considered, conservative_care_failed."""
         out: dict[str, Any] = {}
         record = self._record_sentences()
@@ -1822,15 +1842,20 @@ class _Narrative:
         elif _asserted(sents, _SURGERY_CONSIDERED, hedged_ok=True):
             out["surgery_considered"] = True
         # conservative care failed
-        sents = _having(record, _K_CONSERVATIVE, lows)
+        sents = [t for t in _having(record, _K_CONSERVATIVE, lows)
+                 if "conservative" in t.lower() or not _FIRST_LINE_WORD.search(t)]  # neuropathic
         plain = [t for t in sents if not (isinstance(t, _Rationale) and _GUIDELINE_TEXT.search(t))]
-        failed = any((m := _NOT_RESPONDED.search(t)) and not _NEG_EXTENDED.search(t)
+        failed = tried and any((m := _NOT_IMPROVED.search(t)) and not _negated(t[:m.start()])
+                               and not _NEG_EXTENDED.search(t) and not _CARE_HELPING.search(t)
+                               for t in plain)
+        helping = any((m := _CARE_HELPING.search(t)) and not _negated(t[:m.start()]) for t in plain)
+        failed = failed or any((m := _NOT_RESPONDED.search(t)) and not _NEG_EXTENDED.search(t)
                      and not _negated(t[:m.start()]) for t in plain) or any(
             _NO_BENEFIT.search(t) and _THERAPY_WORDS.search(t) and not _NEG_EXTENDED.search(t)
             for t in plain)
         not_done = any((m := _CONSERVATIVE_NOT_DONE.search(t))
                        and not _negated(t[max(0, m.start() - 40):m.start()]) for t in sents)
-        if not failed and (_denied(sents, _CONSERVATIVE_COURSE) or not_done):
+        if not failed and (_denied(sents, _CONSERVATIVE_COURSE) or not_done or helping):
             out["conservative_care_failed"] = False
         elif failed or _asserted(sents, _CONSERVATIVE_FAILED):
             out["conservative_care_failed"] = True
