@@ -275,6 +275,11 @@ def test_two_workers_token_and_a_killed_worker_lose_nothing(tmp_path):
             assert c.post("/v1/evaluate", content=CASE.read_bytes(),
                           headers={**auth, "Authorization": "Bearer wrong"}).status_code == 401
             assert c.get("/healthz").status_code == 200
+            assert c.get("/").status_code == 200  # the page itself is open; what it posts is not
+            assert c.post("/", data={"document": CASE.read_text()}).status_code == 401
+            page = c.post("/", data={"document": CASE.read_text(), "token": "s3cret"})
+            assert page.status_code == 200 and 'data-decision="non-certify"' in page.text
+            assert c.post("/ui/evaluate", content=CASE.read_bytes()).status_code == 401
         ok = []
         failed = []
         lock = threading.Lock()
