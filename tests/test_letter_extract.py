@@ -676,3 +676,27 @@ def test_conservative_care_failed(extra, rationale, expected):
     summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
     findings = _case(summary, "MRI of the lumbar spine", rationale)["findings"]
     assert findings.get("conservative_care_failed") == expected
+
+
+@pytest.mark.parametrize("extra, item, key, expected", [
+    ("A corticosteroid injection is contemplated to treat the continued symptoms.",
+     "MRI of the right shoulder", "invasive_procedure_planned", True),
+    ("Arthroscopic surgery has been scheduled for the right knee.", "MRI of the right knee",
+     "invasive_procedure_planned", True),
+    ("An MRI of the right shoulder revealed a full thickness tear of the supraspinatus tendon.",
+     "Right shoulder arthroscopy", "surgical_lesion_imaging", True),
+    ("The MRI showed a disc herniation at L5-S1 compressing the left S1 nerve root.",
+     "Lumbar microdiscectomy", "surgical_lesion_imaging", True),
+    ("She reports pain of 8/10 without medications and 4/10 with medications.", "Norco 10/325 #60",
+     "analgesia_documented", True),
+    ("", "Norco 10/325 #60", "analgesia_documented", None),
+])
+def test_planned_procedure_lesion_and_analgesia(extra, item, key, expected):
+    summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
+    assert _case(summary, item, "The patient has ongoing pain.")["findings"].get(key) == expected
+
+
+def test_analgesia_not_documented_for_an_opioid():
+    findings = _case(SUMMARY, "Tramadol 50mg #60", "There is no evidence of at least 30% pain "
+                     "relief with the medication.")["findings"]
+    assert findings["analgesia_documented"] is False

@@ -1205,6 +1205,39 @@ _RECORD_CLAIM = re.compile(
 _GUIDELINE_TEXT = re.compile(
     r"\b(?:MTUS|ODG|ACOEM|guidelines?|Delphi|UpToDate|should|must|may be|is indicated|are indicated|"
     r"recommend\w*|criteria|indications? for (?:imaging|MRI|surgery)|patients|warrant|include)\b", re.I)
+# an injection or surgery planned for the body part (imaging clarifies the anatomy before it)
+_INVASIVE = (r"(?:(?:corticosteroid|cortisone|steroid|epidural|facet|joint|subacromial|intra-?articular)\s+)?"
+             r"(?:injections?|surgery|surgical (?:repair|intervention)|arthroscop\w*|decompression|"
+             r"fusion|arthroplasty|repair)")
+_INVASIVE_PLANNED = re.compile(
+    r"\b" + _INVASIVE + r"\s+(?:is|was|are|were|has been|had been)\s+(?:being\s+)?(?:contemplated|planned|"
+    r"scheduled|authorized|approved|certified|pending)\b|"
+    r"\b(?:prior to|before|in preparation for)\s+(?:the|a|an|his|her)\s+(?:planned\s+|scheduled\s+)?"
+    + _INVASIVE + r"\b|"
+    r"\b(?:planned|scheduled|upcoming|pending)\s+" + _INVASIVE + r"\b|"
+    r"\bscheduled (?:for|to undergo)\s+(?:a |an |the )?(?:[a-z-]+\s+){0,3}?" + _INVASIVE + r"\b", re.I)
+_K_INVASIVE = ("inject", "surg", "arthroscop", "decompress", "fusion", "arthroplast", "repair")
+# imaging that shows a lesion surgery treats
+_SURGICAL_LESION = re.compile(
+    r"\b(?:full[- ]thickness|complete|through-and-through)\s+(?:[a-z-]+\s+){0,3}?tear\b|"
+    r"\b(?:herniat\w*|extru\w*|protru\w*|disc)\b[^.;]{0,80}?\b(?:compress\w*|imping\w*|effac\w*)\b"
+    r"[^.;]{0,30}?\b(?:nerve roots?|thecal sac|cord)\b|"
+    r"\bunstable\s+fracture\b|\bbucket[- ]handle\b", re.I)
+_IMAGING_WORDS = re.compile(r"\b(?:MRI|CT|x-?rays?|radiograph\w*|imaging|arthrogram|ultrasound|scan|"
+                            r"showed|shows|revealed|reveals|demonstrat\w*|indicated|impression)\b", re.I)
+_K_LESION = ("tear", "herniat", "extru", "protru", "disc", "fractur", "bucket")
+# pain relief on the medication: a score before and after, a percentage of relief, relief named
+_ANALGESIA = re.compile(
+    r"\b(?:\d{1,2}\s*%|percent)\s+(?:\w+\s+)?(?:pain\s+)?(?:relief|reduction in pain|decrease in pain)\b|"
+    r"\b(?:pain|VAS)\b[^.;]{0,40}?\b(?:from|decreas\w*|reduc\w*)\s+(?:from\s+)?\d{1,2}\s*/\s*10\b|"
+    r"\b\d{1,2}\s*/\s*10\s+with(?:out)?\s+(?:the\s+|his\s+|her\s+)?(?:pain\s+)?medications?\b|"
+    r"\b(?:quantified|numerical|objective)\s+(?:evidence\s+of\s+)?(?:pain relief|analgesia)\b|"
+    r"\bpain (?:level|score)s?\b[^.;]{0,60}?\b(?:prior to|before) (?:and after )?(?:use|taking)\b|"
+    r"\bmedications?\s+(?:\w+\s+){0,2}?(?:help(?:s|ed)?|provides?|provided)\s+(?:\w+\s+)?"
+    r"(?:pain\s+)?(?:relief|with (?:the |his |her )?pain)\b", re.I)
+_K_ANALGESIA = ("relief", "/10", "pain level", "pain score", "analgesi", "reduction in pain",
+                "decrease in pain")
+
 _SMALL_PERCENT = 30  # below this a self-reported % is not clinically significant improvement
 
 _NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -1795,6 +1828,15 @@ class _Narrative:
         out.update(self._exam_findings(bool(tried)))
         return out
 
+    def _opioid_request(self) -> bool:
+        drugs = _rulebook().drugs
+        for item in self.letter.items:
+            generic = _parse_item_text(item.item).get("drug")
+            spec = drugs.spec(generic) if generic else None
+            if spec is not None and "opioid" in spec.classes:
+                return True
+        return False
+
     def _record_sentences(self) -> list[str]:
         """What the summary says, and what the rationale says about this patient's records
         ("There is no evidence of any red flag conditions"), without guideline text or the
@@ -1859,6 +1901,22 @@ class _Narrative:
             out["conservative_care_failed"] = False
         elif failed or _asserted(sents, _CONSERVATIVE_FAILED):
             out["conservative_care_failed"] = True
+        # an injection or surgery planned for the body part; imaging that shows a surgical lesion
+        sents = [t if s.block == "summary" else _Rationale(t) for s in self.sents
+                 if not s.conclusion and any(k in s.low for k in _K_INVASIVE)
+                 for t in (s.text,)]
+        if _asserted(sents, _INVASIVE_PLANNED, hedged_ok=True):
+            out["invasive_procedure_planned"] = True
+        sents = [t for t in _having(record, _K_LESION, lows) if _IMAGING_WORDS.search(t)]
+        if _asserted(sents, _SURGICAL_LESION):
+            out["surgical_lesion_imaging"] = True
+        # pain relief on opioids (the first of the 4 A's), read only for an opioid request
+        if self._opioid_request():
+            sents = _having(record, _K_ANALGESIA, lows)
+            if _denied(sents, _ANALGESIA):
+                out["analgesia_documented"] = False
+            elif _asserted(sents, _ANALGESIA):
+                out["analgesia_documented"] = True
         return out
 
     # per-request facts ---------------------------------------------------------------
