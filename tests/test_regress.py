@@ -273,3 +273,54 @@ def test_markdown_cells_carry_no_html_links_or_cell_breaks():
     cell = _md("Soma <script>x</script> | [link](http://x)\nnext")
     assert "<script>" not in cell and "&lt;script&gt;" in cell
     assert "\\|" in cell and "\\[link\\](http://x)" in cell and "\n" not in cell
+
+
+def test_regress_reports_every_path_and_survives_hostile_names(tmp_path):
+    # issue 10: dangling and looping links, a directory named like a letter, markup in names and
+    # items: each is reported or shown escaped, none vanishes or crashes the report
+    import os
+    seed = sorted((Path(__file__).resolve().parents[1] / "cases" / "letters").glob("*.txt"))[0]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = seed.read_text()
+    first_item = text.split("IMR ISSUES, DECISIONS AND RATIONALES", 1)[1]
+    (corpus / "[bold]scan.txt").write_text(text)
+    (corpus / "dangling.txt").symlink_to(corpus / "nowhere.txt")
+    (corpus / "[bold]gone.txt").symlink_to(corpus / "nowhere.txt")
+    (corpus / "loop.txt").symlink_to(corpus / "loop.txt")
+    (corpus / "folder.txt").mkdir()
+    runner = CliRunner()
+    r = runner.invoke(main, ["regress", str(corpus), "--quiet"])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    out = r.output
+    assert "[bold]gone.txt" in out   # shown as written, not read as rich markup
+    for name, why in (("dangling.txt", "broken symbolic link"), ("loop.txt", "symbolic link loop"),
+                      ("folder.txt", "a directory")):
+        assert name in out and why in out, (name, out[-2000:])
+    js = runner.invoke(main, ["regress", str(corpus), "--quiet", "--format", "json"])
+    report = json.loads(js.output)
+    assert report["summary"]["letters"] == 1 and len(report["errors"]) == 4
+    assert report["items"][0]["letter"].endswith("[bold]scan.txt")
+    assert first_item  # the seed has items
+
+
+def test_two_regress_runs_never_share_a_temporary_report(tmp_path):
+    from mtus_engine.api import regression_report
+    out = tmp_path / "report.json"
+    for _ in range(2):
+        regression_report(SEEDS, fmt="json", output=str(out))
+    assert json.loads(out.read_text())["summary"]["letters"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_markup_in_a_letter_item_is_shown_not_interpreted(tmp_path):
+    from mtus_engine.letter import parse_letter
+    seed = sorted((Path(__file__).resolve().parents[1] / "cases" / "letters").glob("*.txt"))[0]
+    text = seed.read_text()
+    item = parse_letter(text).items[0].item
+    marked = item.split()[0] + " [/bold][red]"
+    (tmp_path / "letter.txt").write_text(text.replace(item.split()[0], marked.split(" ", 1)[0] + " [/bold][red]", 1))
+    for fmt in ("text", "markdown", "html"):
+        r = CliRunner().invoke(main, ["regress", str(tmp_path / "letter.txt"), "--quiet", "--format", fmt])
+        assert r.exception is None or isinstance(r.exception, SystemExit), (fmt, r.exception)
+        assert "Traceback" not in r.output

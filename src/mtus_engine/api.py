@@ -175,9 +175,11 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
     with run:
         changes = compare_baseline(run, baseline) if baseline is not None else None
         if output:
+            import tempfile
             target = Path(output)
-            tmp = target.with_name(target.name + ".tmp")
-            fh = tmp.open("w", encoding="utf-8")
+            # a name of its own: two runs writing the same report never share a temporary file
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+            fh = os.fdopen(fd, "w", encoding="utf-8")
         else:
             fh = io.StringIO()
         try:
@@ -189,10 +191,13 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
                 write_html(run, fh, rulebook=rb, changes=changes)
             else:
                 write_text(run, fh, changes=changes, color=color)
-        finally:
+        except BaseException:
             if output:
                 fh.close()
+                os.unlink(tmp)
+            raise
         if output:
+            fh.close()
             os.replace(tmp, target)
         else:
             sys.stdout.write(fh.getvalue())

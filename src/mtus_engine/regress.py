@@ -60,25 +60,46 @@ def page_set(pages: Iterable[str | None]) -> set[int]:
 
 
 def collect_letters(paths: Iterable[str | Path]) -> tuple[list[Path], list[dict]]:
-    """Letters under the given files and directories, sorted; other files become errors."""
+    """Letters under the given files and directories, sorted; everything else is an error, so
+    every path in is either regressed or reported (a broken or looping link, a directory named
+    like a letter, a device or FIFO)."""
     letters: list[Path] = []
     errors: list[dict] = []
+
+    def refuse(path: Path, why: str) -> None:
+        errors.append({"letter": str(path), "error": why})
+
+    def take(path: Path) -> None:
+        if path.is_symlink() and not path.exists():
+            try:
+                path.resolve(strict=True)
+            except RuntimeError:
+                return refuse(path, "symbolic link loop (expected a letter file)")
+            except OSError:
+                return refuse(path, "broken symbolic link (expected a letter file)")
+        if path.is_dir():
+            return refuse(path, "a directory, not a letter file")
+        if not path.is_file():
+            return refuse(path, "not a regular file (expected a .txt or .pdf letter)")
+        letters.append(path)
+
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for child in sorted(x for x in p.rglob("*") if x.is_file()):
+            for child in sorted(p.rglob("*")):
                 if (child.name.startswith(".") or child.name.endswith(COMPANION_SUFFIXES)
                         or child.name.lower() in CORPUS_DOCS):
                     continue
-                if child.suffix.lower() in LETTER_SUFFIXES:
-                    letters.append(child)
+                if child.is_dir() and not child.is_symlink() and child.suffix.lower() not in LETTER_SUFFIXES:
+                    continue   # rglob walks into it
+                if child.suffix.lower() in LETTER_SUFFIXES or child.is_symlink():
+                    take(child)
                 else:
-                    errors.append({"letter": str(child),
-                                   "error": f"not a letter file (expected .txt or .pdf, got {child.suffix or 'no extension'})"})
-        elif p.exists():
-            letters.append(p)
+                    refuse(child, f"not a letter file (expected .txt or .pdf, got {child.suffix or 'no extension'})")
+        elif p.exists() or p.is_symlink():
+            take(p)
         else:
-            errors.append({"letter": str(p), "error": "file not found"})
+            refuse(p, "file not found")
     return letters, errors
 
 
@@ -128,11 +149,16 @@ def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | Non
         return {"letter": path, "error": str(exc)}
     except Exception as exc:  # an extractor bug must not abort a million-letter batch
         return {"letter": path, "error": f"extraction failed: {type(exc).__name__}: {exc}"}
-    engine = _get_engine(rules_dir)
-    edition = None
-    if case.request_date is None:
-        edition = cited_edition(parsed, engine.rulebook)
-    result = engine.evaluate(case, edition=edition)
+    try:
+        engine = _get_engine(rules_dir)
+        edition = None
+        if case.request_date is None:
+            edition = cited_edition(parsed, engine.rulebook)
+        result = engine.evaluate(case, edition=edition)
+    except MtusError as exc:
+        return {"letter": path, "error": str(exc)}
+    except Exception as exc:  # one letter never takes down the run
+        return {"letter": path, "error": f"evaluation failed: {type(exc).__name__}: {exc}"}
     gold = _gold_items(path, parsed.items)
     items = []
     for i, (litem, det) in enumerate(zip(parsed.items, result.determinations)):
@@ -481,6 +507,21 @@ def _part_order(part: str) -> tuple[int, str]:
     return (2 if part == NON_MTUS else 3 if part.startswith("(") else 1 if part == UNNAMED_MTUS else 0, part)
 
 
+def _clean_stale_spools() -> None:
+    """A killed run leaves its spool (case-derived data) in the temp directory: remove those whose
+    process is gone."""
+    for spool in Path(tempfile.gettempdir()).glob("mtus-regress-*-*.jsonl"):
+        pid = spool.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            spool.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 @dataclass
 class RegressionRun:
     """A finished run: the summary, a spool of items on disk, the errors."""
@@ -511,7 +552,8 @@ def run_regression(paths: Iterable[str | Path], *, workers: int = 1, rules_dir: 
                    max_bytes: int | None = None) -> RegressionRun:
     letters, errors = collect_letters(paths)
     tally = Tally()
-    fd, spool_name = tempfile.mkstemp(prefix="mtus-regress-", suffix=".jsonl")
+    _clean_stale_spools()
+    fd, spool_name = tempfile.mkstemp(prefix=f"mtus-regress-{os.getpid()}-", suffix=".jsonl")
     spool = Path(spool_name)
     jobs = [(str(p), rules_dir, max_bytes) for p in letters]
     total = len(jobs)
