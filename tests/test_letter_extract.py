@@ -700,3 +700,19 @@ def test_analgesia_not_documented_for_an_opioid():
     findings = _case(SUMMARY, "Tramadol 50mg #60", "There is no evidence of at least 30% pain "
                      "relief with the medication.")["findings"]
     assert findings["analgesia_documented"] is False
+
+
+@pytest.mark.parametrize("rationale, expected", [
+    ("Chiropractic notes show improved range of motion of the lumbar spine and decreased "
+     "tenderness with prior treatment.", True),
+    ("Patient has already been approved for 6 prior sessions with no documented objective "
+     "improvement in pain or functional status.", False),
+    ("However, there was lack of documentation indicating the total number of sessions completed "
+     "to date or any objective functional improvement.", False),
+    ("The pain increased with prolonged sitting and standing.", None),
+    ("Functional improvement is defined by either significant improvement in ADLs or a reduction "
+     "in work restrictions.", None),
+])
+def test_request_functional_improvement_phrasings(rationale, expected):
+    req = _case(SUMMARY, "Chiropractic care for the low back; six sessions", rationale)["requests"][0]
+    assert req.get("functional_improvement") == expected

@@ -1073,18 +1073,25 @@ _FI_NEG = re.compile(
     r"documented|noted|provided|reported|shown|demonstrated)\b|"
     r"\bnot\s+document\w*\s+(?:its|the|any)\s+(?:impact|effect|efficacy|benefit|response)\b|"
     r"\b(?:response|efficacy|benefit|impact|effect)\b[^.]{0,40}?\b(?:is|are|was|were)\s+not\s+"
-    r"(?:provided|documented|noted|reported|stated|given)\b", re.I)
+    r"(?:provided|documented|noted|reported|stated|given)\b|"
+    r"\b(?:lack|absence) of (?:documentation|evidence)\b[^.;]{0,100}?\b(?:improvement|benefit)\b|"
+    r"\b(?:did|does) not (?:provide|document|show|indicate|demonstrate|appear)\b[^.;]{0,100}?"
+    r"\b(?:improvement|benefit|progress)\b", re.I)
 _FI_PERCENT = re.compile(r"\bimproved\s+(?:by\s+)?(\d{1,3})\s*%|(\d{1,3})\s*%\s+improvement\s+in\s+"
                          r"(?:function|activities|ADL)", re.I)
 _FI_POS = re.compile(
     r"\bfunctional (?:improvement|gains?)\b|"
-    r"\b(?:improved|increased|better)\s+(?:[a-z]+\s+){0,2}?(?:function|ADLs?|activities of daily "
+    r"\b(?:improved|increased|better)\s+(?:(?!with\b)[a-z]+\s+){0,2}?(?:function|ADLs?|activities of daily "
     r"living|walking|sitting|standing|work capacity)\b|\breduction in work restrictions\b|"
-    r"\b(?:with|reported|showed|had|shown)\s+(?:some\s+|significant\s+)?(?:improvement|benefit)\b", re.I)
+    r"\b(?:with|reported|showed|had|shown)\s+(?:some\s+|significant\s+)?(?:improvement|benefit)\b|"
+    r"\b(?:improved|increased|better)\s+(?:[a-z]+\s+){0,2}?(?:range of motion|ROM|strength|mobility|"
+    r"tolerance)\b|\bimprovement in (?:[a-z]+\s+){0,3}?(?:function\w*|range of motion|ADLs?|"
+    r"activities)\b|\b(?:quantifiable|measurable|objective) (?:clinical )?(?:change|gains?)\b", re.I)
 # guideline statements of what improvement would show ("Additional treatment is based upon
 # documented objective, functional improvement"; "The intended goal ... is functional improvement")
 _FI_GENERAL = re.compile(r"\bbased (?:up)?on\b|\bgoals?\b|\bintended\b|\bassessed\b|\bto establish\b|"
-                         r"\bphilosophy\b", re.I)
+                         r"\bphilosophy\b|\bdefined\b|\btime to produce\b|\bif the (?:patient|worker|claimant)\b",
+                         re.I)
 # radiculopathy on examination: the provocative tests letters report
 _SLR = r"(?:straight[- ]legs?[- ]rais\w*|SLR|Spurling\W?s?)"
 _RADIC_EXAM = re.compile(r"\b(?:positive|\+)\s+(?:bilateral\s+|seated\s+|supine\s+)?" + _SLR + r"\b|"
@@ -1828,6 +1835,23 @@ class _Narrative:
         out.update(self._exam_findings(bool(tried)))
         return out
 
+    def _fi_sentences(self, k: int, related: list[_Sent]) -> list[str]:
+        """What the record says of the response to the treatment: the sentences about it, the
+        item's own rationale outside the guideline's words and the reviewer's conclusion
+        ("approved for 6 prior sessions with no documented objective improvement"), and, for a
+        letter of one item, the summary's unattributed sentences."""
+        out = [s.text for s in related]
+        single = len(self.letter.items) == 1
+        for s in self.sents:
+            if s.conclusion or s.text in out:
+                continue
+            if s.item == k and not s.fact and not _GUIDELINE_WORDS.search(s.text) and (
+                    not s.refers or s.narrative):
+                out.append(s.text)
+            elif single and s.block == "summary" and s.fact and not s.refers:
+                out.append(s.text)
+        return out
+
     def _opioid_request(self) -> bool:
         drugs = _rulebook().drugs
         for item in self.letter.items:
@@ -1963,7 +1987,7 @@ class _Narrative:
                 weeks = _duration_weeks((s.text for s in related), item.rationale)
                 if weeks is not None:
                     req["prior_use_weeks"] = weeks
-            fi = _functional_improvement(s.text for s in related)
+            fi = _functional_improvement(self._fi_sentences(k, related))
             if fi is not None:
                 req["functional_improvement"] = fi
             incomplete = ("strength" not in req and "quantity" not in req) or any(
@@ -2028,7 +2052,7 @@ class _Narrative:
         if prior or prior_sessions is not None:
             req["prior_sessions"] = prior_sessions
             req["prior_treatment"] = prior
-        fi = _functional_improvement(s.text for s in related)
+        fi = _functional_improvement(self._fi_sentences(k, related))
         if fi is not None:
             req["functional_improvement"] = fi
         regions = body_regions(text)
