@@ -129,3 +129,25 @@ def test_items_outside_the_mtus_say_no_rule_and_name_the_gap(engine):
     for d in res.determinations:
         assert d.decision == "no-rule" and d.citations == [] and d.reason
     assert "ODG" in res.determinations[0].reason
+
+
+def test_a_misspelt_rule_test_expectation_fails_with_a_hint(engine, tmp_path):
+    from mtus_engine.ruletests import run_rule_tests
+    path = tmp_path / "typo.test.yaml"
+    path.write_text(
+        "tests:\n"
+        "  - name: typo\n"
+        "    case: {id: t, request_date: 2014-06-20, requests: [{item: 'Soma 350 mg #30'}]}\n"
+        "    expect: {decison: certify, criterias: {x/y: met}}\n"
+        "  - name: subset or exact\n"
+        "    case: {id: t, request_date: 2014-06-20, requests: [{item: 'Soma 350 mg #30'}]}\n"
+        "    expect: {rules_fired: [carisoprodol.not-recommended]}\n"
+        "  - name: subset\n"
+        "    case: {id: t, request_date: 2014-06-20, requests: [{item: 'Soma 350 mg #30'}]}\n"
+        "    expect: {rules_fired_includes: [carisoprodol.not-recommended]}\n")
+    typo, exact, subset = run_rule_tests(engine, [path])
+    assert not typo.passed
+    assert any("'decison' (did you mean 'decision'?)" in p for p in typo.problems), typo.problems
+    assert any("'criterias' (did you mean 'criteria'?)" in p for p in typo.problems), typo.problems
+    assert not exact.passed and "expected exactly" in exact.problems[0]
+    assert subset.passed, subset.problems

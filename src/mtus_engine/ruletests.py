@@ -24,11 +24,31 @@ class RuleTestResult:
     decision: str | None = None
 
 
-def _check(expect: dict, det: Any) -> list[str]:
+TEST_KEYS = {"name", "case", "request", "expect", "edition"}
+EXPECT_KEYS = {"decision", "rules_fired", "rules_fired_includes", "criteria", "missing_documentation_includes",
+               "rationale_includes", "modified_quantity", "modified_sessions"}
+
+
+def _unknown_keys(given: dict, allowed: set[str], where: str) -> list[str]:
+    """A misspelt expectation must fail, never pass by checking nothing."""
+    import difflib
     out = []
+    for key in given:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            out.append(f"unknown key {where}{key!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                       + f"; expected one of {', '.join(sorted(allowed))}")
+    return out
+
+
+def _check(expect: dict, det: Any) -> list[str]:
+    out = _unknown_keys(expect, EXPECT_KEYS, "expect.")
+    if "rules_fired" in expect and sorted(expect["rules_fired"]) != sorted(det.rules_fired):
+        out.append(f"rules fired {det.rules_fired}, expected exactly {expect['rules_fired']} "
+                   f"(rules_fired_includes: for a subset)")
     if "decision" in expect and det.decision != expect["decision"]:
         out.append(f"decision {det.decision!r}, expected {expect['decision']!r}")
-    for rid in expect.get("rules_fired", []):
+    for rid in expect.get("rules_fired_includes", []):
         if rid not in det.rules_fired:
             out.append(f"rule {rid} did not fire (fired: {det.rules_fired})")
     states = {f"{c.rule}/{c.criterion}": c.state for c in det.criteria}
@@ -67,8 +87,8 @@ def run_rule_tests(engine: Engine, files: list[Path] | None = None) -> list[Rule
             name = str(test.get("name", f"line {line}"))
             try:
                 case = case_from_data(plain(test["case"]), f"{path}:{line}")
-                det = engine.evaluate(case).determinations[test.get("request", 0)]
-                problems = _check(test.get("expect") or {}, det)
+                det = engine.evaluate(case, edition=test.get("edition")).determinations[test.get("request", 0)]
+                problems = _unknown_keys(test, TEST_KEYS, "") + _check(test.get("expect") or {}, det)
                 results.append(RuleTestResult(str(path), line, name, not problems, problems,
                                               det.rules_fired, det.decision))
             except (InputError, KeyError) as exc:
