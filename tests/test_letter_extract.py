@@ -716,3 +716,18 @@ def test_analgesia_not_documented_for_an_opioid():
 def test_request_functional_improvement_phrasings(rationale, expected):
     req = _case(SUMMARY, "Chiropractic care for the low back; six sessions", rationale)["requests"][0]
     assert req.get("functional_improvement") == expected
+
+
+@pytest.mark.parametrize("extra, item, expected", [
+    ("The provider noted a trial of Nortriptyline for the headaches.", "Nortriptyline 25mg #30",
+     False),
+    ("The treating provider provided an initial prescription on 12/12/2016 for naproxen.",
+     "Naproxen 500mg #60", False),
+    # on the medication list: prior use, whatever else is said
+    ("Current medications include naproxen. A trial of naproxen was noted.", "Naproxen 500mg #60",
+     True),
+])
+def test_new_drug_is_not_prior_treatment(extra, item, expected):
+    summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
+    assert _case(summary, item, "The patient has ongoing pain.")["requests"][0].get(
+        "prior_treatment") is expected

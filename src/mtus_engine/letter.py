@@ -1245,6 +1245,15 @@ _ANALGESIA = re.compile(
 _K_ANALGESIA = ("relief", "/10", "pain level", "pain score", "analgesi", "reduction in pain",
                 "decrease in pain")
 
+# a drug described as new: a trial, an initial prescription, therapy being started
+_NEW_DRUG = re.compile(r"\b(?:a|an|the)\s+(?:\w+\s+)?trial (?:of|with)\b|\binitial (?:prescription|trial|dose|"
+                       r"fill)\b|\binitiat(?:e|ed|ing|ion of)\b|\bnew(?:ly)? (?:prescri\w*|medications?|start)\b|"
+                       r"\bfirst (?:prescribed|prescription)\b|\bnot (?:yet )?(?:started|tried)\b", re.I)
+# the record's medication list ("Current medications include ...")
+_MED_LIST = re.compile(r"\bmedications?\b[^.;]{0,40}?\b(?:include[sd]?|including|are|were|consist\w*|list\w*|"
+                       r"of)\b|\bcurrently (?:taking|on|using|prescribed)\b|\b(?:is|was|has been) (?:taking|"
+                       r"using|on)\b", re.I)
+
 _SMALL_PERCENT = 30  # below this a self-reported % is not clinically significant improvement
 
 _NUMBER_WORDS = {"one": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -1852,6 +1861,24 @@ class _Narrative:
                 out.append(s.text)
         return out
 
+    def _new_drug(self, k: int, generic: str) -> bool:
+        """The drug is described as new (a trial, an initial prescription, being initiated) and
+        is not on the record's medication list."""
+        new = listed = False
+        for s in self.sents:
+            if s.conclusion:
+                continue
+            names = {d[0] for d in s.drugs}
+            if generic in names:
+                if s.block == "summary" and not s.ur and _MED_LIST.search(s.text) \
+                        and not _NEW_DRUG.search(s.text):
+                    listed = True
+                if _NEW_DRUG.search(s.text):
+                    new = True
+            elif s.item == k and not names and _NEW_DRUG.search(s.text) and not _GUIDELINE_WORDS.search(s.text):
+                new = True  # "the medical necessity for initiating opioid therapy"
+        return new and not listed
+
     def _opioid_request(self) -> bool:
         drugs = _rulebook().drugs
         for item in self.letter.items:
@@ -1983,6 +2010,8 @@ class _Narrative:
                     s.request and _PRIOR_WORDS.search(s.text) and any(d[0] == generic for d in s.drugs)
                     for s in self.sents):
                 req["prior_treatment"] = True
+            if self._new_drug(k, generic):
+                req["prior_treatment"] = False  # "a trial of Nortriptyline", "initial prescription"
             if med is None or med.since is None:
                 weeks = _duration_weeks((s.text for s in related), item.rationale)
                 if weeks is not None:
