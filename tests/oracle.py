@@ -24,6 +24,9 @@ class OracleAnswer:
 
 
 def _applies(rule: Rule, facts: dict[str, Any]) -> bool:
+    if rule.applies_when is not None and (rule.applies_when.fact not in facts
+                                          or facts[rule.applies_when.fact] != rule.applies_when.equals):
+        return False
     a = rule.applies_to
     if "drug" in facts and facts["drug"] in a.drugs:
         return True

@@ -184,13 +184,14 @@ def compile_rulebook(rulebook: Rulebook) -> CompiledRulebook:
 
     for rule in rulebook.rules:
         applies = _applies(rule)
-        add(f"{rule.id}|applies", {"all": [_pattern(applies)]}, Action(rule.id, "applies"))
+        gate = [{rule.applies_when.fact: rule.applies_when.equals}] if rule.applies_when else []
+        add(f"{rule.id}|applies", {"all": [_pattern(applies, *gate)]}, Action(rule.id, "applies"))
         for crit in rule.criteria:
             for (state, assumed), conjunctions in _criterion_conditions(crit).items():
                 for n, conj in enumerate(conjunctions):
                     name = (f"{rule.id}|{crit.id}|{_STATE_SUFFIX[state]}" + ("-assumed" if assumed else "")
                             + (f"|{n}" if n else ""))
-                    add(name, {"all": [_pattern(applies, *conj)]},
+                    add(name, {"all": [_pattern(applies, *gate, *conj)]},
                         Action(rule.id, "criterion", crit.id, state, assumed))
         if rule.recommendation == "recommended":
             joins = [{"a": {"$and": [{"kind": "applies"}, {"rule": rule.id}]}}]

@@ -166,10 +166,19 @@ class ExtraCitation(_Strict):
     for_: str | None = Field(default=None, alias="for")
 
 
+class AppliesWhen(_Strict):
+    """The section speaks to this request only when a fact has this value (a post-operative
+    opioid, not every opioid); an undocumented fact means the rule does not apply."""
+
+    fact: str
+    equals: Any
+
+
 class Rule(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
     title: str
     applies_to: AppliesTo
+    applies_when: AppliesWhen | None = None
     recommendation: Literal["recommended", "not-recommended"]
     recommends: str
     criteria: list[Criterion] = Field(default_factory=list)
@@ -396,7 +405,8 @@ class Rulebook:
     def _reads(self) -> dict[tuple[str, str], frozenset[str]]:
         """Facts read by the rules that can apply to each drug and each modality."""
         def read(rules: list[Rule]) -> frozenset[str]:
-            return frozenset(f for r in rules for c in r.criteria for f in (c.fact, c.when and c.when.fact) if f)
+            return frozenset([f for r in rules for c in r.criteria for f in (c.fact, c.when and c.when.fact) if f]
+                             + [r.applies_when.fact for r in rules if r.applies_when])
         out = {}
         for generic, spec in self.drugs.drugs.items():
             out[("drug", generic)] = read([r for r in self.rules if generic in r.applies_to.drugs
@@ -574,6 +584,13 @@ def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSp
     for j, cls in enumerate(rule.applies_to.classes):
         if cls not in class_values:
             out.append(f"{at('applies_to', 'classes', j)}: unknown drug class {cls!r}")
+    if rule.applies_when is not None:
+        spec = facts.get(rule.applies_when.fact)
+        if spec is None:
+            out.append(f"{at('applies_when')}: rule {rule.id} reads undeclared fact {rule.applies_when.fact!r}")
+        elif not _value_fits(spec, rule.applies_when.equals):
+            out.append(f"{at('applies_when')}: value {rule.applies_when.equals!r} does not fit "
+                       f"{rule.applies_when.fact} ({spec.type})")
     if rule.citation is None or not rule.citation.section:
         out.append(f"{at('id')}: rule {rule.id} has no citation")
     if rule.recommendation == "not-recommended" and any(c.decisive for c in rule.criteria):
