@@ -1209,6 +1209,12 @@ _RECORD_CLAIM = re.compile(
     r"examination|exam|patient|claimant|(?:injured )?worker|applicant|employee|he|she|his|her|"
     r"there (?:is|are|was|were)|identified|noted|found|present|evident|absent|strength|sensation|"
     r"reflex(?:es)?|unremarkable|intact|submitted)\b", re.I)
+_K_RECORD = frozenset({
+    "records", "record", "documentation", "documented", "documents", "document", "notes", "note",
+    "reports", "report", "evidence", "indication", "examination", "exam", "patient", "claimant",
+    "worker", "applicant", "employee", "he", "she", "his", "her", "identified", "noted", "found",
+    "present", "evident", "absent", "strength", "sensation", "reflex", "reflexes", "unremarkable",
+    "intact", "submitted"})
 _GUIDELINE_TEXT = re.compile(
     r"\b(?:MTUS|ODG|ACOEM|guidelines?|Delphi|UpToDate|should|must|may be|is indicated|are indicated|"
     r"recommend\w*|criteria|indications? for (?:imaging|MRI|surgery)|patients|warrant|include)\b", re.I)
@@ -1223,6 +1229,7 @@ _INVASIVE_PLANNED = re.compile(
     + _INVASIVE + r"\b|"
     r"\b(?:planned|scheduled|upcoming|pending)\s+" + _INVASIVE + r"\b|"
     r"\bscheduled (?:for|to undergo)\s+(?:a |an |the )?(?:[a-z-]+\s+){0,3}?" + _INVASIVE + r"\b", re.I)
+_K_SLR = ("slr", "straight", "spurling", "leg rais", "leg-rais")
 _K_INVASIVE = ("inject", "surg", "arthroscop", "decompress", "fusion", "arthroplast", "repair")
 # imaging that shows a lesion surgery treats
 _SURGICAL_LESION = re.compile(
@@ -1551,9 +1558,17 @@ def detect_functional_improvement(text: str) -> bool | None:
     return _functional_improvement(_sentences(text))
 
 
+_K_FI = ("improv", "benefi", "function", "subjective", "alleviat", "respons", "efficacy", "impact",
+         "effect", "progress", "%", "gain", "change", "better", "increase", "adl", "activit",
+         "restriction", "range of motion", "rom", "strength", "mobility", "toleran")
+
+
 def _functional_improvement(sentences: Iterable[str]) -> bool | None:
     seen: bool | None = None
     for s in sentences:
+        low = s.lower()
+        if not any(k in low for k in _K_FI):
+            continue
         if _FI_NEG.search(s):
             return False
         for m in _FI_PERCENT.finditer(s):
@@ -1786,7 +1801,7 @@ class _Narrative:
     def findings(self) -> dict[str, Any]:
         facts = self.fact_sentences()
         out: dict[str, Any] = {}
-        acute = _finding(facts, _ACUTE)
+        acute = _finding(_having(facts, ("flare", "exacerbat")), _ACUTE)
         if acute is not None:
             out["acute_exacerbation"] = acute
         # muscle spasm is an examination finding: one found on exam wins over "no documentation
@@ -1831,12 +1846,15 @@ class _Narrative:
             rtw = _return_to_work(_having(facts, _K_WORK))
         if rtw is not None:
             out["return_to_work"] = rtw
-        radic = _finding(facts, _RADIC_EXAM)
-        if radic is None and any(_RADIC_NEG.search(t) for t in facts):
+        slr = _having(facts, _K_SLR)
+        radic = _finding(slr, _RADIC_EXAM)
+        if radic is None and any(_RADIC_NEG.search(t) for t in slr):
             radic = False
         if radic is not None:
             out["radiculopathy_exam"] = radic
         for t in facts:
+            if "%" not in t:
+                continue
             m = _INJECTION_RELIEF.search(t)
             if m and not _negated(t[:m.start()]):
                 out["prior_injection_relief_percent"] = int(m.group(1))
@@ -1850,9 +1868,10 @@ class _Narrative:
         ("approved for 6 prior sessions with no documented objective improvement"), and, for a
         letter of one item, the summary's unattributed sentences."""
         out = [s.text for s in related]
+        seen = set(map(id, related))
         single = len(self.letter.items) == 1
         for s in self.sents:
-            if s.conclusion or s.text in out:
+            if s.conclusion or id(s) in seen:
                 continue
             if s.item == k and not s.fact and not _GUIDELINE_WORDS.search(s.text) and (
                     not s.refers or s.narrative):
@@ -1897,9 +1916,11 @@ class _Narrative:
             if s.block == "summary":
                 if s.conclusion:
                     continue
-                if (not s.ur or s.request) and not _UR_REASON.search(s.text):
+                if (not s.ur or s.request) and not (
+                        ("denied" in s.low or "certif" in s.low or "modified" in s.low
+                         or "not " in s.low) and _UR_REASON.search(s.text)):
                     out.append(s.text)
-            elif _RECORD_CLAIM.search(s.text):
+            elif (not s.words.isdisjoint(_K_RECORD) or "there " in s.low) and _RECORD_CLAIM.search(s.text):
                 out.append(_Rationale(s.text))
         return out
 
