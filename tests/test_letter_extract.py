@@ -731,3 +731,18 @@ def test_new_drug_is_not_prior_treatment(extra, item, expected):
     summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
     assert _case(summary, item, "The patient has ongoing pain.")["requests"][0].get(
         "prior_treatment") is expected
+
+
+def test_initial_therapy_is_a_first_course():
+    summary = SUMMARY.replace(" The Utilization Review", " The treating physician requested initial "
+                              "acupuncture for the neck; and additional physical therapy for the neck."
+                              " The Utilization Review")
+    req = _case(summary, "Initial acupuncture, 1 to 2 times per week for 4 weeks, for the neck",
+                "The patient has neck pain.")["requests"][0]
+    assert (req["prior_treatment"], req["prior_sessions"]) == (False, 0)
+
+
+def test_conservative_care_of_a_stated_length():
+    findings = _case(SUMMARY, "MRI of the cervical spine", "The medical records report further "
+                     "conservative care of at least 1 month.")["findings"]
+    assert findings["conservative_care_failed"] is True

@@ -1161,6 +1161,8 @@ _CONSERVATIVE = r"(?:conservative\s+(?:care|treatments?|therapy|therapies|measur
 _CONSERVATIVE_FAILED = re.compile(
     r"\b(?:failed|failure of|failing|exhausted)\s+(?:[a-z-]+\s+){0,5}?" + _CONSERVATIVE + r"\b|"
     r"\b" + _CONSERVATIVE + r"\s+(?:\w+\s+){0,4}?(?:ha(?:s|ve|d) |had not |)failed\b|"
+    r"\bconservative (?:care|treatments?|therapy|management) (?:of|for|over) (?:at least |over |more than )?"
+    r"(?:\d+|one|two|three|four|six|several) (?:weeks?|months?)\b|"
     r"\btrial and failure\b|\btrialed and failed\b|\bdespite\s+(?:[a-z-]+\s+){0,3}?(?:" + _CONSERVATIVE
     + r"|medications?|injections?|chiropractic|acupuncture)\b",
     re.I)
@@ -1303,6 +1305,7 @@ _NOT_TAKEN = re.compile(r"\b(?:not able to (?:fill|obtain|get)|unable to (?:fill
 _PRIOR_WORDS = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b|\bprior\b|"
                           r"\bpreviously\b|\balready\b|\breceived\b|\bcompleted\b|\battempted\b|"
                           r"\btreated with\b|\bhas had\b", re.I)
+_INITIAL_ITEM = re.compile(r"\binitial\b|\btrial\b|\bfirst\b", re.I)
 _MORE_OF_SAME = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b", re.I)
 _RECEIVED = re.compile(r"\b(?:prior|previous(?:ly)?|already|received|completed|attempted|attended|"
                        r"treated with|has had|had|underwent|undergone|tried|failed|helped|"
@@ -2084,6 +2087,8 @@ class _Narrative:
                 for s in self.sents):
             prior_sessions = 0  # "There is no previous physical therapy sessions noted"
         prior = prior_sessions is not None and prior_sessions > 0
+        if not prior and prior_sessions is None and _INITIAL_ITEM.search(text):
+            prior_sessions = 0  # "Initial acupuncture, 1 to 2 times per week": a first course
         if not prior and prior_sessions is None:
             prior = bool(_MORE_OF_SAME.search(text))
         if not prior and prior_sessions is None:
@@ -2091,8 +2096,10 @@ class _Narrative:
                 if s.conclusion or modality not in s.modalities:
                     continue
                 if s.request:
-                    # "requesting additional chiropractic treatments"
-                    prior = bool(_MORE_OF_SAME.search(s.text))
+                    # "requesting additional chiropractic treatments", in the therapy's own clause
+                    # ("initial acupuncture ...; and additional physical therapy")
+                    rx = _MODALITY_DICT[modality]
+                    prior = any(rx.search(c) and _MORE_OF_SAME.search(c) for c in _clauses(s.text))
                 elif s.fact and _RECEIVED.search(s.text):
                     # "has received some chiropractic care", "already attempted a series of acupuncture"
                     mention = _MODALITY_DICT[modality].search(s.text)
