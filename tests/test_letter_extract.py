@@ -746,3 +746,15 @@ def test_conservative_care_of_a_stated_length():
     findings = _case(SUMMARY, "MRI of the cervical spine", "The medical records report further "
                      "conservative care of at least 1 month.")["findings"]
     assert findings["conservative_care_failed"] is True
+
+
+@pytest.mark.parametrize("extra, item, expected", [
+    ("Diagnoses are cervical radiculopathy and de Quervain's fracture of the right wrist.",
+     "MRI of the cervical spine", None),
+    ("Diagnoses are cervical radiculopathy and de Quervain's fracture of the right wrist.",
+     "X-ray of the right wrist", True),
+    ("He sustained a fracture of the right fifth metatarsal.", "MRI of the right elbow", None),
+])
+def test_red_flag_on_another_body_part(extra, item, expected):
+    summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
+    assert _case(summary, item, "The patient has pain.")["findings"].get("red_flags") == expected

@@ -1231,6 +1231,9 @@ _INVASIVE_PLANNED = re.compile(
     + _INVASIVE + r"\b|"
     r"\b(?:planned|scheduled|upcoming|pending)\s+" + _INVASIVE + r"\b|"
     r"\bscheduled (?:for|to undergo)\s+(?:a |an |the )?(?:[a-z-]+\s+){0,3}?" + _INVASIVE + r"\b", re.I)
+# body regions a red flag may concern together (a wrist fracture is a hand-and-wrist problem)
+_REGION_GROUP = {"forearm": "hand", "wrist": "hand", "carpal_tunnel": "hand", "ankle": "foot",
+                 "thoracic": "spine", "cervical": "spine", "lumbar": "spine"}
 _K_SLR = ("slr", "straight", "spurling", "leg rais", "leg-rais")
 _K_INVASIVE = ("inject", "surg", "arthroscop", "decompress", "fusion", "arthroplast", "repair")
 # imaging that shows a lesion surgery treats
@@ -1901,6 +1904,28 @@ class _Narrative:
                 new = True  # "the medical necessity for initiating opioid therapy"
         return new and not listed
 
+    def _red_flag_part(self, text: str) -> str:
+        """The sentence without the segments that put a red flag term on a body part no request
+        is about ("de Quervain's fracture of the right wrist" for a cervical MRI)."""
+        wanted = self._request_region_groups
+        if not wanted:
+            return text
+        out, pos = [], 0
+        for m in _RED_FLAG_TERMS.finditer(text):
+            start = max(text.rfind(",", 0, m.start()), text.rfind(";", 0, m.start())) + 1
+            ends = [i for i in (text.find(",", m.end()), text.find(";", m.end())) if i >= 0]
+            end = min(ends) if ends else len(text)
+            groups = {_REGION_GROUP.get(r, r) for r in body_regions(text[start:end])}
+            if groups and groups.isdisjoint(wanted) and start >= pos:
+                out.append(text[pos:start])
+                pos = end
+        return "".join(out) + text[pos:] if out else text
+
+    @functools.cached_property
+    def _request_region_groups(self) -> frozenset[str]:
+        return frozenset(_REGION_GROUP.get(r, r) for item in self.letter.items
+                         for r in body_regions(item.item))
+
     def _opioid_request(self) -> bool:
         drugs = _rulebook().drugs
         for item in self.letter.items:
@@ -1947,7 +1972,8 @@ class _Narrative:
         # the record's "no red flags"
         sents = _having(record, _K_RED_FLAG, lows)
         summary = _having(summary_all, _K_RED_FLAG)
-        if _asserted([t for t in summary if not _GENERAL_LIST.search(t)], _RED_FLAG_TERMS) \
+        summary = [self._red_flag_part(t) for t in summary if not _GENERAL_LIST.search(t)]
+        if _asserted(summary, _RED_FLAG_TERMS) \
                 or _asserted(sents, _RED_FLAG_FOUND):
             out["red_flags"] = True
         elif _denied(sents, _RED_FLAG):
