@@ -753,7 +753,8 @@ def test_conservative_care_of_a_stated_length():
      "MRI of the cervical spine", None),
     ("Diagnoses are cervical radiculopathy and de Quervain's fracture of the right wrist.",
      "X-ray of the right wrist", True),
-    ("He sustained a fracture of the right fifth metatarsal.", "MRI of the right elbow", None),
+    ("He sustained a fracture of the fifth metatarsal on the right foot.", "MRI of the right elbow",
+     None),
 ])
 def test_red_flag_on_another_body_part(extra, item, expected):
     summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")

@@ -1912,8 +1912,10 @@ class _Narrative:
             return text
         out, pos = [], 0
         for m in _RED_FLAG_TERMS.finditer(text):
-            start = max(text.rfind(",", 0, m.start()), text.rfind(";", 0, m.start())) + 1
-            ends = [i for i in (text.find(",", m.end()), text.find(";", m.end())) if i >= 0]
+            start = max(text.rfind(",", 0, m.start()) + 1, text.rfind(";", 0, m.start()) + 1,
+                        text.rfind(" and ", 0, m.start()) + 5, 0)
+            ends = [i for i in (text.find(",", m.end()), text.find(";", m.end()),
+                                text.find(" and ", m.end())) if i >= 0]
             end = min(ends) if ends else len(text)
             groups = {_REGION_GROUP.get(r, r) for r in body_regions(text[start:end])}
             if groups and groups.isdisjoint(wanted) and start >= pos:
