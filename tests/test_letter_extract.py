@@ -759,3 +759,15 @@ def test_conservative_care_of_a_stated_length():
 def test_red_flag_on_another_body_part(extra, item, expected):
     summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
     assert _case(summary, item, "The patient has pain.")["findings"].get("red_flags") == expected
+
+
+@pytest.mark.parametrize("exam, expected", [
+    ("On examination the strength was 4/5 in abduction and external rotation with significant pain.",
+     None),
+    ("On examination there was right hip tenderness and decreased hip strength.", None),
+    ("On examination there was 4/5 weakness of the left extensor hallucis longus.", True),
+])
+def test_pain_limited_weakness_is_not_a_neurologic_deficit(exam, expected):
+    summary = SUMMARY.replace(" The Utilization Review", f" {exam} The Utilization Review")
+    assert _case(summary, "MRI of the lumbar spine", "The patient has pain.")["findings"].get(
+        "neurologic_deficit") == expected

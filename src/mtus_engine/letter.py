@@ -1234,6 +1234,10 @@ _INVASIVE_PLANNED = re.compile(
 # body regions a red flag may concern together (a wrist fracture is a hand-and-wrist problem)
 _REGION_GROUP = {"forearm": "hand", "wrist": "hand", "carpal_tunnel": "hand", "ankle": "foot",
                  "thoracic": "spine", "cervical": "spine", "lumbar": "spine"}
+# weakness from pain or of a joint's motion is musculoskeletal, not a neurologic deficit
+_PAIN_LIMITED = re.compile(r"\b(?:strength|weakness|/5|of 5)\b[^.;]{0,40}?\bwith (?:significant |severe |)pain\b|"
+                           r"\bpain[- ]limited\b|\b(?:due|secondary) to pain\b|"
+                           r"\b(?:hip|shoulder|knee|joint) strength\b", re.I)
 _K_SLR = ("slr", "straight", "spurling", "leg rais", "leg-rais")
 _K_INVASIVE = ("inject", "surg", "arthroscop", "decompress", "fusion", "arthroplast", "repair")
 # imaging that shows a lesion surgery treats
@@ -1963,7 +1967,8 @@ class _Narrative:
         # cheap keyword gates first: each regex runs only on sentences that could match
         sents = _having(record, _K_NEURO, lows)
         # neurologic deficit: an objective deficit asserted anywhere wins over normal findings
-        deficit = _asserted(sents, _NEURO_DEFICIT) or _asserted(sents, _RADIC_EXAM)
+        deficit = _asserted([t for t in sents if not _PAIN_LIMITED.search(t)], _NEURO_DEFICIT) \
+            or _asserted(sents, _RADIC_EXAM)
         if deficit:
             out["neurologic_deficit"] = True
         elif _asserted(sents, _NEURO_NORMAL) or _denied(sents, _NEURO_DEFICIT) \
