@@ -771,3 +771,13 @@ def test_pain_limited_weakness_is_not_a_neurologic_deficit(exam, expected):
     summary = SUMMARY.replace(" The Utilization Review", f" {exam} The Utilization Review")
     assert _case(summary, "MRI of the lumbar spine", "The patient has pain.")["findings"].get(
         "neurologic_deficit") == expected
+
+
+@pytest.mark.parametrize("exam", [
+    "The attending provider noted hyposensorium about the left thumb and index finger.",
+    "On examination moderate weakness was noted.",
+])
+def test_graded_weakness_and_hyposensorium_are_deficits(exam):
+    summary = SUMMARY.replace(" The Utilization Review", f" {exam} The Utilization Review")
+    assert _case(summary, "NCS of the left upper extremity", "The patient has pain.")["findings"][
+        "neurologic_deficit"] is True

@@ -1110,7 +1110,8 @@ _NEURO_DEFICIT = re.compile(
     r"\b[0-4](?:\+|-)?\s*(?:/|out of)\s*5\b(?!\s*(?:pain|/10))|\b5\s*(?:-|minus)\s*(?:/|out of)\s*5\b|"
     r"\b(?:decreased|diminished|reduced|altered|absent|loss of|impaired|abnormal)\s+(?:[a-z0-9-]+\s+){0,5}?"
     r"(?:sensation|sensory|light touch|pinprick|strength|motor|reflex(?:es)?|DTRs?)\b|"
-    r"\b(?:hypo|hyp)(?:a)?esthesia\b|\b(?:motor|muscle)\s+weakness\b|"
+    r"\b(?:hypo|hyp)(?:a)?esthesia\b|\b(?:motor|muscle)\s+weakness\b|\bhyposens\w+|"
+    r"\b(?:mild|moderate|marked|severe|significant)\s+weakness\b|"
     r"\bpositive\b[^.;]{0,60}?\bstraight[- ]legs?[- ]rais\w*|\bupon straight[- ]legs?[- ]rais\w*|"
     r"\bstraight[- ]legs?[- ]rais\w*(?:\s+tests?)?\s+(?:was|were|is|are)\s+positive\b|"
     r"\bweak\s+(?:grip|dorsiflexion|plantar|extensor|flexor|hip|knee|ankle|wrist|deltoid|biceps|triceps)\b|"
@@ -1476,7 +1477,8 @@ def _return_to_work(sentences: Iterable[str]) -> bool | None:
 
 
 _K_NEURO = ("/5", "of 5", "sensation", "sensory", "strength", "reflex", "weak", "straight", "slr",
-            "spurling", "neuro", "esthesia", "motor", "dermatom", "touch", "pinprick", "nerve", "dtr")
+            "spurling", "neuro", "esthesia", "motor", "dermatom", "touch", "pinprick", "nerve", "dtr",
+            "hyposens")
 _K_RED_FLAG = ("fractur", "dislocat", "tumor", "tumour", "malignan", "cauda", "osteomyel", "septic",
                "abscess", "vascular", "flag")
 _K_SURGERY = ("surg", "operat", "arthroscop", "repair", "fusion", "decompress", "arthroplast",
