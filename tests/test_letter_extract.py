@@ -781,3 +781,12 @@ def test_graded_weakness_and_hyposensorium_are_deficits(exam):
     summary = SUMMARY.replace(" The Utilization Review", f" {exam} The Utilization Review")
     assert _case(summary, "NCS of the left upper extremity", "The patient has pain.")["findings"][
         "neurologic_deficit"] is True
+
+
+def test_body_region_from_the_rationale_when_the_item_names_none():
+    req = _case(SUMMARY, "Eight physical therapy sessions", "The patient has ongoing pain in the "
+                "right shoulder after prior therapy.")["requests"][0]
+    assert req["body_region"] == ["shoulder"]
+    req = _case(SUMMARY, "Eight physical therapy sessions for the lumbar spine",
+                "The patient has ongoing pain in the right shoulder.")["requests"][0]
+    assert req["body_region"] == ["lumbar"]  # the item's own region wins

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from .case import MODALITY_PATTERNS, body_regions
+from .case import BODY_REGIONS, MODALITY_PATTERNS, body_regions
 from .errors import InputError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -1934,6 +1934,20 @@ class _Narrative:
         return frozenset(_REGION_GROUP.get(r, r) for item in self.letter.items
                          for r in body_regions(item.item))
 
+    def _context_regions(self, k: int) -> list[str]:
+        """The body regions the reviewer's own account of an item names when the item does not
+        ("the request for physical therapy for the lumbar spine"): the rationale's sentences
+        about the request, outside the guideline's words."""
+        name = self.letter.items[k].item.lower()
+        found: set[str] = set()
+        for s in self.sents:
+            if s.item != k or s.conclusion or _GUIDELINE_WORDS.search(s.text):
+                continue
+            if not (s.request or s.narrative or name[:20] in s.low):
+                continue
+            found.update(body_regions(s.text))
+        return [r for r in BODY_REGIONS if r in found]
+
     def _opioid_request(self) -> bool:
         drugs = _rulebook().drugs
         for item in self.letter.items:
@@ -2046,7 +2060,7 @@ class _Narrative:
                 if parsed.get(key) is not None:
                     req[key] = parsed[key]
             if generic == "compounded topical":
-                regions = body_regions(text)
+                regions = body_regions(text) or self._context_regions(k)
                 if regions:
                     req["body_region"] = regions
             else:
@@ -2093,7 +2107,7 @@ class _Narrative:
             if key not in ("modality", "sessions", "prior_treatment", "body_region"):
                 req.setdefault(key, value)
         if modality not in _MODALITY_DICT:  # procedures, diagnostics, devices: no visit counts
-            regions = body_regions(text)
+            regions = body_regions(text) or self._context_regions(k)
             if regions:
                 req["body_region"] = regions
             return req
@@ -2147,7 +2161,7 @@ class _Narrative:
         fi = _functional_improvement(self._fi_sentences(k, related))
         if fi is not None:
             req["functional_improvement"] = fi
-        regions = body_regions(text)
+        regions = body_regions(text) or self._context_regions(k)
         if regions:
             req["body_region"] = regions
         req["incomplete"] = sessions is None
