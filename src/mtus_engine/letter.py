@@ -1885,8 +1885,8 @@ class _Narrative:
         for s in self.sents:
             if s.conclusion or id(s) in seen:
                 continue
-            if s.item == k and not s.fact and not _GUIDELINE_WORDS.search(s.text) and (
-                    not s.refers or s.narrative):
+            if s.item == k and not s.fact and (not s.refers or s.narrative) \
+                    and not _GUIDELINE_WORDS.search(s.text):
                 out.append(s.text)
             elif single and s.block == "summary" and s.fact and not s.refers:
                 out.append(s.text)
@@ -1897,7 +1897,7 @@ class _Narrative:
         is not on the record's medication list."""
         new = listed = False
         for s in self.sents:
-            if s.conclusion:
+            if s.conclusion or (s.item != k and not s.drugs):
                 continue
             names = {d[0] for d in s.drugs}
             if generic in names:
@@ -1918,8 +1918,9 @@ class _Narrative:
             return text
         out, pos = [], 0
         for m in _RED_FLAG_TERMS.finditer(text):
+            cut = text.rfind(" and ", 0, m.start())
             start = max(text.rfind(",", 0, m.start()) + 1, text.rfind(";", 0, m.start()) + 1,
-                        text.rfind(" and ", 0, m.start()) + 5, 0)
+                        cut + 5 if cut >= 0 else 0)
             ends = [i for i in (text.find(",", m.end()), text.find(";", m.end()),
                                 text.find(" and ", m.end())) if i >= 0]
             end = min(ends) if ends else len(text)
@@ -1941,9 +1942,9 @@ class _Narrative:
         name = self.letter.items[k].item.lower()
         found: set[str] = set()
         for s in self.sents:
-            if s.item != k or s.conclusion or _GUIDELINE_WORDS.search(s.text):
+            if s.item != k or s.conclusion or not (s.request or s.narrative or name[:20] in s.low):
                 continue
-            if not (s.request or s.narrative or name[:20] in s.low):
+            if _GUIDELINE_WORDS.search(s.text):
                 continue
             found.update(body_regions(s.text))
         return [r for r in BODY_REGIONS if r in found]
