@@ -7,7 +7,7 @@ Prints figures only. Run: python benchmarks/extraction_vs_gold.py [--cache DIR] 
 - outcome agreement, citation part agreement (the ordered list of guideline parts), mtus agreement
 - request_date agreement
 - per-finding precision / recall for the case facts: findings (each key; first_line_tried per
-  treatment), and per request functional_improvement, sessions, prior_sessions, modality, body_region
+  treatment), and per request functional_improvement, sessions, prior_sessions, modality, body_region, authorized_sessions, drug
 
 Precision = extracted values that equal gold / extracted values given; recall = gold values the
 extractor gave exactly / gold values given. Items are paired in order (the letter's order).
@@ -32,7 +32,7 @@ from mtus_engine.letter import letter_to_case, parse_letter, read_letter  # noqa
 
 REAL = ROOT / "cases" / "letters" / "real"
 REQUEST_FIELDS = ("functional_improvement", "sessions", "prior_sessions", "prior_treatment",
-                  "modality", "body_region", "quantity")
+                  "modality", "body_region", "quantity", "authorized_sessions", "drug")
 
 
 def norm(name: str) -> str:
