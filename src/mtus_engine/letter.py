@@ -348,12 +348,24 @@ def _date(text: str | None) -> dt.date | None:
     return None
 
 
-_SENT_SPLIT = re.compile(r"(?<=[.!?][\"')\]])\s+|(?<=[.!?])\s+(?=[\"(\[]?[A-Z0-9])"
-                         r"|(?<=[a-z]{2}[.])(?=[A-Z](?:[a-z]|\s))")
+# a sentence ends at its punctuation (and closing quote or bracket) before whitespace and a
+# capital or digit, or at "word.Next" glued by the PDF; the pattern starts at the punctuation,
+# so the scan is a character search rather than a lookbehind at every position
+_SENT_BREAK = re.compile(r"(?<=[a-z]{2})[.](?=[A-Z](?:[a-z]|\s))|[.!?][\"')\]](?=\s)|"
+                         r"[.!?](?=\s+[\"(\[]?[A-Z0-9])")
 
 
 def _sentences(text: str) -> list[str]:
-    return [s for s in (p.strip() for p in _SENT_SPLIT.split(text)) if s]
+    out, pos = [], 0
+    for m in _SENT_BREAK.finditer(text):
+        s = text[pos:m.end()].strip()
+        if s:
+            out.append(s)
+        pos = m.end()
+    s = text[pos:].strip()
+    if s:
+        out.append(s)
+    return out
 
 
 def _split_outside_parens(text: str, sep: str = ",") -> list[str]:
@@ -1812,8 +1824,9 @@ class _Narrative:
 
     def findings(self) -> dict[str, Any]:
         facts = self.fact_sentences()
+        fact_lows = [t.lower() for t in facts]
         out: dict[str, Any] = {}
-        acute = _finding(_having(facts, ("flare", "exacerbat")), _ACUTE)
+        acute = _finding(_having(facts, ("flare", "exacerbat"), fact_lows), _ACUTE)
         if acute is not None:
             out["acute_exacerbation"] = acute
         # muscle spasm is an examination finding: one found on exam wins over "no documentation
@@ -1858,7 +1871,7 @@ class _Narrative:
             rtw = _return_to_work(_having(facts, _K_WORK))
         if rtw is not None:
             out["return_to_work"] = rtw
-        slr = _having(facts, _K_SLR)
+        slr = _having(facts, _K_SLR, fact_lows)
         radic = _finding(slr, _RADIC_EXAM)
         if radic is None and any(_RADIC_NEG.search(t) for t in slr):
             radic = False
