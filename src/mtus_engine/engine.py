@@ -109,7 +109,7 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[s
 _OPIOID_FACTS = {"opioid_in_use", "opioid_wean_indicated", "morphine_equivalent_total"}
 _DOSE_FACTS = {"daily_dose_mg", "acetaminophen_mg_per_day"}
 _GI_FACTS = {"concurrent_nsaid", "gi_risk"}
-_MODALITY_FACTS = {"pt_myalgia", "pt_neuralgia", "pt_crps", "tens_condition", "opioid_prescribed",
+_MODALITY_FACTS = {"pt_myalgia", "pt_neuralgia", "pt_crps", "opioid_prescribed",
                    "months_since_injury", "under_active_treatment", "acupuncture_indicated", "cbt_program"}
 
 
@@ -258,27 +258,35 @@ def _gi_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: dict[s
         facts["gi_risk"] = False
 
 
+def _opioid_prescribed(case: Case, rulebook: Rulebook, facts: dict[str, Any]) -> bool:
+    """opioid_prescribed: an opioid is listed or requested (the case's drugs are read once per
+    case, so this stays linear in requests). Returns whether one is listed."""
+    meds, requested = _case_drugs(case, rulebook)
+    listed = any(_has_class(rulebook, g, "opioid") for g in meds)
+    if listed or any(_has_class(rulebook, g, "opioid") for g in requested):
+        facts["opioid_prescribed"] = True
+    elif case.medications:
+        facts["opioid_prescribed"] = False
+    return listed
+
+
+def _months_since_injury(case: Case) -> int | None:
+    if not (case.injury_date and case.request_date):
+        return None
+    a, b = case.injury_date, case.request_date
+    return (b.year - a.year) * 12 + b.month - a.month - (b.day < a.day)
+
+
 def _modality_facts(case: Case, req: DerivedRequest, rulebook: Rulebook, facts: dict[str, Any]) -> None:
     if req.diagnosis_type is not None:
         facts["pt_myalgia"] = req.diagnosis_type == "myalgia_myositis"
         facts["pt_neuralgia"] = req.diagnosis_type == "neuralgia_neuritis_radiculitis"
         facts["pt_crps"] = req.diagnosis_type == "crps"
     f = case.findings
-    conditions = (f.neuropathic_pain, f.crps, f.spasticity, f.phantom_limb_pain)
-    if any(c is True for c in conditions):
-        facts["tens_condition"] = True
-    elif all(c is False for c in conditions):
-        facts["tens_condition"] = False
-    meds, requested = _case_drugs(case, rulebook)
-    opioid_listed = any(_has_class(rulebook, g, "opioid") for g in meds)
-    opioid_requested = any(_has_class(rulebook, g, "opioid") for g in requested)
-    if opioid_listed or opioid_requested:
-        facts["opioid_prescribed"] = True
-    elif case.medications:
-        facts["opioid_prescribed"] = False
-    if case.injury_date and case.request_date:
-        a, b = case.injury_date, case.request_date
-        facts["months_since_injury"] = (b.year - a.year) * 12 + b.month - a.month - (b.day < a.day)
+    _opioid_prescribed(case, rulebook, facts)
+    months = _months_since_injury(case)
+    if months is not None:
+        facts["months_since_injury"] = months
     in_care, by_modality = _case_requests(case, rulebook)
 
     def other_item(items: set[str]) -> bool:  # another request's item (not this same item) is in items
@@ -316,19 +324,10 @@ def _medication_facts(case: Case, req: DerivedRequest, spec: Any, rulebook: Rule
         facts["continued_use"] = True
     elif req.prior_treatment is False or weeks == 0:
         facts["continued_use"] = False
-    meds, requests = _case_drugs(case, rulebook)   # once per case: linear in requests
-    listed = any(_has_class(rulebook, g, "opioid") for g in meds)
-    requested = any(_has_class(rulebook, g, "opioid") for g in requests)
-    if listed or requested:
-        facts["opioid_prescribed"] = True
-    elif case.medications:
-        facts["opioid_prescribed"] = False
+    listed = _opioid_prescribed(case, rulebook, facts)
     if not (spec and "opioid" in spec.classes):
         return
-    months = None
-    if case.injury_date and case.request_date:
-        a, b = case.injury_date, case.request_date
-        months = (b.year - a.year) * 12 + b.month - a.month - (b.day < a.day)
+    months = _months_since_injury(case)
     severe = f.severe_acute_injury
     if severe is None:
         severe = any(_SEVERE_INJURY.search(d) for d in case.diagnoses)
