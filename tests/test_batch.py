@@ -137,3 +137,28 @@ def test_cli_batch_exit_code_and_stdout(jsonl):
     lines = r.stdout.decode().splitlines()
     assert json.loads(lines[-1])["summary"]["cases"] == len(lines) - 1   # stdout: no header line
     assert r.returncode in (0, 2)
+
+
+def test_batch_under_a_named_edition_says_so_and_resumes_only_under_it(tmp_path):
+    import json as _json
+    from click.testing import CliRunner
+    from mtus_engine.cli import main
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(_json.dumps({"id": f"c{i}", "request_date": "2026-11-30",
+                                          "requests": [{"item": "Soma 350 mg #30"}]}) for i in range(3)) + "\n")
+    out = tmp_path / "out.jsonl"
+    runner = CliRunner()
+    for workers in ("1", "2"):
+        r = runner.invoke(main, ["evaluate", "--batch", str(src), "--edition", "mtus-2016", "--workers", workers,
+                                 "--output", str(out), "--quiet"])
+        assert r.exit_code == 0, r.output
+        lines = [_json.loads(x) for x in out.read_text().splitlines()]
+        cases = [x for x in lines if "determinations" in x]
+        assert len(cases) == 3 and all(c["rulebook"]["edition_chosen"] and c["rulebook"]["edition"] == "mtus-2016"
+                                       for c in cases)
+        assert {c["determinations"][0]["decision"] for c in cases} == {"non-certify"}
+    # the same output resumed without the edition is another run: refused
+    r = runner.invoke(main, ["evaluate", "--batch", str(src), "--output", str(out), "--resume", "--quiet"])
+    assert r.exit_code == 2 and "was written for input" in r.stderr
+    bad = runner.invoke(main, ["evaluate", "--batch", str(src), "--edition", "mtus-1999", "--quiet"])
+    assert bad.exit_code == 2 and "unknown edition" in bad.stderr

@@ -174,9 +174,12 @@ def input_identity(source: str, skip: tuple[int, int] | None = None) -> dict:
 
 # ------------------------------------------------------------------ worker side
 
-def _get_engine(rules_dir: str | None):
+def _get_engine(key: str | None | tuple[str | None, str | None]):
+    """The process's engine for a rulebook directory, or for (directory, edition) when the
+    batch is judged under a named edition."""
     from .engine import process_engine
-    return process_engine(rules_dir)
+    rules_dir, edition = key if isinstance(key, tuple) else (key, None)
+    return process_engine(rules_dir).under_edition(edition)
 
 
 Stats = tuple[str, ...] | None    # decisions of a case's requests; None for an error
@@ -548,8 +551,10 @@ class _Sink:
 
 def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = None, workers: int = 1,
               resume: bool = False, rules_dir: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-              chunk_size: int = 256, progress: Callable[[int], None] | None = None) -> dict:
+              chunk_size: int = 256, progress: Callable[[int], None] | None = None,
+              edition: str | None = None) -> dict:
     """Evaluate every case; write JSON lines to ``output`` (appending on resume) or ``out``.
+    With ``edition``, every case is judged under that edition (each line says it was chosen).
 
     Returns the summary, which is also the last line written.
     """
@@ -563,6 +568,8 @@ def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = N
         out_id = (st.st_dev, st.st_ino) if regular else None
         try:
             identity = input_identity(source, out_id)
+            if edition:
+                identity["edition"] = edition   # a resume under another edition would mix two runs
             if resume:
                 skip = resume_point(Path(output), identity, fd=fd)
                 tally = tally_file(Path(output)) if skip else Tally()
@@ -582,8 +589,9 @@ def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = N
         sink = _Sink(out or sys.stdout, "<stdout>")  # a stream: no header, nothing to resume
     try:
         inputs = (i for i in iter_inputs(source, max_bytes=max_bytes, skip=out_id) if i.index >= skip)
-        jobs = _chunks(inputs, chunk_size, rules_dir)
-        _drain(_run_jobs(jobs, workers, rules_dir), sink, tally, progress)
+        key = (rules_dir, edition) if edition else rules_dir
+        jobs = _chunks(inputs, chunk_size, key)
+        _drain(_run_jobs(jobs, workers, key), sink, tally, progress)
         summary = tally.summary()
         sink.write(json.dumps({"summary": summary}) + "\n")
         sink.flush()

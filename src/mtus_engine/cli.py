@@ -38,11 +38,11 @@ edition_option = click.option(
          "date; for requests no edition covers, such as today's. The output says it was chosen.")
 
 
-def _check_edition(engine, edition: str | None) -> None:
+def _check_edition(rulebook, edition: str | None) -> None:
     if edition is None:
         return
     try:
-        engine.rulebook.edition(edition)
+        rulebook.edition(edition)
     except MtusError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
@@ -101,15 +101,15 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
         if log_cases:
             log.warning("--log-cases is not supported with --batch: the batch output already holds each case's results")
         if edition:
-            click.echo("error: --edition is not yet supported with --batch; evaluate the cases directly", err=True)
-            raise SystemExit(EXIT_BAD_INPUT)
-        _run_batch(batch_input, batch_output, workers, resume, max_bytes, quiet, log_cases, rules_dir)
+            from .rulebook import load_rulebook
+            _check_edition(load_rulebook(rules_dir), edition)
+        _run_batch(batch_input, batch_output, workers, resume, max_bytes, quiet, log_cases, rules_dir, edition)
         return
     if not cases:
         click.echo("error: no CASE given (a file, - for stdin, or --batch INPUT)", err=True)
         raise SystemExit(EXIT_BAD_INPUT)
     engine = _engine(rules_dir)
-    _check_edition(engine, edition)
+    _check_edition(engine.rulebook, edition)
     results = evaluate_sources(list(cases), engine, explain=explain, max_bytes=max_bytes, edition=edition)
     if log_cases:
         logging.getLogger("mtus_engine").setLevel(logging.INFO)
@@ -155,7 +155,7 @@ def _silence_libraries() -> None:
 
 
 def _run_batch(source: str, output: str | None, workers: int, resume: bool, max_bytes: int,
-               quiet: bool, log_cases: bool, rules_dir: str | None) -> None:
+               quiet: bool, log_cases: bool, rules_dir: str | None, edition: str | None = None) -> None:
     from .batch import run_batch
     _engine(rules_dir)  # a broken rulebook fails before any output is written
     bar = None
@@ -168,7 +168,7 @@ def _run_batch(source: str, output: str | None, workers: int, resume: bool, max_
         progress = lambda n: bar.update(task, completed=n)  # noqa: E731
     try:
         summary = run_batch(source, output=output, workers=workers, resume=resume, rules_dir=rules_dir,
-                            max_bytes=max_bytes, progress=progress)
+                            max_bytes=max_bytes, progress=progress, edition=edition)
     except MtusError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
@@ -518,7 +518,7 @@ def whatif(source: str, sets: tuple[str, ...], unsets: tuple[str, ...], flip: bo
     from .api import read_source
     from .render import to_json
     engine = _engine(rules_dir)
-    _check_edition(engine, edition)
+    _check_edition(engine.rulebook, edition)
     engine = engine.under_edition(edition)
     try:
         case = read_source(source)
