@@ -19,7 +19,7 @@ import functools
 import io
 import re
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Protocol, Sequence
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -463,7 +463,7 @@ def parse_letter(text: str, source: str = "<letter>") -> ParsedLetter:
                           reviewer=_reviewer(head_text), warnings=warnings)
     m = _CASE_NUMBER.search(head_text)
     letter.case_number = m.group(1) if m else None
-    facts = _Narrative(letter, head_text)
+    facts = _Narrative(letter.summary, letter.items, head_text)
     letter._facts = facts
     letter.patient_age, letter.patient_sex = facts.age, facts.sex
     letter.injury_date, letter.ur_date, letter.rfa_date = facts.injury, facts.ur, facts.rfa
@@ -1709,14 +1709,29 @@ def _split_and(part: str, several: bool) -> list[str]:
     return out
 
 
-class _Narrative:
-    """Sentences of the summary and rationales, classified once, and the letter-level facts."""
+class NarrativeItem(Protocol):
+    """What the narrative reader needs of a requested item: a letter's ParsedItem, or a
+    progress note's request (notes.py)."""
 
-    def __init__(self, letter: ParsedLetter, head: str):
-        self.letter = letter
+    item: str
+    rationale: str
+    authorized: str | None
+    original_request: str | None
+
+
+class _Narrative:
+    """Sentences of the summary and rationales, classified once, and the document-level facts.
+
+    ``summary`` is the record's narrative (a letter's clinical case summary, a progress note's
+    sections); ``items`` are the requested items, each with the text said about it alone.
+    """
+
+    def __init__(self, summary: str, items: Sequence[NarrativeItem], head: str):
+        self.summary = summary
+        self.items = items
         self.sents: list[_Sent] = []
-        self._add_block(letter.summary, "summary", None)
-        for k, item in enumerate(letter.items):
+        self._add_block(summary, "summary", None)
+        for k, item in enumerate(items):
             self._add_block(item.rationale, "rationale", k)
         summary = [s for s in self.sents if s.block == "summary"]
         rationale = [s for s in self.sents if s.block == "rationale"]
@@ -1736,11 +1751,11 @@ class _Narrative:
                     break
         self.ur = _date(_first_group(_HEAD_UR.search(head)))
         if self.ur is None:
-            hits = [(m.start(), m.group(1)) for rx in _UR_DATES for m in rx.finditer(letter.summary)]
+            hits = [(m.start(), m.group(1)) for rx in _UR_DATES for m in rx.finditer(self.summary)]
             self.ur = _date(min(hits)[1]) if hits else None
         self.rfa = self._rfa_date(summary) or self._rfa_date(rationale)
 
-        self.diagnoses = self._diagnoses(letter.summary)  # never the rationale's reading
+        self.diagnoses = self._diagnoses(self.summary)  # never the rationale's reading
         self.meds = self._medications()
 
     def _rfa_date(self, sents: list[_Sent]) -> dt.date | None:
@@ -1801,7 +1816,7 @@ class _Narrative:
                 before = [d[0] for d in s.drugs if d[2] < m.start()] or [d[0] for d in s.drugs]
                 if not before and s.item is not None:
                     # "has been using the requested medication since at least 11/07/2016"
-                    before = [d[0] for d in _drug_mentions(self.letter.items[s.item].item)[:1]]
+                    before = [d[0] for d in _drug_mentions(self.items[s.item].item)[:1]]
                 if before and before[-1] in meds and meds[before[-1]].since is None:
                     meds[before[-1]].since = _date(m.group(1) or m.group(2))
             pm = _PRESCRIBED_ON.search(s.text) if "prescribed" in s.low else None
@@ -1894,7 +1909,7 @@ class _Narrative:
         letter of one item, the summary's unattributed sentences."""
         out = [s.text for s in related]
         seen = set(map(id, related))
-        single = len(self.letter.items) == 1
+        single = len(self.items) == 1
         for s in self.sents:
             if s.conclusion or id(s) in seen:
                 continue
@@ -1945,14 +1960,14 @@ class _Narrative:
 
     @functools.cached_property
     def _request_region_groups(self) -> frozenset[str]:
-        return frozenset(_REGION_GROUP.get(r, r) for item in self.letter.items
+        return frozenset(_REGION_GROUP.get(r, r) for item in self.items
                          for r in body_regions(item.item))
 
     def _context_regions(self, k: int) -> list[str]:
         """The body regions the reviewer's own account of an item names when the item does not
         ("the request for physical therapy for the lumbar spine"): the rationale's sentences
         about the request, outside the guideline's words."""
-        name = self.letter.items[k].item.lower()
+        name = self.items[k].item.lower()
         found: set[str] = set()
         for s in self.sents:
             if s.item != k or s.conclusion or not (s.request or s.narrative or name[:20] in s.low):
@@ -1964,7 +1979,7 @@ class _Narrative:
 
     def _opioid_request(self) -> bool:
         drugs = _rulebook().drugs
-        for item in self.letter.items:
+        for item in self.items:
             generic = _parse_item_text(item.item).get("drug")
             spec = drugs.spec(generic) if generic else None
             if spec is not None and "opioid" in spec.classes:
@@ -2060,7 +2075,7 @@ class _Narrative:
     # per-request facts ---------------------------------------------------------------
 
     def request(self, k: int) -> dict[str, Any]:
-        item = self.letter.items[k]
+        item = self.items[k]
         text = item.item
         req: dict[str, Any] = {"item": text}
         # case.py's item parser first: one vocabulary for drugs, compounds and procedures
@@ -2289,25 +2304,37 @@ def letter_to_case(parsed: ParsedLetter, case_id: str) -> dict[str, Any]:
     """
     facts = parsed._facts
     if facts is None:  # a ParsedLetter built from data rather than parse_letter
-        facts = _Narrative(parsed, "")
+        facts = _Narrative(parsed.summary, parsed.items, "")
         parsed._facts = facts
-    case: dict[str, Any] = {"id": case_id}
-    patient = {k: v for k, v in (("age", parsed.patient_age), ("sex", parsed.patient_sex))
-               if v is not None}
-    if patient:
-        case["patient"] = patient
-    if parsed.injury_date:
-        case["injury_date"] = parsed.injury_date.isoformat()
     request_date = parsed.rfa_date
     # An RFA date before the documented start of a drug cannot be that drug's request
     # (letter 003 repeats one item's RFA date in the other item's rationale).
     if request_date and any(m.since and m.since > request_date for m in facts.meds):
         request_date = None
-    request_date = request_date or parsed.ur_date
+    return narrative_case(facts, case_id, age=parsed.patient_age, sex=parsed.patient_sex,
+                          injury_date=parsed.injury_date,
+                          request_date=request_date or parsed.ur_date, diagnoses=parsed.diagnoses)
+
+
+def read_narrative(summary: str, items: Sequence[NarrativeItem], head: str = "") -> "_Narrative":
+    """The narrative reader on any record (letter.py's and notes.py's one reader of facts)."""
+    return _Narrative(summary, items, head)
+
+
+def narrative_case(facts: "_Narrative", case_id: str, *, age: int | None, sex: str | None,
+                   injury_date: dt.date | None, request_date: dt.date | None,
+                   diagnoses: Sequence[str]) -> dict[str, Any]:
+    """The case dict from the narrative's facts and the document's own header facts."""
+    case: dict[str, Any] = {"id": case_id}
+    patient = {k: v for k, v in (("age", age), ("sex", sex)) if v is not None}
+    if patient:
+        case["patient"] = patient
+    if injury_date:
+        case["injury_date"] = injury_date.isoformat()
     if request_date:
         case["request_date"] = request_date.isoformat()
-    if parsed.diagnoses:
-        case["diagnoses"] = list(parsed.diagnoses)
+    if diagnoses:
+        case["diagnoses"] = list(diagnoses)
     findings = facts.findings()
     if findings:
         case["findings"] = findings
@@ -2321,5 +2348,5 @@ def letter_to_case(parsed: ParsedLetter, case_id: str) -> dict[str, Any]:
         meds.append(d)
     if meds:
         case["medications"] = meds
-    case["requests"] = [facts.request(k) for k in range(len(parsed.items))]
+    case["requests"] = [facts.request(k) for k in range(len(facts.items))]
     return case
