@@ -1151,7 +1151,9 @@ _RED_FLAG_FOUND = re.compile(r"\bred[- \"]*flags?\b[^.]{0,20}?\b(?:were|was|are|
                              r"present|noted|found)\b", re.I)
 _RED_FLAG_TERMS = re.compile(
     r"(?<!stress )\bfractur\w*(?! boot)|\bdislocat\w+|\btumou?rs?\b|\bmalignan\w+|\bcauda equina\b|"
-    r"\b(?:osteomyelitis|septic|abscess)\b|\bvascular compromise\b", re.I)
+    r"\b(?:osteomyelitis|septic|abscess)\b|\bvascular compromise\b|"
+    r"\b(?:bowel|bladder)(?: (?:or|and) (?:bowel|bladder))? (?:dysfunction|incontinence|retention)\b|"
+    r"\bsaddle an(?:a)?esthesia\b", re.I)
 _GENERAL_LIST = re.compile(r"\bsuch as\b|\bincluding\b|\be\.g\.|\bto rule out\b|\brule out\b|"
                            r"\bconcerns? for\b|\bsuspicion of\b", re.I)
 _SURGERY = (r"(?:surg(?:ery|eries|ical)(?:\s+(?:inter-?vention|repair|treatment|consultation|"
@@ -1492,7 +1494,7 @@ _K_NEURO = ("/5", "of 5", "sensation", "sensory", "strength", "reflex", "weak", 
             "spurling", "neuro", "esthesia", "motor", "dermatom", "touch", "pinprick", "nerve", "dtr",
             "hyposens")
 _K_RED_FLAG = ("fractur", "dislocat", "tumor", "tumour", "malignan", "cauda", "osteomyel", "septic",
-               "abscess", "vascular", "flag")
+               "abscess", "vascular", "flag", "bowel", "bladder", "saddle")
 _K_SURGERY = ("surg", "operat", "arthroscop", "repair", "fusion", "decompress", "arthroplast",
               "replacement", "release")
 _K_CONSERVATIVE = ("conservative", "therap", "treatment", "fail", "benefi", "improv", "respond",
