@@ -352,6 +352,7 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
             else:
                 units.append(_unit(entry, kind))
     # objective sentences are examination findings: say so the way a summary does
+    # the narrative text, and where each of the note's lines starts in it (for provenance)
     summary, starts, line_at = "", [], []
     for u in units:
         sents = _sentences(u.text) if u.section == "objective" else [u.text]
@@ -359,14 +360,18 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
         for s in sents:
             pos = u.text.find(s, base)
             base = pos + len(s)
-            prefix = "Exam: " if u.section == "objective" else ""
             if summary:
                 summary += " "
-            k = max(0, bisect.bisect_right(u.offsets, pos) - 1)
-            starts.append(len(summary))
-            line_at.append(u.lines[k])
-            # the lines a multi-line sentence spans, for provenance
-            summary += prefix + s + ("" if _PERIOD_NEEDED.search(s) else ".")
+            if u.section == "objective":
+                summary += "Exam: "  # an examination finding, said the way a summary says it
+            at = len(summary)
+            starts.append(at)
+            line_at.append(u.lines[max(0, bisect.bisect_right(u.offsets, pos) - 1)])
+            for off, n in zip(u.offsets, u.lines):
+                if pos < off < pos + len(s):
+                    starts.append(at + off - pos)
+                    line_at.append(n)
+            summary += s + ("" if _PERIOD_NEEDED.search(s) else ".")
     if not requests:
         raise InputError(source, "no requested item found in the note's plan",
                          expected="a Plan, Treatment plan or RFA section with lines such as "
@@ -374,7 +379,6 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
     facts = read_narrative(summary, requests)
     lines_of_sent = _sentence_lines(facts, summary, starts, line_at)
 
-    head = "\n".join(t for kind, lines in by_section if kind == "header" for _, t in lines)
     prov: dict[str, list[int]] = {}
 
     def field_line(rx: re.Pattern) -> tuple[str | None, int | None]:
@@ -452,14 +456,16 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
         if not findings:
             del case["findings"]
     # provenance of medications, findings and the narrative's request facts
+    listed = {n for u in units if u.section == "medications" for n in u.lines}
     for i, med in enumerate(case.get("medications", [])):
-        prov[f"medications[{i}]"] = [ln for t, ln in lines_of_sent
-                                     if any(g == med["name"] for g, _, _ in _drug_mentions(t))][:1]
+        lines = [ln for t, ln in lines_of_sent if any(g == med["name"] for g, _, _ in _drug_mentions(t))]
+        prov[f"medications[{i}]"] = [ln for ln in lines if ln in listed][:1] or lines[:1]
     if provenance:
         _finding_provenance(case, facts, requests, lines_of_sent, prov)
     for k, req in enumerate(requests):
         for key in case["requests"][k]:
-            prov.setdefault(f"requests[{k}].{key}", [req.line])
+            if key not in _NARRATIVE_REQUEST_FACTS or key in _parse_item_text(req.item):
+                prov.setdefault(f"requests[{k}].{key}", [req.line])  # read from the plan line
     for k, r in enumerate(case["requests"]):
         if r.get("incomplete"):
             warnings.append(f"{source}: line {requests[k].line}: {r['item']!r} states no "
@@ -487,6 +493,9 @@ def _lines_matching(lines_of_sent: list[tuple[str, int]], facts: Any, test: Any)
     return [n for t, n in lines_of_sent if test(t)][:1]
 
 
+_NARRATIVE_REQUEST_FACTS = ("functional_improvement", "prior_sessions", "prior_treatment", "prior_use_weeks")
+
+
 def _finding_provenance(case: dict[str, Any], facts: Any, requests: list[_NoteRequest],
                         lines_of_sent: list[tuple[str, int]], prov: dict[str, list[int]]) -> None:
     """The sentences that on their own give a finding (or a request fact) its value: each summary
@@ -494,8 +503,7 @@ def _finding_provenance(case: dict[str, Any], facts: Any, requests: list[_NoteRe
     together gets no line."""
     findings = case.get("findings", {})
     wanted = {f"requests[{k}].{key}": r[key] for k, r in enumerate(case["requests"])
-              for key in ("functional_improvement", "prior_sessions", "prior_treatment", "prior_use_weeks")
-              if key in r}
+              for key in _NARRATIVE_REQUEST_FACTS if key in r}
     if not findings and not wanted:
         return
     bare = [_NoteRequest(r.item, r.line, r.written) for r in requests]
@@ -509,10 +517,10 @@ def _finding_provenance(case: dict[str, Any], facts: Any, requests: list[_NoteRe
         if wanted:
             about = alone.sents[0].refers if alone.sents else set()
             for k in range(len(requests)):
-                if not about & topics[k]:
-                    continue  # a sentence that names neither the drug nor the treatment
+                if about and not about & topics[k]:
+                    continue  # a sentence about another drug or treatment
                 r = alone.request(k)
-                for key in ("functional_improvement", "prior_sessions", "prior_treatment", "prior_use_weeks"):
+                for key in _NARRATIVE_REQUEST_FACTS:
                     path = f"requests[{k}].{key}"
                     if path in wanted and key in r and r[key] == wanted[path] \
                             and key not in _parse_item_text(requests[k].item):
