@@ -99,7 +99,7 @@ def test_note_facts(note):
 @pytest.mark.parametrize("note", NOTES, ids=lambda p: p.stem)
 def test_note_determinations(note, engine):
     want = _expected(note)["determinations"]
-    kind, case = case_from_text(note.read_text(), str(note), case_id=note.stem)
+    kind, case = case_from_text(note.read_text(), str(note), stem=note.stem)
     assert kind == "note"
     result = engine.evaluate(case)
     assert len(result.determinations) == len(want)
@@ -134,6 +134,20 @@ def test_continued_drug_without_quantity_is_not_a_request():
     assert [r.get("modality") for r in case["requests"]] == ["physical_therapy"]
     with_quantity = read_progress_note(text.replace("Continue ibuprofen.", "Continue ibuprofen 800 mg #90.")).case
     assert [r.get("drug") for r in with_quantity["requests"]] == [None, "ibuprofen"]
+
+
+def test_plan_lines_that_report_are_not_requests():
+    text = (ROOT / "cases" / "notes" / "09-tens-purchase.txt").read_text()
+    for line in ("MRI results reviewed with the patient.", "Follow up after the MRI.", "Home exercise program.",
+                 "Continue physical therapy as authorized.", "Tramadol 50 mg twice a day."):
+        case = read_progress_note(text.replace("Continue home exercise program.", line)).case
+        assert [r.get("modality") for r in case["requests"]] == ["tens"], line
+    asked = read_progress_note(text.replace("Continue home exercise program.", "MRI of the lumbar spine.")).case
+    assert [r.get("modality") for r in asked["requests"]] == ["tens", "mri"]
+    more = read_progress_note(text.replace("Continue home exercise program.",
+                                           "Continue physical therapy 2x4 for the low back.")).case
+    assert [r.get("modality") for r in more["requests"]] == ["tens", "physical_therapy"]
+    assert more["requests"][1]["sessions"] == 8
 
 
 def test_planned_treatment_is_not_tried():
@@ -217,7 +231,7 @@ def test_seed_letters_are_letters_and_read_as_before():
     for p in SEED_LETTERS:
         text = read_letter(p)
         assert detect_document(text) == "letter", p.name
-        kind, case = case_from_text(text, str(p), case_id=f"letter-{p.stem}")
+        kind, case = case_from_text(text, str(p), stem=p.stem)
         expected = case_from_data(letter_to_case(parse_letter(text, str(p)), f"letter-{p.stem}"), str(p))
         assert kind == "letter" and case == expected
 

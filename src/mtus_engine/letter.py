@@ -8,6 +8,9 @@ Two steps, kept apart on purpose:
   words and the reviewer's conclusion sentences are never read as facts, so a derived case
   can be used to test whether a rulebook reaches the reviewer's outcome on its own.
 
+The narrative reader (``read_narrative``, ``narrative_case``) is shared with notes.py, which
+reads a treating physician's progress note the same way: one reader, one vocabulary.
+
 Letters are PDF-extracted text: each line is followed by a blank line, lines wrap anywhere,
 names are redacted and typos are common. Everything here works on unwrapped text.
 """
@@ -28,9 +31,9 @@ from .errors import InputError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
-__all__ = ["DEFAULT_MAX_BYTES", "ParsedItem", "ParsedLetter", "Reviewer",
+__all__ = ["DEFAULT_MAX_BYTES", "NarrativeItem", "ParsedItem", "ParsedLetter", "Reviewer",
            "detect_acute_exacerbation", "detect_functional_improvement", "letter_to_case",
-           "parse_letter", "read_letter"]
+           "narrative_case", "parse_letter", "read_letter", "read_narrative"]
 
 
 # ------------------------------------------------------------------ models

@@ -16,9 +16,8 @@ it was read from (``provenance``), and what could not be read is said in ``warni
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -94,6 +93,9 @@ _COUNT = re.compile(r"\b\d+\s*(?:x|times)\s*\d+\b|\b\d+\s+(?:[a-z]+\s+){0,3}?(?:
 _NOT_REQUEST = re.compile(r"^(?:follow|f/u|return|rtc|recheck|re-?evaluat|review|await|pending|discussed|"
                           r"patient (?:to|will|is)|modified duty|work status|off work|regular duty|full duty|"
                           r"TTD|no lifting)", re.I)
+# a plan line without a request word that reports a treatment or study rather than asks for it
+_DONE = re.compile(r"\b(?:results?|reviewed|showed|shows|revealed|demonstrat\w*|was|were|done|completed|"
+                   r"performed|pending|scheduled|approved|authorized|certified|denied)\b", re.I)
 # the explanation after an item ("... to evaluate for disc herniation"), read as that item's text
 _ITEM_TAIL = re.compile(r"\s+(?:to evaluate|to rule out|to assess|for evaluation|in order to|because|"
                         r"due to|as (?:the|he|she) |given |since (?:the|he|she) |prior to )", re.I)
@@ -136,6 +138,11 @@ class ParsedNote(BaseModel):
                                           "whole (several lines together) has no entry.")
     warnings: list[str] = Field(default_factory=list,
                                 description="What the reader could not read, for a person to check.")
+
+    def to_case(self) -> Any:
+        """The case, validated (case.Case). Raises InputError naming the note."""
+        from .case import case_from_data
+        return case_from_data(self.case, self.source)
 
 
 # ------------------------------------------------------------------ detection
@@ -194,7 +201,7 @@ def _section_of(line: str) -> tuple[str | None, str]:
 
 def _numbered_lines(text: str) -> list[tuple[int, str]]:
     out = []
-    for n, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+    for n, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n").split("\n"), 1):
         line = " ".join(raw.split())
         if line:
             out.append((n, line))
@@ -288,14 +295,14 @@ def _request_items(entry: list[tuple[int, str]], warnings: list[str], source: st
         if not explicit:
             if parsed.get("drug"):
                 if not _AMOUNT.search(item):
-                    if continued:
-                        warnings.append(f"{source}: line {u.lines[0]}: {item!r} is continued without a "
-                                        f"quantity: read as a current medication, not a request")
+                    how = "continued" if continued else "named"
+                    warnings.append(f"{source}: line {u.lines[0]}: {item!r} is {how} without a "
+                                    f"quantity: read as a current medication, not a request")
                     continue
             elif continued and not _COUNT.search(item):
                 continue  # "Continue physical therapy as authorized": treatment under way
-            elif cue and not continued:
-                pass
+            elif _DONE.search(item):
+                continue  # "MRI results reviewed": a report of what was done
         out.append(_NoteRequest(item=item.strip(), line=u.lines[0], written=text, rationale=rest,
                                 new=bool(_NEW_CUE.match(cue)) and bool(parsed.get("drug"))))
     return out or None
@@ -377,7 +384,8 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
                          expected="a Plan, Treatment plan or RFA section with lines such as "
                                   "'Request authorization for Norco 10/325 mg #120' or 'PT 2x4 lumbar'")
     facts = read_narrative(summary, requests)
-    lines_of_sent = _sentence_lines(facts, summary, starts, line_at)
+    summary_sents = [x for x in facts.sents if x.block == "summary"]
+    lines_of_sent = _sentence_lines(summary_sents, summary, starts, line_at)
 
     prov: dict[str, list[int]] = {}
 
@@ -394,8 +402,7 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
         prov["injury_date"] = [n]
     elif facts.injury:
         injury_date = facts.injury
-        prov["injury_date"] = _lines_matching(lines_of_sent, facts, lambda t: facts.injury is not None
-                                              and bool(re.search(r"injur", t, re.I)))
+        prov["injury_date"] = [n for t, n in lines_of_sent if re.search(r"injur", t, re.I)][:1]
     rfa, n_rfa = field_line(_F_RFA)
     visit, n_visit = field_line(_F_VISIT)
     request_date, n = (_date(rfa), n_rfa) if _date(rfa) else (_date(visit), n_visit)
@@ -458,7 +465,8 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
     # provenance of medications, findings and the narrative's request facts
     listed = {n for u in units if u.section == "medications" for n in u.lines}
     for i, med in enumerate(case.get("medications", [])):
-        lines = [ln for t, ln in lines_of_sent if any(g == med["name"] for g, _, _ in _drug_mentions(t))]
+        lines = [ln for (_, ln), sent in zip(lines_of_sent, summary_sents)
+                 if any(g == med["name"] for g, _, _ in sent.drugs)]
         prov[f"medications[{i}]"] = [ln for ln in lines if ln in listed][:1] or lines[:1]
     if provenance:
         _finding_provenance(case, facts, requests, lines_of_sent, prov)
@@ -474,12 +482,10 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
                       provenance={k: v for k, v in prov.items() if v}, warnings=warnings)
 
 
-def _sentence_lines(facts: Any, summary: str, starts: list[int], line_at: list[int]) -> list[tuple[str, int]]:
+def _sentence_lines(sents: list[Any], summary: str, starts: list[int], line_at: list[int]) -> list[tuple[str, int]]:
     """(sentence, the note's line it starts on) for each summary sentence of the narrative."""
     out, pos = [], 0
-    for s in facts.sents:
-        if s.block != "summary":
-            continue
+    for s in sents:
         at = summary.find(s.text, pos)
         if at < 0:
             at = pos
@@ -487,10 +493,6 @@ def _sentence_lines(facts: Any, summary: str, starts: list[int], line_at: list[i
         k = max(0, bisect.bisect_right(starts, at) - 1)
         out.append((s.text, line_at[k] if line_at else 0))
     return out
-
-
-def _lines_matching(lines_of_sent: list[tuple[str, int]], facts: Any, test: Any) -> list[int]:
-    return [n for t, n in lines_of_sent if test(t)][:1]
 
 
 _NARRATIVE_REQUEST_FACTS = ("functional_improvement", "prior_sessions", "prior_treatment", "prior_use_weeks")
@@ -581,27 +583,32 @@ def _monitoring(lines_of_sent: list[tuple[str, int]]) -> dict[str, tuple[bool, i
 def extract_note(text: str, source: str = "<note>", case_id: str | None = None) -> dict[str, Any]:
     """{"source", "kind": "note", "note": parsed note, "case": validated case data}; the shape
     api.extract_letter returns for a letter. Raises InputError."""
-    from .case import case_from_data
     from .case import case_to_data
     parsed = read_progress_note(text, source, case_id)
-    case = case_from_data(parsed.case, source)
+    case = parsed.to_case()
     return {"source": source, "kind": "note", "note": parsed.model_dump(mode="json"),
             "case": case_to_data(case)}
 
 
-def case_from_text(text: str, source: str, *, kind: str = "auto", case_id: str | None = None) -> tuple[str, Any]:
-    """(kind, Case) for a text of any kind the reviewer pastes: a letter, a note or a case.
-    ``kind`` 'auto' detects it; 'letter', 'note' or 'case' insists. Raises InputError."""
+def case_from_text(text: str, source: str, *, kind: str = "auto", stem: str | None = None) -> tuple[str, Any]:
+    """(kind, Case) for a text of any kind a reviewer pastes or uploads: an IMR letter, a
+    progress note or a case (YAML/JSON). ``kind`` 'auto' detects it (detect_document); 'letter',
+    'note' or 'case' insists. A letter's or note's case id is '<kind>-<stem>' (the CLI's
+    'letter-<file stem>'), or '<kind>' without a stem. Raises InputError."""
     from .case import case_from_data, load_case_text
     found = detect_document(text) if kind == "auto" else kind
+    case_id = f"{found}-{stem}" if stem else found
     if found == "letter":
         from .letter import letter_to_case, parse_letter
         parsed = parse_letter(text, source)
-        return found, case_from_data(letter_to_case(parsed, case_id or "letter"), source)
+        return found, case_from_data(letter_to_case(parsed, case_id), source)
     if found == "note":
-        return found, case_from_data(read_progress_note(text, source, case_id, provenance=False).case, source)
+        return found, read_progress_note(text, source, case_id, provenance=False).to_case()
     if found == "case":
         return found, load_case_text(text, source)
+    if found == "fhir":
+        raise InputError(source, "a FHIR Bundle is not read as text here",
+                         expected="a FHIR Bundle sent as application/fhir+json")
     raise InputError(source, "neither an IMR letter, a progress note nor a case",
                      expected="an IMR determination letter, a progress note with a Plan or RFA section, "
                               "or a case (YAML/JSON)")
