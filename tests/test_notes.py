@@ -265,3 +265,18 @@ def test_detect_other_kinds():
     quoted = (NOTES[0].read_text()
               + "\nThe prior Independent Medical Review Final Determination upheld the denial.\n")
     assert detect_document(quoted) == "note"
+
+
+def test_other_layouts_of_the_same_note():
+    """Headings named otherwise, CRLF line ends and a page break read as the same case."""
+    note = ROOT / "cases" / "notes" / "05-pt-additional-visits.txt"
+    text = note.read_text()
+    base = read_progress_note(text).case
+    other = (text.replace("\n\nObjective", "\f\nObjective")
+                 .replace("Subjective:", "HISTORY OF PRESENT ILLNESS / SUBJECTIVE COMPLAINTS:")
+                 .replace("Medications:", "Current Meds:")
+                 .replace("Objective:", "PHYSICAL EXAM:")
+                 .replace("Diagnoses:", "IMPRESSION:")
+                 .replace("Plan:", "TREATMENT PLAN/REQUESTS:")
+                 .replace("\n", "\r\n"))
+    assert read_progress_note(other).case == base

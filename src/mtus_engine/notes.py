@@ -58,8 +58,8 @@ for _kind, _labels in {
     for _label in _labels:
         _SECTION_LABELS[_label] = _kind
 
-_HEADING = re.compile(r"^(?P<label>[A-Za-z][A-Za-z /&-]{0,40}?)\s*:\s*(?P<rest>.*)$")
-_CAPS_HEADING = re.compile(r"^(?P<label>[A-Z][A-Z /&-]{2,40})$")
+_HEADING = re.compile(r"^(?P<label>[A-Za-z][A-Za-z /&-]{0,60}?)\s*:\s*(?P<rest>.*)$")
+_CAPS_HEADING = re.compile(r"^(?P<label>[A-Z][A-Z /&-]{2,60})$")
 _BULLET = re.compile(r"^(?:[-*\u2022\u25cf\u25aa\u2013>]+|\(?\d{1,2}[.)]|\(?[a-h][.)])\s+")
 _ENDS = re.compile(r"[.!?:;][\"')\]]*$")
 
@@ -184,16 +184,34 @@ def detect_document(text: str) -> DocumentKind:
 
 # ------------------------------------------------------------------ reading
 
+# a heading the table does not name, by its words ("TREATMENT PLAN/REQUESTS", "Current Meds"):
+# only a short label, and the first family that matches
+_LABEL_WORDS = (("skip", re.compile(r"\ballerg", re.I)),
+                ("plan", re.compile(r"\bplan\b|\brequests?\b|\bRFA\b|\brecommend", re.I)),
+                ("medications", re.compile(r"\bmed(?:ication)?s?\b", re.I)),
+                ("assessment", re.compile(r"\bdiagnos[ie]s\b|\bassessment\b|\bimpression\b", re.I)),
+                ("objective", re.compile(r"\bobjective\b|\bexam(?:ination)?\b", re.I)),
+                ("subjective", re.compile(r"\bsubjective\b|\bcomplaints?\b|\bhistory\b", re.I)))
+
+
+def _label_kind(label: str) -> str | None:
+    label = " ".join(label.lower().split())
+    kind = _SECTION_LABELS.get(label)
+    if kind is None and len(re.findall(r"[a-z]+", label)) <= 6:
+        kind = next((k for k, rx in _LABEL_WORDS if rx.search(label)), None)
+    return kind
+
+
 def _section_of(line: str) -> tuple[str | None, str]:
     """(section kind, the rest of the line) if the line opens a section."""
     m = _HEADING.match(line)
     if m:
-        kind = _SECTION_LABELS.get(" ".join(m.group("label").lower().split()))
+        kind = _label_kind(m.group("label"))
         if kind:
             return kind, m.group("rest").strip()
     m = _CAPS_HEADING.match(line)
     if m:
-        kind = _SECTION_LABELS.get(" ".join(m.group("label").lower().split()))
+        kind = _label_kind(m.group("label"))
         if kind:
             return kind, ""
     return None, line
