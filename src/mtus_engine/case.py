@@ -7,189 +7,136 @@ A fact left out means the records are silent on it; that is different from ``fal
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .errors import InputError
+from .rulebook import FactSpec, default_rules_dir
 from .yamlio import DEFAULT_MAX_BYTES, line_of, parse_document, read_bytes
 
-# Bounds above which a number is a data-entry error, not a request.
-MAX_QUANTITY = 10_000
-MAX_REFILLS = 24
-MAX_SESSIONS = 200
-MAX_WEEKS = 52 * 80
-MAX_UNITS_PER_DAY = 48
-MAX_INJECTIONS = 50
 # Per case: a UR request names a handful of items; thousands are a malformed or hostile case.
 # Documented in `mtus evaluate --help`; the engine stays linear in requests below it.
 MAX_REQUESTS = 500
 MAX_MEDICATIONS = 500
 
-FIRST_LINE_TREATMENTS = (
-    "nsaid", "physical_therapy", "home_exercise", "acupuncture", "chiropractic",
-    "antidepressant", "anticonvulsant", "acetaminophen", "trigger_point_injection",
-    "epidural_steroid_injection",
-)
-BODY_REGIONS = (
-    "cervical", "thoracic", "lumbar", "shoulder", "elbow", "forearm", "wrist", "hand",
-    "carpal_tunnel", "hip", "knee", "ankle", "foot",
-)
-MODALITIES = ("chiropractic", "acupuncture", "physical_therapy", "massage", "aquatic_therapy",
-              "tens", "epidural_steroid_injection", "trigger_point_injection", "urine_drug_test",
-              "functional_restoration", "home_health",
-              # diagnostics, procedures, visits and devices (ACOEM chapters, CPMTG 2016)
-              "mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_diagnostic", "office_visit",
-              "consultation", "surgery", "injection_facet", "injection_joint", "dme", "psych",
-              "lab_test",
-              # modalities with a CPMTG section of their own (rules/chronic-pain/ultrasound-therapeutic.yaml, laser.yaml,
-              # thermography.yaml, biofeedback.yaml)
-              "ultrasound_therapeutic", "laser", "thermography", "biofeedback",
-              # devices the ACOEM "Physical Methods" sections judge (rules/physical/)
-              "lumbar_support", "hot_cold",
-              # ACOEM General Approaches (consultations, functional capacity evaluation) and the
-              # extremity chapters' braces and splints (rules/acoem/consultation*.yaml, fce.yaml, braces-*.yaml)
-              "surgical_consultation", "preop_clearance", "fce", "brace",
-              "other")
-# what a compounded topical may contain; "other" is an ingredient the vocabulary cannot name
-INGREDIENTS = (
-    "flurbiprofen", "ketoprofen", "diclofenac", "ibuprofen", "naproxen",
-    "cyclobenzaprine", "baclofen", "tizanidine", "orphenadrine", "methocarbamol", "carisoprodol",
-    "metaxalone", "gabapentin", "pregabalin", "lidocaine", "capsaicin", "menthol",
-    "methyl_salicylate", "camphor", "tramadol", "ketamine", "amitriptyline", "dextromethorphan",
-    "other",
-)
-COMPOUND = "compounded topical"   # the drug vocabulary's name for any compounded topical
-GI_RISK_FACTORS = ("peptic_ulcer", "gi_bleeding", "perforation", "aspirin", "corticosteroid",
-                   "anticoagulant", "high_dose_nsaid", "multiple_nsaids")
-DIAGNOSIS_TYPES = ("myalgia_myositis", "neuralgia_neuritis_radiculitis", "crps")
+
+# ---------------------------------------------------------------- the fact vocabulary
+# Every fact a case states (source findings, request or patient) is declared once, in
+# rules/vocabulary/facts*.yaml: its type, its values, its bounds and its meaning. The models
+# below are built from those declarations, so a fact added there is a case field; only what is
+# not a fact (ids, dates, the item as written, the medication list) is written here.
+
+def _read_case_facts(vocabulary: Path) -> dict[str, FactSpec]:
+    """The declared facts a case states, in declaration order (facts.yaml, then facts-*.yaml).
+
+    Read with the plain safe loader, skipping what does not parse or validate: the rulebook
+    load reports a broken vocabulary with file and line; the case model must not crash imports.
+    """
+    out: dict[str, FactSpec] = {}
+    for path in [vocabulary / "facts.yaml", *sorted(vocabulary.glob("facts-*.yaml"))]:
+        try:
+            data = yaml.load(path.read_bytes(), Loader=_YamlLoader)  # noqa: S506 (a safe loader)
+        except (OSError, yaml.YAMLError):
+            continue
+        facts = data.get("facts") if isinstance(data, dict) else None
+        for name, raw in (facts.items() if isinstance(facts, dict) else ()):
+            if not isinstance(raw, dict) or raw.get("source") not in _SOURCES or name in out:
+                continue
+            try:
+                out[name] = FactSpec.model_validate(raw)
+            except ValidationError:
+                continue
+    return out
+
+
+_SOURCES = ("findings", "request", "patient")
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+CASE_FACTS = _read_case_facts(default_rules_dir() / "vocabulary")
+
+
+def fact_values(name: str) -> tuple[str, ...]:
+    """A declared fact's values, in the vocabulary's order."""
+    spec = CASE_FACTS.get(name)
+    return tuple(spec.values or ()) if spec else ()
+
+
+def _field(spec: FactSpec) -> tuple[Any, Any]:
+    scalar: Any = {"boolean": bool, "integer": int, "number": float, "string": str, "list": str}[spec.type]
+    if spec.values:
+        scalar = Literal[tuple(spec.values)]
+    annotation = list[scalar] if spec.type == "list" else scalar
+    return annotation | None, Field(default=None, ge=spec.minimum, gt=spec.exclusive_minimum, le=spec.maximum,
+                                    description=spec.meaning)
+
+
+def _fact_fields(source: str) -> dict[str, Any]:
+    return {name: _field(spec) for name, spec in CASE_FACTS.items() if spec.source == source}
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False, frozen=False)
 
 
-class Patient(_Strict):
-    age: int | None = Field(default=None, ge=0, le=120, description="Age in years.")
+class _PatientBase(_Strict):
     sex: Literal["male", "female"] | None = None
 
 
-class Findings(_Strict):
+class _FindingsBase(_Strict):
     """Documented clinical facts: true, false, or absent (None) when the records are silent."""
 
-    acute_exacerbation: bool | None = Field(
-        default=None, description="An acute exacerbation or flare-up beyond chronic baseline is documented.")
-    muscle_spasm: bool | None = Field(default=None, description="Muscle spasm on examination.")
-    first_line_tried: list[Literal[FIRST_LINE_TREATMENTS]] | None = Field(  # type: ignore[valid-type]
-        default=None, description="First-line treatments already tried.")
-    spasticity: bool | None = Field(
-        default=None, description="Spasticity from multiple sclerosis or spinal cord injury.")
-    return_to_work: bool | None = Field(default=None, description="The worker has returned to work.")
-    liver_function_monitored: bool | None = Field(
-        default=None, description="Liver function tests are documented (tizanidine monitoring).")
-    # neuropathic pain and topicals
-    neuropathic_pain: bool | None = Field(default=None, description="Neuropathic pain is documented.")
-    failed_first_line_neuropathic: bool | None = Field(
-        default=None, description="A trial of first-line neuropathic agents (tricyclic or SNRI antidepressant, "
-                                  "or an AED such as gabapentin) failed or was not tolerated.")
-    conservative_care_failed: bool | None = Field(
-        default=None, description="Conservative treatment (exercise, physical methods, NSAIDs, muscle relaxants "
-                                  "or other modalities) was tried and failed or was not tolerated.")
-    pain_reduction_percent: int | None = Field(
-        default=None, ge=0, le=100, description="Pain reduction from the drug requested, in percent.")
-    # opioids
-    non_opioid_trial_failed: bool | None = Field(
-        default=None, description="A trial of non-opioid analgesics failed or was not tolerated.")
-    baseline_pain_function_documented: bool | None = Field(
-        default=None, description="Goals and baseline pain and function were documented before an opioid trial.")
-    analgesia_documented: bool | None = Field(default=None, description="Pain relief from opioids is documented (4 A's).")
-    adl_documented: bool | None = Field(
-        default=None, description="Activities of daily living on opioids are documented (4 A's).")
-    adverse_effects_documented: bool | None = Field(
-        default=None, description="Adverse effects of opioids are assessed and documented (4 A's).")
-    aberrant_behavior_screened: bool | None = Field(
-        default=None, description="Aberrant drug-taking behavior is monitored and documented (4 A's).")
-    urine_drug_screen_consistent: bool | None = Field(
-        default=None, description="The latest urine drug screen is consistent with the prescribed medications.")
-    morphine_equivalent_dose: int | None = Field(
-        default=None, ge=0, le=10_000, description="Total daily oral morphine-equivalent dose, mg/day, as documented.")
-    # NSAIDs and PPIs
-    gi_risk_factors: list[Literal[GI_RISK_FACTORS]] | None = Field(  # type: ignore[valid-type]
-        default=None, description="GI risk factors documented; [] when assessed and none found.")
-    # injections
-    radiculopathy_exam: bool | None = Field(default=None, description="Radiculopathy is documented on physical examination.")
-    radiculopathy_imaging: bool | None = Field(
-        default=None, description="Radiculopathy is corroborated by imaging or electrodiagnostic testing.")
-    prior_injection_relief_percent: int | None = Field(
-        default=None, ge=0, le=100, description="Pain relief from the previous injection, in percent.")
-    prior_injection_relief_weeks: int | None = Field(
-        default=None, ge=0, le=520, description="Weeks the previous injection's relief lasted.")
-    medication_use_reduced: bool | None = Field(
-        default=None, description="Medication use fell after the previous injection.")
-    myofascial_trigger_points: bool | None = Field(
-        default=None, description="Trigger points with a twitch response and referred pain on palpation.")
-    # physical medicine, TENS, programs, home health
-    active_exercise_program: bool | None = Field(
-        default=None, description="An active exercise or functional restoration program is part of the plan.")
-    reduced_weight_bearing_needed: bool | None = Field(
-        default=None, description="Reduced weight bearing is desirable (e.g. extreme obesity).")
-    crps: bool | None = Field(default=None, description="Complex regional pain syndrome is diagnosed.")
-    phantom_limb_pain: bool | None = Field(default=None, description="Phantom limb pain is documented.")
-    functional_baseline_testing: bool | None = Field(
-        default=None, description="A thorough evaluation with baseline functional testing was made (programs).")
-    significant_loss_of_function: bool | None = Field(
-        default=None, description="Significant loss of the ability to function independently from chronic pain.")
-    surgical_candidate: bool | None = Field(
-        default=None, description="The patient is a candidate for surgery or other clearly warranted treatment.")
-    motivated_to_change: bool | None = Field(
-        default=None, description="The patient shows motivation to change (programs).")
-    homebound: bool | None = Field(default=None, description="The patient is homebound.")
-    red_flags: bool | None = Field(
-        default=None, description="A red flag is documented: fracture, tumor, infection, cauda equina, "
-                                  "progressive neurologic deficit, dislocation, vascular compromise.")
-    neurologic_deficit: bool | None = Field(
-        default=None, description="Objective neurologic findings on examination (motor weakness, dermatomal "
-                                  "sensory loss, reflex change, positive straight-leg raise or Spurling's).")
-    surgery_considered: bool | None = Field(
-        default=None, description="Surgery is being considered, or the patient would consider it.")
-    surgical_lesion_imaging: bool | None = Field(
-        default=None, description="Clear clinical and imaging evidence of a lesion shown to benefit from surgical repair "
-                                  "(e.g. a full-thickness rotator cuff tear, a meniscal tear with mechanical symptoms).")
-    # consultations, functional capacity evaluation, braces, imaging (rules/vocabulary/facts-acoem2.yaml)
-    diagnosis_complex: bool | None = Field(
-        default=None, description="The diagnosis is uncertain or extremely complex, or psychosocial factors "
-                                  "complicate care (ACOEM: reasons to refer to a specialist).")
-    return_to_work_attempts_failed: bool | None = Field(
-        default=None, description="Prior return-to-work attempts were unsuccessful, or medical reports conflict on "
-                                  "the worker's precautions or fitness for a modified job.")
-    near_mmi: bool | None = Field(
-        default=None, description="The worker is close to or at maximum medical improvement (permanent and stationary).")
-    invasive_procedure_planned: bool | None = Field(
-        default=None, description="An injection or surgery is planned or contemplated for the body part imaged.")
-    wrist_splint_condition: bool | None = Field(
-        default=None, description="A condition the ACOEM hand chapter treats with splinting: carpal tunnel syndrome, "
-                                  "de Quervain's tenosynovitis, or a wrist or hand sprain/strain.")
-    elbow_brace_condition: bool | None = Field(
-        default=None, description="A condition for which the ACOEM elbow chapter supports bracing or splinting: "
-                                  "protection after elbow surgery, cubital tunnel syndrome (night splint or padding), "
-                                  "lateral epicondylalgia (counterforce brace).")
-    knee_instability: bool | None = Field(
-        default=None, description="Knee instability a brace treats: patellar instability, an anterior cruciate "
-                                  "ligament tear or medial collateral ligament instability.")
-    # medications (rules/vocabulary/facts-medication.yaml)
-    severe_acute_injury: bool | None = Field(
-        default=None, description="A severe acute injury (fracture, crush injury, amputation, extensive burn, dislocation).")
-    post_operative: bool | None = Field(
-        default=None, description="The request is for pain after a surgery done or scheduled.")
-    cures_reviewed: bool | None = Field(
-        default=None, description="The CURES prescription database was checked and documented.")
-    opioid_agreement: bool | None = Field(default=None, description="An opioid treatment agreement is documented.")
-    anxiety: bool | None = Field(
-        default=None, description="An anxiety or panic disorder, or acute anxiety or agitation, is documented.")
-    oral_medication_intolerance: bool | None = Field(
-        default=None, description="Oral medications (pills) cannot be taken or tolerated, or oral NSAIDs are contraindicated.")
+
+class _RequestBase(_Strict):
+    """One requested item. Fields left out are derived from ``item`` and the medications."""
+
+    item: str = Field(min_length=1, description="The item as written, e.g. 'Flexeril 10 mg Qty 60'.")
+    strength: str | None = Field(default=None, description="e.g. '7.5 mg', '10/325 mg'.")
+
+    # validators of declared facts (check_fields=False: the fields come from the vocabulary)
+    @field_validator("body_region", mode="before", check_fields=False)
+    @classmethod
+    def _one_region(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("drug", mode="before", check_fields=False)
+    @classmethod
+    def _lower_drug(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
+
+
+def _model(name: str, base: type[_Strict], source: str) -> Any:
+    return create_model(name, __base__=base, __module__=__name__, **_fact_fields(source))
+
+
+Patient = _model("Patient", _PatientBase, "patient")
+Findings = _model("Findings", _FindingsBase, "findings")
+Request = _model("Request", _RequestBase, "request")
+
+
+def _maximum(model: Any, name: str) -> float:
+    """A field's declared upper bound (infinite when it has none)."""
+    info = model.model_fields.get(name)
+    return next((m.le for m in (info.metadata if info else ()) if getattr(m, "le", None) is not None), math.inf)
+
+
+# Bounds above which a number is a data-entry error, not a request (declared in the vocabulary).
+MAX_QUANTITY = _maximum(Request, "quantity")
+MAX_SESSIONS = _maximum(Request, "sessions")
+MAX_UNITS_PER_DAY = _maximum(Request, "units_per_day")
+MAX_INJECTIONS = _maximum(Request, "injections_per_session")
+
+FIRST_LINE_TREATMENTS = fact_values("first_line_tried")
+BODY_REGIONS = fact_values("body_region")
+MODALITIES = fact_values("modality")
+# what a compounded topical may contain; "other" is an ingredient the vocabulary cannot name
+INGREDIENTS = fact_values("ingredients")
+COMPOUND = "compounded topical"   # the drug vocabulary's name for any compounded topical
+GI_RISK_FACTORS = fact_values("gi_risk_factors")
+DIAGNOSIS_TYPES = fact_values("diagnosis_type")
 
 
 class Medication(_Strict):
@@ -197,58 +144,6 @@ class Medication(_Strict):
     since: dt.date | None = Field(default=None, description="Documented start of use.")
     dose: str | None = None
     intermittent: bool | None = Field(default=None, description="Taken intermittently, as needed.")
-
-
-class Request(_Strict):
-    """One requested item. Fields left out are derived from ``item`` and the medications."""
-
-    item: str = Field(min_length=1, description="The item as written, e.g. 'Flexeril 10 mg Qty 60'.")
-    drug: str | None = Field(default=None, description="Generic drug name.")
-    strength: str | None = Field(default=None, description="e.g. '7.5 mg', '10/325 mg'.")
-    quantity: int | None = Field(default=None, ge=0, le=MAX_QUANTITY, description="Units (tablets) per fill.")
-    refills: int | None = Field(default=None, ge=0, le=MAX_REFILLS)
-    sessions: int | None = Field(default=None, ge=0, le=MAX_SESSIONS, description="Visits requested.")
-    prior_sessions: int | None = Field(default=None, ge=0, le=MAX_SESSIONS * 5,
-                                       description="Visits of this treatment already completed.")
-    authorized_sessions: int | None = Field(
-        default=None, ge=0, le=MAX_SESSIONS,
-        description="Visits of this same request already certified by utilization review; an IMR item is "
-                    "then the remaining portion ('12 visits was the original request, 6 were authorized').")
-    prior_treatment: bool | None = Field(
-        default=None, description="Prior use of this same treatment is documented (duration or count may be unknown).")
-    prior_use_weeks: int | None = Field(default=None, ge=0, le=MAX_WEEKS,
-                                        description="Weeks this drug has already been used.")
-    functional_improvement: bool | None = Field(
-        default=None, description="Objective functional improvement documented from prior use of this same treatment.")
-    modality: Literal[MODALITIES] | None = None  # type: ignore[valid-type]
-    body_region: list[Literal[BODY_REGIONS]] | None = None  # type: ignore[valid-type]
-    incomplete: bool | None = Field(default=None, description="The request states no dosage or quantity.")
-    units_per_day: float | None = Field(default=None, gt=0, le=MAX_UNITS_PER_DAY,
-                                        description="Units a day as prescribed (e.g. '1-2 tabs q6h' = 8).")
-    ingredients: list[Literal[INGREDIENTS]] | None = Field(  # type: ignore[valid-type]
-        default=None, description="Ingredients of a compounded topical.")
-    diagnosis_type: Literal[DIAGNOSIS_TYPES] | None = Field(  # type: ignore[valid-type]
-        default=None, description="Physical medicine diagnosis group (visit counts differ by group).")
-    purchase: bool | None = Field(default=None, description="A device purchase (true) rather than a rental or trial.")
-    fluoroscopy: bool | None = Field(default=None, description="The injection is done under fluoroscopic guidance.")
-    injections_past_year: int | None = Field(
-        default=None, ge=0, le=52, description="Injections of this kind in the same region in the past 12 months.")
-    injections_per_session: int | None = Field(
-        default=None, ge=0, le=MAX_INJECTIONS, description="Injections requested in one session.")
-    hours_per_week: int | None = Field(default=None, ge=0, le=168, description="Hours of service a week.")
-    homemaker_only: bool | None = Field(
-        default=None, description="Only homemaker services (shopping, cleaning, laundry, personal care) are requested.")
-
-    @field_validator("body_region", mode="before")
-    @classmethod
-    def _one_region(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
-    @field_validator("drug", mode="before")
-    @classmethod
-    def _lower_drug(cls, v: Any) -> Any:
-        return v.strip().lower() if isinstance(v, str) else v
-
 
 class Case(_Strict):
     id: str = Field(min_length=1)
@@ -916,8 +811,9 @@ def _modality_details(modality: str, item: str) -> dict[str, Any]:
     return out
 
 
-_BOUNDS = {"quantity": MAX_QUANTITY, "refills": MAX_REFILLS, "sessions": MAX_SESSIONS,
-           "prior_sessions": MAX_SESSIONS * 5, "prior_use_weeks": MAX_WEEKS}
+# the bounds a derived value must meet, as a value written in the case does
+_BOUNDS = {name: bound for name in ("quantity", "refills", "sessions", "prior_sessions", "prior_use_weeks")
+           if (bound := _maximum(Request, name)) != math.inf}
 
 
 def _weeks_between(start: dt.date, end: dt.date) -> int:

@@ -248,11 +248,18 @@ class FactSpec(_Strict):
     # a derived boolean declared as data: true when any of these facts is true, false when all
     # are documented false, else not documented
     any_of: list[str] | None = None
+    # bounds of a number a case may state (past them it is a data-entry error, refused)
+    minimum: int | float | None = None
+    exclusive_minimum: int | float | None = None
+    maximum: int | float | None = None
 
     @model_validator(mode="after")
     def _any_of_is_derived(self) -> "FactSpec":
         if self.any_of is not None and (self.type != "boolean" or self.source != "derived"):
             raise ValueError("any_of declares a derived boolean (type: boolean, source: derived)")
+        bounded = (self.minimum, self.exclusive_minimum, self.maximum) != (None, None, None)
+        if bounded and self.type not in ("integer", "number"):
+            raise ValueError("minimum/maximum bound an integer or number fact")
         return self
 
 
