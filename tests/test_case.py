@@ -69,12 +69,12 @@ def test_json_and_yaml_round_trip(tmp_path):
     ("\x00\x01binary", "binary"),
     ("- a\n- b\n", "top level is a list"),
     ("id: x\nrequests: []\n", "no requests"),
-    ("id: x\nrequests:\n  - item: Soma\n    quantity: sixty\n", "requests[0].quantity (line 4)"),
+    ("id: x\nrequests:\n  - item: Soma\n    quantity: sixty\n", "bad.yaml:4: requests[0].quantity: invalid value"),
     ("id: x\nrequests:\n  - item: Soma\n    quantity: -5\n", "greater than or equal to 0"),
     ("id: x\nrequests:\n  - item: Soma\n    quantity: 9999999\n", "less than or equal to"),
-    ("id: x\ncolour: blue\nrequests:\n  - item: Soma\n", "colour (line 2): unknown field"),
+    ("id: x\ncolour: blue\nrequests:\n  - item: Soma\n", "bad.yaml:2: colour: unknown field"),
     ("id: x\ninjury_date: 2015-01-01\nrequest_date: 2014-01-01\nrequests:\n  - item: Soma\n",
-     "injury_date 2015-01-01 is after request_date"),
+     "bad.yaml:2: injury_date: 2015-01-01 is after request_date 2014-01-01"),
     ("requests:\n  - item: Soma\n", "id"),
 ])
 def test_bad_case_input_names_file_and_field(text, needle):
@@ -371,3 +371,139 @@ def test_compound_ingredient_order_does_not_depend_on_hashing(engine):
     # a vocabulary blend's ingredients come in its name's order, run after run
     assert _parsed(engine, "Terocin lotion #1")["ingredients"] == [
         "lidocaine", "methyl_salicylate", "capsaicin", "menthol"]
+
+
+# ---- every problem of a bad case, each with its file, line and field
+
+SEVERAL_PROBLEMS = """\
+id: several
+request_date: 2014-13-45
+findings:
+  acute_exacerbaton: true
+  muscle_spasm: maybe
+  first_line_tried: [nsiad]
+requests:
+  - item: Soma
+    quantity: sixty
+    modality: acupunture
+"""
+
+
+def test_a_case_with_several_problems_reports_every_one_in_line_order():
+    with pytest.raises(InputError) as exc:
+        load_case_text(SEVERAL_PROBLEMS, "bad.yaml")
+    lines = exc.value.message.splitlines()
+    assert [p.line for p in exc.value.problems] == [2, 4, 5, 6, 9, 10]
+    assert lines[0] == ("bad.yaml:2: request_date: invalid date '2014-13-45' "
+                        "(expected a real date, YYYY-MM-DD: month value is outside expected range of 1-12)")
+    assert lines[1].startswith("bad.yaml:4: findings.acute_exacerbaton: unknown field")
+    assert lines[1].endswith("did you mean 'acute_exacerbation'?)")
+    assert lines[2].startswith("bad.yaml:5: findings.muscle_spasm: invalid value 'maybe' (expected input should be a valid boolean")
+    assert lines[3].startswith("bad.yaml:6: findings.first_line_tried[0]: invalid value 'nsiad'")
+    assert lines[3].endswith("did you mean 'nsaid'?)")
+    assert lines[4].startswith("bad.yaml:9: requests[0].quantity: invalid value 'sixty'")
+    assert lines[5].endswith("did you mean 'acupuncture'?)")
+    assert str(exc.value) == exc.value.message
+
+
+def test_a_misspelt_section_is_named_with_the_section_it_resembles():
+    with pytest.raises(InputError) as exc:
+        load_case_text("id: x\nfindngs:\n  acute_exacerbation: true\nrequests:\n  - item: Soma\n", "bad.yaml")
+    assert exc.value.message == ("bad.yaml:2: findngs: unknown field (expected a case field documented in "
+                                 "docs/case-fields.md; did you mean 'findings'?)")
+    assert len(exc.value.problems) == 1
+
+
+def test_json_problems_have_no_lines_but_are_all_reported():
+    data = {"id": "x", "patient": {"age": 200}, "findings": {"spasm": True},
+            "requests": [{"item": "Soma", "refills": -1}, {"item": ""}]}
+    with pytest.raises(InputError) as exc:
+        load_case_text(json.dumps(data), "bad.json")
+    lines = exc.value.message.splitlines()
+    assert len(lines) == 4 and all(line.startswith("bad.json: ") for line in lines)
+    assert {line.split(": ")[1] for line in lines} == {"patient.age", "findings.spasm", "requests[0].refills",
+                                                       "requests[1].item"}
+
+
+def test_dates_after_the_request_date_are_all_reported_with_their_lines():
+    text = ("id: x\ninjury_date: 2015-01-01\nrequest_date: 2014-01-01\nmedications:\n  - name: Soma\n"
+            "    since: 2014-02-01\nrequests:\n  - item: Soma\n")
+    with pytest.raises(InputError) as exc:
+        load_case_text(text, "bad.yaml")
+    assert exc.value.message.splitlines() == [
+        "bad.yaml:2: injury_date: 2015-01-01 is after request_date 2014-01-01",
+        "bad.yaml:6: medications[0].since: 2014-02-01 is after request_date 2014-01-01",
+    ]
+
+
+def test_derived_values_out_of_bounds_are_reported_for_every_request(engine):
+    from mtus_engine.case import case_from_data, derived_error
+    case = case_from_data({"id": "x", "requests": [{"item": "Cyclobenzaprine 7.5mg #999999"}, {"item": "Soma"},
+                                                    {"item": "Norco 10/325 #60 refills x 99"}]})
+    err = derived_error(case, engine.rulebook.drugs, "c.yaml")
+    assert [p.location for p in err.problems] == ["requests[0].quantity", "requests[2].refills"]
+    assert "at most 10000" in err.message.splitlines()[0] and "at most 24" in err.message.splitlines()[1]
+
+
+def test_the_cli_exits_2_with_every_problem(tmp_path):
+    from click.testing import CliRunner
+
+    from mtus_engine.cli import main
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SEVERAL_PROBLEMS)
+    res = CliRunner().invoke(main, ["evaluate", str(bad)])
+    assert res.exit_code == 2
+    assert len([line for line in res.output.splitlines() if f"{bad}:" in line]) == 6
+
+
+# ---- the case model is built from the fact vocabulary
+
+def test_case_fields_are_the_declared_facts():
+    from mtus_engine.case import CASE_FACTS, Findings, Patient, Request
+    from mtus_engine.rulebook import load_rulebook
+    facts = load_rulebook().facts
+    for model, source, own in ((Findings, "findings", set()), (Request, "request", {"item", "strength"}),
+                               (Patient, "patient", {"sex"})):
+        declared = {name for name, spec in facts.items() if spec.source == source}
+        assert set(model.model_fields) == declared | own
+        for name in declared:
+            assert model.model_fields[name].description == facts[name].meaning
+    assert {spec.source for spec in CASE_FACTS.values()} == {"findings", "request", "patient"}
+
+
+def test_a_fact_added_to_the_vocabulary_is_a_case_field(tmp_path, root):
+    import shutil
+    import subprocess
+    import sys
+    rules = tmp_path / "rules"
+    shutil.copytree(root / "rules", rules)
+    (rules / "vocabulary" / "facts-zz-test.yaml").write_text(
+        "facts:\n"
+        "  night_pain:\n    type: boolean\n    source: findings\n    meaning: Pain at night.\n"
+        "  brace_side:\n    type: string\n    values: [left, right]\n    source: request\n    meaning: Side.\n"
+        "  night_pain_score:\n    type: integer\n    minimum: 0\n    maximum: 10\n    source: findings\n"
+        "    meaning: Score.\n"
+        "  night_pain_known:\n    type: boolean\n    source: derived\n    meaning: Derived.\n")
+    script = """
+import json
+from mtus_engine.case import Findings, Request, case_from_data
+from mtus_engine.errors import InputError
+case = case_from_data({"id": "x", "findings": {"night_pain": True, "night_pain_score": 3},
+                       "requests": [{"item": "Knee brace", "brace_side": "left"}]})
+try:
+    case_from_data({"id": "x", "findings": {"night_pain_score": 11, "night_pain_known": True},
+                    "requests": [{"item": "Knee brace", "brace_side": "lfet"}]}, "c.json")
+except InputError as exc:
+    problems = exc.message.splitlines()
+print(json.dumps({"night_pain": case.findings.night_pain, "side": case.requests[0].brace_side,
+                  "meaning": Findings.model_fields["night_pain"].description, "problems": problems}))
+"""
+    env = {**__import__("os").environ, "MTUS_RULES": str(rules)}
+    out = json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                    check=True).stdout)
+    assert out["night_pain"] is True and out["side"] == "left" and out["meaning"] == "Pain at night."
+    problems = out["problems"]
+    assert any(p.startswith("c.json: findings.night_pain_score: invalid value 11") for p in problems)
+    assert any(p.startswith("c.json: findings.night_pain_known: unknown field") for p in problems)
+    assert any(p.startswith("c.json: requests[0].brace_side: invalid value 'lfet'") and "did you mean 'left'?" in p
+               for p in problems)

@@ -48,7 +48,7 @@ def test_bad_file_in_a_batch_is_reported_and_the_rest_goes_on(root, monkeypatch,
     bad.write_text("id: x\nrequests:\n  - item: Soma\n    quantity: sixty\n")
     res = CliRunner().invoke(main, ["evaluate", str(bad), EXAMPLE, "--format", "json"])
     assert res.exit_code == 2
-    assert "bad.yaml: requests[0].quantity (line 4): invalid value 'sixty'" in res.stderr
+    assert "bad.yaml:4: requests[0].quantity: invalid value 'sixty'" in res.stderr
     assert "Traceback" not in res.output + res.stderr
     assert json.loads(res.stdout)[0]["case_id"] == "example-chronic-cyclobenzaprine"
 

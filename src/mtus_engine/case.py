@@ -7,13 +7,15 @@ A fact left out means the records are silent on it; that is different from ``fal
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_validator)
 
 from .errors import InputError
 from .rulebook import FactSpec, default_rules_dir
@@ -145,6 +147,7 @@ class Medication(_Strict):
     dose: str | None = None
     intermittent: bool | None = Field(default=None, description="Taken intermittently, as needed.")
 
+
 class Case(_Strict):
     id: str = Field(min_length=1)
     patient: Patient = Field(default_factory=Patient)
@@ -161,44 +164,111 @@ class Case(_Strict):
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
-    def _dates_in_order(self) -> "Case":
-        if self.injury_date and self.request_date and self.injury_date > self.request_date:
-            raise ValueError(
-                f"injury_date {self.injury_date} is after request_date {self.request_date}")
-        for i, med in enumerate(self.medications):
-            if med.since and self.request_date and med.since > self.request_date:
-                raise ValueError(
-                    f"medications[{i}].since {med.since} is after request_date {self.request_date}")
+    def _dates_in_order(self, info: ValidationInfo) -> "Case":
+        if not (info.context or {}).get("dates_checked_by_caller"):
+            problems = date_order_problems(self)
+            if problems:
+                raise ValueError("; ".join(msg for _, msg in problems))
         return self
+
+
+def date_order_problems(case: Case) -> list[tuple[tuple, str]]:
+    """Dates after the request date, each as (field path, what is wrong)."""
+    out: list[tuple[tuple, str]] = []
+    if case.injury_date and case.request_date and case.injury_date > case.request_date:
+        out.append((("injury_date",), f"injury_date {case.injury_date} is after request_date {case.request_date}"))
+    for i, med in enumerate(case.medications):
+        if med.since and case.request_date and med.since > case.request_date:
+            out.append((("medications", i, "since"),
+                        f"medications[{i}].since {med.since} is after request_date {case.request_date}"))
+    return out
 
 
 # ---------------------------------------------------------------- loading
 
-def _format_validation_error(exc: ValidationError, source: str, data: Any) -> InputError:
-    err = exc.errors()[0]
+def _dotted(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def _model_at(path: tuple) -> Any:
+    """The case model that holds the field at ``path`` (None when the path leaves the models)."""
+    model: Any = Case
+    for part in path:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part) if model is not None else None
+        if info is None:
+            return None
+        model = next((t for t in _types_in(info.annotation) if isinstance(t, type) and issubclass(t, BaseModel)),
+                     None)
+    return model
+
+
+def _types_in(annotation: Any) -> list[Any]:
+    """An annotation with Optional, list and unions taken apart."""
+    args = get_args(annotation)
+    if not args or get_origin(annotation) is Literal:
+        return [annotation]
+    return [t for a in args for t in _types_in(a)]
+
+
+def _allowed_values(path: tuple) -> list[str]:
+    """The declared values of the field at ``path`` (a Literal), else []."""
+    names = [p for p in path if not isinstance(p, int)]
+    model = _model_at(tuple(names[:-1]))
+    info = model.model_fields.get(names[-1]) if model is not None and names else None
+    if info is None:
+        return []
+    return [v for t in _types_in(info.annotation) if get_origin(t) is Literal for v in get_args(t)]
+
+
+def _did_you_mean(word: Any, choices: list[str]) -> str:
+    near = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6) if isinstance(word, str) else []
+    return f"did you mean {near[0]!r}?" if near else ""
+
+
+def _with_hint(expected: str | None, hint: str) -> str | None:
+    if not hint:
+        return expected
+    return f"{expected}; {hint}" if expected else hint
+
+
+def _problem(err: dict, source: str, data: Any) -> InputError:
+    """One pydantic error as a problem naming the file, line and field, and what was expected."""
     path = tuple(err["loc"])
-    dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    loc = _dotted(path) or "document"
     line = line_of(data, path)
-    loc = (dotted or "document") + (f" (line {line})" if line else "")
     kind = err["type"]
     value = err.get("input")
     if kind == "extra_forbidden":
-        return InputError(source, "unknown field", location=loc,
-                          expected="one of the documented case fields (docs/case-fields.md)")
+        model = _model_at(path[:-1])
+        hint = _did_you_mean(path[-1], list(model.model_fields) if model is not None else [])
+        return InputError(source, "unknown field", location=loc, line=line,
+                          expected=_with_hint("a case field documented in docs/case-fields.md", hint))
     if kind == "missing":
-        return InputError(source, "required field is missing", location=loc)
+        return InputError(source, "required field is missing", location=loc, line=line)
     if kind == "too_short" and path and path[-1] == "requests":
-        return InputError(source, "no requests", location=loc, expected="at least one request")
+        return InputError(source, "no requests", location=loc, line=line, expected="at least one request")
     if kind == "value_error":
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        return InputError(source, msg, location=loc)
+        return InputError(source, str(err["msg"]).removeprefix("Value error, "), location=loc, line=line)
     shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return InputError(source, f"invalid value {shown}", location=loc, expected=err["msg"].lower())
+    if kind.startswith("date") and isinstance(value, str):
+        return InputError(source, f"invalid date {shown}", location=loc, line=line,
+                          expected="a real date, YYYY-MM-DD: " + err["msg"].lower().split(", ", 1)[-1])
+    hint = _did_you_mean(value, [str(v) for v in _allowed_values(path)]) if kind == "literal_error" else ""
+    return InputError(source, f"invalid value {shown}", location=loc, line=line,
+                      expected=_with_hint(err["msg"].lower(), hint))
+
+
+def _ordered(problems: list[InputError]) -> InputError:
+    """Every problem in one error, in the order of the file's lines."""
+    return InputError.of(sorted(problems, key=lambda p: p.line if p.line is not None else math.inf))
 
 
 def case_from_data(data: Any, source: str = "<case>") -> Case:
+    """Validate case data; an invalid case raises one InputError listing every problem found."""
     if not isinstance(data, dict):
         kind = "list" if isinstance(data, list) else type(data).__name__
         raise InputError(source, f"top level is a {kind}",
@@ -206,50 +276,55 @@ def case_from_data(data: Any, source: str = "<case>") -> Case:
     for key, limit in (("requests", MAX_REQUESTS), ("medications", MAX_MEDICATIONS)):
         items = data.get(key)
         if isinstance(items, list) and len(items) > limit:
-            line = line_of(data, (key,))
             raise InputError(source, f"{len(items)} {key}, over the limit of {limit} per case",
-                             location=key + (f" (line {line})" if line else ""),
+                             location=key, line=line_of(data, (key,)),
                              expected=f"at most {limit} {key} (split the case)")
     try:
-        return Case.model_validate(data)
-    except (ValidationError, ValueError, RecursionError) as exc:
-        if isinstance(exc, ValidationError):
-            raise _format_validation_error(exc, source, data) from None
+        case = Case.model_validate(data, context={"dates_checked_by_caller": True})
+    except ValidationError as exc:
+        raise _ordered([_problem(err, source, data) for err in exc.errors()]) from None
+    except (ValueError, RecursionError) as exc:
         raise InputError(source, f"invalid case ({type(exc).__name__}: {str(exc)[:120]})") from None
+    problems = date_order_problems(case)
+    if problems:
+        raise _ordered([InputError(source, msg.removeprefix(_dotted(path) + " "), location=_dotted(path),
+                                   line=line_of(data, path)) for path, msg in problems])
+    return case
 
 
 def derived_error(case: Case, drugs: "DrugLookup", source: str) -> InputError | None:
-    """The first request whose derived fields are invalid, as one line, or None.
+    """Every request whose derived fields are invalid, in one error, or None.
 
     Fields left out of a request are derived from its item text and the medications (see
     ``derive_request``): "#999999" is a quantity, ``since`` and ``request_date`` give weeks of
     use. Those values meet the same bounds as values written in the case, and a failure names
     the request, the field, where the value came from and the bound.
     """
+    problems: list[InputError] = []
     for idx, req in enumerate(case.requests):
         try:
             derive_request(case, idx, drugs)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "item"
-            value = err.get("input")
             parsed = parse_item(req.item, drugs)
-            if field in parsed:
-                origin = f"read from the item {req.item[:80]!r}"
-            elif field == "prior_use_weeks":
-                origin = f"weeks from medications[].since to request_date {case.request_date}"
-            else:
-                origin = "derived from the case"
-            shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-            ctx = err.get("ctx") or {}
-            expected = (f"at most {ctx['le']}" if "le" in ctx else f"at least {ctx['ge']}" if "ge" in ctx
-                        else str(err["msg"]).lower())
-            return InputError(source, f"invalid value {shown[:60]} ({origin})",
-                              location=f"requests[{idx}].{field}", expected=expected)
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "item"
+                value = err.get("input")
+                if field in parsed:
+                    origin = f"read from the item {req.item[:80]!r}"
+                elif field == "prior_use_weeks":
+                    origin = f"weeks from medications[].since to request_date {case.request_date}"
+                else:
+                    origin = "derived from the case"
+                shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+                ctx = err.get("ctx") or {}
+                expected = (f"at most {ctx['le']}" if "le" in ctx else f"at least {ctx['ge']}" if "ge" in ctx
+                            else str(err["msg"]).lower())
+                problems.append(InputError(source, f"invalid value {shown[:60]} ({origin})",
+                                           location=f"requests[{idx}].{field}", expected=expected))
         except (ValueError, ArithmeticError, RecursionError) as exc:
-            return InputError(source, f"the item {req.item[:80]!r} cannot be read ({type(exc).__name__}: "
-                                      f"{str(exc)[:100]})", location=f"requests[{idx}].item")
-    return None
+            problems.append(InputError(source, f"the item {req.item[:80]!r} cannot be read ({type(exc).__name__}: "
+                                               f"{str(exc)[:100]})", location=f"requests[{idx}].item"))
+    return InputError.of(problems) if problems else None
 
 
 def load_case(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:

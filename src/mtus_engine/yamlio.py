@@ -112,10 +112,12 @@ def _construct_int(loader: _LineLoader, node: yaml.ScalarNode) -> int:
 
 
 def _construct_timestamp(loader: _LineLoader, node: yaml.ScalarNode):
+    """A date; one that is no real date (a 13th month) stays text, for the schema to refuse
+    with the field and line beside the document's other problems."""
     try:
         return loader.construct_yaml_timestamp(node)
-    except (ValueError, OverflowError) as exc:
-        raise _ValueProblem(None, None, f"invalid date {node.value[:40]!r} ({exc})", node.start_mark) from None
+    except (ValueError, OverflowError):
+        return node.value
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
