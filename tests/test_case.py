@@ -507,3 +507,10 @@ print(json.dumps({"night_pain": case.findings.night_pain, "side": case.requests[
     assert any(p.startswith("c.json: findings.night_pain_known: unknown field") for p in problems)
     assert any(p.startswith("c.json: requests[0].brace_side: invalid value 'lfet'") and "did you mean 'left'?" in p
                for p in problems)
+
+
+def test_the_documented_facts_are_the_vocabulary(root):
+    from mtus_engine.case import fact_fields_markdown
+    doc = (root / "docs" / "case-fields.md").read_text()
+    section = doc.split("do not edit -->\n", 1)[1].split("<!-- end of generated facts -->", 1)[0]
+    assert section == fact_fields_markdown(), "regenerate: PYTHONPATH=src python scripts/case_fields.py"

@@ -956,3 +956,28 @@ def derive(case: Case, drugs: DrugLookup) -> tuple[Case, dict[int, dict[str, str
 def case_to_data(case: Case) -> dict[str, Any]:
     """The case as plain JSON-able data, leaving out what the records do not say."""
     return case.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+def fact_fields_markdown() -> str:
+    """The table rows of docs/case-fields.md for the declared facts (scripts/case_fields.py)."""
+    rows = ["| field | type | meaning |", "|---|---|---|"]
+    for source, prefix in (("patient", "patient."), ("findings", "findings."), ("request", "requests[].")):
+        for name, spec in CASE_FACTS.items():
+            if spec.source == source:
+                rows.append(f"| `{prefix}{name}` | {_kind(spec)} | {spec.meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def _kind(spec: FactSpec) -> str:
+    values = ", ".join(f"`{v}`" for v in spec.values or ())
+    if spec.type == "list":
+        return f"list of {values}" if values else "list"
+    if spec.type == "string":
+        return values or "string"
+    low = spec.minimum if spec.minimum is not None else None
+    high = spec.maximum
+    if low is not None and high is not None:
+        return f"{spec.type} {low}-{high}"
+    if spec.exclusive_minimum is not None:
+        return f"{spec.type} over {spec.exclusive_minimum}" + (f", at most {high}" if high is not None else "")
+    return spec.type + (f" up to {high}" if high is not None else "")
