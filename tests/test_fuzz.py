@@ -185,7 +185,8 @@ def _judge(engine, text, source="fuzz.yaml"):
         assert case is not None
         message = case_error(source, exc, case, engine).message
         assert "requests[" in message, message
-    assert message.startswith(source) and "\n" not in message, message
+    # one line per problem, each naming the source
+    assert all(line.startswith(source) for line in message.splitlines()), message
     return message
 
 

@@ -974,10 +974,9 @@ def _kind(spec: FactSpec) -> str:
         return f"list of {values}" if values else "list"
     if spec.type == "string":
         return values or "string"
-    low = spec.minimum if spec.minimum is not None else None
     high = spec.maximum
-    if low is not None and high is not None:
-        return f"{spec.type} {low}-{high}"
+    if spec.minimum is not None and high is not None:
+        return f"{spec.type} {spec.minimum}-{high}"
     if spec.exclusive_minimum is not None:
         return f"{spec.type} over {spec.exclusive_minimum}" + (f", at most {high}" if high is not None else "")
     return spec.type + (f" up to {high}" if high is not None else "")
