@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,13 +40,22 @@ print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 """
 
 
-def timed(cmd: list[str], n: int, env: dict) -> list[float]:
-    out = []
+def timed(cmd: list[str], n: int, env: dict) -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds user+sys) of each run. CPU time is what to compare on a
+    loaded machine: waiting for a core does not count."""
+    wall, cpu = [], []
     for _ in range(n):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
-        out.append(time.perf_counter() - t)
-    return out
+        wall.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _line(name: str, xs: list[float]) -> str:
+    return f"{name:<44} best {min(xs):.3f} s  median {statistics.median(xs):.3f} s"
 
 
 def main() -> None:
@@ -56,13 +66,14 @@ def main() -> None:
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": args.src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     py = sys.executable
-    bare = timed([py, "-c", "pass"], args.n, env)
-    cold = timed([py, "-m", "mtus_engine", "evaluate", args.case, "--format", "json"], args.n, env)
-    print(f"runs: {args.n} each")
-    print(f"python -c pass                       best {min(bare):.3f} s  median {statistics.median(bare):.3f} s")
-    print(f"mtus evaluate CASE --format json     best {min(cold):.3f} s  median {statistics.median(cold):.3f} s")
-    print(f"ratio                                best {min(cold) / min(bare):.1f}x  "
-          f"median {statistics.median(cold) / statistics.median(bare):.1f}x  (target <= 15x)")
+    bare, bare_cpu = timed([py, "-c", "pass"], args.n, env)
+    cold, cold_cpu = timed([py, "-m", "mtus_engine", "evaluate", args.case, "--format", "json"], args.n, env)
+    print(f"runs: {args.n} each, source {args.src}")
+    for what, b, c in (("wall", bare, cold), ("CPU (user+sys)", bare_cpu, cold_cpu)):
+        print(_line(f"python -c pass, {what}", b))
+        print(_line(f"mtus evaluate CASE --format json, {what}", c))
+        print(f"{'ratio, ' + what:<44} best {min(c) / min(b):.1f}x  "
+              f"median {statistics.median(c) / statistics.median(b):.1f}x  (target <= 15x)")
 
     phases = []
     for _ in range(max(3, args.n // 3)):
