@@ -241,6 +241,23 @@ def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
     return read_case(source, max_bytes=max_bytes)
 
 
+def case_data(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
+    """A case file (or letter) read again, as plain data (for --log-cases)."""
+    from .case import case_to_data
+    return case_to_data(read_source(source, max_bytes=max_bytes))
+
+
+def default_workers() -> int:
+    from .workers import default_workers as cpus
+    return cpus()
+
+
+def collect_letters(paths: list[str]) -> tuple[list[Path], list[dict]]:
+    """The letters under files and directories, and every other path as an error."""
+    from .regress import collect_letters as collect
+    return collect(paths)
+
+
 # ------------------------------------------------------------------ extract
 
 def _extract_one(args: tuple[str, int | None]) -> tuple[dict | None, str | None]:

@@ -168,13 +168,12 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
 
 
 def _log_cases(results, max_bytes: int) -> None:
-    from .api import read_source
-    from .case import case_to_data
+    from .api import case_data
     logging.getLogger("mtus_engine").setLevel(logging.INFO)
     for item in results:
         if item.result is not None:
             try:
-                shown = (json.dumps(case_to_data(read_source(item.source, max_bytes=max_bytes)), default=str)
+                shown = (json.dumps(case_data(item.source, max_bytes=max_bytes), default=str)
                          if item.source != "-" else item.result.case_id)
             except Exception as exc:  # noqa: BLE001 - logging never fails the run
                 shown = f"(not re-read: {type(exc).__name__})"
@@ -300,7 +299,7 @@ def rules_coverage(fmt: str, rules_dir: str | None) -> None:
     if fmt == "json":
         click.echo(json.dumps({"sections": rows, "totals": totals}, indent=2))
     elif fmt == "markdown":
-        from .coverage import coverage_markdown
+        from .render import coverage_markdown
         click.echo(coverage_markdown(rows, totals), nl=False)
     else:
         from .render import coverage_text
@@ -343,8 +342,7 @@ def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None, max_bytes: 
     A letter that cannot be read or is not an IMR letter is reported on stderr; the others
     are still extracted; the exit code is then 2.
     """
-    from .api import case_error, extract_letters, write_extraction
-    from .regress import collect_letters
+    from .api import case_error, collect_letters, extract_letters, write_extraction
     if quiet:
         _silence_libraries()
     paths, skipped = collect_letters(letters)
@@ -401,8 +399,7 @@ def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str 
     agreement where a <letter>.gold.yaml sits beside a letter.
     Exit 1 when agreement is below --min-agreement or an item regressed against --baseline.
     """
-    from .api import regression_report
-    from .workers import default_workers
+    from .api import default_workers, regression_report
     # lint the rulebook up front: a broken rule file fails fast; the report reuses this engine
     engine = _engine(rules_dir)
     base = None
