@@ -74,7 +74,7 @@ def test_case_constants_match_the_fact_vocabulary(engine):
 def _facts(engine, data):
     case = case_from_data(data)
     fields, _ = derive_request(case, 0, engine.rulebook.drugs)
-    return request_facts(case, DerivedRequest(fields), engine.rulebook)
+    return request_facts(case, DerivedRequest.of(fields), engine.rulebook)
 
 
 def test_morphine_equivalent_sums_every_opioid(engine):

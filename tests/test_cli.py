@@ -109,3 +109,85 @@ def test_edition_option_judges_a_request_no_edition_covers_and_says_it_was_chose
     assert bad.exit_code == 2 and "unknown edition 'mtus-1999'" in bad.stderr and "mtus-2009, mtus-2016" in bad.stderr
     what = run("whatif", str(case), "--edition", "mtus-2016", "--set", "requests[0].quantity=10", "--format", "json")
     assert what.exit_code == 0, what.output
+
+
+def test_batch_command_and_evaluate_batch_alias_write_the_same_bytes(root, tmp_path):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    text = (root / EXAMPLE).read_text()
+    (cases / "a.yaml").write_text(text)
+    (cases / "b.yaml").write_text(text.replace("id: example-chronic-cyclobenzaprine", "id: second"))
+    (cases / "c.yaml").write_text("id: broken\nrequests: 3\n")
+    outs = {}
+    for name, args in (("batch", ["batch", str(cases), "--workers", "2"]),
+                       ("alias", ["evaluate", "--batch", str(cases)])):
+        out = tmp_path / f"{name}.jsonl"
+        res = CliRunner().invoke(main, [*args, "--output", str(out), "--quiet"])
+        assert res.exit_code == 2, res.output   # c.yaml is an error line
+        outs[name] = out.read_bytes()
+    assert outs["batch"] == outs["alias"]
+    lines = [json.loads(line) for line in outs["batch"].splitlines()]
+    assert [r.get("case_id") for r in lines[1:-1]] == ["example-chronic-cyclobenzaprine", "second", None]
+    assert "requests" in lines[3]["error"] and lines[-1]["summary"]["errors"] == 1
+
+
+def test_extract_workers_give_the_same_files_and_the_c_dumper_the_same_yaml(root, tmp_path):
+    import yaml
+
+    letters = sorted(str(p) for p in (root / "cases" / "letters").glob("*.txt"))   # the seed letters
+    written = {}
+    for n in (1, 2):
+        out = tmp_path / f"w{n}"
+        res = CliRunner().invoke(main, ["extract", *letters, "-o", str(out), "--format", "yaml",
+                                        "--workers", str(n), "--quiet"])
+        assert res.exit_code == 0, res.stderr
+        written[n] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert written[1] == written[2] and len(written[1]) >= 10
+    # what the pure-Python dumper writes, byte for byte
+    some = next(name for name in sorted(written[1]) if name.endswith(".case.yaml"))
+    data = yaml.safe_load(written[1][some])
+    assert yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode() == written[1][some]
+
+
+def test_derived_request_is_typed_and_a_misspelt_field_raises(engine):
+    import pytest
+
+    from mtus_engine.case import Request, case_from_data, derive_request
+    from mtus_engine.derived import DerivedRequest
+    assert set(Request.model_fields) <= set(DerivedRequest.__dataclass_fields__)
+    case = case_from_data({"id": "x", "requests": [{"item": "Cyclobenzaprine 7.5mg #60"}]})
+    fields, _ = derive_request(case, 0, engine.rulebook.drugs)
+    req = DerivedRequest.of(fields)
+    assert req.drug == "cyclobenzaprine" and req.quantity == 60 and req.sessions is None
+    assert dict(req.items()) == fields   # only what derivation gave, in its order
+    with pytest.raises(AttributeError):
+        req.quantitty
+    with pytest.raises(TypeError):
+        DerivedRequest.of({"item": "x", "quantitty": 3})
+
+
+def test_a_cold_json_evaluate_loads_no_renderer_service_or_pdf_library(root):
+    import subprocess
+    import sys
+    code = ("import sys\nfrom mtus_engine.cli import main\n"
+            "try:\n    main(['evaluate', sys.argv[1], '--format', 'json'])\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = ('jinja2', 'rich', 'matplotlib', 'fastapi', 'uvicorn', 'pypdf', 'pypdfium2', "
+            "'mtus_engine.letter', 'mtus_engine.whatif', 'mtus_engine.regress', 'mtus_engine.batch')\n"
+            "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", code, str(root / EXAMPLE)], capture_output=True, text=True,
+                         timeout=120)
+    assert json.loads(res.stdout)["case_id"] == "example-chronic-cyclobenzaprine"
+    assert res.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_regression_report_writes_to_the_stream_given_and_prints_nothing(capsys):
+    import io
+    from pathlib import Path
+
+    from mtus_engine.api import regression_report
+    seeds = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "cases" / "letters").glob("*.txt"))
+    buf = io.StringIO()
+    outcome = regression_report(seeds, fmt="markdown", out=buf)
+    assert capsys.readouterr().out == ""
+    assert buf.getvalue().startswith("Rulebook ") and f"{outcome['summary']['letters']} letters" in buf.getvalue()

@@ -115,5 +115,5 @@ def test_engine_agrees_with_the_oracle_on_whole_cases(engine, case):
     from mtus_engine.case import derive_request
     from mtus_engine.engine import DerivedRequest, request_facts
     fields, _ = derive_request(case, 0, engine.rulebook.drugs)
-    facts = request_facts(case, DerivedRequest(fields), engine.rulebook)
+    facts = request_facts(case, DerivedRequest.of(fields), engine.rulebook)
     assert _engine_view(engine.evaluate(case).determinations[0]) == _oracle_view(oracle.evaluate(engine.rulebook, facts, "mtus-2009"))

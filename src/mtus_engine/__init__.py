@@ -7,12 +7,28 @@ Data flow: letter -> parsed letter -> case -> engine -> determination -> rendere
 # cost ~50 ms of every cold start
 __version__ = "0.1.0"
 
-from .case import Case, Request, load_case, load_case_text  # noqa: E402
-from .determination import CaseDetermination, Determination  # noqa: E402
-from .engine import Engine, evaluate  # noqa: E402
-from .errors import InputError, MtusError, RulebookError  # noqa: E402
-from .rulebook import Rulebook, load_rulebook  # noqa: E402
+# The public names are imported on first use (PEP 562), not here: `mtus --help`, `mtus extract`
+# and the worker processes then load only the modules they need (start-up time).
+_EXPORTS = {
+    "Case": "case", "Request": "case", "load_case": "case", "load_case_text": "case",
+    "CaseDetermination": "determination", "Determination": "determination",
+    "Engine": "engine", "evaluate": "engine",
+    "InputError": "errors", "MtusError": "errors", "RulebookError": "errors",
+    "Rulebook": "rulebook", "load_rulebook": "rulebook",
+}
 
-__all__ = ["Case", "Request", "load_case", "load_case_text", "CaseDetermination", "Determination",
-           "Engine", "evaluate", "InputError", "MtusError", "RulebookError", "Rulebook",
-           "load_rulebook", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

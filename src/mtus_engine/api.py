@@ -1,16 +1,38 @@
-"""The Python API behind every CLI command, so a service can do what the CLI does."""
+"""The Python API behind every CLI command, so a service can do what the CLI does.
+
+Nothing here prints or draws: a command gets data (or writes a report to the stream it is
+given) and renders it with render.py. Modules that only some commands need (the letter
+extractor, batch, regress, what-if, matplotlib) are imported by the functions that use them,
+so `mtus evaluate` starts without them."""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
-from .case import Case, load_case, load_case_text
-from .determination import CaseDetermination
-from .engine import Engine
 from .errors import InputError
 from .yamlio import DEFAULT_MAX_BYTES
+
+if TYPE_CHECKING:
+    from .case import Case
+    from .determination import CaseDetermination
+    from .engine import Engine
+    from .rulebook import Rulebook
+
+
+def load_engine(rules_dir: str | None = None) -> "Engine":
+    """The rulebook in rules_dir (default: the bundled one) compiled into an engine. Raises
+    RulebookError (its problems, file:line each) or MtusError (durable_rules refused a family)."""
+    from .engine import Engine
+    from .rulebook import load_rulebook
+    return Engine(load_rulebook(rules_dir))
+
+
+def load_rules(rules_dir: str | None = None) -> "Rulebook":
+    from .rulebook import load_rulebook
+    return load_rulebook(rules_dir)
 
 
 @dataclass
@@ -21,8 +43,9 @@ class Evaluated:
     explain: list[list[str]] | None = None
 
 
-def read_case(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:
+def read_case(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
     """A case from a path, or ``-`` for standard input."""
+    from .case import load_case, load_case_text
     if source == "-":
         raw = sys.stdin.buffer.read(max_bytes + 1)
         if len(raw) > max_bytes:
@@ -31,7 +54,7 @@ def read_case(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:
     return load_case(Path(source), max_bytes=max_bytes)
 
 
-def evaluate_sources(sources: list[str], engine: Engine, *, explain: bool = False,
+def evaluate_sources(sources: list[str], engine: "Engine", *, explain: bool = False,
                      max_bytes: int = DEFAULT_MAX_BYTES, edition: str | None = None) -> list[Evaluated]:
     """Evaluate each case file; a bad file is reported and the rest go on. With an edition,
     every case is judged under it rather than the edition in effect on its request date."""
@@ -50,7 +73,8 @@ def evaluate_sources(sources: list[str], engine: Engine, *, explain: bool = Fals
     return out
 
 
-def case_error(source: str, exc: BaseException, case: Case | None = None, engine: Engine | None = None) -> InputError:
+def case_error(source: str, exc: BaseException, case: "Case | None" = None,
+               engine: "Engine | None" = None) -> InputError:
     """Any failure of one case as its one-line error: bad input as reported, a derived value
     out of bounds naming the request and field, anything else (an engine or internal error)
     named by its type, never a traceback."""
@@ -147,31 +171,31 @@ def _umask() -> int:
 
 
 def regression_report(paths: list[str], *, fmt: str = "json", output: str | None = None,
-                      baseline: dict | None = None, workers: int = 1, rules_dir: str | None = None,
-                      engine: Engine | None = None, progress: bool = False, color: bool = False,
+                      out: IO[str] | None = None, baseline: dict | None = None, workers: int = 1,
+                      rules_dir: str | None = None, engine: "Engine | None" = None,
+                      progress: Callable[[int, int], None] | None = None, color: bool = False,
                       max_bytes: int | None = None) -> dict:
-    """Run a regression and write its report; returns the summary and the regression count."""
+    """Run a regression and write its report (json, text, markdown, junit or html) to ``output``
+    (atomically) or to the stream ``out`` (default stdout); returns the summary, errors,
+    changes since the baseline, and how many items regressed. ``progress(done, total)`` is
+    called as letters finish.
+
+    The letters are regressed with ``engine`` when given (its rulebook is not loaded again;
+    forked workers compile their own from it)."""
     import io
     import os
 
-    from .regress import compare_baseline, run_regression
-    from .report import write_html, write_json, write_junit, write_text
-    engine = engine or Engine()
+    from .regress import compare_baseline, run_regression, use_engine
+    from .report import write_html, write_json, write_junit, write_markdown, write_text
+    if engine is None:
+        from .engine import process_engine
+        engine = process_engine(rules_dir)
     rb = {"version": engine.rulebook.version, "digest": engine.rulebook.digest}
-    bar = None
-    if progress and sys.stderr.isatty():
-        from rich.progress import Progress
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task("letters", total=None)
-        tick = lambda n, total: bar.update(task, completed=n, total=total)  # noqa: E731
-    else:
-        tick = None
+    use_engine(engine, rules_dir)   # no second rulebook load, here or in a worker
     try:
-        run = run_regression(paths, workers=workers, rules_dir=rules_dir, progress=tick, max_bytes=max_bytes)
+        run = run_regression(paths, workers=workers, rules_dir=rules_dir, progress=progress, max_bytes=max_bytes)
     finally:
-        if bar:
-            bar.stop()
+        use_engine(None, rules_dir)   # this call's engine serves this call only
     with run:
         changes = compare_baseline(run, baseline) if baseline is not None else None
         if output:
@@ -189,6 +213,8 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
                 write_junit(run, fh)
             elif fmt == "html":
                 write_html(run, fh, rulebook=rb, changes=changes)
+            elif fmt == "markdown":
+                write_markdown(run, fh, rulebook=rb, changes=changes)
             else:
                 write_text(run, fh, changes=changes, color=color)
         except BaseException:
@@ -200,12 +226,12 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
             fh.close()
             os.replace(tmp, target)
         else:
-            sys.stdout.write(fh.getvalue())
+            (out or sys.stdout).write(fh.getvalue())
         regressed = sum(c["regressed"] for c in changes) if changes else 0
         return {"summary": run.summary, "errors": run.errors, "changes": changes, "regressed": regressed}
 
 
-def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:
+def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
     """A case file, or an IMR letter (.txt/.pdf) which is extracted into its case first."""
     if source != "-" and Path(source).suffix.lower() in (".txt", ".pdf"):
         from .case import case_from_data
@@ -213,3 +239,187 @@ def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Case:
         parsed = parse_letter(read_letter(source, max_bytes=max_bytes), source)
         return case_from_data(letter_to_case(parsed, f"letter-{Path(source).stem}"), source)
     return read_case(source, max_bytes=max_bytes)
+
+
+def case_data(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
+    """A case file (or letter) read again, as plain data (for --log-cases)."""
+    from .case import case_to_data
+    return case_to_data(read_source(source, max_bytes=max_bytes))
+
+
+def default_workers() -> int:
+    from .workers import default_workers as cpus
+    return cpus()
+
+
+def collect_letters(paths: list[str]) -> tuple[list[Path], list[dict]]:
+    """The letters under files and directories, and every other path as an error."""
+    from .regress import collect_letters as collect
+    return collect(paths)
+
+
+# ------------------------------------------------------------------ extract
+
+def _extract_one(args: tuple[str, int | None]) -> tuple[dict | None, str | None]:
+    """(the extraction, None) or (None, its one-line error): run in a worker, never raises."""
+    path, max_bytes = args
+    try:
+        return extract_letter(path, max_bytes=max_bytes), None
+    except Exception as exc:  # noqa: BLE001 - one letter never takes down the run
+        return None, case_error(path, exc).message
+
+
+def _extract_died(args: tuple[str, int | None], code: int | None) -> tuple[None, str]:
+    from .workers import died
+    return None, f"{args[0]}: could not be extracted: the worker process {died(code)} on this letter"
+
+
+def extract_letters(paths: list[str], *, workers: int = 1,
+                    max_bytes: int | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
+    """(path, extraction, None) or (path, None, error) for each letter, in the order given,
+    from ``workers`` processes."""
+    jobs = [(p, max_bytes) for p in paths]
+    if workers > 1 and len(jobs) > 1:
+        from .workers import chunks, ordered_map
+        size = max(1, min(64, len(jobs) // (workers * 32)))
+        results = (r for chunk in ordered_map(_extract_one, chunks(jobs, size), workers, on_death=_extract_died)
+                   for r in chunk)
+    else:
+        results = map(_extract_one, jobs)
+    for path, (doc, error) in zip(paths, results):
+        yield path, doc, error
+
+
+# ------------------------------------------------------------------ batch
+
+def run_batch(source: str, *, output: str | None = None, workers: int = 1, resume: bool = False,
+              rules_dir: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+              progress: Callable[[int], None] | None = None, edition: str | None = None,
+              out: IO[str] | None = None) -> dict:
+    """Evaluate many cases (a JSONL file, a directory of case files, or -) into JSON lines;
+    returns the summary (see batch.run_batch)."""
+    from .batch import run_batch as _run
+    return _run(source, out, output=output, workers=workers, resume=resume, rules_dir=rules_dir,
+                max_bytes=max_bytes, progress=progress, edition=edition)
+
+
+# ------------------------------------------------------------------ what-if
+
+def parse_sets(sets: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """["requests[0].quantity=20"] -> [("requests[0].quantity", "20")]; MtusError if no '='."""
+    from .errors import MtusError
+    pairs = []
+    for item in sets:
+        if "=" not in item:
+            raise MtusError(f"--set {item!r}: expected PATH=VALUE")
+        path, value = item.split("=", 1)
+        pairs.append((path.strip(), value))
+    return pairs
+
+
+def what_if(case: "Case", engine: "Engine", sets: list[tuple[str, str]], unsets: list[str]):
+    from . import whatif
+    from .errors import MtusError
+    if not (sets or unsets):
+        raise MtusError("nothing to do: give --set, --unset, --flip or --grid")
+    return whatif.what_if(case, engine, sets, unsets)
+
+
+def flip(case: "Case", engine: "Engine", sets: list[tuple[str, str]] = (), unsets: list[str] = ()):
+    """The smallest verified changes that change each decision (after the given changes)."""
+    from . import whatif
+    base = case if not (sets or unsets) else whatif.apply_changes(case, list(sets), list(unsets))
+    return whatif.flip(base, engine)
+
+
+def grid(case: "Case", engine: "Engine", grids: list[str], request_index: int = 0,
+         sets: list[tuple[str, str]] = (), unsets: list[str] = (), plot: str | None = None):
+    """A decision table over one or two swept fields; drawn as a heat map (PNG) to ``plot``."""
+    from . import whatif
+    axes = [whatif.parse_grid(g, case) for g in grids]
+    result = whatif.grid(case, engine, axes, request_index, list(sets), list(unsets))
+    if plot:
+        whatif.plot_grid(result, plot, f"{case.id}: {case.requests[request_index].item}")
+    return result
+
+
+# ------------------------------------------------------------------ the rulebook
+
+def rule_rows(rulebook: "Rulebook") -> list[dict[str, Any]]:
+    """Every rule with its section, pages, what it applies to and its criteria (`rules list`)."""
+    return [{"id": r.id, "section": r.citation.section, "pages": r.citation.pages,
+             "certainty": r.citation.certainty, "recommendation": r.recommendation,
+             "applies_to": r.applies_to.model_dump(exclude_defaults=True),
+             "criteria": [c.id for c in r.criteria], "file": f"{r.file}:{r.line}"} for r in rulebook.rules]
+
+
+def find_rule(rulebook: "Rulebook", rule_id: str):
+    """The rule, or MtusError naming the nearest ids."""
+    from .errors import MtusError
+    rule = rulebook.by_id.get(rule_id)
+    if rule is None:
+        import difflib
+        near = difflib.get_close_matches(rule_id, list(rulebook.by_id), n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise MtusError(f"no rule {rule_id!r}{hint}")
+    return rule
+
+
+def compiled_rule(engine: "Engine", rule_id: str) -> dict[str, Any]:
+    """The durable_rules definitions one rule compiles to."""
+    return {k: v for k, v in engine.compiled.definition.items() if k.split("|")[0] == rule_id}
+
+
+def family_limit_problems(engine: "Engine") -> list[str]:
+    """durable_rules limits per rule family, probed with the facts of the rulebook's own tests."""
+    from .backend import limit_problems
+    from .case import case_from_data, derive_request
+    from .compiler import chained_facts
+    from .engine import DerivedRequest, request_facts
+    from .errors import MtusError
+    from .ruletests import load_rule_tests
+    from .yamlio import plain
+    compiled = engine.compiled
+    probes: dict[int, list] = {}
+    for path in engine.rulebook.test_files:
+        try:
+            tests = load_rule_tests(path)
+        except MtusError:
+            continue  # `rules test` reports it
+        for line, test in tests:
+            try:
+                case = case_from_data(plain(test["case"]), f"{path}:{line}")
+                for i in range(len(case.requests)):
+                    fields, _ = derive_request(case, i, engine.rulebook.drugs)
+                    facts = request_facts(case, DerivedRequest.of(fields), engine.rulebook)
+                    for fam in compiled.families_for(facts):
+                        keys = compiled.families[fam].request_keys
+                        probes.setdefault(fam, []).append(
+                            (f"test {path.name}:{line}", [{k: v for k, v in facts.items() if k in keys}]))
+            except Exception:  # noqa: BLE001 - a broken test is `rules test`'s to report
+                continue
+    problems = []
+    for n, family in enumerate(compiled.families):
+        label = f"rule family {n} ({', '.join(family.rule_ids[:4])}{', ...' if len(family.rule_ids) > 4 else ''})"
+        problems += limit_problems(label, family.definition, len(family.request_keys), probes.get(n, []),
+                                   lambda fired: chained_facts(compiled, fired))
+    return problems
+
+
+def lint_summary(engine: "Engine") -> dict[str, Any]:
+    rb = engine.rulebook
+    return {"rules": len(rb.rules), "files": len(rb.files), "facts": len(rb.facts), "drugs": len(rb.drugs.drugs),
+            "compiled": len(engine.compiled.definition), "version": rb.version, "digest": rb.digest}
+
+
+def rule_tests(engine: "Engine"):
+    """The rulebook's own tests run: (results, per-rule coverage). MtusError for a broken test file."""
+    from .ruletests import rule_coverage, run_rule_tests
+    results = run_rule_tests(engine)
+    return results, rule_coverage(engine, results)
+
+
+def coverage(engine: "Engine") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per guideline section: rules, facts read, tests, page certainty; and the totals."""
+    from .coverage import coverage_rows
+    return coverage_rows(engine)

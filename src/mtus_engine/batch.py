@@ -22,20 +22,18 @@ import errno
 import fcntl
 import hashlib
 import json
-import multiprocessing as mp
-import stat
-
-import orjson
 import os
+import stat
 import sys
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
-from .errors import InputError, MtusError
+import orjson
+
+from .determination import DECISIONS
+from .errors import InputError
 from .yamlio import DEFAULT_MAX_BYTES, read_limited
 
 CASE_SUFFIXES = {".yaml", ".yml", ".json"}
@@ -235,134 +233,37 @@ def evaluate_one(item: BatchInput, rules_dir: str | None = None) -> tuple[str, S
 
 
 def _quiet_worker() -> None:
-    """Worker start: a worker must not outlive a killed parent, nor print its pipe error."""
+    """Worker start: the pool's (no orphan workers, no pipe errors), and a case over
+    CASE_SECONDS is its error line."""
     import signal
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C
-    signal.signal(signal.SIGALRM, _on_alarm)      # a case over CASE_SECONDS is its error line
+
+    from .workers import quiet_worker
+    quiet_worker()
+    signal.signal(signal.SIGALRM, _on_alarm)
     global _in_worker
     _in_worker = True
-    try:  # Linux: ask the kernel to end this worker when its parent dies
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
-def _work(args: tuple[list[BatchInput], str | None]) -> tuple[str, list[Stats]]:
-    """A chunk -> its output lines as one block, and each case's stats: one message back to
-    the parent per chunk, which is the bottleneck at two workers."""
-    chunk, rules_dir = args
-    results = [evaluate_one(item, rules_dir) for item in chunk]
-    return "".join(line + "\n" for line, _ in results), [stats for _, stats in results]
+def _work(job: tuple[BatchInput, str | None | tuple[str | None, str | None]]) -> tuple[str, Stats]:
+    item, rules_dir = job
+    return evaluate_one(item, rules_dir)   # looked up at call time: tests replace it
 
 
-def _chunks(items: Iterator[BatchInput], size: int, rules_dir: str | None):
-    chunk: list[BatchInput] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield (chunk, rules_dir)
-            chunk = []
-    if chunk:
-        yield (chunk, rules_dir)
+def _dead(job: tuple[BatchInput, Any], code: int | None) -> tuple[str, Stats]:
+    from .workers import died
+    item = job[0]
+    return _error_line(item, f"{item.source}: the worker process {died(code)} evaluating this case "
+                             "(expected a case the engine survives; please report this input)")
 
 
-def _child(job, conn) -> None:
-    _quiet_worker()
-    conn.send(_work(job))
-    conn.close()
-
-
-def _in_fresh_process(ctx, job) -> tuple[tuple[str, list[Stats]] | None, int | None]:
-    """Run one job in a process of its own: (its result, None), or (None, exit code) if it died."""
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(job, send), daemon=True)
-    proc.start()
-    send.close()
-    try:
-        result = receive.recv()
-    except (EOFError, OSError):
-        result = None
-    finally:
-        receive.close()
-        proc.join()
-    return (result, None) if result is not None else (None, proc.exitcode)
-
-
-def _died(code: int | None) -> str:
-    import signal
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the worker process died ({name}) evaluating this case"
-    return f"the worker process exited (code {code}) evaluating this case"
-
-
-def _salvage(ctx, job) -> tuple[str, list[Stats]]:
-    """A chunk whose worker died: re-run it alone; if it dies again, case by case, and the
-    case that kills its process becomes an error line."""
-    result, _ = _in_fresh_process(ctx, job)
-    if result is not None:
-        return result
-    chunk, rules_dir = job
-    lines, stats = [], []
-    for item in chunk:
-        one, code = _in_fresh_process(ctx, ([item], rules_dir))
-        if one is None:
-            line, st = _error_line(item, f"{item.source}: {_died(code)} (expected a case the engine survives; "
-                                         "please report this input)")
-            lines.append(line + "\n")
-            stats.append(st)
-        else:
-            lines.append(one[0])
-            stats.extend(one[1])
-    return "".join(lines), stats
-
-
-def _run_jobs(jobs, workers: int, rules_dir: str | None):
-    """Each job's result, in job order, from ``workers`` processes; a dead worker is detected
-    (BrokenProcessPool), its job and the others in flight are salvaged, and a new pool goes on."""
-    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    if ctx.get_start_method() == "fork":
+def _run_jobs(items: Iterator[BatchInput], chunk_size: int, workers: int, rules_dir):
+    """Each chunk's (line, stats) results, in input order, from ``workers`` processes (see
+    workers.ordered_map: a dead worker's chunk is salvaged case by case)."""
+    from .workers import chunks, context, ordered_map
+    if context().get_start_method() == "fork":
         _get_engine(rules_dir)  # compile once here; forked workers (and salvage processes) share it
-    pool = None
-    pending: deque = deque()
-
-    def submit(job):
-        nonlocal pool
-        if pool is None:
-            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_worker)
-        try:
-            return pool.submit(_work, job)
-        except BrokenProcessPool:
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = None
-            return None
-
-    def collect(job, future):
-        nonlocal pool
-        if future is not None:
-            try:
-                return future.result()
-            except BrokenProcessPool:
-                if pool is not None:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = None
-        return _salvage(ctx, job)
-
-    try:
-        for job in jobs:
-            pending.append((job, submit(job)))
-            while len(pending) > workers * 2:
-                yield collect(*pending.popleft())
-        while pending:
-            yield collect(*pending.popleft())
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    jobs = chunks(((item, rules_dir) for item in items), chunk_size)
+    return ordered_map(_work, jobs, workers, on_death=_dead, initializer=_quiet_worker)
 
 
 # -------------------------------------------------------------------- output
@@ -433,10 +334,9 @@ def resume_point(path: Path, identity: dict | None = None, *, fd: int | None = N
             os.close(fd)
 
 
-DECISIONS = ("certify", "modify", "non-certify", "no-rule")
+class DecisionTally:
+    """Cases, requests and errors of a batch, and its requests by decision."""
 
-
-class Tally:
     def __init__(self) -> None:
         self.cases = self.requests = self.errors = 0
         self.by_decision: Counter = Counter()
@@ -454,9 +354,9 @@ class Tally:
                 "by_decision": {k: self.by_decision[k] for k in DECISIONS}, "errors": self.errors}
 
 
-def tally_file(path: Path) -> Tally:
+def tally_file(path: Path) -> DecisionTally:
     """Re-count what an earlier (interrupted) run already wrote."""
-    tally = Tally()
+    tally = DecisionTally()
     if path.exists():
         with path.open(encoding="utf-8") as fh:
             for line in fh:
@@ -559,7 +459,7 @@ def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = N
     Returns the summary, which is also the last line written.
     """
     skip = 0
-    tally = Tally()
+    tally = DecisionTally()
     fh = None
     out_id = None
     if output:
@@ -572,7 +472,7 @@ def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = N
                 identity["edition"] = edition   # a resume under another edition would mix two runs
             if resume:
                 skip = resume_point(Path(output), identity, fd=fd)
-                tally = tally_file(Path(output)) if skip else Tally()
+                tally = tally_file(Path(output)) if skip else DecisionTally()
             if regular and skip == 0:
                 os.ftruncate(fd, 0)   # O_APPEND: the header goes at 0, whatever the position
             fh = open(fd, "a", encoding="utf-8", closefd=True)
@@ -590,8 +490,7 @@ def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = N
     try:
         inputs = (i for i in iter_inputs(source, max_bytes=max_bytes, skip=out_id) if i.index >= skip)
         key = (rules_dir, edition) if edition else rules_dir
-        jobs = _chunks(inputs, chunk_size, key)
-        _drain(_run_jobs(jobs, workers, key), sink, tally, progress)
+        _drain(_run_jobs(inputs, chunk_size, workers, key), sink, tally, progress)
         summary = tally.summary()
         sink.write(json.dumps({"summary": summary}) + "\n")
         sink.flush()
@@ -604,10 +503,11 @@ def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = N
                 pass
 
 
-def _drain(results, sink: _Sink, tally: Tally, progress: Callable[[int], None] | None) -> None:
-    for block, stats_list in results:
-        sink.write(block)
-        for stats in stats_list:
+def _drain(results, sink: _Sink, tally: DecisionTally, progress: Callable[[int], None] | None) -> None:
+    for chunk in results:
+        # one write per chunk: a chunk is durable before the next one is written
+        sink.write("".join(line + "\n" for line, _ in chunk))
+        for _, stats in chunk:
             tally.add(stats)
         sink.flush()  # a chunk is durable before the next one is written
         if progress:

@@ -145,10 +145,6 @@ class CompiledRulebook:
     by_class: dict[str, int] = None    # drug class -> family index
     chain_table: dict[str, dict | None] = None   # fired rule name -> the fact stage two gets
 
-    @property
-    def request_keys(self) -> frozenset[str]:
-        return frozenset().union(*(f.request_keys for f in self.families))
-
     def families_for(self, facts: dict[str, Any]) -> list[int]:
         """Indices of every family with a rule that could match this request fact (usually one)."""
         idx = set()

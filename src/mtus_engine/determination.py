@@ -6,20 +6,14 @@ dataclasses: built many thousands of times a second from already-validated data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
+# the one decision vocabulary: the engine's answers, in the order summaries list them
 Decision = Literal["certify", "modify", "non-certify", "no-rule"]
+DECISIONS: tuple[str, ...] = get_args(Decision)
 CriterionState = Literal["met", "failed", "not documented", "not applicable"]
 SEVERITY = {"certify": 0, "modify": 1, "non-certify": 2}
-
-
-def _data(obj: Any) -> Any:
-    if hasattr(obj, "__dataclass_fields__"):
-        return {f.name: _data(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [_data(v) for v in obj]
-    return obj
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,17 +14,9 @@ from .compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebo
                        compile_rulebook, flag)
 from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
                             Determination, ModifiedRequest, RulebookRef)
+from .derived import DerivedRequest
 from .errors import EngineError
 from .rulebook import Criterion, Edition, Rule, Rulebook, load_rulebook
-
-_PLACEHOLDER = re.compile(r"\{value\}")
-
-
-class DerivedRequest(dict):
-    """A request's fields after derivation; absent fields read as None."""
-
-    __slots__ = ()
-    __getattr__ = dict.get
 
 
 def request_facts(case: Case, req: DerivedRequest, rulebook: Rulebook) -> dict[str, Any]:
@@ -403,7 +395,7 @@ class Engine:
         determinations = []
         for idx in range(len(case.requests)):
             fields, provenance = derive_request(case, idx, rb.drugs)
-            req = DerivedRequest(fields)
+            req = DerivedRequest.of(fields)
             if chosen is None:
                 spans = ", ".join(f"{e.id} {e.effective_from} to {e.effective_until or 'now'}"
                                   for e in rb.manifest.editions)
@@ -422,7 +414,7 @@ class Engine:
     def fire(self, case: Case, index: int = 0) -> list[str]:
         """Names of the durable rules that fire for one request (for --explain and tests)."""
         fields, _ = derive_request(case, index, self.rulebook.drugs)
-        return self._fire(request_facts(case, DerivedRequest(fields), self.rulebook))
+        return self._fire(request_facts(case, DerivedRequest.of(fields), self.rulebook))
 
     def _fire(self, facts: dict[str, Any]) -> list[str]:
         fired: list[str] = []
@@ -448,7 +440,7 @@ class Engine:
         The entry point below case handling: the oracle tests compare it with an independent
         evaluator over the whole fact vocabulary.
         """
-        req = req if isinstance(req, DerivedRequest) else DerivedRequest(req or {"item": "<facts>", **{
+        req = req if isinstance(req, DerivedRequest) else DerivedRequest.of(req or {"item": "<facts>", **{
             k: v for k, v in facts.items() if k in ("drug", "modality", "quantity", "refills", "sessions")}})
         if not isinstance(edition, Edition):
             edition = self.rulebook.edition(edition) if edition else self.rulebook.manifest.editions[-1]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import multiprocessing as mp
 import os
 import re
 import tempfile
@@ -382,6 +381,11 @@ def _work(args: tuple[str, str | None, int | None]) -> dict[str, Any]:
     return regress_letter(*args)
 
 
+def _dead(args: tuple[str, str | None, int | None], code: int | None) -> dict[str, Any]:
+    from .workers import died
+    return {"letter": args[0], "error": f"extraction failed: the worker process {died(code)} on this letter"}
+
+
 # ------------------------------------------------------------------------- the run
 
 def _ratio(n: int, d: int) -> float | None:
@@ -572,14 +576,13 @@ def run_regression(paths: Iterable[str | Path], *, workers: int = 1, rules_dir: 
                     progress(n, total)
 
         if workers > 1 and total > 1:
-            ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-            if ctx.get_start_method() == "fork":
+            from .workers import chunks, context, ordered_map
+            if context().get_start_method() == "fork":
                 _warm_extractor(jobs[0][0])
-            from .batch import _quiet_worker
-            with ctx.Pool(workers, initializer=_quiet_worker) as pool:
-                # ordered imap keeps the report in input order whatever the worker count
-                # small chunks for a small corpus: PDFs differ in cost and the last chunk sets the end
-                consume(pool.imap(_work, jobs, chunksize=max(1, min(64, total // (workers * 32)))))
+            # small chunks for a small corpus: PDFs differ in cost and the last chunk sets the end;
+            # results come back in input order whatever the worker count
+            size = max(1, min(64, total // (workers * 32)))
+            consume(r for chunk in ordered_map(_work, chunks(jobs, size), workers, on_death=_dead) for r in chunk)
         else:
             consume(map(_work, jobs))
     # every file in is either reported or an error

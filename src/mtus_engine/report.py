@@ -14,12 +14,10 @@ import re
 from typing import IO, Any
 from xml.sax.saxutils import escape, quoteattr
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-from rich.console import Console
-from rich.markup import escape as _esc
-from rich.table import Table
-
 from .regress import OUTCOMES, RegressionRun
+
+# jinja2 (html) and rich (text) are imported by the writers that use them: a JSON report
+# never loads them
 
 ENGINE_OUTCOMES = ("upheld", "overturned", "no-rule")
 MAX_LISTED = 2000   # disagreements listed in text/HTML; the JSON report has them all
@@ -121,6 +119,9 @@ def _outside_note(item: dict) -> str:
 
 def write_text(run: RegressionRun, out: IO[str], *, changes: list[dict] | None = None,
                color: bool = False) -> None:
+    from rich.console import Console
+    from rich.markup import escape as _esc
+    from rich.table import Table
     console = Console(file=out, width=110, color_system="standard" if color else None,
                       force_terminal=color, highlight=False)
     s = run.summary
@@ -283,6 +284,7 @@ def _confusion_png(run: RegressionRun) -> str:
 
 
 def write_html(run: RegressionRun, out: IO[str], *, rulebook: dict, changes: list[dict] | None = None) -> None:
+    from jinja2 import Environment, PackageLoader, select_autoescape
     env = Environment(loader=PackageLoader("mtus_engine", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     disagreements = []
@@ -300,32 +302,3 @@ def write_html(run: RegressionRun, out: IO[str], *, rulebook: dict, changes: lis
         total_disagree=total_disagree, errors=run.errors, changes=changes, pct=_pct,
         figures=figure_rows(run.summary), reasons=reason_line(run.summary),
         part_header=PART_HEADER, parts=part_rows(run.summary)))
-
-
-def markdown_report(paths: list[str], *, output: str | None = None, baseline: dict | None = None,
-                    workers: int = 1, rules_dir: str | None = None, engine: Any = None,
-                    max_bytes: int | None = None) -> dict:
-    """`mtus regress --format markdown`: run the regression, write the markdown report (to
-    output atomically, else stdout); returns the summary and the regression count."""
-    import os
-    import sys
-    from pathlib import Path
-
-    from .regress import compare_baseline, run_regression
-    if engine is None:
-        from .engine import process_engine
-        engine = process_engine(rules_dir)
-    rb = {"version": engine.rulebook.version, "digest": engine.rulebook.digest}
-    with run_regression(paths, workers=workers, rules_dir=rules_dir, max_bytes=max_bytes) as run:
-        changes = compare_baseline(run, baseline) if baseline is not None else None
-        buf = io.StringIO()
-        write_markdown(run, buf, rulebook=rb, changes=changes)
-        if output:
-            target = Path(output)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text(buf.getvalue(), encoding="utf-8")
-            os.replace(tmp, target)
-        else:
-            sys.stdout.write(buf.getvalue())
-        regressed = sum(c["regressed"] for c in changes) if changes else 0
-        return {"summary": run.summary, "errors": run.errors, "changes": changes, "regressed": regressed}

@@ -22,7 +22,6 @@ from .yamlio import line_of, parse_document, plain, read_bytes
 from .errors import InputError
 
 Certainty = Literal["letter", "public", "recalled"]
-Decision = Literal["certify", "modify", "non-certify", "no-rule"]
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 ALLOWED_PLACEHOLDERS = {"value"}
 
@@ -153,9 +152,6 @@ class Citation(_Strict):
     certainty: Certainty
     note: str | None = None
     part: str = ""                  # the guideline part (edition) id it cites
-
-    def label(self) -> str:
-        return f"{self.section}" + (f", page(s) {self.pages}" if self.pages else "")
 
 
 class ExtraCitation(_Strict):
@@ -527,7 +523,6 @@ def _load_rulebook(root: Path) -> Rulebook:
     drugs = DrugVocabulary(drug_specs or {})
 
     files: dict[str, RuleFile] = {}
-    raw: dict[str, Any] = {}
     rule_paths = sorted(p for p in root.rglob("*.yaml")
                         if p.parent.name != "vocabulary" and p.name != "rulebook.yaml"
                         and not p.name.endswith(".test.yaml"))
@@ -561,7 +556,6 @@ def _load_rulebook(root: Path) -> Rulebook:
                                         f"pages for part {part_id!r}, which this file does not cite")
         rf = rf.model_copy(update={"rules": rules})
         files[source] = rf
-        raw[source] = data
         for i, rule in enumerate(rf.rules):
             where_rule = _where(str(path), data, ("rules", i, "id"))
             if rule.id in seen_ids:
@@ -654,11 +648,6 @@ def _value_fits(spec: FactSpec, value: Any) -> bool:
     if spec.type == "string":
         return isinstance(value, str) and (not spec.values or value in spec.values)
     return isinstance(value, list) and all(v in (spec.values or []) for v in value)
-
-
-def rulebook_summary(rulebook: Rulebook) -> dict[str, Any]:
-    return {"name": rulebook.manifest.name, "version": rulebook.version, "digest": rulebook.digest,
-            "rules": len(rulebook.rules), "files": len(rulebook.files)}
 
 
 __all__ = ["Rulebook", "Rule", "Criterion", "Citation", "load_rulebook", "default_rules_dir",

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from .case import Case, Findings, Medication, Patient, Request, case_from_data, derive_request
-from .determination import CaseDetermination, Determination
+from .determination import DECISIONS, CaseDetermination, Determination
 from .engine import Engine
 from .errors import InputError
 
@@ -483,7 +483,7 @@ def grid(case: Case, engine: Engine, axes: list[tuple[str, list[Any]]], request:
     return Grid(request, list(axes), rows)
 
 
-DECISION_CODES = {"certify": 0, "modify": 1, "non-certify": 2, "no-rule": 3, "invalid": 4}
+DECISION_CODES = {d: n for n, d in enumerate((*DECISIONS, "invalid"))}   # heat-map cell values
 
 
 def plot_grid(g: Grid, path: str, title: str) -> None:
