@@ -280,3 +280,39 @@ def test_other_layouts_of_the_same_note():
                  .replace("Plan:", "TREATMENT PLAN/REQUESTS:")
                  .replace("\n", "\r\n"))
     assert read_progress_note(other).case == base
+
+
+# ---------------------------------------------------------------- through the CLI
+
+def _mtus(*args: str):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "mtus_engine", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("note", NOTES[:3] + NOTES[-2:], ids=lambda p: p.stem)
+def test_cli_evaluates_a_note_as_its_expected_determination(note):
+    run = _mtus("evaluate", str(note), "--format", "json")
+    assert run.returncode in (0, 1), run.stderr
+    out = json.loads(run.stdout)
+    assert out["case_id"] == f"note-{note.stem}"
+    want = _expected(note)["determinations"]
+    got = out["determinations"]
+    assert [d["decision"] for d in got] == [w["decision"] for w in want]
+
+
+def test_cli_extract_writes_the_note_and_its_case(tmp_path):
+    note = NOTES[0]
+    run = _mtus("extract", str(note), SEED_LETTERS[0].as_posix(), "-o", str(tmp_path), "--quiet")
+    assert run.returncode == 0, run.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert f"{note.stem}.note.json" in names and f"{note.stem}.case.yaml" in names
+    assert f"{SEED_LETTERS[0].stem}.letter.json" in names     # a letter beside it stays a letter
+    doc = json.loads((tmp_path / f"{note.stem}.note.json").read_text())
+    assert doc["case"]["requests"]
+
+
+def test_cli_extract_kind_note_on_a_letter_is_one_clear_error():
+    run = _mtus("extract", "--kind", "note", str(SEED_LETTERS[0]))
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"error: {SEED_LETTERS[0]}")

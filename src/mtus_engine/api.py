@@ -99,11 +99,17 @@ def case_error(source: str, exc: BaseException, case: "Case | None" = None,
                       expected="a case this engine can judge; please report this input")
 
 
-def extract_letter(path: str, *, max_bytes: int | None = None) -> dict:
-    """A letter file -> {"letter": parsed letter, "case": derived case}. Raises InputError."""
+def extract_letter(path: str, *, max_bytes: int | None = None, kind: str = "auto") -> dict:
+    """A letter file -> {"letter": parsed letter, "case": derived case}; a progress note ->
+    {"kind": "note", "note": parsed note, "case": ...}. ``kind`` is auto (detected), letter or
+    note. Raises InputError."""
     from .case import case_from_data, case_to_data
     from .letter import letter_to_case, parse_letter, read_letter
-    parsed = parse_letter(read_letter(path, max_bytes=max_bytes) if max_bytes else read_letter(path), path)
+    from .notes import detect_document, extract_note
+    text = read_letter(path, max_bytes=max_bytes) if max_bytes else read_letter(path)
+    if (kind if kind != "auto" else detect_document(text)) == "note":
+        return extract_note(text, path, f"note-{Path(path).stem}")
+    parsed = parse_letter(text, path)
     case = case_from_data(letter_to_case(parsed, f"letter-{Path(path).stem}"), path)
     return {"source": path, "letter": parsed.model_dump(mode="json"), "case": case_to_data(case)}
 
@@ -127,7 +133,8 @@ def write_extraction(doc: dict, path: str, out_dir: Path, fmt: str,
     except OSError as exc:
         raise InputError(str(out_dir), f"cannot create the output directory: {exc.strerror or exc}") from None
     stem = Path(path).name.rsplit(".", 1)[0]
-    names = [(f"{stem}.letter.{fmt}", doc["letter"], fmt), (f"{stem}.case.yaml", doc["case"], "yaml")]
+    kind = "note" if doc.get("kind") == "note" else "letter"
+    names = [(f"{stem}.{kind}.{fmt}", doc[kind], fmt), (f"{stem}.case.yaml", doc["case"], "yaml")]
     if taken is not None:
         for name, _, _ in names:
             if name in taken:
@@ -232,13 +239,20 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
 
 
 def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
-    """A case file, or an IMR letter (.txt/.pdf) which is extracted into its case first."""
+    """A case file, or an IMR letter or a progress note (.txt/.pdf), whose case is read first."""
     if source != "-" and Path(source).suffix.lower() in (".txt", ".pdf"):
-        from .case import case_from_data
-        from .letter import letter_to_case, parse_letter, read_letter
-        parsed = parse_letter(read_letter(source, max_bytes=max_bytes), source)
-        return case_from_data(letter_to_case(parsed, f"letter-{Path(source).stem}"), source)
+        from .letter import read_letter
+        from .notes import case_from_text
+        text = read_letter(source, max_bytes=max_bytes)
+        kind = "note" if _is_note(text) else "letter"
+        return case_from_text(text, source, kind=kind, stem=Path(source).stem)[1]
     return read_case(source, max_bytes=max_bytes)
+
+
+def _is_note(text: str) -> bool:
+    # anything not recognised as a note is read as a letter, whose reader says what is wrong
+    from .notes import detect_document
+    return detect_document(text) == "note"
 
 
 def case_data(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
@@ -260,25 +274,25 @@ def collect_letters(paths: list[str]) -> tuple[list[Path], list[dict]]:
 
 # ------------------------------------------------------------------ extract
 
-def _extract_one(args: tuple[str, int | None]) -> tuple[dict | None, str | None]:
+def _extract_one(args: tuple[str, int | None, str]) -> tuple[dict | None, str | None]:
     """(the extraction, None) or (None, its one-line error): run in a worker, never raises."""
-    path, max_bytes = args
+    path, max_bytes, kind = args
     try:
-        return extract_letter(path, max_bytes=max_bytes), None
+        return extract_letter(path, max_bytes=max_bytes, kind=kind), None
     except Exception as exc:  # noqa: BLE001 - one letter never takes down the run
         return None, case_error(path, exc).message
 
 
-def _extract_died(args: tuple[str, int | None], code: int | None) -> tuple[None, str]:
+def _extract_died(args: tuple[str, int | None, str], code: int | None) -> tuple[None, str]:
     from .workers import died
     return None, f"{args[0]}: could not be extracted: the worker process {died(code)} on this letter"
 
 
-def extract_letters(paths: list[str], *, workers: int = 1,
-                    max_bytes: int | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
-    """(path, extraction, None) or (path, None, error) for each letter, in the order given,
-    from ``workers`` processes."""
-    jobs = [(p, max_bytes) for p in paths]
+def extract_letters(paths: list[str], *, workers: int = 1, max_bytes: int | None = None,
+                    kind: str = "auto") -> Iterator[tuple[str, dict | None, str | None]]:
+    """(path, extraction, None) or (path, None, error) for each letter or note, in the order
+    given, from ``workers`` processes."""
+    jobs = [(p, max_bytes, kind) for p in paths]
     if workers > 1 and len(jobs) > 1:
         from .workers import chunks, ordered_map
         size = max(1, min(64, len(jobs) // (workers * 32)))

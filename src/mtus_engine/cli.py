@@ -334,10 +334,13 @@ def rules_test(verbose: bool, rules_dir: str | None) -> None:
               help="Largest letter file accepted.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (output is identical for any number).")
+@click.option("--kind", type=click.Choice(["auto", "letter", "note"]), default="auto", show_default=True,
+              help="What the files are: IMR letters, progress notes (PR-2, office note, RFA), or detected.")
 @click.option("--quiet", is_flag=True, help="Nothing on stderr but errors (no 'wrote' lines, no PDF library warnings).")
 def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None, max_bytes: int, workers: int,
-            quiet: bool) -> None:
-    """Extract IMR letters (text or PDF): the parsed letter and the case derived from it.
+            kind: str, quiet: bool) -> None:
+    """Extract IMR letters or progress notes (text or PDF): the parsed document and the case
+    derived from it (a note writes <note>.note.json/.yaml).
 
     A letter that cannot be read or is not an IMR letter is reported on stderr; the others
     are still extracted; the exit code is then 2.
@@ -351,7 +354,7 @@ def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None, max_bytes: 
         click.echo(f"error: {bad['letter']}: {bad['error']}", err=True)
     docs = []
     taken: dict[str, str] = {}   # output names written in this run -> their letter
-    for path, doc, error in extract_letters(list(map(str, paths)), workers=workers, max_bytes=max_bytes):
+    for path, doc, error in extract_letters(list(map(str, paths)), workers=workers, max_bytes=max_bytes, kind=kind):
         if error is None and out_dir:
             try:
                 for written in write_extraction(doc, path, Path(out_dir), fmt, taken):
