@@ -55,7 +55,21 @@ def __getattr__(name: str) -> Any:
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    # orjson writes what json.dumps(indent=2, ensure_ascii=False) writes, ~10x faster, except a
+    # float's short negative exponent (1e-07 vs 1e-7) and what it refuses (int keys, ints over
+    # 64 bits): those take json.dumps, so the output never depends on which encoder ran. NaN and
+    # infinities (which case validation refuses) come out as null: valid JSON, unlike json's NaN
+    import orjson
+    try:
+        out = orjson.dumps(data, option=orjson.OPT_INDENT_2)
+    except TypeError:
+        out = None
+    if out is None or _ORJSON_DIFFERS(out):
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return out.decode() + "\n"
+
+
+_ORJSON_DIFFERS = re.compile(rb"[0-9]e-[0-9](?![0-9])").search
 
 
 def render_json(result: CaseDetermination) -> str:
