@@ -212,3 +212,12 @@ def test_plain_form_post_without_script(browser, server):
         assert pg.locator("#document").input_value().strip() == LETTER.read_text().strip()
     finally:
         ctx.close()
+
+
+def test_api_docs_render_offline(page, server):
+    """Swagger UI at /docs draws every operation from this server's own files: nothing from a CDN."""
+    page.goto(server.url + "/docs")
+    expect(page.locator(".opblock").first).to_be_visible()
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert any("/v1/evaluate" in p for p in paths) and any("/cds-services" in p for p in paths)
+    assert page.foreign == [] and page.errors == []

@@ -179,6 +179,24 @@ def test_openapi_docs(server):
             "/cds-services", "/cds-services/mtus-order-sign"} <= set(paths)
 
 
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_load_nothing_from_afar(server, page):
+    """The docs pages name only this server's files, and the server has them (no network needed)."""
+    import re
+    r = server.client.get(page)
+    assert r.status_code == 200
+    refs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', r.text) + re.findall(r'url:\s*["\']([^"\']+)', r.text)
+    refs += re.findall(r'spec-url="([^"]+)', r.text)
+    assert refs and not any("//" in ref for ref in refs), refs
+    scripts = [ref for ref in refs if ref.endswith(".js")]
+    assert scripts
+    for ref in refs:
+        asset = server.client.get(ref)
+        assert asset.status_code == 200 and len(asset.content) > 0, ref
+    for script in scripts:
+        assert "javascript" in server.client.get(script).headers["content-type"]
+
+
 def test_plain_form_post(server):
     letter = LETTERS[0]
     r = server.client.post("/", data={"document": letter.read_text(), "edition": ""})

@@ -68,27 +68,42 @@ def _error(message: str, status: int = 422) -> Response:
     return _json({"error": message}, status)
 
 
-class BodyLimit:
-    """Pure ASGI: refuses a body over the limit (by Content-Length, or while it streams in)."""
+class Guard:
+    """Pure ASGI, one layer just inside Starlette's error middleware:
+    - a body over the limit is refused 413 (by Content-Length, or while it streams in);
+    - with a token, every path but /healthz, the page and its assets needs
+      ``Authorization: Bearer <token>`` (the page's plain form may send a ``token`` field instead);
+    - an unexpected exception is logged by its type only (its message or traceback could quote the
+      case) and answered 500, never re-raised."""
 
-    def __init__(self, app, max_bytes: int):
+    OPEN = ("/healthz", "/static/", "/favicon.ico", "/docs", "/openapi.json", "/redoc")
+
+    def __init__(self, app, max_bytes: int, token: str | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.limit = max_bytes + 64 * 1024  # room for a multipart form's envelope
+        self.token = token.encode() if token else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.max_bytes + 64 * 1024  # room for a multipart form's envelope
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > limit
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    return await _send_error(send, 413, f"body is over the {self.max_bytes}-byte limit")
+        headers = dict(scope.get("headers", ()))
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.limit
+            except ValueError:
+                too_big = True
+            if too_big:
+                return await _send_error(send, 413, f"body is over the {self.max_bytes}-byte limit")
+        if self.token is not None and not self.open_path(scope["path"]):
+            scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+                return await _send_error(send, 401, "missing or wrong bearer token",
+                                         [(b"www-authenticate", b"Bearer")])
         seen = 0
         started = False
+        limit = self.limit
 
         async def limited_receive():
             nonlocal seen
@@ -110,73 +125,25 @@ class BodyLimit:
         except _TooLarge:
             if not started:
                 await _send_error(send, 413, f"body is over the {self.max_bytes}-byte limit")
+        except Exception as exc:  # noqa: BLE001
+            log.error("internal error on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
+            if not started:
+                await _send_error(send, 500, f"internal error ({type(exc).__name__})")
+
+    def open_path(self, path: str) -> bool:
+        return path == "/" or path.startswith(self.OPEN)  # POST / checks its own form token
 
 
 class _TooLarge(Exception):
     pass
 
 
-async def _send_error(send, status: int, message: str) -> None:
+async def _send_error(send, status: int, message: str, extra: list | None = None) -> None:
     body = to_json({"error": message}).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+                            *(extra or [])]})
     await send({"type": "http.response.body", "body": body})
-
-
-class Shield:
-    """Pure ASGI, just inside Starlette's error middleware: an unexpected exception is logged by its
-    type only (its message or traceback could quote the case) and answered 500, never re-raised."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = False
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except _TooLarge:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            log.error("internal error on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
-            if not started:
-                await _send_error(send, 500, f"internal error ({type(exc).__name__})")
-
-
-class BearerAuth:
-    """Pure ASGI: with a token, every path but /healthz, the page and its assets needs
-    ``Authorization: Bearer <token>`` (the page's plain form may send a ``token`` field instead)."""
-
-    OPEN = ("/healthz", "/static/", "/favicon.ico")
-
-    def __init__(self, app, token: str):
-        self.app = app
-        self.token = token.encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope["path"]
-        if path.startswith(self.OPEN) or path == "/" or path in ("/docs", "/openapi.json"):
-            return await self.app(scope, receive, send)  # POST / checks its own form token
-        auth = dict(scope.get("headers", ())).get(b"authorization", b"")
-        scheme, _, given = auth.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
-            body = to_json({"error": "missing or wrong bearer token"}).encode()
-            await send({"type": "http.response.start", "status": 401,
-                        "headers": [(b"content-type", JSON_TYPE.encode()), (b"www-authenticate", b"Bearer"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        return await self.app(scope, receive, send)
 
 
 class Service:
@@ -345,14 +312,14 @@ def create_app(config: Config | None = None) -> FastAPI:
     service = Service(config)
     app = FastAPI(title="mtus-engine", version=__version__,
                   description="California workers' comp utilization review: MTUS determinations, "
-                              "CDS Hooks cards, and a reviewer's page.")
+                              "CDS Hooks cards, and a reviewer's page.",
+                  docs_url=None, redoc_url=None)  # served below from local files, not a CDN
     app.state.service = service
-    app.add_middleware(Shield)  # innermost of ours: no exception (nor its message) reaches a log
-    if config.token:
-        app.add_middleware(BearerAuth, token=config.token)
-    app.add_middleware(BodyLimit, max_bytes=config.max_bytes)  # outermost
+    app.add_middleware(Guard, max_bytes=config.max_bytes, token=config.token)
     static_dir = Path(str(resources.files("mtus_engine.service") / "static"))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
+
+    _offline_docs(app)
 
     @app.exception_handler(BadInput)
     async def _bad(_request: Request, exc: BadInput):
@@ -450,6 +417,40 @@ def create_app(config: Config | None = None) -> FastAPI:
     from .page import register as register_page
     register_page(app, service, body_of, toggles)
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files installed with the package fastapi-offline (Swagger
+    UI 5, which reads OpenAPI 3.1), per FastAPI's "self-hosting JavaScript and CSS for docs": the
+    docs work with no internet, and the browser asks nothing of a CDN."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    assets = Path(str(resources.files("fastapi_offline") / "static"))
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    oauth2 = app.swagger_ui_oauth2_redirect_url
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request):
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=root + app.openapi_url, title=app.title + " - Swagger UI",
+                                   oauth2_redirect_url=oauth2,
+                                   swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no badge fetched from afar
+
+    @app.get(oauth2, include_in_schema=False)
+    async def swagger_ui_redirect():
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request):
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=root + app.openapi_url, title=app.title + " - ReDoc",
+                              redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
 
 
 def config_from_env() -> Config:
