@@ -387,3 +387,43 @@ def test_an_internal_error_is_500_and_logs_no_content(caplog):
     assert r.status_code == 500 and r.json() == {"error": "internal error (RuntimeError)"}
     assert ok.status_code == 200
     assert "Secret" not in caplog.text and "RuntimeError" in caplog.text
+
+
+def _group_cpu(pgid: int) -> dict[int, float]:
+    """CPU seconds used so far by each live process of a process group (the server and its children)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "pid (comm)": state ppid pgrp ...
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def test_a_timed_out_letter_stops_working(tmp_path):
+    """A letter that takes longer than --timeout to read answers 503; its reader process is killed,
+    so no core keeps working on it, and the server goes on serving letters."""
+    slow = (LETTERS[0].read_bytes() + b"\n") * 200  # seconds of parsing (superlinear in length)
+    with ServerProcess(["--timeout", "0.5"], log_path=tmp_path / "server.log") as srv:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            ok = c.post("/v1/evaluate", content=LETTERS[0].read_bytes(),
+                        headers={"content-type": "text/plain"}, params={"name": LETTERS[0].name})
+            assert ok.status_code == 200
+            t0 = time.monotonic()
+            r = c.post("/v1/evaluate", content=slow, headers={"content-type": "text/plain"})
+            took = time.monotonic() - t0
+            assert r.status_code == 503 and "longer than 0.5 s" in r.json()["error"]
+            assert took < 2.0
+            before = _group_cpu(srv.proc.pid)
+            time.sleep(1.5)
+            after = _group_cpu(srv.proc.pid)
+            busy = sum(after[p] - before[p] for p in after if p in before)
+            assert busy < 0.5, f"{busy:.2f} s of CPU spent after the 503: the work goes on"
+            again = c.post("/v1/evaluate", content=LETTERS[0].read_bytes(),
+                           headers={"content-type": "text/plain"}, params={"name": LETTERS[0].name})
+            assert again.status_code == 200 and again.content == ok.content

@@ -16,10 +16,12 @@ evaluations in time. No case content is ever logged; the decision log keeps it o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -41,6 +43,9 @@ JSON_TYPE = "application/json"
 # Cases up to this size are evaluated on the event loop (bounded by their size: at most ~100
 # requests, tens of ms at worst); letters, PDFs and larger bodies go to the pool under --timeout
 INLINE_BYTES = 16 * 1024
+# Seconds allowed for starting a letter reader process (a forkserver's first start imports the
+# letter parser), on top of --timeout, which bounds the reading itself
+READER_STARTUP = 15.0
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Config:
     max_bytes: int = 5 * 1024 * 1024
     timeout: float = 10.0
     threads: int = 4
+    readers: int = 2  # letter/PDF reader processes (killed and replaced on timeout)
 
 
 class BadInput(Exception):
@@ -159,11 +165,20 @@ class Service:
             from .decisions import DecisionLog
             self.log = DecisionLog(config.db, store_inputs=config.store_inputs)
         self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="mtus-eval")
+        from .isolation import ProcessPool
+        self.readers = ProcessPool(config.readers)
         self._rule_text: dict[str, str] = {}
 
     # ------------------------------------------------------------- helpers
-    async def run(self, fn, *args):
-        """fn(*args) in a worker thread, bounded in time."""
+    def limit(self, content_type: str | None) -> float:
+        """run()'s time bound for a body: a letter's own bound is enforced in its reader process
+        (killed at --timeout); run() then only backs it up, with room for a reader's start-up."""
+        if documents.media_type(content_type) in documents.LETTER_TYPES:
+            return self.config.timeout + READER_STARTUP
+        return self.config.timeout
+
+    async def run(self, fn, *args, limit: float | None = None):
+        """fn(*args) in a worker thread, bounded in time (--timeout unless ``limit``)."""
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self.pool, fn, *args)
         expired = False
@@ -172,15 +187,36 @@ class Service:
             nonlocal expired
             expired = True
             fut.cancel()
-        timer = loop.call_later(self.config.timeout, expire)
+        timer = loop.call_later(self.config.timeout if limit is None else limit, expire)
         try:
             return await fut
         except asyncio.CancelledError:
             if expired:
-                raise BadInput(f"evaluation took longer than {self.config.timeout:g} s and was abandoned", 503) from None
+                raise self.expired() from None
             raise
         finally:
             timer.cancel()
+
+    def expired(self) -> BadInput:
+        return BadInput(f"evaluation took longer than {self.config.timeout:g} s and was abandoned", 503)
+
+    def read(self, raw: bytes, content_type: str | None, name: str | None) -> Any:
+        """The case of a body. A letter or PDF is read in a child process, killed at --timeout."""
+        if documents.media_type(content_type) not in documents.LETTER_TYPES:
+            return documents.read_document(raw, content_type, name=name, max_bytes=self.config.max_bytes)
+        from .isolation import Expired, read_document
+        try:
+            status, value = self.readers.call(read_document, (raw, content_type, name, self.config.max_bytes),
+                                              source=name or "<body>", timeout=self.config.timeout)
+        except Expired:
+            raise self.expired() from None
+        if status != "ok":
+            raise BadInput(value)
+        return value
+
+    def close(self) -> None:
+        self.readers.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def engine_for(self, edition: str | None):
         if edition is None or edition == "":
@@ -198,9 +234,11 @@ class Service:
         case = None
         source = name or "<body>"
         try:
-            case = documents.read_document(raw, content_type, name=name, max_bytes=self.config.max_bytes)
+            case = self.read(raw, content_type, name)
             source = name or source
             data = engine.evaluate(case).to_json_data()
+        except BadInput:
+            raise
         except Exception as exc:  # noqa: BLE001 - the CLI's one line, and the server keeps serving
             raise BadInput(case_error(source, exc, case, engine).message) from None
         self.record(endpoint, raw, content_type, data)
@@ -256,8 +294,7 @@ def _whatif_request(service: Service, body: Any, edition: str | None) -> tuple[b
     case = None
     try:
         if isinstance(case_data, str):
-            case = documents.read_document(case_data.encode(), documents.guess_type(case_data.encode(), None),
-                                           name="case", max_bytes=service.config.max_bytes)
+            case = service.read(case_data.encode(), documents.guess_type(case_data.encode(), None), "case")
         elif isinstance(case_data, dict):
             case = case_from_data(case_data, "case")
         else:
@@ -271,6 +308,8 @@ def _whatif_request(service: Service, body: Any, edition: str | None) -> tuple[b
         result = wi.what_if(case, engine, pairs, list(unsets))
     except MtusError as exc:
         raise BadInput(str(exc)) from None
+    except BadInput:
+        raise
     except Exception as exc:  # noqa: BLE001
         from ..api import case_error
         raise BadInput(case_error("case", exc, case, engine).message) from None
@@ -307,13 +346,22 @@ def toggles(engine, case, result: dict) -> dict[str, dict]:
     return out
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    # the letter reader's processes start in the background, not on the first letter
+    threading.Thread(target=app.state.service.readers.warm, daemon=True, name="mtus-warm").start()
+    yield
+    app.state.service.close()  # on a graceful stop: reader processes ended, the log's rows written
+
+
 def create_app(config: Config | None = None) -> FastAPI:
     config = config or Config()
     service = Service(config)
     app = FastAPI(title="mtus-engine", version=__version__,
                   description="California workers' comp utilization review: MTUS determinations, "
                               "CDS Hooks cards, and a reviewer's page.",
-                  docs_url=None, redoc_url=None)  # served below from local files, not a CDN
+                  docs_url=None, redoc_url=None,  # served below from local files, not a CDN
+                  lifespan=_lifespan)
     app.state.service = service
     app.add_middleware(Guard, max_bytes=config.max_bytes, token=config.token)
     static_dir = Path(str(resources.files("mtus_engine.service") / "static"))
@@ -356,7 +404,8 @@ def create_app(config: Config | None = None) -> FastAPI:
             # a small case: bounded by its size, evaluated here (a thread hop costs more than it saves)
             _, data = service.evaluate_bytes(raw, ctype, name, edition, "evaluate")
         else:  # letters, PDFs and large bodies: in a worker thread, under --timeout
-            _, data = await service.run(service.evaluate_bytes, raw, ctype, name, edition, "evaluate")
+            _, data = await service.run(service.evaluate_bytes, raw, ctype, name, edition, "evaluate",
+                                        limit=service.limit(ctype))
         return _json(data)
 
     @app.post("/v1/whatif", summary="What-if: set/unset case fields, or flip each decision",

@@ -116,7 +116,7 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
                               edition=edition or ""), 422)
         ctype = documents.guess_type(raw, name)
         try:
-            initial = await service.run(evaluate_for_page, raw, ctype, name, edition)
+            initial = await service.run(evaluate_for_page, raw, ctype, name, edition, limit=service.limit(ctype))
         except BadInput as exc:
             return _html(page(error=exc.message, text=text, edition=edition or ""), exc.status)
         return _html(page(initial=initial, text=text, edition=edition or ""))
@@ -129,7 +129,8 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
         name = filename.replace("\\", "/").rsplit("/", 1)[-1] if filename else None
         if name is None and ctype == "text/plain":
             name = "pasted.txt"  # a pasted letter: case id letter-pasted
-        return _json(await service.run(evaluate_for_page, raw, ctype, name, edition or None))
+        return _json(await service.run(evaluate_for_page, raw, ctype, name, edition or None,
+                                       limit=service.limit(ctype)))
 
     @app.post("/ui/fragment", response_class=HTMLResponse, include_in_schema=False)
     async def ui_fragment(request: Request):
