@@ -258,6 +258,62 @@ def test_store_inputs_keeps_the_input(tmp_path):
     assert row["input"] == "id: x" and row["requests"][0]["item"] == "Flexeril"
 
 
+def _result(i: int, n_requests: int = 2) -> dict:
+    return {"case_id": f"c{i}", "rulebook": {"version": "v", "digest": "d", "edition": None},
+            "determinations": [{"request": f"item {k}", "decision": "certify", "rules_fired": [f"r{k}"]}
+                               for k in range(n_requests)]}
+
+
+def test_group_commit_keeps_every_row_once(tmp_path):
+    """The writer thread commits queued evaluations together: from many threads at once, each one
+    gets exactly one row and its requests, in fewer transactions than rows; close() writes what is
+    still queued."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mtus_engine.service.decisions import DecisionLog, list_decisions
+    db = tmp_path / "d.db"
+    log = DecisionLog(db)
+    commits = []
+    commit = log._commit
+
+    def counting(conn, rows):
+        commits.append(len(rows))
+        return commit(conn, rows)
+    log._commit = counting
+
+    def one(i: int) -> str:
+        return log.submit(endpoint="evaluate", raw=f"body {i}".encode(), content_type="application/json",
+                          result=_result(i)).result(timeout=30)
+    with ThreadPoolExecutor(16) as pool:
+        uids = list(pool.map(one, range(400)))
+    queued = [log.submit(endpoint="evaluate", raw=b"late", content_type=None, result=_result(400 + i))
+              for i in range(50)]
+    log.close()  # a graceful stop: the queued rows are written before the writer ends
+    assert all(f.done() and f.exception() is None for f in queued)
+    assert len(set(uids)) == 400
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM decisions").fetchone() == (450, 450)
+        assert conn.execute("SELECT COUNT(*) FROM decision_requests").fetchone()[0] == 900
+    assert sum(commits) == 450 and len(commits) < 450
+    rows = list_decisions(db, limit=None)
+    assert sorted(r["case_id"] for r in rows) == sorted(f"c{i}" for i in range(450))
+    with pytest.raises(RuntimeError):
+        log.submit(endpoint="evaluate", raw=b"", content_type=None, result=_result(0))
+
+
+def test_a_bad_row_does_not_take_its_batch_with_it(tmp_path):
+    from mtus_engine.service.decisions import DecisionLog
+    log = DecisionLog(tmp_path / "d.db")
+    bad = _result(1)
+    bad["determinations"][0]["decision"] = None  # NOT NULL: this one row fails
+    futures = [log.submit(endpoint="evaluate", raw=b"x", content_type=None, result=r)
+               for r in (_result(0), bad, _result(2))]
+    log.close()
+    assert futures[0].exception() is None and futures[2].exception() is None
+    assert isinstance(futures[1].exception(), sqlite3.IntegrityError)
+    assert _count(tmp_path / "d.db") == 2
+
+
 def _count(db: Path) -> int:
     with sqlite3.connect(db, timeout=30) as conn:
         return conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]

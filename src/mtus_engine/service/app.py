@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -177,10 +178,10 @@ class Service:
             return self.config.timeout + READER_STARTUP
         return self.config.timeout
 
-    async def run(self, fn, *args, limit: float | None = None):
-        """fn(*args) in a worker thread, bounded in time (--timeout unless ``limit``)."""
+    async def run(self, fn, *args, limit: float | None = None, **kwargs):
+        """fn(*args, **kwargs) in a worker thread, bounded in time (--timeout unless ``limit``)."""
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.pool, fn, *args)
+        fut = loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
         expired = False
 
         def expire() -> None:  # cheaper than asyncio.wait_for, which wraps every call in a task
@@ -217,6 +218,8 @@ class Service:
     def close(self) -> None:
         self.readers.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.log is not None:
+            self.log.close()  # what is queued is written first
 
     def engine_for(self, edition: str | None):
         if edition is None or edition == "":
@@ -227,8 +230,9 @@ class Service:
             raise BadInput(str(exc)) from None
 
     def evaluate_bytes(self, raw: bytes, content_type: str | None, name: str | None, edition: str | None,
-                       endpoint: str) -> tuple[Any, dict]:
-        """The case of a body and its determination JSON (recorded in the log). BadInput on error."""
+                       endpoint: str, *, record: bool = True) -> tuple[Any, dict]:
+        """The case of a body and its determination JSON (recorded in the log unless ``record`` is
+        false: the caller then awaits record_async). BadInput on error."""
         from ..api import case_error
         engine = self.engine_for(edition)
         case = None
@@ -241,12 +245,34 @@ class Service:
             raise
         except Exception as exc:  # noqa: BLE001 - the CLI's one line, and the server keeps serving
             raise BadInput(case_error(source, exc, case, engine).message) from None
-        self.record(endpoint, raw, content_type, data)
+        if record:
+            self.record(endpoint, raw, content_type, data)
         return case, data
 
     def record(self, endpoint: str, raw: bytes, content_type: str | None, data: dict) -> None:
+        """Log one evaluation; returns once it is committed (with whatever else was queued)."""
         if self.log is not None:
-            self.log.record(endpoint=endpoint, raw=raw, content_type=content_type, result=data)
+            self.log.submit(endpoint=endpoint, raw=raw, content_type=content_type, result=data).result()
+
+    async def record_async(self, endpoint: str, raw: bytes, content_type: str | None, data: dict) -> None:
+        """record() without holding the event loop: other requests go on (and join the same commit)."""
+        if self.log is not None:
+            await asyncio.wrap_future(self.log.submit(endpoint=endpoint, raw=raw, content_type=content_type,
+                                                      result=data))
+
+    async def evaluate_answer(self, raw: bytes, content_type: str | None, name: str | None,
+                              edition: str | None) -> bytes:
+        """POST /v1/evaluate: the answer's body, once the evaluation is logged. BadInput on error."""
+        if len(raw) > self.config.max_bytes:
+            raise BadInput(f"body is over the {self.config.max_bytes}-byte limit", 413)
+        if len(raw) <= INLINE_BYTES and documents.media_type(content_type) not in documents.LETTER_TYPES:
+            # a small case: bounded by its size, evaluated here (a thread hop costs more than it saves)
+            _, data = self.evaluate_bytes(raw, content_type, name, edition, "evaluate", record=False)
+        else:  # letters, PDFs and large bodies: in a worker thread, under --timeout
+            _, data = await self.run(self.evaluate_bytes, raw, content_type, name, edition, "evaluate",
+                                     limit=self.limit(content_type), record=False)
+        await self.record_async("evaluate", raw, content_type, data)
+        return to_json(data).encode()
 
     def rule_rows(self) -> list[dict]:
         rb = self.engine.rulebook
@@ -346,6 +372,51 @@ def toggles(engine, case, result: dict) -> dict[str, dict]:
     return out
 
 
+class _App(FastAPI):
+    """FastAPI, with POST /v1/evaluate (the hot path) answered by a raw ASGI handler behind the same
+    Guard (body limit, token, exception shield): no per-request middleware stack, routing,
+    dependency solving or Response object. Everything else goes through FastAPI as usual."""
+
+    fast_evaluate = None
+
+    async def __call__(self, scope, receive, send):
+        if (self.fast_evaluate is not None and scope["type"] == "http" and scope["path"] == "/v1/evaluate"
+                and scope["method"] == "POST"):
+            return await self.fast_evaluate(scope, receive, send)
+        return await super().__call__(scope, receive, send)
+
+
+def evaluate_asgi(service: "Service"):
+    """POST /v1/evaluate as a raw ASGI app: what the FastAPI route answers, byte for byte."""
+    from starlette.datastructures import QueryParams
+
+    async def app(scope, receive, send):
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        ctype = None
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                ctype = value.decode("latin-1")
+                break
+        query = QueryParams(scope.get("query_string", b"")) if scope.get("query_string") else {}
+        try:
+            body = await service.evaluate_answer(raw, ctype, query.get("name"), query.get("edition"))
+            status = 200
+        except BadInput as exc:
+            body, status = to_json({"error": exc.message}).encode(), exc.status
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+    return app
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
     # the letter reader's processes start in the background, not on the first letter
@@ -357,13 +428,14 @@ async def _lifespan(app: FastAPI):
 def create_app(config: Config | None = None) -> FastAPI:
     config = config or Config()
     service = Service(config)
-    app = FastAPI(title="mtus-engine", version=__version__,
+    app = _App(title="mtus-engine", version=__version__,
                   description="California workers' comp utilization review: MTUS determinations, "
                               "CDS Hooks cards, and a reviewer's page.",
                   docs_url=None, redoc_url=None,  # served below from local files, not a CDN
                   lifespan=_lifespan)
     app.state.service = service
     app.add_middleware(Guard, max_bytes=config.max_bytes, token=config.token)
+    app.fast_evaluate = Guard(evaluate_asgi(service), max_bytes=config.max_bytes, token=config.token)
     static_dir = Path(str(resources.files("mtus_engine.service") / "static"))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
@@ -398,15 +470,10 @@ def create_app(config: Config | None = None) -> FastAPI:
                           "The answer is exactly `mtus evaluate --format json`. `name` plays the file "
                           "name (a letter's case id is letter-<stem>).")
     async def evaluate(request: Request, edition: str | None = None, name: str | None = None):
+        # documents the route; the served app answers it on the fast path (_App, evaluate_asgi)
         raw = await body_of(request)
-        ctype = request.headers.get("content-type")
-        if len(raw) <= INLINE_BYTES and documents.media_type(ctype) not in documents.LETTER_TYPES:
-            # a small case: bounded by its size, evaluated here (a thread hop costs more than it saves)
-            _, data = service.evaluate_bytes(raw, ctype, name, edition, "evaluate")
-        else:  # letters, PDFs and large bodies: in a worker thread, under --timeout
-            _, data = await service.run(service.evaluate_bytes, raw, ctype, name, edition, "evaluate",
-                                        limit=service.limit(ctype))
-        return _json(data)
+        body = await service.evaluate_answer(raw, request.headers.get("content-type"), name, edition)
+        return Response(body, media_type=JSON_TYPE)
 
     @app.post("/v1/whatif", summary="What-if: set/unset case fields, or flip each decision",
               description='Body: {"case": {...}, "set": {"path": value}, "unset": ["path"], "flip": false}. '
@@ -522,7 +589,7 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000, workers:
         DecisionLog(config.db).close()  # the schema exists before any worker writes
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
     uvicorn.run("mtus_engine.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                access_log=access_log, log_level="info", server_header=False,
+                access_log=access_log, log_level="info", server_header=False, proxy_headers=False,
                 http=protocol_name(),
                 limit_concurrency=1024, timeout_keep_alive=5)
 

@@ -4,9 +4,12 @@ One row per evaluation (time, endpoint, case id, SHA-256 of the input, rulebook 
 edition) and one row per request (its decision and the rules fired). Case content (the input, the
 request items) is stored only when the service runs with --store-inputs: it is medical data.
 
-Each evaluation is written in one transaction, committed before the answer is sent, under a unique
-id: several worker processes share the file (WAL mode, busy timeout), and a worker killed mid-write
-leaves the database as it was before that transaction.
+Each evaluation is committed before its answer is sent, under a unique id. A worker's evaluations
+are written by one writer thread that commits whatever has queued up in one transaction (group
+commit): under load one commit serves many answers. Several worker processes share the file (WAL
+mode, synchronous=NORMAL, busy timeout); a worker killed mid-write leaves the database as it was
+before that transaction, and its unanswered requests were never promised a row. A graceful stop
+writes everything queued before the writer ends.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
+import queue
 import sqlite3
 import threading
-import uuid
 from pathlib import Path
+from concurrent.futures import Future
 from typing import Any
 
 SCHEMA = """
@@ -54,13 +59,49 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class _Uids:
+    """Unique ids shaped like UUID4s: 74 random bits drawn once per process, and a counter. Workers
+    sharing the database draw their own bits. (uuid4() per row is a getrandom call, which lets the
+    log's writer thread take the GIL from the event loop in the middle of a request.)"""
+
+    def __init__(self):
+        import itertools
+        import os
+        rnd = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 used
+        self.prefix = f"{rnd >> 48 & 0xffffffff:08x}-{rnd >> 32 & 0xffff:04x}-4{rnd >> 20 & 0xfff:03x}-" \
+                      f"{0x8 | (rnd >> 18 & 0x3):x}{rnd >> 6 & 0xfff:03x}-"
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xffffffffffff:012x}"
+
+
+def _reset_uids() -> None:
+    global _uids
+    _uids = _Uids()
+
+
+_uids = _Uids()
+os.register_at_fork(after_in_child=_reset_uids)  # a forked process draws its own bits
+
+
+def new_uid() -> str:
+    return _uids.next()
+
+
 class DecisionLog:
-    """A connection per thread to one SQLite file shared by every worker."""
+    """A connection per thread to one SQLite file shared by every worker, and a writer thread."""
+
+    BATCH = 512  # most evaluations in one transaction
 
     def __init__(self, path: str | Path, *, store_inputs: bool = False):
         self.path = str(path)
         self.store_inputs = store_inputs
         self._local = threading.local()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._closed = False
         with self._connect() as conn:
             conn.executescript(SCHEMA)
 
@@ -79,31 +120,108 @@ class DecisionLog:
             conn = self._local.conn = self._connect()
         return conn
 
-    def record(self, *, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any]) -> str:
-        """Write one evaluation (its JSON as the API answers it); returns its unique id."""
-        uid = str(uuid.uuid4())
+    def _row(self, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any]) -> tuple:
+        """One evaluation as the rows to insert (taken from the result now: the caller may reuse it)."""
         rb = result["rulebook"]
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-        conn = self.conn
+        head = (new_uid(), now, endpoint, result.get("case_id"), sha256(raw), content_type, rb["version"],
+                rb["digest"], rb.get("edition"), int(bool(rb.get("edition_chosen"))),
+                raw if self.store_inputs else None)
+        requests = [(i, d["decision"], json.dumps(d.get("rules_fired") or []),
+                     d["request"] if self.store_inputs else None) for i, d in enumerate(result["determinations"])]
+        return head, requests
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, head: tuple, requests: list[tuple]) -> None:
+        cur = conn.execute(
+            "INSERT INTO decisions (uid, time, endpoint, case_id, input_sha256, content_type, rulebook_version,"
+            " rulebook_digest, edition, edition_chosen, input) VALUES (?,?,?,?,?,?,?,?,?,?,?)", head)
+        rowid = cur.lastrowid
+        conn.executemany(
+            "INSERT INTO decision_requests (decision_id, idx, decision, rules_fired, item) VALUES (?,?,?,?,?)",
+            [(rowid, *q) for q in requests])
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, rows: list[tuple]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            cur = conn.execute(
-                "INSERT INTO decisions (uid, time, endpoint, case_id, input_sha256, content_type, rulebook_version,"
-                " rulebook_digest, edition, edition_chosen, input) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (uid, now, endpoint, result.get("case_id"), sha256(raw), content_type, rb["version"], rb["digest"],
-                 rb.get("edition"), int(bool(rb.get("edition_chosen"))), raw if self.store_inputs else None))
-            rowid = cur.lastrowid
-            conn.executemany(
-                "INSERT INTO decision_requests (decision_id, idx, decision, rules_fired, item) VALUES (?,?,?,?,?)",
-                [(rowid, i, d["decision"], json.dumps(d.get("rules_fired") or []),
-                  d["request"] if self.store_inputs else None) for i, d in enumerate(result["determinations"])])
+            for head, requests in rows:
+                DecisionLog._insert(conn, head, requests)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return uid
+
+    def record(self, *, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any]) -> str:
+        """Write one evaluation (its JSON as the API answers it) in its own transaction; returns its
+        unique id."""
+        row = self._row(endpoint, raw, content_type, result)
+        self._commit(self.conn, [row])
+        return row[0][0]
+
+    # ---------------------------------------------------------------- group commit
+    def submit(self, *, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any]) -> Future:
+        """Queue one evaluation for the writer thread; the future holds its unique id once committed
+        (or the error that prevented it)."""
+        fut: Future = Future()
+        row = self._row(endpoint, raw, content_type, result)
+        with self._writer_lock:
+            if self._closed:
+                raise RuntimeError("the decision log is closed")
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="mtus-decisions", daemon=True)
+                self._writer.start()
+            self._queue.put((row, fut))
+        return fut
+
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                batch = [item]
+                stop = False
+                while len(batch) < self.BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._write_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list) -> None:
+        try:
+            self._commit(conn, [row for row, _ in batch])
+        except Exception:  # noqa: BLE001 - one bad row must not take its batch with it
+            for row, fut in batch:
+                try:
+                    self._commit(conn, [row])
+                except Exception as exc:  # noqa: BLE001
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(row[0][0])
+            return
+        for row, fut in batch:
+            fut.set_result(row[0][0])
 
     def close(self) -> None:
+        """Write what is queued, end the writer, close this thread's connection."""
+        with self._writer_lock:
+            self._closed = True
+            writer = self._writer
+            if writer is not None:
+                self._queue.put(None)
+        if writer is not None:
+            writer.join()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
