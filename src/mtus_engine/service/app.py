@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -169,6 +169,7 @@ class Service:
         from .isolation import ProcessPool
         self.readers = ProcessPool(config.readers)
         self._rule_text: dict[str, str] = {}
+        self._pending: list[tuple[dict, asyncio.Future]] = []  # evaluations of this loop turn, to log
 
     # ------------------------------------------------------------- helpers
     def limit(self, content_type: str | None) -> float:
@@ -255,10 +256,46 @@ class Service:
             self.log.submit(endpoint=endpoint, raw=raw, content_type=content_type, result=data).result()
 
     async def record_async(self, endpoint: str, raw: bytes, content_type: str | None, data: dict) -> None:
-        """record() without holding the event loop: other requests go on (and join the same commit)."""
-        if self.log is not None:
-            await asyncio.wrap_future(self.log.submit(endpoint=endpoint, raw=raw, content_type=content_type,
-                                                      result=data))
+        """record() without holding the event loop: the evaluations of one turn of the loop go to the
+        writer thread in one hand-off and come back in one wake-up (and join the same commit)."""
+        if self.log is None:
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append(({"endpoint": endpoint, "raw": raw, "content_type": content_type, "result": data}, fut))
+        if len(self._pending) == 1:
+            loop.call_soon(self._hand_off, loop)
+        await fut
+
+    def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._pending = self._pending, []
+        futures = [f for _, f in batch]
+        try:
+            done = self.log.submit_many([e for e, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - the log is closed: each request answers 500
+            for f in futures:
+                if not f.done():
+                    f.set_exception(exc)
+            return
+
+        def settle(outcome: Future) -> None:
+            try:
+                results = outcome.result()
+            except BaseException as exc:  # noqa: BLE001
+                results = [exc] * len(futures)
+            for f, r in zip(futures, results):
+                if f.done():  # its request was cancelled (client gone)
+                    continue
+                if isinstance(r, BaseException):
+                    f.set_exception(r)
+                else:
+                    f.set_result(r)
+        def wake(outcome: Future) -> None:
+            try:
+                loop.call_soon_threadsafe(settle, outcome)
+            except RuntimeError:  # the loop is closed: nobody waits for these any more
+                pass
+        done.add_done_callback(wake)
 
     async def evaluate_answer(self, raw: bytes, content_type: str | None, name: str | None,
                               edition: str | None) -> bytes:

@@ -164,15 +164,24 @@ class DecisionLog:
         """Queue one evaluation for the writer thread; the future holds its unique id once committed
         (or the error that prevented it)."""
         fut: Future = Future()
-        row = self._row(endpoint, raw, content_type, result)
+        self._put([self._row(endpoint, raw, content_type, result)], fut, True)
+        return fut
+
+    def submit_many(self, evaluations: list[dict[str, Any]]) -> Future:
+        """Queue several evaluations (each the keyword arguments of submit) as one hand-off to the
+        writer; the future holds, in order, each one's unique id or the error that prevented it."""
+        fut: Future = Future()
+        self._put([self._row(**e) for e in evaluations], fut, False)
+        return fut
+
+    def _put(self, rows: list[tuple], fut: Future, single: bool) -> None:
         with self._writer_lock:
             if self._closed:
                 raise RuntimeError("the decision log is closed")
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, name="mtus-decisions", daemon=True)
                 self._writer.start()
-            self._queue.put((row, fut))
-        return fut
+            self._queue.put((rows, fut, single))
 
     def _write_loop(self) -> None:
         conn = self._connect()
@@ -182,8 +191,9 @@ class DecisionLog:
                 if item is None:
                     return
                 batch = [item]
+                size = len(item[0])
                 stop = False
-                while len(batch) < self.BATCH:
+                while size < self.BATCH:
                     try:
                         nxt = self._queue.get_nowait()
                     except queue.Empty:
@@ -192,6 +202,7 @@ class DecisionLog:
                         stop = True
                         break
                     batch.append(nxt)
+                    size += len(nxt[0])
                 self._write_batch(conn, batch)
                 if stop:
                     return
@@ -200,18 +211,27 @@ class DecisionLog:
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list) -> None:
         try:
-            self._commit(conn, [row for row, _ in batch])
+            self._commit(conn, [row for rows, _, _ in batch for row in rows])
+            outcomes = [[row[0][0] for row in rows] for rows, _, _ in batch]
         except Exception:  # noqa: BLE001 - one bad row must not take its batch with it
-            for row, fut in batch:
-                try:
-                    self._commit(conn, [row])
-                except Exception as exc:  # noqa: BLE001
-                    fut.set_exception(exc)
-                else:
-                    fut.set_result(row[0][0])
-            return
-        for row, fut in batch:
-            fut.set_result(row[0][0])
+            outcomes = []
+            for rows, _, _ in batch:
+                mine = []
+                for row in rows:
+                    try:
+                        self._commit(conn, [row])
+                    except Exception as exc:  # noqa: BLE001
+                        mine.append(exc)
+                    else:
+                        mine.append(row[0][0])
+                outcomes.append(mine)
+        for (_, fut, single), mine in zip(batch, outcomes):
+            if not single:
+                fut.set_result(mine)
+            elif isinstance(mine[0], Exception):
+                fut.set_exception(mine[0])
+            else:
+                fut.set_result(mine[0])
 
     def close(self) -> None:
         """Write what is queued, end the writer, close this thread's connection."""
