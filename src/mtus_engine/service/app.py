@@ -76,7 +76,8 @@ def _error(message: str, status: int = 422) -> Response:
 
 
 class Guard:
-    """Pure ASGI, one layer just inside Starlette's error middleware:
+    """Pure ASGI, one layer (just inside Starlette's error middleware, and in front of the
+    /v1/evaluate fast path):
     - a body over the limit is refused 413 (by Content-Length, or while it streams in);
     - with a token, every path but /healthz, the page and its assets needs
       ``Authorization: Bearer <token>`` (the page's plain form may send a ``token`` field instead);
