@@ -78,8 +78,12 @@ def test_evaluate_edition_is_the_cli_json(server):
     assert "error: " + bad.json()["error"] == err.strip()
 
 
-@pytest.mark.parametrize("letter", LETTERS, ids=lambda p: p.name)
+NOTES = sorted((ROOT / "cases" / "notes").glob("*.txt"))[:3]
+
+
+@pytest.mark.parametrize("letter", LETTERS + NOTES, ids=lambda p: p.name)
 def test_evaluate_letter_is_the_cli_json(server, letter):
+    """A letter, or a progress note pasted as text: the CLI's JSON for the same file."""
     rel = str(letter.relative_to(ROOT))
     r = server.client.post("/v1/evaluate", params={"name": rel}, content=letter.read_bytes(),
                            headers={"content-type": "text/plain; charset=utf-8"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from ..case import Case, case_from_data, load_case_text
+from ..case import Case, load_case_text
 from ..errors import InputError
 from ..yamlio import DEFAULT_MAX_BYTES
 
@@ -43,10 +43,13 @@ def letter_text(data: bytes, source: str) -> str:
 
 
 def letter_case(data: bytes, source: str) -> Case:
-    from ..letter import letter_to_case, parse_letter
-    parsed = parse_letter(letter_text(data, source), source)
+    """An IMR letter's or a progress note's case (told apart as the CLI tells them apart)."""
+    from ..notes import case_from_text, detect_document
+    text = letter_text(data, source)
     stem = PurePath(source).stem.strip("<>") or "body"
-    return case_from_data(letter_to_case(parsed, f"letter-{stem}"), source)
+    # anything not recognised as a note is read as a letter, whose reader says what is wrong
+    kind = "note" if detect_document(text) == "note" else "letter"
+    return case_from_text(text, source, kind=kind, stem=stem)[1]
 
 
 def read_document(data: bytes, content_type: str | None, *, name: str | None = None,
