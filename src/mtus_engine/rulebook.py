@@ -236,23 +236,54 @@ class RuleFile(_Strict):
     rules: list[Rule] = Field(min_length=1)
 
 
+class Solve(_Strict):
+    """What-if's inverse of a formula: the request field to vary (the fact rising with it), and
+    fields set alongside (e.g. no refills when the quantity alone sets the supply)."""
+
+    vary: str
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
 class FactSpec(_Strict):
     type: Literal["boolean", "integer", "number", "string", "list"]
     source: Literal["findings", "request", "patient", "derived"]
     meaning: str
     values: list[str] | None = None
-    # a derived boolean declared as data: true when any of these facts is true, false when all
-    # are documented false, else not documented
-    any_of: list[str] | None = None
     # bounds of a number a case may state (past them it is a data-entry error, refused)
     minimum: int | float | None = None
     exclusive_minimum: int | float | None = None
     maximum: int | float | None = None
+    # a derived fact is declared as data (see docs/writing-rules.md, "Adding a derived fact"):
+    # three-valued combinations of boolean facts ...
+    any_of: list[str] | None = None
+    all_of: list[str] | None = None
+    none_of: list[str] | None = None
+    # ... an expression giving the value, or true/false conditions ...
+    formula: str | None = None
+    true_when: str | None = None
+    false_when: str | None = None
+    # ... or a Python derivation registered in derivations.py, with its inputs and parameters
+    function: str | None = None
+    inputs: list[str] | None = None
+    params: dict[str, Any] | None = None
+    only_if: str | None = None      # the fact is left out unless this holds
+    solve: Solve | None = None      # what-if: the request field that moves a formula fact
 
     @model_validator(mode="after")
-    def _any_of_is_derived(self) -> "FactSpec":
-        if self.any_of is not None and (self.type != "boolean" or self.source != "derived"):
-            raise ValueError("any_of declares a derived boolean (type: boolean, source: derived)")
+    def _derivation_is_derived(self) -> "FactSpec":
+        forms = [k for k in ("any_of", "all_of", "none_of", "formula", "true_when", "function")
+                 if getattr(self, k) is not None]
+        if forms and self.source != "derived":
+            raise ValueError(f"{forms[0]} declares a derived fact (source: derived)")
+        if len(forms) > 1:
+            raise ValueError(f"a derived fact has one derivation (found {', '.join(forms)})")
+        if any(getattr(self, k) is not None for k in ("any_of", "all_of", "none_of", "true_when")) \
+                and self.type != "boolean":
+            raise ValueError(f"{forms[0]} declares a derived boolean (type: boolean)")
+        if self.false_when is not None and self.true_when is None:
+            raise ValueError("false_when goes with true_when")
+        if (self.params is not None or self.inputs is not None) and self.function is None:
+            raise ValueError("inputs and params go with function:")
         bounded = (self.minimum, self.exclusive_minimum, self.maximum) != (None, None, None)
         if bounded and self.type not in ("integer", "number"):
             raise ValueError("minimum/maximum bound an integer or number fact")
@@ -395,9 +426,11 @@ class Rulebook:
         return None
 
     @cached_property
-    def any_of_facts(self) -> dict[str, list[str]]:
-        """Derived booleans declared as data (facts with any_of), in a stable order."""
-        return {name: spec.any_of for name, spec in sorted(self.facts.items()) if spec.any_of}
+    def derivation_plan(self):
+        """Every derived fact compiled from its declaration, in dependency order (once per
+        rulebook; the loader has already checked it builds)."""
+        from .derivations import Plan
+        return Plan(self.facts, self.reads)
 
     @cached_property
     def list_values(self) -> dict[str, list[str]]:
@@ -508,7 +541,8 @@ def _load_rulebook(root: Path) -> Rulebook:
             return None, data
 
     manifest, _ = load_model(root / "rulebook.yaml", Manifest)
-    facts, _ = load_model(root / "vocabulary" / "facts.yaml", FactSpec, "facts")
+    facts, facts_data = load_model(root / "vocabulary" / "facts.yaml", FactSpec, "facts")
+    fact_where = {n: (str(root / "vocabulary" / "facts.yaml"), facts_data) for n in facts or {}}
     # a family of facts may keep its own file (vocabulary/facts-imaging.yaml, ...)
     for extra in sorted((root / "vocabulary").glob("facts-*.yaml")):
         more, more_data = load_model(extra, FactSpec, "facts")
@@ -518,6 +552,7 @@ def _load_rulebook(root: Path) -> Rulebook:
                                 f"declared twice (also in facts.yaml or another facts-*.yaml)")
         if facts is not None and more:
             facts = {**facts, **more}
+            fact_where.update({n: (str(extra), more_data) for n in more})
     drug_specs, _ = load_model(root / "vocabulary" / "drugs.yaml", DrugSpec, "drugs")
     facts = facts or {}
     drugs = DrugVocabulary(drug_specs or {})
@@ -563,14 +598,28 @@ def _load_rulebook(root: Path) -> Rulebook:
             seen_ids.setdefault(rule.id, where_rule)
             problems.extend(_lint_rule(rule, i, str(path), data, facts, drugs))
 
-    for name, spec in (facts or {}).items():
-        for member in spec.any_of or []:
-            if member not in facts or facts[member].type != "boolean" or facts[member].any_of:
-                problems.append(f"vocabulary: fact {name}: any_of member {member!r} is not a declared "
-                                f"boolean fact (nor itself an any_of fact)")
+    if facts:
+        problems.extend(_lint_derivations(facts, fact_where))
     if problems:
         raise RulebookError(problems)
     return Rulebook(root, manifest, facts, drugs, files, digest.hexdigest()[:12])
+
+
+def _lint_derivations(facts: dict[str, FactSpec], where: dict[str, tuple[str, Any]]) -> list[str]:
+    """Derived facts whose declaration does not compile: an unknown function or name, an input
+    that is no fact, a cycle; each at its file and line."""
+    from .derivations import Plan, PlanError
+    try:
+        Plan(facts, lambda drug, modality: frozenset())
+    except PlanError as exc:
+        out = []
+        for name, key, message in exc.problems:
+            path, data = where.get(name, ("vocabulary", None))
+            at = _where(path, data, ("facts", name, key)) if line_of(data, ("facts", name, key)) \
+                else _where(path, data, ("facts", name))
+            out.append(f"{at}: {message}")
+        return out
+    return []
 
 
 def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSpec],

@@ -1,0 +1,730 @@
+"""Derived facts: declared in rules/vocabulary/facts*.yaml, computed here in dependency order.
+
+A derived fact is declared with its inputs and one of
+  any_of / all_of / none_of   a three-valued combination of boolean facts,
+  formula                     an expression (below) giving the value,
+  true_when / false_when      expressions: true when the first holds, else false when the
+                              second holds, else not documented,
+  function (+ params)         a Python derivation registered once here with @derivation,
+and may add ``only_if`` (an expression; the fact is left out unless it holds) and ``solve``
+(the request field what-if varies to bring the fact to a criterion's bound).
+
+Expressions are Python syntax parsed by the standard ``ast`` module and compiled to closures
+once per rulebook; only names of facts and request fields, constants, arithmetic, comparisons,
+and/or/not, ``x if c else y``, subscripts, ``drug.<attribute>`` (the requested drug's entry in
+drugs.yaml) and the functions registered with @function are accepted; nothing is eval'd.
+A fact the records do not document is None: arithmetic, ordering and ``in`` with None give
+None; ``and``/``or``/``not`` are three-valued (Kleene); ``==``/``!=`` compare plainly.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .case import Case, medication_generic, parse_item, strength_mg, units_per_day
+from .derived import DerivedRequest
+
+# ----------------------------------------------------------------------------- registries
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A fact-level derivation: forward(ctx, **params) -> value (None: not documented), and
+    inverse(ctx, op, bound, want_met, **params) -> what-if alternatives, each a list of
+    (request field, value, words); inverse None says no change of one input can be proposed."""
+
+    name: str
+    forward: Callable[..., Any]
+    inverse: Callable[..., list] | None
+
+
+DERIVATIONS: dict[str, Registered] = {}
+FUNCTIONS: dict[str, Callable[..., Any]] = {}   # callable from expressions: f(ctx, *args, **kwargs)
+
+
+def derivation(name: str, *, inverse: Callable[..., list] | None):
+    """Register a fact-level derivation once; ``inverse`` must be given (None: none exists)."""
+    def wrap(forward: Callable[..., Any]) -> Callable[..., Any]:
+        if name in DERIVATIONS:
+            raise ValueError(f"derivation {name!r} registered twice")
+        DERIVATIONS[name] = Registered(name, forward, inverse)
+        return forward
+    return wrap
+
+
+def function(name: str):
+    """Register a function expressions may call; it gets the request context first."""
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in FUNCTIONS:
+            raise ValueError(f"function {name!r} registered twice")
+        FUNCTIONS[name] = fn
+        return fn
+    return wrap
+
+
+class Ctx:
+    """What a derivation may read: the case, the request's fields, its drug's vocabulary entry
+    and the facts derived so far."""
+
+    __slots__ = ("case", "req", "rulebook", "spec", "facts")
+
+    def __init__(self, case: Case, req: DerivedRequest, rulebook: Any, spec: Any, facts: dict[str, Any]):
+        self.case, self.req, self.rulebook, self.spec, self.facts = case, req, rulebook, spec, facts
+
+
+# ----------------------------------------------------------------------------- expressions
+
+class ExpressionError(ValueError):
+    pass
+
+
+def _kleene(v: Any) -> bool | None:
+    return None if v is None else bool(v)
+
+
+_ARITH = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+          ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b if b else None}
+_ORDER = {ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b,
+          ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b}
+
+
+def _builtin_round(ctx: Ctx, x: Any, n: int = 0) -> Any:
+    return None if x is None else round(x, n)
+
+
+def _builtin_len(ctx: Ctx, x: Any) -> Any:
+    return None if x is None else len(x)
+
+
+_BUILTINS: dict[str, Callable[..., Any]] = {
+    "round": _builtin_round,
+    "len": _builtin_len,
+    "known": lambda ctx, x: x is not None,
+    "default": lambda ctx, x, d: d if x is None else x,
+}
+
+
+class Compiler:
+    """Compiles expression text against a fact vocabulary: names are facts or request fields."""
+
+    def __init__(self, facts: dict[str, Any], request_fields: set[str]):
+        self.facts = facts
+        self.request_fields = request_fields
+
+    def compile(self, text: str) -> tuple[Callable[[Ctx], Any], set[str]]:
+        """The closure and the fact names it reads; ExpressionError for anything else."""
+        try:
+            tree = ast.parse(str(text).strip(), mode="eval")
+        except SyntaxError as exc:
+            raise ExpressionError(f"cannot parse {text!r}: {exc.msg}") from None
+        reads: set[str] = set()
+        return self._node(tree.body, reads), reads
+
+    def _node(self, n: ast.AST, reads: set[str]) -> Callable[[Ctx], Any]:  # noqa: C901 - one case per node
+        if isinstance(n, ast.Constant):
+            v = n.value
+            return lambda ctx: v
+        if isinstance(n, (ast.List, ast.Tuple)):
+            items = [self._node(e, reads) for e in n.elts]
+            return lambda ctx: [f(ctx) for f in items]
+        if isinstance(n, ast.Name):
+            return self._name(n.id, reads)
+        if isinstance(n, ast.Attribute):
+            if not (isinstance(n.value, ast.Name) and n.value.id == "drug"):
+                raise ExpressionError("only drug.<attribute> (the requested drug's vocabulary entry) is allowed")
+            attr = n.attr
+            if attr not in ("classes", "sedating", "daily_units", "morphine_equivalent", "brands", "aliases"):
+                raise ExpressionError(f"drugs.yaml has no attribute {attr!r}")
+            return lambda ctx: None if ctx.spec is None else getattr(ctx.spec, attr)
+        if isinstance(n, ast.BinOp) and type(n.op) in _ARITH:
+            op, a, b = _ARITH[type(n.op)], self._node(n.left, reads), self._node(n.right, reads)
+
+            def arith(ctx: Ctx) -> Any:
+                x, y = a(ctx), b(ctx)
+                return None if x is None or y is None else op(x, y)
+            return arith
+        if isinstance(n, ast.UnaryOp):
+            a = self._node(n.operand, reads)
+            if isinstance(n.op, ast.Not):
+                return lambda ctx: None if (v := a(ctx)) is None else not v
+            if isinstance(n.op, ast.USub):
+                return lambda ctx: None if (v := a(ctx)) is None else -v
+        if isinstance(n, ast.BoolOp):
+            parts = [self._node(v, reads) for v in n.values]
+            stop = not isinstance(n.op, ast.And)   # and stops at False, or at True
+
+            def kleene(ctx: Ctx) -> bool | None:
+                unknown = False
+                for p in parts:
+                    v = _kleene(p(ctx))
+                    if v is None:
+                        unknown = True
+                    elif v is stop:
+                        return stop
+                return None if unknown else not stop
+            return kleene
+        if isinstance(n, ast.Compare) and len(n.ops) == 1:
+            a, b, op = self._node(n.left, reads), self._node(n.comparators[0], reads), type(n.ops[0])
+            if op is ast.Eq:
+                return lambda ctx: a(ctx) == b(ctx)
+            if op is ast.NotEq:
+                return lambda ctx: a(ctx) != b(ctx)
+            if op in _ORDER:
+                cmp = _ORDER[op]
+
+                def order(ctx: Ctx) -> bool | None:
+                    x, y = a(ctx), b(ctx)
+                    return None if x is None or y is None else cmp(x, y)
+                return order
+            if op in (ast.In, ast.NotIn):
+                negate = op is ast.NotIn
+
+                def member(ctx: Ctx) -> bool | None:
+                    x, y = a(ctx), b(ctx)
+                    return None if x is None or y is None else (x in y) != negate
+                return member
+        if isinstance(n, ast.IfExp):
+            c, yes, no = self._node(n.test, reads), self._node(n.body, reads), self._node(n.orelse, reads)
+
+            def choose(ctx: Ctx) -> Any:
+                v = _kleene(c(ctx))
+                return None if v is None else (yes(ctx) if v else no(ctx))
+            return choose
+        if isinstance(n, ast.Subscript):
+            a, i = self._node(n.value, reads), self._node(n.slice, reads)
+
+            def index(ctx: Ctx) -> Any:
+                x, k = a(ctx), i(ctx)
+                if x is None or k is None:
+                    return None
+                try:
+                    return x[k]
+                except (IndexError, KeyError, TypeError):
+                    return None
+            return index
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+            name = n.func.id
+            fn = _BUILTINS.get(name) or FUNCTIONS.get(name)
+            if fn is None:
+                raise ExpressionError(f"unknown function {name!r} (registered: "
+                                      f"{', '.join(sorted({*_BUILTINS, *FUNCTIONS}))})")
+            args = [self._node(x, reads) for x in n.args]
+            kwargs = {k.arg: self._node(k.value, reads) for k in n.keywords if k.arg}
+            return lambda ctx: fn(ctx, *(f(ctx) for f in args), **{k: f(ctx) for k, f in kwargs.items()})
+        raise ExpressionError(f"{ast.unparse(n)!r} is not an allowed expression")
+
+    def _name(self, name: str, reads: set[str]) -> Callable[[Ctx], Any]:
+        if name in ("true", "false", "none"):
+            raise ExpressionError(f"write {name.capitalize()}, not {name}")
+        spec = self.facts.get(name)
+        if spec is not None:
+            reads.add(name)
+            if spec.type == "list":
+                # a list fact lives as member flags; read back as the list (None: not documented)
+                keys = [(v, f"{name}__{v}") for v in spec.values or []]
+                first = keys[0][1] if keys else None
+                return lambda ctx: ([v for v, k in keys if ctx.facts.get(k)]
+                                    if first is not None and first in ctx.facts else None)
+            return lambda ctx: ctx.facts.get(name)
+        if name in self.request_fields:
+            return lambda ctx: getattr(ctx.req, name)
+        raise ExpressionError(f"unknown name {name!r} (not a declared fact nor a request field)")
+
+
+# ----------------------------------------------------------------------------- the plan
+
+@dataclass
+class Step:
+    """One derived fact, compiled."""
+
+    name: str
+    deps: frozenset[str]                      # derived facts it reads
+    compute: Callable[[Ctx], Any]
+    is_list: bool = False
+    values: tuple[str, ...] = ()
+    guard: Callable[[Ctx], Any] | None = None
+    solve: Any = None                         # FactSpec.solve
+    inverse: Callable[..., list] | None = None
+    params: dict = field(default_factory=dict)
+
+    def put(self, ctx: Ctx) -> None:
+        if self.guard is not None and self.guard(ctx) is not True:
+            return
+        value = self.compute(ctx)
+        if value is None:
+            return
+        if self.is_list:
+            members = set(value)
+            for v in self.values:
+                ctx.facts[f"{self.name}__{v}"] = v in members
+        else:
+            ctx.facts[self.name] = value
+
+
+class PlanError(ValueError):
+    """Problems with the declarations, each (fact name, key, message)."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]):
+        super().__init__("; ".join(p[2] for p in problems))
+        self.problems = problems
+
+
+def _combine(kind: str, members: list[str]) -> Callable[[Ctx], Any]:
+    def combined(ctx: Ctx) -> bool | None:
+        values = [ctx.facts.get(m) for m in members]
+        if kind == "any_of":
+            return True if True in values else (False if all(v is False for v in values) else None)
+        if kind == "all_of":
+            return False if False in values else (True if all(v is True for v in values) else None)
+        return False if True in values else (True if all(v is False for v in values) else None)
+    return combined
+
+
+def request_fields() -> set[str]:
+    """The fields of a derived request an expression may name."""
+    import dataclasses
+    return {f.name for f in dataclasses.fields(DerivedRequest)} - {"given"}
+
+
+class Plan:
+    """Every derived fact compiled, in dependency order; per drug or modality, the steps the
+    rules for it need (cached)."""
+
+    # the engine itself reads drug_class: it picks the rule families
+    ALWAYS = frozenset({"drug_class"})
+
+    def __init__(self, facts: dict[str, Any], reads: Callable[[str | None, str | None], frozenset[str]]):
+        self.reads = reads
+        problems: list[tuple[str, str, str]] = []
+        comp = Compiler(facts, request_fields())
+        steps: dict[str, Step] = {}
+        for name, spec in facts.items():
+            if spec.source != "derived":
+                continue
+            try:
+                step = _compile_step(name, spec, comp)
+            except (ExpressionError, KeyError) as exc:
+                problems.append((name, _form_key(spec), f"fact {name}: {exc}"))
+                continue
+            if step is None:
+                problems.append((name, "source", f"fact {name} is derived but declares no derivation "
+                                                  f"(any_of, all_of, none_of, formula, true_when or function)"))
+                continue
+            steps[name] = step
+        self.order = _topological(steps, problems)
+        if problems:
+            raise PlanError(problems)
+        self.steps = steps
+        self._memo: dict[tuple, tuple[Step, ...]] = {}
+
+    def needed(self, names: frozenset[str] | set[str]) -> tuple[Step, ...]:
+        want: set[str] = set()
+        todo = [n for n in names if n in self.steps]
+        while todo:
+            n = todo.pop()
+            if n in want:
+                continue
+            want.add(n)
+            todo.extend(d for d in self.steps[n].deps if d not in want)
+        return tuple(self.steps[n] for n in self.order if n in want)
+
+    def for_request(self, drug: str | None, modality: str | None) -> tuple[Step, ...]:
+        key = (drug, modality)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self.needed(self.reads(drug, modality) | self.ALWAYS)
+        return hit
+
+
+def _form_key(spec: Any) -> str:
+    for k in ("function", "formula", "true_when", "false_when", "only_if", "any_of", "all_of", "none_of"):
+        if getattr(spec, k, None) is not None:
+            return k
+    return "source"
+
+
+def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
+    reads: set[str] = set()
+    guard = None
+    if spec.only_if is not None:
+        guard, r = comp.compile(spec.only_if)
+        reads |= r
+    inverse, params = None, dict(spec.params or {})
+    if spec.any_of or spec.all_of or spec.none_of:
+        kind = "any_of" if spec.any_of else ("all_of" if spec.all_of else "none_of")
+        members = getattr(spec, kind)
+        for m in members:
+            if m not in comp.facts or comp.facts[m].type != "boolean":
+                raise ExpressionError(f"{kind} member {m!r} is not a declared boolean fact")
+        compute = _combine(kind, members)
+        reads |= set(members)
+    elif spec.formula is not None:
+        compute, r = comp.compile(spec.formula)
+        reads |= r
+    elif spec.true_when is not None:
+        yes, r = comp.compile(spec.true_when)
+        reads |= r
+        no = None
+        if spec.false_when is not None:
+            no, r = comp.compile(spec.false_when)
+            reads |= r
+
+        def compute(ctx: Ctx, yes=yes, no=no) -> bool | None:
+            if yes(ctx) is True:
+                return True
+            return False if no is not None and no(ctx) is True else None
+    elif spec.function is not None:
+        reg = DERIVATIONS.get(spec.function)
+        if reg is None:
+            raise ExpressionError(f"function {spec.function!r} is not registered "
+                                  f"(registered: {', '.join(sorted(DERIVATIONS))})")
+        for i in spec.inputs or []:
+            if i not in comp.facts and i not in comp.request_fields:
+                raise ExpressionError(f"input {i!r} is not a declared fact nor a request field")
+        reads |= {i for i in spec.inputs or [] if i in comp.facts}
+        fwd = reg.forward
+        compute = (lambda ctx, fwd=fwd, params=params: fwd(ctx, **params))
+        inverse = reg.inverse
+    else:
+        return None
+    if spec.solve is not None:
+        for f in [spec.solve.vary, *spec.solve.set]:
+            if f not in comp.request_fields:
+                raise ExpressionError(f"solve names {f!r}, which is not a request field")
+    deps = frozenset(r for r in reads if r != name and comp.facts[r].source == "derived")
+    return Step(name, deps, compute, spec.type == "list", tuple(spec.values or ()), guard, spec.solve,
+                inverse, params)
+
+
+def _topological(steps: dict[str, Step], problems: list) -> list[str]:
+    order: list[str] = []
+    state: dict[str, int] = {}   # 1 visiting, 2 done
+
+    def visit(n: str, path: list[str]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            cycle = path[path.index(n):] + [n]
+            problems.append((n, "source", f"fact {n}: derived facts depend on each other in a "
+                                                  f"cycle: {' -> '.join(cycle)}"))
+            return
+        state[n] = 1
+        for d in sorted(steps[n].deps):
+            if d in steps:
+                visit(d, path + [n])
+        state[n] = 2
+        order.append(n)
+
+    for n in sorted(steps):
+        visit(n, [])
+    return order
+
+
+# ----------------------------------------------------------------------------- request facts
+
+def request_facts(case: Case, req: DerivedRequest, rulebook: Any) -> dict[str, Any]:
+    """The flat fact the rules match: request fields, findings, patient, derived values.
+
+    Absent facts are left out (durable_rules' $nex), never set to a default. Derived facts
+    are computed from their declarations, only those the rules for this item read.
+    """
+    facts: dict[str, Any] = {"kind": "request", "id": "request"}
+    findings = case.findings.model_dump(exclude_none=True)
+    list_values = rulebook.list_values
+
+    def put_list(name: str, members: list[str] | None) -> None:
+        if members is None:
+            return
+        for value in list_values.get(name, []):
+            facts[f"{name}__{value}"] = value in members
+
+    for name, value in findings.items():
+        if name in list_values:
+            put_list(name, value)
+        else:
+            facts[name] = value
+    if case.patient.age is not None:
+        facts["age"] = case.patient.age
+    for name, value in req.items():
+        if name in ("item", "strength"):
+            continue
+        if name in list_values:
+            put_list(name, value)
+        else:
+            facts[name] = value
+    spec = rulebook.drugs.spec(req.drug) if req.drug else None
+    ctx = Ctx(case, req, rulebook, spec, facts)
+    for step in rulebook.derivation_plan.for_request(req.drug, req.modality):
+        step.put(ctx)
+    return facts
+
+
+def derive_value(case: Case, req: DerivedRequest, rulebook: Any, name: str) -> Any:
+    """One derived fact's value for a request (what-if's inverse search); None if undocumented."""
+    facts = request_facts(case, req, rulebook)
+    plan = rulebook.derivation_plan
+    if name not in facts and name in plan.steps:
+        ctx = Ctx(case, req, rulebook, rulebook.drugs.spec(req.drug) if req.drug else None, facts)
+        for step in plan.needed({name}):
+            if step.name not in facts:
+                step.put(ctx)
+    return facts.get(name)
+
+
+# ----------------------------------------------------------------------------- the case's drugs
+
+def _others(case: Case, req: DerivedRequest, rulebook: Any) -> list[tuple[str, str | None, float | None]]:
+    """The case's other drugs, each generic once: (generic, strength, units a day). The other
+    requests count too: what is asked for together is taken together."""
+    meds, requests = _case_drugs(case, rulebook)
+    seen: dict[str, tuple[str, str | None, float | None]] = {g: o for g, o in meds.items() if g != req.drug}
+    # per generic, the first and last request that is not this same item: the order and the
+    # values the loop over every request used to give (linear: a few generics, not n requests)
+    found = []
+    for g, entries in requests.items():
+        if g == req.drug:
+            continue
+        kept = [(pos, o) for pos, item, o in entries if item != req.item] if entries[0][1] == req.item \
+            or entries[-1][1] == req.item else None
+        if kept is None:
+            found.append((entries[0][0], g, entries[-1][2]))
+        elif kept:
+            found.append((kept[0][0], g, kept[-1][1]))
+    for _, g, o in sorted(found):
+        seen[g] = o
+    return list(seen.values())
+
+
+_case_memo: tuple = (None, None, None, None)   # (case, its requests list, rulebook, summary)
+
+
+def _case_drugs(case: Case, rulebook: Any):
+    """Each drug of a case once per evaluation, not once per request (a case of n requests
+    was O(n^2)): the medications' generics, and per generic the requests naming it, in order."""
+    memo = _case_memo
+    if memo[0] is case and memo[1] is case.requests and memo[2] is rulebook:
+        return memo[3]
+    meds: dict[str, tuple[str, str | None, float | None]] = {}
+    for med in case.medications:
+        g = medication_generic(med.name, rulebook.drugs)
+        if g:
+            meds[g] = (g, med.dose, units_per_day(med.dose) if med.dose else None)
+    requests: dict[str, list[tuple[int, str, tuple]]] = {}
+    for pos, other in enumerate(case.requests):
+        parsed = parse_item(other.item, rulebook.drugs)
+        g = _generic(rulebook, other.drug or parsed.get("drug"))
+        if g:
+            requests.setdefault(g, []).append((pos, other.item, (g, other.strength or parsed.get("strength"),
+                                                            other.units_per_day or parsed.get("units_per_day"))))
+    summary = (meds, requests)
+    globals()["_case_memo"] = (case, case.requests, rulebook, summary)
+    return summary
+
+
+_requests_memo: tuple = (None, None, None, None)
+
+
+def _case_requests(case: Case, rulebook: Any) -> tuple[set[str], dict[str, set[str]]]:
+    """Once per case: the items of requests that continue care (prior treatment or visits), and
+    the items requested per modality; "another request that ..." is then O(1), not O(n)."""
+    memo = _requests_memo
+    if memo[0] is case and memo[1] is case.requests and memo[2] is rulebook:
+        return memo[3]
+    in_care: set[str] = set()
+    by_modality: dict[str, set[str]] = {}
+    for r in case.requests:
+        if r.prior_treatment or (r.prior_sessions or 0) > 0:
+            in_care.add(r.item)
+        modality = r.modality or parse_item(r.item, rulebook.drugs).get("modality")
+        if modality:
+            by_modality.setdefault(modality, set()).add(r.item)
+    summary = (in_care, by_modality)
+    globals()["_requests_memo"] = (case, case.requests, rulebook, summary)
+    return summary
+
+
+def _generic(rulebook: Any, name: str | None) -> str | None:
+    return (rulebook.drugs.generic(name) or name) if name else None
+
+
+def _has_class(rulebook: Any, generic: str, cls: str) -> bool:
+    s = rulebook.drugs.spec(generic)
+    return bool(s and cls in s.classes)
+
+
+# ----------------------------------------------------------------------------- functions
+
+@function("medications_listed")
+def _medications_listed(ctx: Ctx) -> bool:
+    """The case has a medication list."""
+    return bool(ctx.case.medications)
+
+
+@function("listed")
+def _listed(ctx: Ctx, drug_class: str) -> bool | None:
+    """A drug of this class is on the medication list; None when there is no list."""
+    if not ctx.case.medications:
+        return None
+    return any(_has_class(ctx.rulebook, g, drug_class) for g in _case_drugs(ctx.case, ctx.rulebook)[0])
+
+
+@function("requested")
+def _requested(ctx: Ctx, drug_class: str) -> bool:
+    """A request of the case (this one included) names a drug of this class."""
+    return any(_has_class(ctx.rulebook, g, drug_class) for g in _case_drugs(ctx.case, ctx.rulebook)[1])
+
+
+@function("other_sedating_listed")
+def _other_sedating_listed(ctx: Ctx) -> bool | None:
+    """Another medication on the list (not the drug requested) is sedating; None without a list."""
+    if not ctx.case.medications:
+        return None
+    drugs, mine = ctx.rulebook.drugs, ctx.req.drug
+    return any((s := drugs.spec(drugs.generic(m.name) or "")) and s.sedating
+               for m in ctx.case.medications if drugs.generic(m.name) != mine)
+
+
+@function("other_drugs")
+def _other_drugs(ctx: Ctx, drug_class: str, topical: bool = True) -> int:
+    """How many other drugs of the class are listed or requested (each generic once); with
+    topical=False a topical form (a strength in %) does not count."""
+    return len({o[0] for o in _others(ctx.case, ctx.req, ctx.rulebook)
+                if _has_class(ctx.rulebook, o[0], drug_class) and (topical or not (o[1] and "%" in o[1]))})
+
+
+@function("other_request")
+def _other_request(ctx: Ctx, modality: str | list | None = None, continuing: bool = False) -> bool:
+    """Another request of the case (not this same item) is of the modality (or any of a list),
+    or, with continuing=True, continues care in progress (prior treatment or visits)."""
+    in_care, by_modality = _case_requests(ctx.case, ctx.rulebook)
+    item = ctx.req.item
+
+    def other(items: set[str]) -> bool:
+        return len(items) > 1 or (bool(items) and item not in items)
+    if continuing:
+        return other(in_care)
+    names = [modality] if isinstance(modality, str) else list(modality or [])
+    return any(other(by_modality.get(m, set())) for m in names)
+
+
+_patterns: dict[str, re.Pattern] = {}
+
+
+def _pattern(p: str) -> re.Pattern:
+    hit = _patterns.get(p)
+    if hit is None:
+        hit = _patterns[p] = re.compile(p, re.I)
+    return hit
+
+
+@function("matches")
+def _matches(ctx: Ctx, text: str | None, pattern: str) -> bool | None:
+    """The text matches the regular expression (case-insensitive); None for no text."""
+    return None if text is None else bool(_pattern(pattern).search(text))
+
+
+@function("diagnosis_matches")
+def _diagnosis_matches(ctx: Ctx, pattern: str) -> bool:
+    """A diagnosis of the case matches the regular expression (case-insensitive)."""
+    rx = _pattern(pattern)
+    return any(rx.search(d) for d in ctx.case.diagnoses)
+
+
+@function("strength_mg")
+def _strength_mg(ctx: Ctx, strength: str | None) -> list[float] | None:
+    """The mg figures of a strength ("10/325 mg" gives [10, 325]); None when it names none."""
+    mg = strength_mg(strength) if strength else None
+    return list(mg) if mg else None
+
+
+@function("has_class")
+def _has_class_fn(ctx: Ctx, names: list[str] | None, drug_class: str) -> bool | None:
+    """Any of the named drugs (e.g. a compound's ingredients) is of the class (drugs.yaml)."""
+    if names is None:
+        return None
+    return any(_has_class(ctx.rulebook, n, drug_class) for n in names)
+
+
+# ----------------------------------------------------------------------------- derivations
+
+@derivation("months_since_injury", inverse=None)   # dates are what they are: nothing to propose
+def _months_since_injury(ctx: Ctx) -> int | None:
+    """Whole months from the injury date to the request date."""
+    case = ctx.case
+    if not (case.injury_date and case.request_date):
+        return None
+    a, b = case.injury_date, case.request_date
+    return (b.year - a.year) * 12 + b.month - a.month - (b.day < a.day)
+
+
+def _morphine_mg(spec: Any, strength: str | None, per_day: float | None) -> float | None:
+    """Daily oral morphine mg of one opioid: strength x units a day (as directed, else the
+    usual) x the conversion factor; None when any of them is unknown."""
+    mg = strength_mg(strength)
+    if spec is None or spec.morphine_equivalent is None or not mg:
+        return None
+    return mg[0] * (per_day or spec.daily_units) * spec.morphine_equivalent
+
+
+@derivation("morphine_equivalent_total", inverse=None)   # a sum over several drugs: no one field to change
+def _morphine_equivalent_total(ctx: Ctx, drug_class: str = "opioid") -> int | None:
+    """The documented morphine-equivalent dose if stated, else the sum over this drug and every
+    other drug of the class listed or requested; None when any part is unknown."""
+    stated = ctx.case.findings.morphine_equivalent_dose
+    if stated is not None:
+        return stated
+    rb, req = ctx.rulebook, ctx.req
+    total = _morphine_mg(ctx.spec, req.strength, req.units_per_day)
+    for generic, strength, per_day in _others(ctx.case, req, rb):
+        if not _has_class(rb, generic, drug_class):
+            continue
+        part = _morphine_mg(rb.drugs.spec(generic), strength, per_day)
+        total = None if (total is None or part is None) else total + part
+    return None if total is None else round(total)
+
+
+# ----------------------------------------------------------------------------- what-if inverse
+
+def solve(case: Case, fields: dict[str, Any], rulebook: Any, fact: str, holds: Callable[[Any], bool],
+          ceiling: bool) -> tuple[str, int, dict[str, Any]] | None:
+    """The declared inverse of a formula fact: the value of its ``solve.vary`` request field
+    (with ``solve.set`` applied) that makes ``holds(fact)`` true, changing the least: for a
+    ceiling the largest such value, else the smallest. Integer search, the fact rising with the
+    field. None when no value of at least 1 does."""
+    step = rulebook.derivation_plan.steps.get(fact)
+    if step is None or step.solve is None:
+        return None
+    vary, fixed = step.solve.vary, dict(step.solve.set)
+
+    def ok(x: int) -> bool:
+        req = DerivedRequest.of({**fields, **fixed, vary: x})
+        v = derive_value(case, req, rulebook, fact)
+        return v is not None and holds(v)
+
+    hi = 1
+    if ceiling:
+        if not ok(1):
+            return None
+        while ok(hi * 2) and hi < 1 << 20:
+            hi *= 2
+        lo, hi = hi, hi * 2          # ok(lo), not ok(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        return vary, lo, fixed
+    while not ok(hi):
+        if hi >= 1 << 20:
+            return None
+        hi *= 2
+    lo = hi // 2                      # not ok(lo) (or 0), ok(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return vary, hi, {}
+
+
+__all__ = ["DerivedRequest", "request_facts", "derivation", "function", "Plan", "PlanError", "solve",
+           "DERIVATIONS", "FUNCTIONS"]
