@@ -39,12 +39,22 @@ def flag(fact: str, value: str) -> str:
 
 def _test_conditions(crit: Criterion) -> dict[str, list[list[dict]]]:
     """Conditions (each a list to AND) per state, for the test alone."""
-    t, f = crit.test, crit.fact
+    return _conditions(crit.fact, crit.test)
+
+
+def _conditions(f: str, t: Any) -> dict[str, list[list[dict]]]:
+    """Conditions per state of one test over one fact (a criterion's, or a when: guard's)."""
     op, v = t.op, t.operand
     if op == "documented":
         return {MET: [[{"$ex": {f: 1}}]], UNDOCUMENTED: [[{"$nex": {f: 1}}]]}
-    if op == "equals":
-        return {MET: [[{f: v}]], FAILED: [[{f: not v}]], UNDOCUMENTED: [[{"$nex": {f: 1}}]]}
+    if op in ("equals", "not_equals"):
+        if isinstance(v, bool):
+            same, other = [{f: v}], [{f: not v}]
+        else:   # a string: "not this value" only where the fact is there
+            same, other = [{f: v}], [{"$ex": {f: 1}}, {"$neq": {f: v}}]
+        if op == "not_equals":
+            same, other = other, same
+        return {MET: [same], FAILED: [other], UNDOCUMENTED: [[{"$nex": {f: 1}}]]}
     if op in ("lt", "lte", "gt", "gte"):
         negation = {"lt": "$gte", "lte": "$gt", "gt": "$lte", "gte": "$lt"}[op]
         return {MET: [[{f"${op}": {f: v}}]], FAILED: [[{negation: {f: v}}]],
@@ -67,6 +77,8 @@ def test_holds(test: Any, value: Any) -> bool:
         return value is not None
     if op == "equals":
         return value == v
+    if op == "not_equals":
+        return value != v
     if op == "includes":
         return v in value
     if op == "excludes":
@@ -90,18 +102,18 @@ def _criterion_conditions(crit: Criterion) -> dict[Key, list[list[dict]]]:
             states.setdefault((state, False), []).extend(conjs)
     if crit.when is None:
         return states
-    g, want = crit.when.fact, crit.when.equals
-    other = {g: not want} if isinstance(want, bool) else {"$neq": {g: want}}
-    guarded = {k: [[{g: want}, *conj] for conj in conjs] for k, conjs in states.items()}
-    guarded[(NOT_APPLICABLE, False)] = [[other]]
-    guard = crit.when.if_undocumented
-    if guard == "required":
-        guarded.setdefault((UNDOCUMENTED, False), []).append([{"$nex": {g: 1}}])
-    elif guard.assume == want:   # taken as applicable: the criterion's own states decide
+    gconds = _conditions(crit.when.fact, crit.when.test)
+    guarded = {k: [[*g, *conj] for g in gconds[MET] for conj in conjs] for k, conjs in states.items()}
+    guarded[(NOT_APPLICABLE, False)] = list(gconds.get(FAILED, []))
+    silent = gconds[UNDOCUMENTED]
+    applies = crit.when.applies_when_undocumented()
+    if applies is None:          # required: the guard's fact must be documented
+        guarded.setdefault((UNDOCUMENTED, False), []).extend(silent)
+    elif applies:                # taken as applicable: the criterion's own states decide
         for k, conjs in states.items():
-            guarded.setdefault(k, []).extend([{"$nex": {g: 1}}, *conj] for conj in conjs)
+            guarded.setdefault(k, []).extend([*g, *conj] for g in silent for conj in conjs)
     else:
-        guarded[(NOT_APPLICABLE, False)].append([{"$nex": {g: 1}}])
+        guarded[(NOT_APPLICABLE, False)].extend(silent)
     return guarded
 
 

@@ -239,7 +239,7 @@ class Engine:
         elif state == UNDOCUMENTED:
             text = f"the records do not document {crit.missing}"
         else:
-            text = f"not applicable ({crit.when.fact} is {str(not crit.when.equals).lower()})" if crit.when else "not applicable"
+            text = f"not applicable ({crit.when.fact} {crit.when.test.describe_negation()})" if crit.when else "not applicable"
         if "{value}" not in text:
             return text
         return text.replace("{value}", _show(value) if value is not None else "an unknown number of")

@@ -36,7 +36,8 @@ class Test(BaseModel):
     # not frozen: cached_property needs a writable __dict__
     model_config = ConfigDict(extra="forbid", ignored_types=(cached_property,))
 
-    equals: bool | None = None
+    equals: bool | str | None = None
+    not_equals: bool | str | None = None
     lt: float | None = None
     lte: float | None = None
     gt: float | None = None
@@ -49,7 +50,7 @@ class Test(BaseModel):
     def _one(self) -> "Test":
         set_keys = [k for k, v in self.__dict__.items() if v is not None]
         if len(set_keys) != 1:
-            raise ValueError(f"a test has exactly one of equals, lt, lte, gt, gte, documented, "
+            raise ValueError(f"a test has exactly one of equals, not_equals, lt, lte, gt, gte, documented, "
                              f"includes, excludes (found {', '.join(set_keys) or 'none'})")
         return self
 
@@ -70,13 +71,31 @@ class Test(BaseModel):
         if op == "documented":
             return "documented"
         if op == "equals":
-            return f"is {str(v).lower()}"
+            return f"is {str(v).lower() if isinstance(v, bool) else v}"
+        if op == "not_equals":
+            return f"is not {str(v).lower() if isinstance(v, bool) else v}"
         if op in ("lt", "lte", "gt", "gte"):
             sym = {"lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}[op]
             return f"{sym} {v:g}"
         if op == "includes":
             return f"includes {v}"
         return "none of " + ", ".join(v)
+
+    def describe_negation(self) -> str:
+        """What the value is when the test does not hold (a guard's "not applicable")."""
+        op, v = self.op, self.operand
+        if op == "equals" and isinstance(v, bool):
+            return f"is {str(not v).lower()}"
+        if op in ("equals", "not_equals"):
+            return Test(**{"not_equals" if op == "equals" else "equals": v}).describe()
+        if op in ("lt", "lte", "gt", "gte"):
+            flipped = {"lt": "gte", "lte": "gt", "gt": "lte", "gte": "lt"}[op]
+            return Test(**{flipped: v}).describe()
+        if op == "includes":
+            return f"excludes {v}"
+        if op == "excludes":
+            return "includes one of " + ", ".join(v)
+        return "not documented"
 
 
 class Assume(_Strict):
@@ -91,10 +110,51 @@ class Assume(_Strict):
 IfUndocumented = Literal["required"] | Assume
 
 
+class GuardDefault(_Strict):
+    """For a guard over a fact with no natural default value: whether the criterion applies
+    when the fact is not documented, and why."""
+
+    applies: bool
+    because: str = Field(min_length=1)
+
+
+_TEST_KEYS = ("equals", "not_equals", "lt", "lte", "gt", "gte", "documented", "includes", "excludes")
+
+
 class Guard(_Strict):
+    """``when:``: the criterion applies only when a test over a fact holds. The test takes the
+    same forms as a criterion's (equals, not_equals, lt, lte, gt, gte, includes, excludes)."""
+
     fact: str
-    equals: Any
-    if_undocumented: IfUndocumented = "required"
+    equals: Any = None
+    not_equals: Any = None
+    lt: float | None = None
+    lte: float | None = None
+    gt: float | None = None
+    gte: float | None = None
+    documented: Literal[True] | None = None
+    includes: str | None = None
+    excludes: list[str] | None = None
+    if_undocumented: Literal["required"] | Assume | GuardDefault = "required"
+
+    @model_validator(mode="after")
+    def _one_test(self) -> "Guard":
+        Test(**{k: getattr(self, k) for k in _TEST_KEYS if getattr(self, k) is not None})
+        return self
+
+    @property
+    def test(self) -> Test:
+        return Test(**{k: getattr(self, k) for k in _TEST_KEYS if getattr(self, k) is not None})
+
+    def applies_when_undocumented(self) -> bool | None:
+        """None: required documentation; else whether the criterion applies on a silent record."""
+        d = self.if_undocumented
+        if d == "required":
+            return None
+        if isinstance(d, GuardDefault):
+            return d.applies
+        from .compiler import test_holds
+        return bool(test_holds(self.test, d.assume))
 
 
 class Modify(_Strict):
@@ -242,6 +302,8 @@ class Solve(_Strict):
 
     vary: str
     set: dict[str, Any] = Field(default_factory=dict)
+    # how what-if words each change: field -> text with {bound} (at most / at least) and {value}
+    say: dict[str, str] = Field(default_factory=dict)
 
 
 class FactSpec(_Strict):
@@ -658,24 +720,13 @@ def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSp
             if spec is None:
                 out.append(f"{cat(key)}: criterion {crit.id} reads undeclared fact {fact_name!r}")
                 continue
-            if key == "when" and not _value_fits(spec, crit.when.equals):
-                out.append(f"{cat('when')}: guard value {crit.when.equals!r} does not fit {fact_name} ({spec.type})")
+            test = crit.test if key == "fact" else crit.when.test
+            out.extend(f"{cat(key if key == 'when' else 'test')}: {p}" for p in _test_problems(test, fact_name, spec))
+            if key == "when" and isinstance(crit.when.if_undocumented, Assume) \
+                    and not _value_fits(spec, crit.when.if_undocumented.assume):
+                out.append(f"{cat('when')}: assumed guard value {crit.when.if_undocumented.assume!r} "
+                           f"does not fit {fact_name} ({spec.type})")
         spec = facts.get(crit.fact)
-        if spec is not None:
-            op = crit.test.op
-            ok = {
-                "equals": spec.type == "boolean",
-                "documented": True,
-                "includes": spec.type == "list",
-                "excludes": spec.type == "list",
-            }.get(op, spec.type in ("integer", "number"))
-            if not ok:
-                out.append(f"{cat('test')}: test {op} does not fit {crit.fact} ({spec.type})")
-            if op in ("includes", "excludes"):
-                wanted = [crit.test.includes] if op == "includes" else crit.test.excludes
-                for v in wanted or []:
-                    if v not in (spec.values or []):
-                        out.append(f"{cat('test')}: {v!r} is not a declared value of {crit.fact}")
         if crit.assumed is not None and spec is not None and not _value_fits(spec, crit.assumed.assume):
             out.append(f"{cat('if_undocumented')}: assumed value {crit.assumed.assume!r} does not fit "
                        f"{crit.fact} ({spec.type})")
@@ -686,6 +737,23 @@ def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSp
             for name in PLACEHOLDER.findall(text):
                 if name not in ALLOWED_PLACEHOLDERS:
                     out.append(f"{cat(field)}: unknown placeholder {{{name}}} (only {{value}})")
+    return out
+
+
+def _test_problems(test: Test, fact: str, spec: FactSpec) -> list[str]:
+    op = test.op
+    out = []
+    if op in ("equals", "not_equals"):
+        ok = _value_fits(spec, test.operand) and spec.type in ("boolean", "string")
+    else:
+        ok = {"documented": True, "includes": spec.type == "list",
+              "excludes": spec.type == "list"}.get(op, spec.type in ("integer", "number"))
+    if not ok:
+        out.append(f"test {op} does not fit {fact} ({spec.type})")
+    if op in ("includes", "excludes"):
+        for v in [test.includes] if op == "includes" else test.excludes or []:
+            if v not in (spec.values or []):
+                out.append(f"{v!r} is not a declared value of {fact}")
     return out
 
 

@@ -20,6 +20,8 @@ import yaml
 from pydantic import BaseModel
 
 from .case import Case, Findings, Medication, Patient, Request, case_from_data, derive_request
+from .compiler import test_holds
+from .derivations import solve
 from .determination import DECISIONS, CaseDetermination, Determination
 from .engine import Engine
 from .errors import InputError
@@ -221,6 +223,32 @@ class FlipAnswer:
                 "suggestions": [s.to_json_data() for s in self.suggestions], "impossible": self.impossible}
 
 
+def _derived_fixes(case: Case, fields: dict[str, Any], rb: Any, step: Any, crit: Any, want_met: bool,
+                   req: str) -> list[list[tuple[str, Any, str]]]:
+    """Through a derived fact's declaration: a formula's ``solve`` (the request field to vary,
+    searched over the formula itself), or a registered function's inverse."""
+    t = crit.test
+    if t.op not in ("lt", "lte", "gt", "gte"):
+        return []
+    if step.solve is not None:
+        # a ceiling met, or a floor failed: the largest value that stays under the bound
+        largest = (t.op in ("lt", "lte")) == want_met
+        found = solve(case, fields, rb, step.name, lambda v: test_holds(t, v) == want_met, largest)
+        if found is None:
+            return []
+        vary, value, fixed = found
+        bound = "at most" if largest else "at least"
+        say = step.solve.say
+
+        def words(f: str, v: Any, default: str) -> str:
+            return say[f].format(bound=bound, value=v) if f in say else default
+        return [[(f"{req}.{vary}", value, words(vary, value, f"request {bound} {value} ({vary.replace('_', ' ')})")),
+                 *[(f"{req}.{k}", v, words(k, v, f"request {k.replace('_', ' ')}: {v}")) for k, v in fixed.items()]]]
+    if step.inverse is not None:
+        return step.inverse(case, fields, rb, t.op, t.operand, want_met, **step.params)
+    return []  # e.g. a sum over several drugs: no one field to change
+
+
 def _fixes(engine: Engine, case: Case, idx: int, rule_id: str, crit_id: str, want_met: bool,
            fields: dict[str, Any]) -> list[list[tuple[str, Any, str]]]:
     """Ways to make one criterion met (or failed): alternatives, each a list of
@@ -232,11 +260,13 @@ def _fixes(engine: Engine, case: Case, idx: int, rule_id: str, crit_id: str, wan
     req = f"requests[{idx}]"
     t = crit.test
     alts: list[list[tuple[str, Any, str]]] = []
-    if want_met and crit.when is not None and fields.get(crit.when.fact) is None:
-        # the branch is unknown: documenting either side of the guard is a way forward
+    guard = crit.when.test if crit.when is not None else None
+    if want_met and guard is not None and guard.op == "equals" and isinstance(guard.equals, bool) \
+            and fields.get(crit.when.fact) is None:
+        # the branch is unknown: documenting the other side of a yes/no guard is a way forward
         gpath = f"{req}.{crit.when.fact}"
-        alts.append([(gpath, not crit.when.equals, f"document {crit.when.fact.replace('_', ' ')}: "
-                                                   f"{str(not crit.when.equals).lower()}")])
+        alts.append([(gpath, not guard.equals, f"document {crit.when.fact.replace('_', ' ')}: "
+                                               f"{str(not guard.equals).lower()}")])
 
     def path_of(fact: str) -> str | None:
         s = rb.facts[fact]
@@ -249,28 +279,10 @@ def _fixes(engine: Engine, case: Case, idx: int, rule_id: str, crit_id: str, wan
         return None
 
     op, v = t.op, t.operand
-    if crit.fact == "supply_days" and op in ("lt", "lte", "gt", "gte"):
-        drug = rb.drugs.spec(fields.get("drug") or "")
-        if drug is None:
-            return alts
-        if want_met:
-            limit = v if op == "lte" else v - 1
-            qty = math.floor(limit * drug.daily_units)
-            if qty >= 1:
-                alts.append([(f"{req}.quantity", qty, f"request at most #{qty}"),
-                             (f"{req}.refills", 0, "request no refills")])
-        else:
-            qty = math.floor((v + 7) * drug.daily_units)
-            alts.append([(f"{req}.quantity", qty, f"request #{qty}")])
-        return alts
-    if crit.fact == "total_sessions" and op in ("lt", "lte"):
-        prior = fields.get("prior_sessions")
-        if prior is None:
-            return alts
-        n = (v if op == "lte" else v - 1) - prior
-        if want_met and n >= 1:
-            alts.append([(f"{req}.sessions", int(n), f"request at most {int(n)} visits")])
-        return alts
+    step = rb.derivation_plan.steps.get(crit.fact)
+    if step is not None:
+        # a derived fact: its declared inverse says which request field moves it
+        return alts + _derived_fixes(case, fields, rb, step, crit, want_met, req)
     path = path_of(crit.fact)
     if path is None:
         return alts  # a derived fact with no single field behind it (e.g. the agent's sedation)
