@@ -58,11 +58,32 @@ def _break(path, old, new):
     ("chronic-pain/baclofen.yaml", "if_undocumented: required", "if_undocumented: {assume: 3, because: x}",
      "assumed value 3 does not fit spasticity (boolean)"),
     ("chronic-pain/baclofen.yaml", "    if_undocumented: required\n", "", "if_undocumented: Field required"),
+    # derived facts: an unregistered function, an unknown input or name, a cycle, no derivation
+    ("vocabulary/facts.yaml", "function: morphine_equivalent_total", "function: morphine_total_guess",
+     "facts.yaml:{line}: fact morphine_equivalent_total: function 'morphine_total_guess' is not registered"),
+    ("vocabulary/facts.yaml", "inputs: [morphine_equivalent_dose,", "inputs: [morphine_dose_guess,",
+     "facts.yaml:{line}: fact morphine_equivalent_total: input 'morphine_dose_guess' is not a declared fact"),
+    ("vocabulary/facts.yaml", "formula: quantity * (1 + default(refills, 0))", "formula: quantity * (1 + refils)",
+     "facts.yaml:{line}: fact total_units: unknown name 'refils'"),
+    ("vocabulary/facts.yaml", "formula: quantity * (1 + default(refills, 0))", "formula: supply_days * 2",
+     "derived facts depend on each other in a cycle: supply_days -> total_units -> supply_days"),
+    ("vocabulary/facts.yaml", "formula: quantity * (1 + default(refills, 0))", "formula: __import__('os')",
+     "facts.yaml:{line}: fact total_units: unknown function '__import__'"),
+    ("vocabulary/facts.yaml", "formula: quantity * (1 + default(refills, 0))", "formula: quantity.__class__",
+     "only drug.<attribute>"),
+    ("vocabulary/facts.yaml", "    formula: drug.sedating\n", "", "fact sedating is derived but declares no derivation"),
+    ("vocabulary/facts.yaml", "any_of: [neuropathic_pain, crps, spasticity, phantom_limb_pain]",
+     "any_of: [neuropathic_pain, total_sessions]", "any_of member 'total_sessions' is not a declared boolean fact"),
+    # when: guards take the criteria's test forms, checked against the guard's fact
+    ("chronic-pain/physical-medicine.yaml", "not_equals: crps", "not_equals: cprs",
+     "physical-medicine.yaml:{line}: test not_equals does not fit diagnosis_type (string)"),
+    ("chronic-pain/physical-medicine.yaml", "not_equals: crps", "lte: 3",
+     "physical-medicine.yaml:{line}: test lte does not fit diagnosis_type (string)"),
 ])
 def test_lint_errors_name_file_and_line(rules_copy, file, old, new, needle):
     if "{line}" in needle:
         lines = (rules_copy / file).read_text().splitlines()
-        needle = needle.replace("{line}", str(next(i for i, l in enumerate(lines, 1) if old in l)))
+        needle = needle.replace("{line}", str(next(i for i, l in enumerate(lines, 1) if old.strip() in l)))
     _break(rules_copy / file, old, new)
     with pytest.raises(RulebookError) as exc:
         load_rulebook(rules_copy)

@@ -78,7 +78,11 @@ class Ctx:
 # ----------------------------------------------------------------------------- expressions
 
 class ExpressionError(ValueError):
-    pass
+    """A declaration that does not compile; ``key`` is the YAML key at fault (for the line)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 def _kleene(v: Any) -> bool | None:
@@ -306,8 +310,8 @@ class Plan:
                 continue
             try:
                 step = _compile_step(name, spec, comp)
-            except (ExpressionError, KeyError) as exc:
-                problems.append((name, _form_key(spec), f"fact {name}: {exc}"))
+            except ExpressionError as exc:
+                problems.append((name, exc.key or _form_key(spec), f"fact {name}: {exc}"))
                 continue
             if step is None:
                 problems.append((name, "source", f"fact {name} is derived but declares no derivation "
@@ -346,11 +350,18 @@ def _form_key(spec: Any) -> str:
     return "source"
 
 
+def _compile_at(comp: Compiler, key: str, text: str) -> tuple[Callable[[Ctx], Any], set[str]]:
+    try:
+        return comp.compile(text)
+    except ExpressionError as exc:
+        raise ExpressionError(str(exc), key) from None
+
+
 def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
     reads: set[str] = set()
     guard = None
     if spec.only_if is not None:
-        guard, r = comp.compile(spec.only_if)
+        guard, r = _compile_at(comp, "only_if", spec.only_if)
         reads |= r
     inverse, params = None, dict(spec.params or {})
     if spec.any_of or spec.all_of or spec.none_of:
@@ -358,18 +369,18 @@ def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
         members = getattr(spec, kind)
         for m in members:
             if m not in comp.facts or comp.facts[m].type != "boolean":
-                raise ExpressionError(f"{kind} member {m!r} is not a declared boolean fact")
+                raise ExpressionError(f"{kind} member {m!r} is not a declared boolean fact", kind)
         compute = _combine(kind, members)
         reads |= set(members)
     elif spec.formula is not None:
-        compute, r = comp.compile(spec.formula)
+        compute, r = _compile_at(comp, "formula", spec.formula)
         reads |= r
     elif spec.true_when is not None:
-        yes, r = comp.compile(spec.true_when)
+        yes, r = _compile_at(comp, "true_when", spec.true_when)
         reads |= r
         no = None
         if spec.false_when is not None:
-            no, r = comp.compile(spec.false_when)
+            no, r = _compile_at(comp, "false_when", spec.false_when)
             reads |= r
 
         def compute(ctx: Ctx, yes=yes, no=no) -> bool | None:
@@ -380,11 +391,13 @@ def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
         reg = DERIVATIONS.get(spec.function)
         if reg is None:
             raise ExpressionError(f"function {spec.function!r} is not registered "
-                                  f"(registered: {', '.join(sorted(DERIVATIONS))})")
-        for i in spec.inputs or []:
+                                  f"(registered: {', '.join(sorted(DERIVATIONS))})", "function")
+        if spec.inputs is None:
+            raise ExpressionError("function: needs inputs: (the facts it reads; [] for none)", "function")
+        for i in spec.inputs:
             if i not in comp.facts and i not in comp.request_fields:
-                raise ExpressionError(f"input {i!r} is not a declared fact nor a request field")
-        reads |= {i for i in spec.inputs or [] if i in comp.facts}
+                raise ExpressionError(f"input {i!r} is not a declared fact nor a request field", "inputs")
+        reads |= {i for i in spec.inputs if i in comp.facts}
         fwd = reg.forward
         compute = (lambda ctx, fwd=fwd, params=params: fwd(ctx, **params))
         inverse = reg.inverse
@@ -393,7 +406,10 @@ def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
     if spec.solve is not None:
         for f in [spec.solve.vary, *spec.solve.set]:
             if f not in comp.request_fields:
-                raise ExpressionError(f"solve names {f!r}, which is not a request field")
+                raise ExpressionError(f"solve names {f!r}, which is not a request field", "solve")
+        for f in spec.solve.say:
+            if f not in [spec.solve.vary, *spec.solve.set]:
+                raise ExpressionError(f"solve.say words {f!r}, which solve neither varies nor sets", "solve")
     deps = frozenset(r for r in reads if r != name and comp.facts[r].source == "derived")
     return Step(name, deps, compute, spec.type == "list", tuple(spec.values or ()), guard, spec.solve,
                 inverse, params)

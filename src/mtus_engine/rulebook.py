@@ -721,7 +721,8 @@ def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSp
                 out.append(f"{cat(key)}: criterion {crit.id} reads undeclared fact {fact_name!r}")
                 continue
             test = crit.test if key == "fact" else crit.when.test
-            out.extend(f"{cat(key if key == 'when' else 'test')}: {p}" for p in _test_problems(test, fact_name, spec))
+            at_test = cat("when", test.op) if key == "when" else cat("test")
+            out.extend(f"{at_test}: {p}" for p in _test_problems(test, fact_name, spec))
             if key == "when" and isinstance(crit.when.if_undocumented, Assume) \
                     and not _value_fits(spec, crit.when.if_undocumented.assume):
                 out.append(f"{cat('when')}: assumed guard value {crit.when.if_undocumented.assume!r} "
