@@ -1,5 +1,7 @@
 import resource
 
+import pytest
+
 from mtus_engine.backend import RulesetHandle
 from mtus_engine.case import load_case_text
 from mtus_engine.compiler import compile_rulebook
@@ -89,3 +91,102 @@ def test_a_session_where_no_rule_fires_does_not_crash_durable_rules():
             "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-500:]
+
+
+# ------------------------------------------------------------------ derived facts
+
+def _compile(text, facts=None):
+    from mtus_engine.derivations import Compiler, Ctx
+    from mtus_engine.rulebook import FactSpec
+    vocab = {n: FactSpec(type=t, source="findings", meaning="", values=["a", "b"] if t == "list" else None)
+             for n, t in (facts or {"x": "number", "y": "number", "p": "boolean", "q": "boolean", "l": "list"}).items()}
+    fn, reads = Compiler(vocab, {"item"}).compile(text)
+    return (lambda **values: fn(Ctx(None, {"item": values.pop("item", None)}, None, None, values))), reads
+
+
+def test_expressions_are_three_valued_and_propagate_the_undocumented():
+    kleene_or, reads = _compile("p or q")
+    assert reads == {"p", "q"}
+    assert [kleene_or(p=True), kleene_or(p=False), kleene_or(p=False, q=False), kleene_or()] == [True, None, False, None]
+    kleene_and, _ = _compile("p and q")
+    assert [kleene_and(p=False), kleene_and(p=True), kleene_and(p=True, q=True)] == [False, None, True]
+    negation, _ = _compile("not p")
+    assert [negation(p=True), negation()] == [False, None]
+    arith, _ = _compile("round(x * (1 + default(y, 0)) / 4, 1)")
+    assert [arith(x=10), arith(x=10, y=1), arith(y=1)] == [2.5, 5.0, None]
+    compare, _ = _compile("x > 65")
+    assert [compare(x=66), compare(x=65), compare()] == [True, False, None]
+    plain_eq, _ = _compile("p == True")          # == compares plainly: not documented is not True
+    assert [plain_eq(p=True), plain_eq()] == [True, False]
+    member, _ = _compile("'a' in l")             # a list fact is read back from its member flags
+    assert [member(l__a=True, l__b=False), member(l__a=False, l__b=True), member()] == [True, False, None]
+    choose, _ = _compile("0 if p else x")
+    assert [choose(p=True, x=3), choose(p=False, x=3), choose(x=3)] == [0, 3, None]
+    pattern, _ = _compile(r"matches(item, r'\bpost[- ]?op')")
+    assert [pattern(item="Norco post-op"), pattern(item="Norco")] == [True, False]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("__import__('os')", "unknown function '__import__'"),
+    ("__import__('os').system('true')", "is not an allowed expression"),
+    ("x.__class__", "only drug.<attribute>"),
+    ("drug.__dict__", "drugs.yaml has no attribute"),
+    ("[c for c in l]", "is not an allowed expression"),
+    ("lambda: 1", "is not an allowed expression"),
+    ("z + 1", "unknown name 'z'"),
+    ("x +", "cannot parse"),
+])
+def test_expressions_refuse_what_is_not_the_language(text, needle):
+    from mtus_engine.derivations import ExpressionError
+    with pytest.raises(ExpressionError) as exc:
+        _compile(text)
+    assert needle in str(exc.value)
+
+
+def test_a_derivation_registers_once_with_its_inverse_stated():
+    from mtus_engine.derivations import DERIVATIONS, derivation
+    assert all(hasattr(d, "inverse") for d in DERIVATIONS.values())
+    with pytest.raises(ValueError, match="registered twice"):
+        derivation("months_since_injury", inverse=None)(lambda ctx: None)
+    with pytest.raises(TypeError):   # the inverse must be stated, even when there is none
+        derivation("a_new_one")(lambda ctx: None)
+
+
+def test_derivation_walks_only_what_the_rules_for_the_item_read(engine):
+    from mtus_engine.case import derive_request
+    from mtus_engine.engine import DerivedRequest, request_facts
+    case = load_case_text("id: w\nrequest_date: 2017-01-05\npatient: {age: 70}\ninjury_date: 2016-12-01\n"
+                          "diagnoses: [fracture of the wrist]\nmedications: [{name: ibuprofen}]\nrequests:\n"
+                          "  - item: 'Flexeril 7.5 mg #20'\n  - item: 'Norco 10/325 mg #60'\n"
+                          "  - item: 'Omeprazole 20 mg #30'\n")
+    rb = engine.rulebook
+    facts = [request_facts(case, DerivedRequest(derive_request(case, i, rb.drugs)[0]), rb) for i in range(3)]
+    derived = {n for n, s in rb.facts.items() if s.source == "derived"}
+    for i, f in enumerate(facts):
+        req = DerivedRequest(derive_request(case, i, rb.drugs)[0])
+        needed = {s.name for s in rb.derivation_plan.for_request(req.drug, req.modality)}
+        # nothing derived beyond the plan; the plan holds what the rules read and what that needs
+        assert {k.split("__")[0] for k in f} & derived <= needed
+        assert rb.reads(req.drug, req.modality) & derived <= needed
+    relaxant, opioid, ppi = facts
+    assert "opioid_acute_injury" not in relaxant and "gi_risk" not in relaxant
+    # the clinical thresholds in the declarations: over 65, a fracture within 3 months
+    assert ppi["gi_risk"] is True and ppi["concurrent_nsaid"] is True
+    assert opioid["opioid_acute_injury"] is True and opioid["acetaminophen_mg_per_day"] == 325 * 4
+    assert opioid["drug_class__opioid"] is True
+
+
+def test_a_when_guard_tests_a_string_fact_directly(engine):
+    def visits(diagnosis):
+        extra = f"\n    diagnosis_type: {diagnosis}" if diagnosis else ""
+        case = load_case_text("id: pt\nrequest_date: 2014-06-20\nrequests:\n  - item: Physical therapy x 20\n"
+                              f"    prior_sessions: 0{extra}\n")
+        det = engine.evaluate(case).determinations[0]
+        return {c.criterion: (c.state, c.finding) for c in det.criteria if c.criterion.endswith("visits")}
+    crps, myalgia, silent = visits("crps"), visits("myalgia_myositis"), visits(None)
+    assert crps["crps-visits"][0] == "met" and crps["total-visits"][0] == "not applicable"
+    assert "diagnosis_type is crps" in crps["total-visits"][1]
+    assert myalgia["total-visits"][0] == "failed" and myalgia["crps-visits"][0] == "not applicable"
+    assert "diagnosis_type is not crps" in myalgia["crps-visits"][1]
+    # not documented: the general schedule applies, as the guard's if_undocumented says
+    assert silent["total-visits"][0] == "failed" and silent["crps-visits"][0] == "not applicable"

@@ -142,3 +142,37 @@ def test_every_suggested_flip_really_flips(engine, case):
                 assert got == "certify"
             else:
                 assert got in ("non-certify", "modify")
+
+
+def test_a_derived_ceiling_is_inverted_through_its_declaration(engine):
+    """supply_days is declared as a formula with solve: {vary: quantity}; what-if proposes the
+    largest quantity whose supply meets the rule's ceiling, and one more would not."""
+    from mtus_engine.case import derive_request
+    from mtus_engine.compiler import test_holds
+    from mtus_engine.derivations import DerivedRequest, derive_value
+    case = load_case_text("id: q\nrequest_date: 2014-06-20\nfindings: {acute_exacerbation: true}\n"
+                          "medications: [{name: naproxen}]\nrequests:\n  - item: 'Flexeril 7.5 mg #90 refills x 2'\n")
+    ans = flip(case, engine)[0]
+    quantity = next(v for s in ans.suggestions for p, v in s.changes if p == "requests[0].quantity")
+    assert any(("requests[0].refills", 0) in s.changes for s in ans.suggestions)
+    rb = engine.rulebook
+    ceiling = next(c.test for r in rb.rules if "cyclobenzaprine" in r.applies_to.drugs
+                   for c in r.criteria if c.fact == "supply_days")
+    fields = dict(derive_request(case, 0, rb.drugs)[0], refills=0)
+
+    def supply(q):
+        return derive_value(case, DerivedRequest(fields, quantity=q), rb, "supply_days")
+    assert test_holds(ceiling, supply(quantity)) and not test_holds(ceiling, supply(quantity + 1))
+
+
+def test_sessions_are_inverted_through_total_sessions(engine):
+    case = load_case_text("id: s\nrequest_date: 2014-06-20\nrequests:\n  - item: Physical therapy x 12\n"
+                          "    prior_sessions: 4\n    functional_improvement: true\n")
+    ans = flip(case, engine)[0]
+    assert ans.decision != "certify"
+    sessions = [v for s in ans.suggestions for p, v in s.changes if p == "requests[0].sessions"]
+    assert sessions and all(s.verified for s in ans.suggestions)
+    # the largest count that keeps the total (4 completed + the new visits) within the ceiling
+    assert what_if(case, engine, [("requests[0].sessions", str(sessions[0]))]).changes[0].to == "certify"
+    assert what_if(case, engine, [("requests[0].sessions", str(sessions[0] + 1))]).changes == [] \
+        or what_if(case, engine, [("requests[0].sessions", str(sessions[0] + 1))]).changes[0].to != "certify"
