@@ -489,10 +489,12 @@ class Rulebook:
 
     @cached_property
     def derivation_plan(self):
-        """Every derived fact compiled from its declaration, in dependency order (once per
-        rulebook; the loader has already checked it builds)."""
+        """Every derived fact compiled from its declaration, in dependency order: the plan the
+        loader compiled while linting, else compiled here once (a Rulebook built by hand)."""
         from .derivations import Plan
-        return Plan(self.facts, self.reads)
+        plan = self.__dict__.pop("_plan", None) or Plan(self.facts, self.reads)
+        plan.reads = self.reads
+        return plan
 
     @cached_property
     def list_values(self) -> dict[str, list[str]]:
@@ -660,19 +662,23 @@ def _load_rulebook(root: Path) -> Rulebook:
             seen_ids.setdefault(rule.id, where_rule)
             problems.extend(_lint_rule(rule, i, str(path), data, facts, drugs))
 
+    plan = None
     if facts:
-        problems.extend(_lint_derivations(facts, fact_where))
+        found, plan = _lint_derivations(facts, fact_where)
+        problems.extend(found)
     if problems:
         raise RulebookError(problems)
-    return Rulebook(root, manifest, facts, drugs, files, digest.hexdigest()[:12])
+    rulebook = Rulebook(root, manifest, facts, drugs, files, digest.hexdigest()[:12])
+    rulebook.__dict__["_plan"] = plan     # compiled once, at load
+    return rulebook
 
 
-def _lint_derivations(facts: dict[str, FactSpec], where: dict[str, tuple[str, Any]]) -> list[str]:
-    """Derived facts whose declaration does not compile: an unknown function or name, an input
-    that is no fact, a cycle; each at its file and line."""
+def _lint_derivations(facts: dict[str, FactSpec], where: dict[str, tuple[str, Any]]) -> tuple[list[str], Any]:
+    """The compiled derivation plan, or the derived facts whose declaration does not compile:
+    an unknown function or name, an input that is no fact, a cycle; each at its file and line."""
     from .derivations import Plan, PlanError
     try:
-        Plan(facts, lambda drug, modality: frozenset())
+        return [], Plan(facts, lambda drug, modality: frozenset())
     except PlanError as exc:
         out = []
         for name, key, message in exc.problems:
@@ -680,8 +686,7 @@ def _lint_derivations(facts: dict[str, FactSpec], where: dict[str, tuple[str, An
             at = _where(path, data, ("facts", name, key)) if line_of(data, ("facts", name, key)) \
                 else _where(path, data, ("facts", name))
             out.append(f"{at}: {message}")
-        return out
-    return []
+        return out, None
 
 
 def _lint_rule(rule: Rule, i: int, path: str, data: Any, facts: dict[str, FactSpec],
