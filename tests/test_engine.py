@@ -97,11 +97,12 @@ def test_a_session_where_no_rule_fires_does_not_crash_durable_rules():
 
 def _compile(text, facts=None):
     from mtus_engine.derivations import Compiler, Ctx
+    from mtus_engine.derived import DerivedRequest
     from mtus_engine.rulebook import FactSpec
     vocab = {n: FactSpec(type=t, source="findings", meaning="", values=["a", "b"] if t == "list" else None)
              for n, t in (facts or {"x": "number", "y": "number", "p": "boolean", "q": "boolean", "l": "list"}).items()}
     fn, reads = Compiler(vocab, {"item"}).compile(text)
-    return (lambda **values: fn(Ctx(None, {"item": values.pop("item", None)}, None, None, values))), reads
+    return (lambda **values: fn(Ctx(None, DerivedRequest(item=values.pop("item", "x")), None, None, values))), reads
 
 
 def test_expressions_are_three_valued_and_propagate_the_undocumented():
@@ -160,10 +161,10 @@ def test_derivation_walks_only_what_the_rules_for_the_item_read(engine):
                           "  - item: 'Flexeril 7.5 mg #20'\n  - item: 'Norco 10/325 mg #60'\n"
                           "  - item: 'Omeprazole 20 mg #30'\n")
     rb = engine.rulebook
-    facts = [request_facts(case, DerivedRequest(derive_request(case, i, rb.drugs)[0]), rb) for i in range(3)]
+    facts = [request_facts(case, DerivedRequest.of(derive_request(case, i, rb.drugs)[0]), rb) for i in range(3)]
     derived = {n for n, s in rb.facts.items() if s.source == "derived"}
     for i, f in enumerate(facts):
-        req = DerivedRequest(derive_request(case, i, rb.drugs)[0])
+        req = DerivedRequest.of(derive_request(case, i, rb.drugs)[0])
         needed = {s.name for s in rb.derivation_plan.for_request(req.drug, req.modality)}
         # nothing derived beyond the plan; the plan holds what the rules read and what that needs
         assert {k.split("__")[0] for k in f} & derived <= needed

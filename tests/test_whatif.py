@@ -161,7 +161,7 @@ def test_a_derived_ceiling_is_inverted_through_its_declaration(engine):
     fields = dict(derive_request(case, 0, rb.drugs)[0], refills=0)
 
     def supply(q):
-        return derive_value(case, DerivedRequest(fields, quantity=q), rb, "supply_days")
+        return derive_value(case, DerivedRequest.of({**fields, "quantity": q}), rb, "supply_days")
     assert test_holds(ceiling, supply(quantity)) and not test_holds(ceiling, supply(quantity + 1))
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from typing import Any
 
 from .backend import RulesetHandle
-from .case import (Case, Request, derive, derive_request, medication_generic, parse_item, strength_mg,
-                   units_per_day)
+from .case import Case, derive_request
 from .compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebook, chained_facts,
                        compile_rulebook, flag)
 from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
