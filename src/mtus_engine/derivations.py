@@ -111,6 +111,43 @@ _BUILTINS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _call(name: str, fn: Callable[..., Any], args: list, kwargs: dict, n: ast.Call) -> Callable[[Ctx], Any]:
+    """A call, specialised: derivation runs per request, so no generic *args/**kwargs packing
+    where the arity is known, and constant arguments are passed as values."""
+    consts = [isinstance(x, ast.Constant) for x in n.args]
+    if name == "known" and len(args) == 1:
+        a = args[0]
+        return lambda ctx: a(ctx) is not None
+    if name == "default" and len(args) == 2:
+        a, d = args
+
+        def dflt(ctx: Ctx) -> Any:
+            v = a(ctx)
+            return d(ctx) if v is None else v
+        return dflt
+    if kwargs:
+        if all(isinstance(k.value, ast.Constant) for k in n.keywords):
+            fixed = {k.arg: k.value.value for k in n.keywords if k.arg}
+            if all(consts):
+                values = [x.value for x in n.args]
+                return lambda ctx: fn(ctx, *values, **fixed)
+            return lambda ctx: fn(ctx, *[f(ctx) for f in args], **fixed)
+        return lambda ctx: fn(ctx, *[f(ctx) for f in args], **{k: f(ctx) for k, f in kwargs.items()})
+    if all(consts):
+        values = [x.value for x in n.args]
+        return lambda ctx: fn(ctx, *values)
+    if len(args) == 1:
+        a = args[0]
+        return lambda ctx: fn(ctx, a(ctx))
+    if len(args) == 2:
+        a, b = args
+        if consts[1]:
+            bv = n.args[1].value
+            return lambda ctx: fn(ctx, a(ctx), bv)
+        return lambda ctx: fn(ctx, a(ctx), b(ctx))
+    return lambda ctx: fn(ctx, *[f(ctx) for f in args])
+
+
 class Compiler:
     """Compiles expression text against a fact vocabulary: names are facts or request fields."""
 
@@ -217,7 +254,7 @@ class Compiler:
                                       f"{', '.join(sorted({*_BUILTINS, *FUNCTIONS}))})")
             args = [self._node(x, reads) for x in n.args]
             kwargs = {k.arg: self._node(k.value, reads) for k in n.keywords if k.arg}
-            return lambda ctx: fn(ctx, *(f(ctx) for f in args), **{k: f(ctx) for k, f in kwargs.items()})
+            return _call(name, fn, args, kwargs, n)
         raise ExpressionError(f"{ast.unparse(n)!r} is not an allowed expression")
 
     def _name(self, name: str, reads: set[str]) -> Callable[[Ctx], Any]:
