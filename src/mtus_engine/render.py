@@ -188,7 +188,7 @@ def rule_text(rule: Any, compiled: dict[str, Any] | None = None) -> str:
     lines.append(f"  applies to: {rule.applies_to.model_dump(exclude_defaults=True)}")
     lines.append(f"  {rule.recommendation}: {rule.recommends}")
     for crit in rule.criteria:
-        when = f" when {crit.when.fact} is {json.dumps(crit.when.equals)}" if crit.when else ""
+        when = f" when {crit.when.fact} {crit.when.test.describe()}" if crit.when else ""
         kind = "decisive" if crit.decisive else "advisory"
         onfail = f", on failure {crit.on_failure}" + (f" to {crit.modify.model_dump(exclude_none=True)}" if crit.modify else "")
         lines.append(f"  - {crit.id} ({kind}{onfail}): {crit.fact} {crit.test.describe()}{when}")
