@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from .backend import RulesetHandle
 from .case import Case, derive_request
@@ -28,6 +28,58 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+class _CriterionText:
+    """One criterion as determinations report it, precomputed: its fixed fields, how its value
+    is read from the request fact, and its finding sentence per state."""
+
+    __slots__ = ("key", "id", "asks", "fact", "test", "decisive", "missing", "source", "documentable",
+                 "modifies", "modify", "assume", "because", "finding", "placeholder", "assumed_finding",
+                 "_flag", "_excludes")
+
+    def __init__(self, rule: Rule, crit: Criterion, spec: Any, documentable: bool):
+        self.key = (rule.id, crit.id)
+        self.id, self.asks, self.fact, self.missing = crit.id, crit.asks, crit.fact, crit.missing
+        self.test, self.decisive = crit.test.description, crit.decisive
+        self.source = spec.source if spec else None
+        self.documentable = documentable
+        self.modifies, self.modify = crit.on_failure == "modify", crit.modify
+        op = crit.test.op
+        self._flag = flag(crit.fact, crit.test.includes) if op == "includes" else None
+        self._excludes = [(flag(crit.fact, v), v) for v in crit.test.excludes] if op == "excludes" else None
+        na = (f"not applicable ({crit.when.fact} {crit.when.test.describe_negation()})" if crit.when
+              else "not applicable")
+        self.finding = {MET: crit.met, FAILED: crit.failed or crit.met,
+                        UNDOCUMENTED: f"the records do not document {crit.missing}", NOT_APPLICABLE: na}
+        self.placeholder = {state: "{value}" in text for state, text in self.finding.items()}
+        assumed = crit.assumed
+        self.assume = assumed.assume if assumed else None
+        self.because = assumed.because if assumed else None
+        self.assumed_finding = {}
+        if assumed:
+            shown = _show(self.assume)
+            for state in self.finding:
+                text = (crit.met if state == MET else (crit.failed or crit.met)).replace("{value}", shown)
+                self.assumed_finding[state] = (f"the records do not document {crit.missing}, read as {shown} "
+                                               f"({assumed.because}): {text}")
+
+    def value(self, facts: dict) -> Any:
+        if self._flag is not None:
+            return facts.get(self._flag)
+        if self._excludes is not None:
+            present = [v for key, v in self._excludes if facts.get(key)]
+            known = any(key in facts for key, _ in self._excludes)
+            return present if known else None
+        return facts.get(self.fact)
+
+
+class _RuleText(NamedTuple):
+    """A rule's static text under one guideline part."""
+
+    head: str                    # "<guideline> (<section>, page(s) ..): <recommends>"
+    extras: tuple[str, ...]      # its also-cited sections' sentences
+    citations: tuple[tuple[tuple, CitationOut], ...]   # ((guideline, section, pages), citation)
+
+
 class Engine:
     """A rulebook compiled into durable_rules, ready to evaluate cases. Thread-safe."""
 
@@ -37,6 +89,10 @@ class Engine:
         self._rulesets = [RulesetHandle(f.name, f.definition) for f in self.compiled.families]
         self._rule_order = {r.id: n for n, r in enumerate(self.rulebook.rules)}
         self.edition: str | None = None     # pinned by under_edition()
+        # what a determination says of each criterion, worked out once rather than per request
+        self._criteria = {r.id: [_CriterionText(r, c, self.rulebook.facts.get(c.fact), self._documentable(c))
+                                 for c in r.criteria] for r in self.rulebook.rules}
+        self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
 
     def under_edition(self, edition: str | None) -> "Engine":
         """This engine, evaluating every case under a named edition (what-if, batch, service).
@@ -88,12 +144,12 @@ class Engine:
 
     def _fire(self, facts: dict[str, Any]) -> list[str]:
         fired: list[str] = []
+        compiled = self.compiled
         # a family holds every rule that can match this fact; no family, no rule can
-        for i in self.compiled.families_for(facts):
+        for i in compiled.families_for(facts):
             # only the keys some rule reads cross into durable_rules: less JSON, smaller facts
-            used = self.compiled.families[i].request_keys
-            fired += self._rulesets[i].evaluate([{k: v for k, v in facts.items() if k in used}],
-                                                lambda f: chained_facts(self.compiled, f))
+            used = compiled.families[i].request_keys
+            fired += self._rulesets[i].evaluate([{k: v for k, v in facts.items() if k in used}], self._chain)
         return fired
 
     # -------------------------------------------------------------- internals
@@ -115,27 +171,34 @@ class Engine:
         if not isinstance(edition, Edition):
             edition = self.rulebook.edition(edition) if edition else self.rulebook.manifest.editions[-1]
         fired = self._fire(facts)
-        actions = [self.compiled.actions[name] for name in fired]
-        applied = {a.rule_id for a in actions if a.kind == "applies"}
-        if not applied:
-            return self._no_rule(req, self._why_no_rule(req))
-        order = self._rule_order
-        parts = {r.id: p for r in map(self.rulebook.by_id.__getitem__, applied)
-                 if (p := r.part_in(edition, request_date))}
-        rules = sorted((self.rulebook.by_id[i] for i in parts), key=lambda r: order[r.id])
-        if not rules:
-            return self._no_rule(req, f"the rules that cover this item belong to no guideline part of "
-                                      f"{edition.id} in effect on {request_date or 'the date chosen'}")
+        applied: set[str] = set()
+        certified: set[str] = set()
         states: dict[tuple[str, str], tuple[str, bool]] = {}
-        for a in actions:
-            if a.kind == "criterion":
+        conflict = None
+        actions = self.compiled.actions
+        for name in fired:
+            a = actions[name]
+            kind = a.kind
+            if kind == "criterion":
                 key = (a.rule_id, a.criterion_id)
                 # durable_rules activates a rule once per satisfied $or branch: a repeat of the
                 # same state is expected, two different states are a compiler bug
-                if states.get(key, (a.state, a.assumed)) != (a.state, a.assumed):
-                    raise EngineError(f"criterion {key} matched two states")
-                states[key] = (a.state, a.assumed)
-        certified = {a.rule_id for a in actions if a.kind == "certify"}
+                if states.setdefault(key, (a.state, a.assumed)) != (a.state, a.assumed):
+                    conflict = conflict or key
+            elif kind == "applies":
+                applied.add(a.rule_id)
+            else:
+                certified.add(a.rule_id)
+        if not applied:
+            return self._no_rule(req, self._why_no_rule(req))
+        by_id = self.rulebook.by_id
+        parts = {rule_id: p for rule_id in applied if (p := by_id[rule_id].part_in(edition, request_date))}
+        if not parts:
+            return self._no_rule(req, f"the rules that cover this item belong to no guideline part of "
+                                      f"{edition.id} in effect on {request_date or 'the date chosen'}")
+        if conflict:
+            raise EngineError(f"criterion {conflict} matched two states")
+        rules = [by_id[i] for i in sorted(parts, key=self._rule_order.__getitem__)]
         return self._decide(req, facts, provenance or {}, rules, states, certified, parts)
 
     def _decide(self, req: DerivedRequest, facts: dict, provenance: dict[str, str], rules: list[Rule],
@@ -148,36 +211,40 @@ class Engine:
         missing: list[str] = []
         for rule in rules:
             rule_decision = "certify"
-            blocking: list[Criterion] = []
-            for crit in rule.criteria:
-                found = states.get((rule.id, crit.id))
+            blocking: list[_CriterionText] = []
+            for m in self._criteria[rule.id]:
+                found = states.get(m.key)
                 if found is None:
-                    raise EngineError(f"no state matched for criterion {rule.id}/{crit.id}")
+                    raise EngineError(f"no state matched for criterion {rule.id}/{m.id}")
                 state, assumed = found
-                value = self._fact_value(crit, facts)
                 if assumed:
-                    value = crit.assumed.assume
+                    value, source, finding = m.assume, "assumed", m.assumed_finding[state]
+                else:
+                    value = m.value(facts)
+                    source = provenance.get(m.fact, m.source)
+                    finding = m.finding[state]
+                    if m.placeholder[state]:
+                        finding = finding.replace("{value}", _show(value) if value is not None
+                                                  else "an unknown number of")
                 criteria.append(CriterionResult(
-                    rule=rule.id, criterion=crit.id, asks=crit.asks, fact=crit.fact, value=value,
-                    source="assumed" if assumed else self._source(crit.fact, provenance),
-                    test=crit.test.description, state=state, decisive=crit.decisive,
-                    finding=self._finding(crit, state, value, assumed),
-                    assumed=crit.assumed.because if assumed else None))
-                if crit.decisive and state in (FAILED, UNDOCUMENTED):
-                    blocking.append(crit)
-                    if state == UNDOCUMENTED or (state == FAILED and self._documentable(crit)):
-                        if crit.missing not in missing:
-                            missing.append(crit.missing)
+                    rule=rule.id, criterion=m.id, asks=m.asks, fact=m.fact, value=value, source=source,
+                    test=m.test, state=state, decisive=m.decisive, finding=finding,
+                    assumed=m.because if assumed else None))
+                if m.decisive and (state == FAILED or state == UNDOCUMENTED):
+                    blocking.append(m)
+                    if state == UNDOCUMENTED or m.documentable:
+                        if m.missing not in missing:
+                            missing.append(m.missing)
             if rule.recommendation == "not-recommended":
                 rule_decision = "non-certify"
             elif blocking:
-                if all(c.on_failure == "modify" and states[(rule.id, c.id)][0] == FAILED for c in blocking):
+                if all(m.modifies and states[m.key][0] == FAILED for m in blocking):
                     rule_decision = "modify"
-                    for c in blocking:
-                        if c.modify and c.modify.supply_days:
-                            modify_supply.append(c.modify.supply_days)
-                        if c.modify and c.modify.sessions:
-                            modify_sessions.append(c.modify.sessions)
+                    for m in blocking:
+                        if m.modify and m.modify.supply_days:
+                            modify_supply.append(m.modify.supply_days)
+                        if m.modify and m.modify.sessions:
+                            modify_sessions.append(m.modify.sessions)
                 else:
                     rule_decision = "non-certify"
             # the certify join in durable_rules and the criterion states must agree
@@ -199,11 +266,8 @@ class Engine:
             rationale=rationale, citations=citations, rules_fired=[r.id for r in rules],
             criteria=criteria, missing_documentation=missing, modified_request=modified)
 
-    def _source(self, fact: str, provenance: dict[str, str]) -> str | None:
-        if fact in provenance:
-            return provenance[fact]
-        spec = self.rulebook.facts.get(fact)
-        return spec.source if spec else None
+    def _chain(self, fired: list[str]) -> list[dict]:
+        return chained_facts(self.compiled, fired)
 
     def _documentable(self, crit: Criterion) -> bool:
         """Could more documentation turn this failed criterion around? Not when the request
@@ -212,35 +276,6 @@ class Engine:
             return False
         spec = self.rulebook.facts.get(crit.fact)
         return spec is not None and spec.type in ("boolean", "list") and spec.source != "derived"
-
-    @staticmethod
-    def _fact_value(crit: Criterion, facts: dict) -> Any:
-        if crit.test.op == "includes":
-            return facts.get(flag(crit.fact, crit.test.includes))
-        if crit.test.op == "excludes":
-            present = [v for v in crit.test.excludes if facts.get(flag(crit.fact, v))]
-            known = any(flag(crit.fact, v) in facts for v in crit.test.excludes)
-            return present if known else None
-        return facts.get(crit.fact)
-
-    @staticmethod
-    def _finding(crit: Criterion, state: str, value: Any, assumed: bool = False) -> str:
-        if assumed:
-            # say what was missing and what the rule took it to mean
-            text = crit.met if state == MET else (crit.failed or crit.met)
-            text = text.replace("{value}", _show(value))
-            return f"the records do not document {crit.missing}, read as {_show(value)} ({crit.assumed.because}): {text}"
-        if state == MET:
-            text = crit.met
-        elif state == FAILED:
-            text = crit.failed or crit.met
-        elif state == UNDOCUMENTED:
-            text = f"the records do not document {crit.missing}"
-        else:
-            text = f"not applicable ({crit.when.fact} {crit.when.test.describe_negation()})" if crit.when else "not applicable"
-        if "{value}" not in text:
-            return text
-        return text.replace("{value}", _show(value) if value is not None else "an unknown number of")
 
     def _modified(self, req: DerivedRequest, facts: dict, supply: list[int], sessions: list[int]) -> ModifiedRequest:
         if sessions:
@@ -253,40 +288,54 @@ class Engine:
         return ModifiedRequest(item=f"{req.item} (modified to #{qty}, no refills: {days} days)",
                                quantity=qty, refills=0)
 
-    @staticmethod
-    def _citations(rules: list[Rule], cited: dict[str, str]) -> list[CitationOut]:
-        seen, out = set(), []
-        for rule in rules:
-            for c in rule.citations(cited[rule.id]):
-                key = (c.guideline, c.section, c.pages)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(CitationOut(c.guideline, c.section, c.pages, c.certainty, c.part))
-        return out
-
-    @staticmethod
-    def _rationale(req: DerivedRequest, rules: list[Rule], criteria: list[CriterionResult], decision: str,
-                   modified: ModifiedRequest | None, cited: dict[str, str]) -> str:
-        parts = []
-        for rule in rules:
-            c = rule.parts[cited[rule.id]]
+    def _rule_text(self, rule: Rule, part: str) -> _RuleText:
+        """A rule's citations and static rationale sentences under one guideline part: the same
+        for every request, so built once."""
+        key = (rule.id, part)
+        text = self._texts.get(key)
+        if text is None:
+            c = rule.parts[part]
             where = f"{c.section}" + (f", page(s) {c.pages}" if c.pages else "")
-            parts.append(f"{c.guideline} ({where}): {rule.recommends}")
-        for rule in rules:
-            part = cited[rule.id]
+            extras = []
             for extra in rule.also_cites:
                 if extra.for_:
                     pages = extra.pages.get(part)
-                    parts.append(f"{extra.section}" + (f" (page {pages})" if pages else "")
-                                 + f": {extra.for_}.")
-        decisive = [c for c in criteria if c.decisive and c.state != NOT_APPLICABLE]
-        def unique(items: list[str]) -> list[str]:
-            return list(dict.fromkeys(items))
+                    extras.append((f"{extra.section}" + (f" (page {pages})" if pages else "")
+                                   + f": {extra.for_}.").strip())
+            citations = tuple(((x.guideline, x.section, x.pages),
+                               CitationOut(x.guideline, x.section, x.pages, x.certainty, x.part))
+                              for x in rule.citations(part))
+            text = self._texts[key] = _RuleText(f"{c.guideline} ({where}): {rule.recommends}".strip(),
+                                                tuple(extras), citations)
+        return text
 
-        met = unique([c.finding for c in decisive if c.state == MET])
-        failed = unique([c.finding for c in decisive if c.state == FAILED])
-        undocumented = unique([c.finding for c in decisive if c.state == UNDOCUMENTED])
-        cautions = unique([c.finding for c in criteria if not c.decisive and c.state == FAILED])
+    def _citations(self, rules: list[Rule], cited: dict[str, str]) -> list[CitationOut]:
+        seen, out = set(), []
+        for rule in rules:
+            for key, citation in self._rule_text(rule, cited[rule.id]).citations:
+                if key not in seen:
+                    seen.add(key)
+                    out.append(citation)
+        return out
+
+    def _rationale(self, req: DerivedRequest, rules: list[Rule], criteria: list[CriterionResult], decision: str,
+                   modified: ModifiedRequest | None, cited: dict[str, str]) -> str:
+        texts = [self._rule_text(rule, cited[rule.id]) for rule in rules]
+        parts = [t.head for t in texts]
+        for t in texts:
+            parts += t.extras
+        met, failed, undocumented, cautions = {}, {}, {}, {}   # dicts: unique, in order
+        for c in criteria:
+            state = c.state
+            if c.decisive:
+                if state == MET:
+                    met[c.finding] = None
+                elif state == FAILED:
+                    failed[c.finding] = None
+                elif state == UNDOCUMENTED:
+                    undocumented[c.finding] = None
+            elif state == FAILED:
+                cautions[c.finding] = None
         case_bits = []
         if met:
             case_bits.append("; ".join(met))
@@ -295,20 +344,22 @@ class Engine:
         if undocumented:
             case_bits.append("; ".join(undocumented))
         if case_bits:
-            parts.append("In this case, " + "; ".join(case_bits) + ".")
+            parts.append(("In this case, " + "; ".join(case_bits) + ".").strip())
         if cautions:
-            parts.append("Also noted: " + "; ".join(cautions) + ".")
+            parts.append(("Also noted: " + "; ".join(cautions) + ".").strip())
         if any(r.recommendation == "not-recommended" for r in rules):
             names = ", ".join(r.parts[cited[r.id]].section for r in rules if r.recommendation == "not-recommended")
-            parts.append(f"The guideline does not recommend this agent ({names}); no documentation would make it medically necessary.")
+            parts.append(f"The guideline does not recommend this agent ({names}); no documentation would make it "
+                         f"medically necessary.".strip())
         if decision == "certify":
-            parts.append(f"The criteria are met. Therefore, the request for {req.item} is medically necessary.")
+            parts.append(f"The criteria are met. Therefore, the request for {req.item} is medically necessary.".strip())
         elif decision == "modify":
             parts.append(f"The request for {req.item} is not medically necessary as written; "
-                         f"a modification to {modified.item.split(' (modified to ')[1].rstrip(')')} is supported.")
+                         f"a modification to {modified.item.split(' (modified to ')[1].rstrip(')')} is supported."
+                         .strip())
         else:
-            parts.append(f"Therefore, the request for {req.item} is not medically necessary.")
-        return " ".join(p.strip() for p in parts)
+            parts.append(f"Therefore, the request for {req.item} is not medically necessary.".strip())
+        return " ".join(parts)
 
     def _why_no_rule(self, req: DerivedRequest) -> str:
         if req.drug:
