@@ -24,10 +24,8 @@ from .errors import EngineError
 # result codes of durable_rules_engine.assert_*: 0 handled, 1 not handled, 2 observed
 _OBSERVED = 2
 # durable_rules 2.0.28 frees a session's action context in delete_state, but only a started
-# action initialises it: a session where no rule fires crashes (invalid free, then SIGSEGV).
-# One rule that always fires keeps every session safe; it is dropped from the results.
-_SESSION_RULE = "mtus-session"
-# a fact kind only the cleanup rule matches: ends a session whose first assert failed
+# action initialises it: deleting a session where no rule ever fired crashes (invalid free, then
+# SIGSEGV). Such a session is first given a fact only the cleanup rule matches (see ``_end``).
 _CLEANUP_KIND = "mtus-cleanup"
 _CLEANUP_RULE = "mtus-cleanup"
 # evaluations per session before it is deleted and a fresh one started
@@ -40,8 +38,7 @@ class RulesetHandle:
     def __init__(self, name: str, definition: dict):
         # create_ruleset keeps its own copy of the JSON; our dict is never mutated
         self.name = name
-        definition = {**definition, _SESSION_RULE: {"all": [{"m": {"kind": "request"}}]},
-                      _CLEANUP_RULE: {"all": [{"m": {"kind": _CLEANUP_KIND}}]}}
+        definition = {**definition, _CLEANUP_RULE: {"all": [{"m": {"kind": _CLEANUP_KIND}}]}}
         try:
             self._handle = _dre.create_ruleset(name, json.dumps(definition, sort_keys=True))
         except Exception as exc:  # noqa: BLE001 - the C layer raises plain Exceptions with a code
@@ -132,7 +129,7 @@ class RulesetHandle:
                 # a message is {"<rule name>": {...matched facts...}}; rule names hold no quotes,
                 # so slicing saves decoding the whole matched fact
                 name = message[message.index('"') + 1: message.index('":')]
-                if name not in (_SESSION_RULE, _CLEANUP_RULE):
+                if name != _CLEANUP_RULE:
                     fired.append(name)
                 message = _dre.complete_and_start_action(self._handle, state)
         except Exception as exc:  # noqa: BLE001

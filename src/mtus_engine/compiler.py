@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .rulebook import Criterion, Rule, Rulebook
@@ -165,10 +166,14 @@ class CompiledRulebook:
             idx.add(self.by_drug[d])
         if (m := facts.get("modality")) in self.by_modality:
             idx.add(self.by_modality[m])
-        for cls, i in self.by_class.items():
-            if facts.get(flag("drug_class", cls)) is True:
+        for key, i in self._class_flags:
+            if facts.get(key) is True:
                 idx.add(i)
         return sorted(idx)
+
+    @cached_property
+    def _class_flags(self) -> list[tuple[str, int]]:
+        return [(flag("drug_class", cls), i) for cls, i in self.by_class.items()]
 
 
 def _keys(node: Any, out: set[str]) -> None:
