@@ -232,11 +232,21 @@ def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
             x = parent[x]
         return x
 
+    # rules by the drug and the class they name; every loop below is linear in the rules
+    position = {r.id: n for n, r in enumerate(rulebook.rules)}
+    naming: dict[tuple[str, str], list[str]] = {}
+    for rule in rulebook.rules:
+        for d in rule.applies_to.drugs:
+            naming.setdefault(("drug", d), []).append(rule.id)
+        for c in rule.applies_to.classes:
+            naming.setdefault(("class", c), []).append(rule.id)
     targets: dict[tuple[str, str], list[str]] = {}
     for generic, spec in rulebook.drugs.drugs.items():
-        for rule in rulebook.rules:
-            if generic in rule.applies_to.drugs or set(spec.classes) & set(rule.applies_to.classes):
-                targets.setdefault(("drug", generic), []).append(rule.id)
+        ids = set(naming.get(("drug", generic), ()))
+        for c in spec.classes:
+            ids.update(naming.get(("class", c), ()))
+        if ids:
+            targets[("drug", generic)] = sorted(ids, key=position.__getitem__)
     for rule in rulebook.rules:
         for m in rule.applies_to.modalities:
             targets.setdefault(("modality", m), []).append(rule.id)
@@ -248,12 +258,20 @@ def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
     groups: dict[str, list[str]] = {}
     for rule in rulebook.rules:
         groups.setdefault(find(rule.id), []).append(rule.id)
+    # each rule's compiled rules and the fact keys they read, found in one pass over the definition
+    by_rule: dict[str, dict[str, Any]] = {}
+    for k, v in definition.items():
+        by_rule.setdefault(k.split("|", 1)[0], {})[k] = v
+    keys_of: dict[str, set[str]] = {}
+    for rule_id, specs in by_rule.items():
+        _keys(list(specs.values()), keys_of.setdefault(rule_id, set()))
     families, index_of = [], {}
     for n, (root, ids) in enumerate(sorted(groups.items())):
-        members = set(ids)
-        fdef = {k: v for k, v in definition.items() if k.split("|", 1)[0] in members}
+        fdef: dict[str, Any] = {}
         keys: set[str] = set()
-        _keys(list(fdef.values()), keys)
+        for rule_id in ids:
+            fdef.update(by_rule.get(rule_id, {}))
+            keys |= keys_of.get(rule_id, set())
         keys = (keys - {"all", "any", "m", "a"}) | {"kind", "id"}
         families.append(Family(f"{name}-{n}", ids, fdef, frozenset(keys)))
         index_of[root] = n
