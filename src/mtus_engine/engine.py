@@ -110,6 +110,24 @@ class Engine:
         edition named (for requests no edition covers, such as today's); the output says which."""
         rb = self.rulebook
         edition = edition or self.edition
+        chosen, basis = self._edition_of(case, edition)
+        determinations = [self._request(case, idx, chosen, edition) for idx in range(len(case.requests))]
+        return CaseDetermination(
+            case_id=case.id,
+            rulebook=RulebookRef(edition=chosen.id if chosen else None, version=rb.version,
+                                 digest=rb.digest, edition_basis=basis, edition_chosen=edition is not None),
+            determinations=determinations)
+
+    def evaluate_request(self, case: Case, index: int, edition: str | None = None) -> Determination:
+        """The determination evaluate gives request ``index``, without judging the case's other
+        requests (a what-if grid asks about one)."""
+        edition = edition or self.edition
+        chosen, _ = self._edition_of(case, edition)
+        return self._request(case, index, chosen, edition)
+
+    def _edition_of(self, case: Case, edition: str | None) -> tuple[Edition | None, str]:
+        """The edition a case is judged under, and why."""
+        rb = self.rulebook
         if edition is not None:
             chosen = rb.edition(edition)
             basis = (f"edition {chosen.id} chosen by the user, not in effect on the request date "
@@ -118,24 +136,20 @@ class Engine:
             chosen = rb.edition_for(case.request_date)
             basis = (f"request date {case.request_date}" if case.request_date else
                      "no request date documented: judged under the newest edition")
-        determinations = []
-        for idx in range(len(case.requests)):
-            fields, provenance = derive_request(case, idx, rb.drugs)
-            req = DerivedRequest.of(fields)
-            if chosen is None:
-                spans = ", ".join(f"{e.id} {e.effective_from} to {e.effective_until or 'now'}"
-                                  for e in rb.manifest.editions)
-                determinations.append(self._no_rule(
-                    req, f"no rulebook edition is in effect on the request date {case.request_date} "
-                         f"(editions: {spans}); name one with --edition to evaluate anyway"))
-                continue
-            day = None if edition is not None else case.request_date
-            determinations.append(self._evaluate_request(case, req, provenance, chosen, day))
-        return CaseDetermination(
-            case_id=case.id,
-            rulebook=RulebookRef(edition=chosen.id if chosen else None, version=rb.version,
-                                 digest=rb.digest, edition_basis=basis, edition_chosen=edition is not None),
-            determinations=determinations)
+        return chosen, basis
+
+    def _request(self, case: Case, idx: int, chosen: Edition | None, edition: str | None) -> Determination:
+        rb = self.rulebook
+        fields, provenance = derive_request(case, idx, rb.drugs)
+        req = DerivedRequest.of(fields)
+        if chosen is None:
+            spans = ", ".join(f"{e.id} {e.effective_from} to {e.effective_until or 'now'}"
+                              for e in rb.manifest.editions)
+            return self._no_rule(
+                req, f"no rulebook edition is in effect on the request date {case.request_date} "
+                     f"(editions: {spans}); name one with --edition to evaluate anyway")
+        day = None if edition is not None else case.request_date
+        return self._evaluate_request(case, req, provenance, chosen, day)
 
     def fire(self, case: Case, index: int = 0) -> list[str]:
         """Names of the durable rules that fire for one request (for --explain and tests)."""

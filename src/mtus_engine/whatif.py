@@ -488,7 +488,8 @@ def grid(case: Case, engine: Engine, axes: list[tuple[str, list[Any]]], request:
             changes = [(first[0], v1)] + ([(second[0], v2)] if second else [])
             try:
                 variant = apply_changes(base, changes)
-                row.append(engine.evaluate(variant).determinations[request].decision)
+                # only the request asked about: the others' determinations would be thrown away
+                row.append(engine.evaluate_request(variant, request).decision)
             except InputError:
                 row.append("invalid")
         rows.append(row)
