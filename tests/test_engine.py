@@ -191,3 +191,85 @@ def test_a_when_guard_tests_a_string_fact_directly(engine):
     assert "diagnosis_type is not crps" in myalgia["crps-visits"][1]
     # not documented: the general schedule applies, as the guard's if_undocumented says
     assert silent["total-visits"][0] == "failed" and silent["crps-visits"][0] == "not applicable"
+
+def _gold_cases(root):
+    import yaml
+
+    from mtus_engine.case import case_from_data
+    out = []
+    for path in sorted((root / "cases/letters/real").glob("*.gold.yaml")):
+        data = yaml.safe_load(path.read_text()).get("case")
+        if data:
+            out.append(case_from_data(data, str(path)))
+    return out
+
+
+def test_a_reused_session_judges_as_a_fresh_engine_does(engine, root, monkeypatch):
+    # each ruleset keeps one durable_rules session and retracts what an evaluation asserted:
+    # the real corpus, shuffled through one engine, must give what fresh sessions give
+    import random
+
+    import mtus_engine.backend as backend
+    from mtus_engine.engine import Engine
+    cases = _gold_cases(root)
+    assert len(cases) > 100
+    shuffled = list(cases)
+    random.Random(3).shuffle(shuffled)
+    seen = {id(c): render_json(engine.evaluate(c)) for c in shuffled + shuffled[::-1]}
+    fresh = Engine(engine.rulebook)
+    fresh._rulesets = [RulesetHandle(f"{f.name}-fresh", f.definition) for f in fresh.compiled.families]
+    monkeypatch.setattr(backend, "RECYCLE_AFTER", 1)   # a new session for every evaluation
+    for case in cases:
+        assert render_json(fresh.evaluate(case)) == seen[id(case)], case.id
+    # and no evaluation left a fact behind in any session
+    assert all(rs.session_facts() == [] for rs in engine._rulesets)
+
+
+def test_evaluate_request_is_that_request_of_evaluate(engine, root):
+    # the what-if grid judges only the request it asks about
+    for case in _gold_cases(root)[:40] + [load_case_text(TWO)]:
+        whole = engine.evaluate(case).determinations
+        for i, det in enumerate(whole):
+            assert render_json(engine.evaluate_request(case, i)) == render_json(det)
+
+
+def test_the_certify_stage_is_decided_in_durable_rules(engine):
+    # stage two asserts one conclusions fact per applied rule; the certify rule fires in
+    # durable_rules only when every decisive criterion is flagged met or not applicable
+    from mtus_engine.compiler import chained_facts
+    compiled = engine.compiled
+    rule = engine.rulebook.by_id["cyclobenzaprine.short-course"]
+    family = next(i for i, f in enumerate(compiled.families) if rule.id in f.rule_ids)
+    rs = RulesetHandle("certify-stage", compiled.families[family].definition)
+    try:
+        decisive = [k for k, c in enumerate(rule.criteria) if c.decisive]
+        assert decisive
+        full = {"kind": "conclusions", "id": "k", "rule": rule.id, **{f"ok{k}": True for k in decisive}}
+        assert rs.evaluate([dict(full)]) == [f"{rule.id}|certify"]
+        for k in decisive:
+            partial = {key: v for key, v in full.items() if key != f"ok{k}"}
+            assert rs.evaluate([partial]) == []
+        fact = {"kind": "request", "drug": "cyclobenzaprine", "drug_class__muscle_relaxant": True}
+        fired = rs.evaluate([fact], lambda f: chained_facts(compiled, f))
+        assert f"{rule.id}|applies" in fired
+    finally:
+        rs.close()
+
+
+def test_ending_sessions_never_crashes_durable_rules():
+    # sessions are deleted when recycled or after an error; one where no rule ever fired needs
+    # the cleanup rule first (durable_rules 2.0.28 frees an uninitialised action context)
+    import subprocess
+    import sys
+    code = ("import mtus_engine.backend as b\n"
+            "b.RECYCLE_AFTER = 1\n"
+            "rs = b.RulesetHandle('recycled', {'x': {'all': [{'m': {'$and': [{'kind': 'request'}, {'a': 1}]}}]}})\n"
+            "for i in range(1500):\n"
+            "    assert rs.evaluate([{'kind': 'request', 'a': 2}]) == []\n"
+            "    assert rs.evaluate([{'kind': 'request', 'a': 1}]) == ['x']\n"
+            "b.RECYCLE_AFTER = 7\n"
+            "for i in range(1500):\n"
+            "    assert rs.evaluate([{'kind': 'request', 'a': 1 + i % 2}]) == (['x'] if i % 2 == 0 else [])\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-500:]

@@ -147,6 +147,17 @@ class RulesetHandle:
         if pending:
             raise EngineError(f"durable_rules fired a rule of ruleset {self.name} on retracting facts")
 
+    def session_facts(self) -> list[dict]:
+        """The facts the live session holds between evaluations: none, when every evaluation
+        took back what it asserted (for tests and diagnostics)."""
+        with self._lock:
+            if self._sid is None:
+                return []
+            try:
+                return orjson.loads(_dre.get_facts(self._handle, self._sid))
+            except Exception as exc:  # noqa: BLE001
+                raise EngineError(_explain(self.name, exc)) from None
+
     def close(self) -> None:
         """Drop the ruleset from durable_rules (for throwaway rulesets such as lint probes)."""
         try:
