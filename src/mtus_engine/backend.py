@@ -4,8 +4,10 @@ We drive durable_rules' C engine (``durable_rules_engine``) directly rather than
 ``durable.engine.Host``: the Host starts timer threads that dispatch actions in the
 background (races), registers ruleset names process-wide (no reload), swallows exceptions
 raised in actions, and costs ~3x in throughput. Here an "action" is just the name of the
-matched rule, collected synchronously. Every evaluation gets a fresh session id and its
-state is deleted in ``finally``, so no state leaks and memory stays flat.
+matched rule, collected synchronously. Each ruleset keeps one session: an evaluation retracts
+every fact it asserted, so the next starts from an empty session; after an error, or every
+RECYCLE_AFTER evaluations, the session is deleted and a fresh one started, so no state leaks
+and memory stays flat.
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ class RulesetHandle:
     def _assert(self, sid: str, facts: list[dict], asserted: list[str]) -> list[str]:
         for i, fact in enumerate(facts):
             fact["sid"] = sid
-            fact.setdefault("id", f"{fact['kind']}-{i}")
+            if "id" not in fact:
+                fact["id"] = f"{fact['kind']}-{i}"
         payload = orjson.dumps(facts).decode()
         try:
             code, state = _dre.assert_facts(self._handle, payload)
