@@ -76,8 +76,7 @@ class RulesetHandle:
                     more = list(then(fired))
                     if more:
                         fired += self._assert(sid, more, asserted)
-                for batch in reversed(asserted):
-                    self._retract(batch)
+                self._retract(asserted)
                 self._uses += 1
                 if self._uses % RECYCLE_AFTER == 0:   # bound whatever a long session might accumulate
                     self._drop_session()
@@ -94,7 +93,7 @@ class RulesetHandle:
     def _end(self, sid: str, started: bool) -> None:
         """Delete the session. When no action ever started in it (its first assert failed with
         error 303, a match stack overflow), delete_state would free an uninitialised action
-        context (SIGSEGV, "free(): invalid size"): fire the session rule first with a fact only
+        context (SIGSEGV, "free(): invalid size"): fire the cleanup rule first with a fact only
         it matches. If even that fails, the session is left (it holds no facts)."""
         if not started:
             try:
@@ -139,9 +138,12 @@ class RulesetHandle:
             raise EngineError(_explain(self.name, exc)) from None
         return fired
 
-    def _retract(self, payload: str) -> None:
-        """Take back facts asserted this evaluation. No rule matches an absence, so nothing
-        may fire; anything that does means the session is not what we think: a hard error."""
+    def _retract(self, payloads: list[str]) -> None:
+        """Take back the facts asserted this evaluation, in one call. No rule matches an absence,
+        so nothing may fire; anything that does means the session is not what we think: a hard
+        error."""
+        # each payload is a JSON array; their members make one array
+        payload = payloads[0] if len(payloads) == 1 else "[" + ",".join(p[1:-1] for p in payloads if p != "[]") + "]"
         try:
             _, state = _dre.retract_facts(self._handle, payload)
             pending = _dre.start_action_for_state(self._handle, state)

@@ -72,6 +72,14 @@ class _CriterionText:
         return facts.get(self.fact)
 
 
+def _first_part(in_effect: tuple[str, ...], parts: dict[str, Any]) -> str | None:
+    """Rule.part_in over the parts in effect: the first one the rule belongs to."""
+    for part in in_effect:
+        if part in parts:
+            return part
+    return None
+
+
 class _RuleText(NamedTuple):
     """A rule's static text under one guideline part."""
 
@@ -93,6 +101,7 @@ class Engine:
         self._criteria = {r.id: [_CriterionText(r, c, self.rulebook.facts.get(c.fact), self._documentable(c))
                                  for c in r.criteria] for r in self.rulebook.rules}
         self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
+        self._in_effect: dict[tuple[str, Any], tuple[str, ...]] = {}
 
     def under_edition(self, edition: str | None) -> "Engine":
         """This engine, evaluating every case under a named edition (what-if, batch, service).
@@ -206,7 +215,8 @@ class Engine:
         if not applied:
             return self._no_rule(req, self._why_no_rule(req))
         by_id = self.rulebook.by_id
-        parts = {rule_id: p for rule_id in applied if (p := by_id[rule_id].part_in(edition, request_date))}
+        in_effect = self._parts_in_effect(edition, request_date)
+        parts = {rule_id: p for rule_id in applied if (p := _first_part(in_effect, by_id[rule_id].parts))}
         if not parts:
             return self._no_rule(req, f"the rules that cover this item belong to no guideline part of "
                                       f"{edition.id} in effect on {request_date or 'the date chosen'}")
@@ -279,6 +289,17 @@ class Engine:
             request=req.item, decision=decision, medically_necessary=decision == "certify",
             rationale=rationale, citations=citations, rules_fired=[r.id for r in rules],
             criteria=criteria, missing_documentation=missing, modified_request=modified)
+
+    def _parts_in_effect(self, edition: Edition, day: Any) -> tuple[str, ...]:
+        """The edition's guideline parts in effect on the day, in the edition's order (what
+        Rule.part_in walks for every rule)."""
+        key = (edition.id, day)
+        found = self._in_effect.get(key)
+        if found is None:
+            if len(self._in_effect) > 4096:   # one entry per request date seen: keep it bounded
+                self._in_effect.clear()
+            found = self._in_effect[key] = tuple(p.id for p in edition.parts if day is None or p.covers(day))
+        return found
 
     def _chain(self, fired: list[str]) -> list[dict]:
         return chained_facts(self.compiled, fired)
