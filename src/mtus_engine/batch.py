@@ -504,11 +504,16 @@ def run_batch(source: str, out: IO[str] | None = None, *, output: str | None = N
 
 
 def _drain(results, sink: _Sink, tally: DecisionTally, progress: Callable[[int], None] | None) -> None:
-    for chunk in results:
-        # one write per chunk: a chunk is durable before the next one is written
-        sink.write("".join(line + "\n" for line, _ in chunk))
-        for _, stats in chunk:
-            tally.add(stats)
-        sink.flush()  # a chunk is durable before the next one is written
-        if progress:
-            progress(tally.cases)
+    try:
+        for chunk in results:
+            # one write per chunk: a chunk is durable before the next one is written
+            sink.write("".join(line + "\n" for line, _ in chunk))
+            for _, stats in chunk:
+                tally.add(stats)
+            sink.flush()  # a chunk is durable before the next one is written
+            if progress:
+                progress(tally.cases)
+    finally:
+        # shut the worker pool down now: left to the garbage collector, it can be closed at
+        # interpreter exit after multiprocessing's own cleanup ("Bad file descriptor")
+        results.close()
