@@ -52,7 +52,7 @@ class RulesetHandle:
         self._lock = threading.Lock()
 
     def evaluate(self, facts: list[dict],
-                 then: Callable[[list[str]], Iterable[dict]] | None = None) -> list[str]:
+                 then: Callable[[list[str]], list[dict]] | None = None) -> list[str]:
         """Assert ``facts`` in a clean session; return the names of the rules that fired.
 
         ``then`` receives the rules fired so far and returns facts to assert next in the same
@@ -73,7 +73,7 @@ class RulesetHandle:
             try:
                 fired = self._assert(sid, facts, asserted)
                 if then is not None:
-                    more = list(then(fired))
+                    more = then(fired)
                     if more:
                         fired += self._assert(sid, more, asserted)
                 self._retract(asserted)

@@ -250,10 +250,9 @@ class Engine:
                     if m.placeholder[state]:
                         finding = finding.replace("{value}", _show(value) if value is not None
                                                   else "an unknown number of")
-                criteria.append(CriterionResult(
-                    rule=rule.id, criterion=m.id, asks=m.asks, fact=m.fact, value=value, source=source,
-                    test=m.test, state=state, decisive=m.decisive, finding=finding,
-                    assumed=m.because if assumed else None))
+                # positional, in field order: keywords cost a little on every criterion
+                criteria.append(CriterionResult(rule.id, m.id, m.asks, m.fact, value, source, m.test, state,
+                                                m.decisive, finding, m.because if assumed else None))
                 if m.decisive and (state == FAILED or state == UNDOCUMENTED):
                     blocking.append(m)
                     if state == UNDOCUMENTED or m.documentable:
@@ -283,8 +282,9 @@ class Engine:
             modified = self._modified(req, facts, modify_supply, modify_sessions)
             if modified.sessions == 0:   # UR already certified all the guideline allows
                 decision, modified = "non-certify", None
-        citations = self._citations(rules, parts)
-        rationale = self._rationale(req, rules, criteria, decision, modified, parts)
+        texts = [self._rule_text(rule, parts[rule.id]) for rule in rules]
+        citations = self._citations(texts)
+        rationale = self._rationale(req, rules, texts, criteria, decision, modified, parts)
         return Determination(
             request=req.item, decision=decision, medically_necessary=decision == "certify",
             rationale=rationale, citations=citations, rules_fired=[r.id for r in rules],
@@ -344,18 +344,19 @@ class Engine:
                                                 tuple(extras), citations)
         return text
 
-    def _citations(self, rules: list[Rule], cited: dict[str, str]) -> list[CitationOut]:
+    @staticmethod
+    def _citations(texts: list[_RuleText]) -> list[CitationOut]:
         seen, out = set(), []
-        for rule in rules:
-            for key, citation in self._rule_text(rule, cited[rule.id]).citations:
+        for text in texts:
+            for key, citation in text.citations:
                 if key not in seen:
                     seen.add(key)
                     out.append(citation)
         return out
 
-    def _rationale(self, req: DerivedRequest, rules: list[Rule], criteria: list[CriterionResult], decision: str,
-                   modified: ModifiedRequest | None, cited: dict[str, str]) -> str:
-        texts = [self._rule_text(rule, cited[rule.id]) for rule in rules]
+    @staticmethod
+    def _rationale(req: DerivedRequest, rules: list[Rule], texts: list[_RuleText], criteria: list[CriterionResult],
+                   decision: str, modified: ModifiedRequest | None, cited: dict[str, str]) -> str:
         parts = [t.head for t in texts]
         for t in texts:
             parts += t.extras
