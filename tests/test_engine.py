@@ -192,6 +192,7 @@ def test_a_when_guard_tests_a_string_fact_directly(engine):
     # not documented: the general schedule applies, as the guard's if_undocumented says
     assert silent["total-visits"][0] == "failed" and silent["crps-visits"][0] == "not applicable"
 
+
 def _gold_cases(root):
     import yaml
 
