@@ -42,10 +42,14 @@ class CriterionResult:
 
 @dataclass(frozen=True, slots=True)
 class ModifiedRequest:
-    item: str
+    """What UR may certify instead: fields, and the phrase naming the change (from the phrasebook)."""
+
+    item: str                       # the request as modified, in words
     quantity: int | None = None
     refills: int | None = None
     sessions: int | None = None
+    supply_days: int | None = None
+    change: str = ""                # "6 visits", "#63, no refills: 21 days"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,8 @@ class Determination:
                          for c in self.criteria],
             "missing_documentation": list(self.missing_documentation),
             "modified_request": None if m is None else {"item": m.item, "quantity": m.quantity,
-                                                         "refills": m.refills, "sessions": m.sessions},
+                                                         "refills": m.refills, "sessions": m.sessions,
+                                                         "supply_days": m.supply_days, "change": m.change},
             "reason": self.reason,
         }
 

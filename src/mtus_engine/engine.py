@@ -15,6 +15,7 @@ from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionR
 from .derivations import request_facts  # noqa: F401 - re-exported (cli, tests)
 from .derived import DerivedRequest
 from .errors import EngineError
+from .phrases import Phrases, load_phrases
 from .rulebook import Criterion, Edition, Rule, Rulebook, load_rulebook
 
 
@@ -36,7 +37,7 @@ class _CriterionText:
                  "modifies", "modify", "assume", "because", "finding", "placeholder", "assumed_finding",
                  "_flag", "_excludes")
 
-    def __init__(self, rule: Rule, crit: Criterion, spec: Any, documentable: bool):
+    def __init__(self, rule: Rule, crit: Criterion, spec: Any, documentable: bool, say: Phrases):
         self.key = (rule.id, crit.id)
         self.id, self.asks, self.fact, self.missing = crit.id, crit.asks, crit.fact, crit.missing
         self.test, self.decisive = crit.test.description, crit.decisive
@@ -46,10 +47,11 @@ class _CriterionText:
         op = crit.test.op
         self._flag = flag(crit.fact, crit.test.includes) if op == "includes" else None
         self._excludes = [(flag(crit.fact, v), v) for v in crit.test.excludes] if op == "excludes" else None
-        na = (f"not applicable ({crit.when.fact} {crit.when.test.describe_negation()})" if crit.when
-              else "not applicable")
+        na = (say.say("finding.not_applicable_when", fact=crit.when.fact,
+                      negation=crit.when.test.describe_negation()) if crit.when
+              else say["finding.not_applicable"])
         self.finding = {MET: crit.met, FAILED: crit.failed or crit.met,
-                        UNDOCUMENTED: f"the records do not document {crit.missing}", NOT_APPLICABLE: na}
+                        UNDOCUMENTED: say.say("finding.not_documented", missing=crit.missing), NOT_APPLICABLE: na}
         self.placeholder = {state: "{value}" in text for state, text in self.finding.items()}
         assumed = crit.assumed
         self.assume = assumed.assume if assumed else None
@@ -59,8 +61,8 @@ class _CriterionText:
             shown = _show(self.assume)
             for state in self.finding:
                 text = (crit.met if state == MET else (crit.failed or crit.met)).replace("{value}", shown)
-                self.assumed_finding[state] = (f"the records do not document {crit.missing}, read as {shown} "
-                                               f"({assumed.because}): {text}")
+                self.assumed_finding[state] = say.say("finding.assumed", missing=crit.missing, value=shown,
+                                                      because=assumed.because, finding=text)
 
     def value(self, facts: dict) -> Any:
         if self._flag is not None:
@@ -98,7 +100,9 @@ class Engine:
         self._rule_order = {r.id: n for n, r in enumerate(self.rulebook.rules)}
         self.edition: str | None = None     # pinned by under_edition()
         # what a determination says of each criterion, worked out once rather than per request
-        self._criteria = {r.id: [_CriterionText(r, c, self.rulebook.facts.get(c.fact), self._documentable(c))
+        self.phrases = load_phrases(self.rulebook.directory)
+        self._criteria = {r.id: [_CriterionText(r, c, self.rulebook.facts.get(c.fact), self._documentable(c),
+                                                self.phrases)
                                  for c in r.criteria] for r in self.rulebook.rules}
         self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
         self._in_effect: dict[tuple[str, Any], tuple[str, ...]] = {}
@@ -154,9 +158,7 @@ class Engine:
         if chosen is None:
             spans = ", ".join(f"{e.id} {e.effective_from} to {e.effective_until or 'now'}"
                               for e in rb.manifest.editions)
-            return self._no_rule(
-                req, f"no rulebook edition is in effect on the request date {case.request_date} "
-                     f"(editions: {spans}); name one with --edition to evaluate anyway")
+            return self._no_rule(req, self.phrases.say("no_rule.no_edition", date=case.request_date, spans=spans))
         day = None if edition is not None else case.request_date
         return self._evaluate_request(case, req, provenance, chosen, day)
 
@@ -218,8 +220,8 @@ class Engine:
         in_effect = self._parts_in_effect(edition, request_date)
         parts = {rule_id: p for rule_id in applied if (p := _first_part(in_effect, by_id[rule_id].parts))}
         if not parts:
-            return self._no_rule(req, f"the rules that cover this item belong to no guideline part of "
-                                      f"{edition.id} in effect on {request_date or 'the date chosen'}")
+            return self._no_rule(req, self.phrases.say("no_rule.no_part", edition=edition.id,
+                                                       date=request_date or self.phrases["no_rule.no_part_date"]))
         if conflict:
             raise EngineError(f"criterion {conflict} matched two states")
         rules = [by_id[i] for i in sorted(parts, key=self._rule_order.__getitem__)]
@@ -249,7 +251,7 @@ class Engine:
                     finding = m.finding[state]
                     if m.placeholder[state]:
                         finding = finding.replace("{value}", _show(value) if value is not None
-                                                  else "an unknown number of")
+                                                  else self.phrases["finding.unknown_number"])
                 # positional, in field order: keywords cost a little on every criterion
                 criteria.append(CriterionResult(rule.id, m.id, m.asks, m.fact, value, source, m.test, state,
                                                 m.decisive, finding, m.because if assumed else None))
@@ -313,15 +315,19 @@ class Engine:
         return spec is not None and spec.type in ("boolean", "list") and spec.source != "derived"
 
     def _modified(self, req: DerivedRequest, facts: dict, supply: list[int], sessions: list[int]) -> ModifiedRequest:
+        say = self.phrases.say
         if sessions:
             # the guideline's count less the visits UR already certified from the same request
             n = max(min(sessions) - (req.authorized_sessions or 0), 0)
-            return ModifiedRequest(item=f"{req.item} (modified to {n} visits)", sessions=n)
+            change = say("modification.visits", sessions=n)
+            return ModifiedRequest(item=say("modification.item", item=req.item, modification=change),
+                                   sessions=n, change=change)
         days = min(supply)
         spec = self.rulebook.drugs.spec(req.drug or "")
         qty = math.floor(days * spec.daily_units) if spec else None
-        return ModifiedRequest(item=f"{req.item} (modified to #{qty}, no refills: {days} days)",
-                               quantity=qty, refills=0)
+        change = say("modification.supply", quantity=qty, days=days)
+        return ModifiedRequest(item=say("modification.item", item=req.item, modification=change),
+                               quantity=qty, refills=0, supply_days=days, change=change)
 
     def _rule_text(self, rule: Rule, part: str) -> _RuleText:
         """A rule's citations and static rationale sentences under one guideline part: the same
@@ -329,18 +335,20 @@ class Engine:
         key = (rule.id, part)
         text = self._texts.get(key)
         if text is None:
-            c = rule.parts[part]
-            where = f"{c.section}" + (f", page(s) {c.pages}" if c.pages else "")
+            c, say = rule.parts[part], self.phrases.say
+            where = say("rationale.where_pages", section=c.section, pages=c.pages) if c.pages else f"{c.section}"
             extras = []
             for extra in rule.also_cites:
                 if extra.for_:
                     pages = extra.pages.get(part)
-                    extras.append((f"{extra.section}" + (f" (page {pages})" if pages else "")
-                                   + f": {extra.for_}.").strip())
+                    extras.append((say("rationale.also_cited_pages", section=extra.section, pages=pages, why=extra.for_)
+                                   if pages else say("rationale.also_cited", section=extra.section, why=extra.for_))
+                                  .strip())
             citations = tuple(((x.guideline, x.section, x.pages),
                                CitationOut(x.guideline, x.section, x.pages, x.certainty, x.part))
                               for x in rule.citations(part))
-            text = self._texts[key] = _RuleText(f"{c.guideline} ({where}): {rule.recommends}".strip(),
+            text = self._texts[key] = _RuleText(say("rationale.heading", guideline=c.guideline, where=where,
+                                                    recommends=rule.recommends).strip(),
                                                 tuple(extras), citations)
         return text
 
@@ -354,9 +362,10 @@ class Engine:
                     out.append(citation)
         return out
 
-    @staticmethod
-    def _rationale(req: DerivedRequest, rules: list[Rule], texts: list[_RuleText], criteria: list[CriterionResult],
-                   decision: str, modified: ModifiedRequest | None, cited: dict[str, str]) -> str:
+    def _rationale(self, req: DerivedRequest, rules: list[Rule], texts: list[_RuleText],
+                   criteria: list[CriterionResult], decision: str, modified: ModifiedRequest | None,
+                   cited: dict[str, str]) -> str:
+        say, phrase = self.phrases.say, self.phrases.__getitem__
         parts = [t.head for t in texts]
         for t in texts:
             parts += t.extras
@@ -376,43 +385,39 @@ class Engine:
         if met:
             case_bits.append("; ".join(met))
         if failed:
-            case_bits.append(("however, " if met else "") + "; ".join(failed))
+            case_bits.append((phrase("rationale.however") if met else "") + "; ".join(failed))
         if undocumented:
             case_bits.append("; ".join(undocumented))
         if case_bits:
-            parts.append(("In this case, " + "; ".join(case_bits) + ".").strip())
+            parts.append(say("rationale.in_this_case", findings="; ".join(case_bits)).strip())
         if cautions:
-            parts.append(("Also noted: " + "; ".join(cautions) + ".").strip())
+            parts.append(say("rationale.also_noted", cautions="; ".join(cautions)).strip())
         if any(r.recommendation == "not-recommended" for r in rules):
             names = ", ".join(r.parts[cited[r.id]].section for r in rules if r.recommendation == "not-recommended")
-            parts.append(f"The guideline does not recommend this agent ({names}); no documentation would make it "
-                         f"medically necessary.".strip())
+            parts.append(say("rationale.not_recommended", sections=names).strip())
         if decision == "certify":
-            parts.append(f"The criteria are met. Therefore, the request for {req.item} is medically necessary.".strip())
+            parts.append(say("rationale.certify", item=req.item).strip())
         elif decision == "modify":
-            parts.append(f"The request for {req.item} is not medically necessary as written; "
-                         f"a modification to {modified.item.split(' (modified to ')[1].rstrip(')')} is supported."
-                         .strip())
+            parts.append(say("rationale.modify", item=req.item, modification=modified.change).strip())
         else:
-            parts.append(f"Therefore, the request for {req.item} is not medically necessary.".strip())
+            parts.append(say("rationale.non_certify", item=req.item).strip())
         return " ".join(parts)
 
     def _why_no_rule(self, req: DerivedRequest) -> str:
+        say = self.phrases.say
         if req.drug:
             spec = self.rulebook.drugs.spec(req.drug)
-            classes = f" (class: {', '.join(spec.classes)})" if spec else " (not in the drug vocabulary)"
-            return (f"no rule in the rulebook covers {req.drug}{classes}; the MTUS rules encoded here do "
-                    f"not address it, and reviewers then turn to other guidelines such as ODG, which "
-                    f"this rulebook does not encode")
+            classes = (say("no_rule.drug_classes", classes=", ".join(spec.classes)) if spec
+                       else self.phrases["no_rule.drug_unknown"])
+            return say("no_rule.drug", drug=req.drug, classes=classes)
         if req.modality:
-            return f"no rule in the rulebook covers {req.modality.replace('_', ' ')}"
-        return ("the item names no drug in the drug vocabulary and no treatment modality the rulebook "
-                "knows, so no rule applies")
+            return say("no_rule.modality", modality=req.modality.replace("_", " "))
+        return self.phrases["no_rule.unknown_item"]
 
     def _no_rule(self, req: DerivedRequest, reason: str) -> Determination:
         return Determination(
             request=req.item, decision="no-rule", medically_necessary=None,
-            rationale=f"No determination: {reason}. The engine does not guess.",
+            rationale=self.phrases.say("no_rule.rationale", reason=reason),
             citations=[], rules_fired=[], criteria=[], missing_documentation=[], reason=reason)
 
 

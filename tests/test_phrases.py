@@ -1,0 +1,71 @@
+"""The phrasebook (rules/vocabulary/phrases.yaml): the engine's sentences come from it, and a
+broken phrasebook is refused at load with the file and the key."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from mtus_engine.case import Case
+from mtus_engine.engine import Engine
+from mtus_engine.errors import EngineError
+from mtus_engine.phrases import REQUIRED, load_phrases
+from mtus_engine.rulebook import load_rulebook
+
+
+def _copy(root, tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(root / "rules", rules)
+    return rules
+
+
+def _edit(rules, change):
+    path = rules / "vocabulary" / "phrases.yaml"
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_every_phrase_the_engine_uses_is_in_the_rulebook(root):
+    phrases = load_phrases(root / "rules")
+    for key in REQUIRED:
+        assert isinstance(phrases[key], str) and phrases[key]
+
+
+def test_a_reworded_phrase_changes_the_rationale(root, tmp_path):
+    rules = _copy(root, tmp_path)
+    _edit(rules, lambda d: d["rationale"].update(certify="Certified: {item} meets the guideline."))
+    engine = Engine(load_rulebook(rules))
+    case = Case.model_validate({"id": "p", "request_date": "2014-06-20", "findings": {"acute_exacerbation": True},
+                                "medications": [{"name": "naproxen"}],
+                                "requests": [{"item": "Flexeril 7.5 mg #20", "prior_use_weeks": 0, "refills": 0}]})
+    d = engine.evaluate(case).determinations[0]
+    assert d.decision == "certify"
+    assert d.rationale.endswith("Certified: Flexeril 7.5 mg #20 meets the guideline.")
+
+
+def test_modified_request_is_fields_and_its_phrase(engine):
+    case = Case.model_validate({"id": "m", "request_date": "2014-06-20",
+                                "requests": [{"item": "Chiropractic 18 sessions lumbar", "prior_sessions": 0}]})
+    d = engine.evaluate(case).determinations[0]
+    assert d.decision == "modify", d.rationale
+    m = d.modified_request
+    assert m.change == f"{m.sessions} visits" and m.item == f"Chiropractic 18 sessions lumbar (modified to {m.change})"
+    assert f"a modification to {m.change} is supported" in d.rationale
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["rationale"].pop("certify"), "rationale.certify: missing"),
+    (lambda d: d["rationale"].update(certify="ok {item} {dose}"), "rationale.certify: unknown placeholder(s) dose"),
+    (lambda d: d["rationale"].update(extra="x"), "rationale.extra: not a phrase the engine uses"),
+    (lambda d: d["rationale"].update(certify="ok {item"), "rationale.certify: "),
+])
+def test_a_broken_phrasebook_is_refused_naming_file_and_key(root, tmp_path, change, message):
+    rules = _copy(root, tmp_path)
+    path = _edit(rules, change)
+    with pytest.raises(EngineError) as err:
+        load_phrases(rules)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
