@@ -690,6 +690,15 @@ def test_conservative_care_failed(extra, rationale, expected):
     ("She reports pain of 8/10 without medications and 4/10 with medications.", "Norco 10/325 #60",
      "analgesia_documented", True),
     ("", "Norco 10/325 #60", "analgesia_documented", None),
+    # an opioid or the pain medication said to help: the status of pain on it is documented
+    ("Since then he has been depending on Percocet that was helping but only for 4-6 hours.",
+     "Oxycodone ER 20mg #60", "analgesia_documented", True),
+    ("She states that her pain medication helps with the pain.", "Norco 10/325 #60",
+     "analgesia_documented", True),
+    ("She states that the Norco is not helping with the pain.", "Norco 10/325 #60",
+     "analgesia_documented", False),
+    # help from something that is not a pain medication says nothing of analgesia
+    ("Physical therapy that was helping was stopped.", "Norco 10/325 #60", "analgesia_documented", None),
 ])
 def test_planned_procedure_lesion_and_analgesia(extra, item, key, expected):
     summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")

@@ -1278,6 +1278,12 @@ _ANALGESIA = re.compile(
     r"(?:pain\s+)?(?:relief|with (?:the |his |her )?pain)\b", re.I)
 _K_ANALGESIA = ("relief", "/10", "pain level", "pain score", "analgesi", "reduction in pain",
                 "decrease in pain")
+# an opioid (or the pain medication) said to help: "Percocet that was helping", "Norco helps with
+# the pain"; read only in a sentence that names an opioid or pain medication
+_MEDICATION_HELPS = re.compile(
+    r"\b(?:that|which|it|they)\s+(?:is|are|was|were|has been|have been)\s+helping\b|"
+    r"\bhelping\s+(?:with\s+)?(?:the\s+|his\s+|her\s+)?pain\b|"
+    r"\bhelps?\s+(?:with\s+|to\s+(?:reduce|relieve|control)\s+)?(?:the\s+|his\s+|her\s+)?pain\b", re.I)
 
 # a drug described as new: a trial, an initial prescription, therapy being started
 _NEW_DRUG = re.compile(r"\b(?:a|an|the)\s+(?:\w+\s+)?trial (?:of|with)\b|\binitial (?:prescription|trial|dose|"
@@ -1982,6 +1988,14 @@ class _Narrative:
             found.update(body_regions(s.text))
         return [r for r in BODY_REGIONS if r in found]
 
+    @staticmethod
+    def _names_pain_medication(text: str) -> bool:
+        if "pain medication" in text.lower():
+            return True
+        drugs = _rulebook().drugs
+        return any((spec := drugs.spec(g)) is not None and "opioid" in spec.classes
+                   for g in drugs.find_all_in_text(text))
+
     def _opioid_request(self) -> bool:
         drugs = _rulebook().drugs
         for item in self.items:
@@ -2071,9 +2085,10 @@ class _Narrative:
         # pain relief on opioids (the first of the 4 A's), read only for an opioid request
         if self._opioid_request():
             sents = _having(record, _K_ANALGESIA, lows)
-            if _denied(sents, _ANALGESIA):
+            helps = [t for t in _having(record, ("help",), lows) if self._names_pain_medication(t)]
+            if _denied(sents, _ANALGESIA) or _denied(helps, _MEDICATION_HELPS):
                 out["analgesia_documented"] = False
-            elif _asserted(sents, _ANALGESIA):
+            elif _asserted(sents, _ANALGESIA) or _asserted(helps, _MEDICATION_HELPS):
                 out["analgesia_documented"] = True
         return out
 
