@@ -799,3 +799,20 @@ def test_body_region_from_the_rationale_when_the_item_names_none():
     req = _case(SUMMARY, "Eight physical therapy sessions for the lumbar spine",
                 "The patient has ongoing pain in the right shoulder.")["requests"][0]
     assert req["body_region"] == ["lumbar"]  # the item's own region wins
+
+
+@pytest.mark.parametrize("diagnoses, item, expected", [
+    # an item that names no part, for a modality judged by region: the diagnoses' one region
+    ("low back pain and lumbar strain", "Hot/cold therapy wrap", ["lumbar"]),
+    ("cervical sprain and cervical radiculitis", "TOC to ortho spine surgeon eval and treatment", ["cervical"]),
+    # diagnoses of two regions, a part outside the regions, the spine for a shoulder: no guess
+    ("lumbar strain and right shoulder impingement", "Hot/cold therapy wrap", None),
+    ("right shoulder impingement and postconcussional syndrome", "CT scan of the head", None),
+    ("right shoulder impingement", "TOC to ortho spine surgeon eval and treatment", None),
+    # the item's own region wins
+    ("low back pain and lumbar strain", "Cold therapy unit for the right knee", ["knee"]),
+])
+def test_region_from_the_diagnoses_only_when_the_item_names_none(diagnoses, item, expected):
+    summary = SUMMARY.replace("low back pain and lumbar strain", diagnoses)
+    req = _case(summary, item, "The request is not supported.")["requests"][0]
+    assert req.get("body_region") == expected

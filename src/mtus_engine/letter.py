@@ -224,6 +224,12 @@ _FIRST_LINE_CLASSES = ("nsaid", "anticonvulsant", "antidepressant")
 
 
 @functools.cache
+@functools.lru_cache(maxsize=1)
+def _regioned_modalities() -> frozenset[str]:
+    """Modalities some rule applies to only in named body regions."""
+    return frozenset(m for r in _rulebook().rules if r.applies_to.regions for m in r.applies_to.modalities)
+
+
 def _rulebook() -> Any:
     """The rulebook, loaded once per process: its drug vocabulary, part titles and section names
     are the extractor's vocabulary."""
@@ -1250,6 +1256,12 @@ _INVASIVE_PLANNED = re.compile(
     r"\b(?:planned|scheduled|upcoming|pending)\s+" + _INVASIVE + r"\b|"
     r"\bscheduled (?:for|to undergo)\s+(?:a |an |the )?(?:[a-z-]+\s+){0,3}?" + _INVASIVE + r"\b", re.I)
 # body regions a red flag may concern together (a wrist fracture is a hand-and-wrist problem)
+# body parts outside the rulebook's regions, and the spine named without a level: an item that
+# names one is not given a region from the diagnoses
+_OTHER_ANATOMY = re.compile(r"\b(?:head|brain\w*|skull|face|facial|eyes?|ears?|jaw|tmj|teeth|dental|chest|ribs?|"
+                            r"abdom\w*|pelvi\w*|groin|hernia\w*|skin|bladder|heart|cardi\w*|lungs?|arms?|legs?|"
+                            r"extremit\w*|whole body|full body)\b", re.I)
+_SPINE_WORDS = re.compile(r"\b(?:spine|spinal|back)\b", re.I)
 _REGION_GROUP = {"forearm": "hand", "wrist": "hand", "carpal_tunnel": "hand", "ankle": "foot",
                  "thoracic": "spine", "cervical": "spine", "lumbar": "spine"}
 # weakness from pain or of a joint's motion is musculoskeletal, not a neurologic deficit
@@ -1974,6 +1986,26 @@ class _Narrative:
         return frozenset(_REGION_GROUP.get(r, r) for item in self.items
                          for r in body_regions(item.item))
 
+    def _diagnosis_regions(self, item: str, modality: str) -> list[str]:
+        """The body region of an item that names no body part ("Hot/cold therapy wrap"), when
+        the diagnoses name one region only ("closed fracture of the fourth lumbar vertebra"):
+        the part the care is for. Only for a modality whose rules apply by region (without one
+        no rule could judge it). An item naming a part outside the regions (head, pelvis, chest)
+        or the spine when the diagnoses are not of the spine gets none: never a guess."""
+        if modality not in _regioned_modalities():
+            return []
+        found = self._diagnosis_region_set
+        groups = {_REGION_GROUP.get(r, r) for r in found}
+        if len(groups) != 1 or _OTHER_ANATOMY.search(item):
+            return []
+        if _SPINE_WORDS.search(item) and groups != {"spine"}:
+            return []
+        return [r for r in BODY_REGIONS if r in found]
+
+    @functools.cached_property
+    def _diagnosis_region_set(self) -> set[str]:
+        return {r for d in self.diagnoses for r in body_regions(d)}
+
     def _context_regions(self, k: int) -> list[str]:
         """The body regions the reviewer's own account of an item names when the item does not
         ("the request for physical therapy for the lumbar spine"): the rationale's sentences
@@ -2156,7 +2188,7 @@ class _Narrative:
             if key not in ("modality", "sessions", "prior_treatment", "body_region"):
                 req.setdefault(key, value)
         if modality not in _MODALITY_DICT:  # procedures, diagnostics, devices: no visit counts
-            regions = body_regions(text) or self._context_regions(k)
+            regions = body_regions(text) or self._context_regions(k) or self._diagnosis_regions(text, modality)
             if regions:
                 req["body_region"] = regions
             return req
@@ -2210,7 +2242,7 @@ class _Narrative:
         fi = _functional_improvement(self._fi_sentences(k, related))
         if fi is not None:
             req["functional_improvement"] = fi
-        regions = body_regions(text) or self._context_regions(k)
+        regions = body_regions(text) or self._context_regions(k) or self._diagnosis_regions(text, modality)
         if regions:
             req["body_region"] = regions
         req["incomplete"] = sessions is None
