@@ -514,3 +514,20 @@ def test_the_documented_facts_are_the_vocabulary(root):
     doc = (root / "docs" / "case-fields.md").read_text()
     section = doc.split("do not edit -->\n", 1)[1].split("<!-- end of generated facts -->", 1)[0]
     assert section == fact_fields_markdown(), "regenerate: PYTHONPATH=src python scripts/case_fields.py"
+
+
+def test_derived_request_has_exactly_the_request_fields():
+    """DerivedRequest is built from the Request model (itself from the vocabulary): no field is
+    listed twice by hand, and a typo raises instead of reading as undocumented."""
+    import pytest as _pytest
+
+    from mtus_engine.case import Request
+    from mtus_engine.derived import DerivedRequest
+    assert set(DerivedRequest.__dataclass_fields__) - {"given"} == set(Request.model_fields)
+    req = DerivedRequest.of({"item": "Norco 10/325 #60", "drug": "hydrocodone/acetaminophen"})
+    assert dict(req.items()) == {"item": "Norco 10/325 #60", "drug": "hydrocodone/acetaminophen"}
+    assert req.quantity is None
+    with _pytest.raises(AttributeError):
+        req.quantiy  # noqa: B018 - the typo must raise
+    with _pytest.raises(TypeError):
+        DerivedRequest.of({"item": "x", "quantiy": 3})

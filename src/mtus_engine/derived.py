@@ -1,47 +1,35 @@
 """A request after derivation (case.derive_request): every field of a Request, typed, with the
 fields the records leave out as None. Reading a field that does not exist raises (the old
-dict-with-getattr read a typo as None and a rule silently saw "not documented")."""
+dict-with-getattr read a typo as None and a rule silently saw "not documented").
+
+The fields are the Request model's, which come from the fact vocabulary: a request fact added
+to rules/vocabulary is a field here with no Python edit.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 from typing import Any, Iterator
 
+from .case import Request
 
-@dataclass(frozen=True, slots=True)
-class DerivedRequest:
-    item: str
-    drug: str | None = None
-    strength: str | None = None
-    quantity: int | None = None
-    refills: int | None = None
-    sessions: int | None = None
-    prior_sessions: int | None = None
-    authorized_sessions: int | None = None
-    prior_treatment: bool | None = None
-    prior_use_weeks: int | None = None
-    functional_improvement: bool | None = None
-    modality: str | None = None
-    body_region: list[str] | None = None
-    incomplete: bool | None = None
-    units_per_day: float | None = None
-    ingredients: list[str] | None = None
-    diagnosis_type: str | None = None
-    purchase: bool | None = None
-    fluoroscopy: bool | None = None
-    injections_past_year: int | None = None
-    injections_per_session: int | None = None
-    hours_per_week: int | None = None
-    homemaker_only: bool | None = None
+
+def _of(cls, fields: dict[str, Any]):
+    """From derive_request's fields; an unknown field is a TypeError, never dropped."""
+    return cls(**fields, given=tuple(fields))
+
+
+def _items(self) -> Iterator[tuple[str, Any]]:
+    """The fields derivation gave, in its order (None-valued ones never are)."""
+    for name in self.given:
+        yield name, getattr(self, name)
+
+
+DerivedRequest = make_dataclass(
+    "DerivedRequest",
+    [("item", str)]
+    + [(name, info.annotation, None) for name, info in Request.model_fields.items() if name != "item"]
     # the fields derivation gave, in its order (request_facts keeps absent facts out)
-    given: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, fields: dict[str, Any]) -> "DerivedRequest":
-        """From derive_request's fields; an unknown field is a TypeError, never dropped."""
-        return cls(**fields, given=tuple(fields))
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        """The fields derivation gave, in its order (None-valued ones never are)."""
-        for name in self.given:
-            yield name, getattr(self, name)
+    + [("given", tuple, ())],
+    namespace={"of": classmethod(_of), "items": _items, "__module__": __name__},
+    frozen=True, slots=True)
