@@ -95,7 +95,8 @@ class Engine:
 
     def __init__(self, rulebook: Rulebook | None = None):
         self.rulebook = rulebook or load_rulebook()
-        self.compiled: CompiledRulebook = compile_rulebook(self.rulebook)
+        # pure data: kept in the rulebook's start-up cache (create_ruleset below still runs)
+        self.compiled: CompiledRulebook = self.rulebook.cached("compiled", lambda: compile_rulebook(self.rulebook))
         self._rulesets = [RulesetHandle(f.name, f.definition) for f in self.compiled.families]
         self._rule_order = {r.id: n for n, r in enumerate(self.rulebook.rules)}
         self.edition: str | None = None     # pinned by under_edition()

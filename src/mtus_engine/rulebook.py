@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import pickle
 import re
+import sys
+import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -467,6 +470,40 @@ class Rulebook:
         self.rules: list[Rule] = sorted(rules, key=lambda r: (r.specificity, r.id))
         self.by_id = {r.id: r for r in self.rules}
 
+    def __reduce__(self):
+        # the constructor's inputs only: the cached properties and the derivation plan (closures)
+        # are rebuilt on first use
+        return (Rulebook, (self.directory, self.manifest, self.facts, self.drugs, self.files, self.digest))
+
+    def cached(self, kind: str, build: Callable[[], Any]) -> Any:
+        """build(), kept in the start-up cache beside this rulebook and reused while the rule files
+        and the code are unchanged (e.g. the engine's compiled rules). References to this rulebook
+        inside are stored as such. A rulebook not loaded from a directory just builds."""
+        key = self.__dict__.get("_cache_key")
+        if key is None or os.environ.get("MTUS_NO_CACHE"):
+            return build()
+        path = _cache_path(key, kind)
+        me = self
+
+        class _In(pickle.Unpickler):
+            def persistent_load(self, pid: Any) -> Any:
+                if pid != "rulebook":
+                    raise pickle.UnpicklingError(pid)
+                return me
+
+        class _Out(pickle.Pickler):
+            def persistent_id(self, obj: Any) -> Any:
+                return "rulebook" if obj is me else None
+
+        try:
+            with open(path, "rb") as fh:
+                return _In(fh).load()
+        except Exception:   # missing, corrupt, from another version: build it
+            pass
+        out = build()
+        _write_atomic(path, out, _Out)
+        return out
+
     @property
     def version(self) -> str:
         return self.manifest.version
@@ -556,6 +593,88 @@ def _load_yaml(path: Path, problems: list[str]) -> Any:
 _loaded: dict[tuple, Rulebook] = {}
 
 
+# ------------------------------------------------------------------ the start-up cache
+# Parsing and validating the YAML is most of a cold start's rulebook load; a rulebook that
+# loaded cleanly is kept pickled in a user cache directory, keyed by every rule file's path,
+# size and mtime, this package's source files and the Python version. Only clean loads are
+# cached, so lint problems always come from the YAML, with file and line. Any failure to read
+# or write the cache (read-only home, corrupt or foreign file) falls back to the YAML.
+
+def cache_dir() -> Path:
+    """$MTUS_CACHE_DIR, else $XDG_CACHE_HOME/mtus-engine, else ~/.cache/mtus-engine."""
+    if os.environ.get("MTUS_CACHE_DIR"):
+        return Path(os.environ["MTUS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mtus-engine"
+
+
+def _code_key() -> tuple:
+    """What the pickled objects' classes depend on: this package's modules (a changed model or
+    compiler invalidates every entry) and the Python version."""
+    from . import __version__
+    here = Path(__file__).parent
+    out = []
+    for p in sorted(here.glob("*.py")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.append((p.name, st.st_size, st.st_mtime_ns))
+    return (__version__, sys.version, tuple(out))
+
+
+def _cache_path(key: tuple, kind: str) -> Path:
+    # one entry per rules directory and kind: a newer entry replaces the stale ones
+    where = hashlib.sha256(repr(key[0]).encode()).hexdigest()[:16]
+    what = hashlib.sha256(repr((_CACHE_FORMAT, _code_key(), key)).encode()).hexdigest()[:16]
+    return cache_dir() / f"{kind}-{where}-{what}.pickle"
+
+
+_CACHE_FORMAT = 1
+
+
+def _read_cache(root: Path, key: tuple) -> Rulebook | None:
+    if os.environ.get("MTUS_NO_CACHE"):
+        return None
+    try:
+        with open(_cache_path(key, "rulebook"), "rb") as fh:
+            rulebook = pickle.load(fh)
+    except Exception:    # missing, corrupt, from another version: load the YAML
+        return None
+    if not isinstance(rulebook, Rulebook):
+        return None
+    rulebook.directory = root     # as the caller spelled it
+    rulebook.__dict__["_cache_key"] = key
+    return rulebook
+
+
+def _write_atomic(path: Path, obj: Any, pickler: Any = None) -> None:
+    """Write obj pickled to path via a temporary file and os.replace (a concurrent reader sees
+    the old file or the new one, never half); stale entries of the same kind and directory go."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                (pickler or pickle.Pickler)(fh, pickle.HIGHEST_PROTOCOL).dump(obj)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        stem = path.name.rsplit("-", 1)[0] + "-"
+        for old in path.parent.glob(stem + "*.pickle"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except Exception:    # unwritable, full, or unpicklable: the cache is only an optimisation
+        pass
+
+
+def _write_cache(rulebook: Rulebook, key: tuple) -> None:
+    rulebook.__dict__["_cache_key"] = key
+    if not os.environ.get("MTUS_NO_CACHE"):
+        _write_atomic(_cache_path(key, "rulebook"), rulebook)
+
+
 def _files_key(root: Path) -> tuple:
     """What a loaded rulebook depends on: every YAML file's path, size and modification time."""
     out = []
@@ -579,7 +698,11 @@ def load_rulebook(directory: str | Path | None = None) -> Rulebook:
     key = _files_key(root)
     cached = _loaded.get(key)
     if cached is None:
-        cached = _loaded[key] = _load_rulebook(root)
+        cached = _read_cache(root, key)
+        if cached is None:
+            cached = _load_rulebook(root)
+            _write_cache(cached, key)
+        _loaded[key] = cached
     return cached
 
 
