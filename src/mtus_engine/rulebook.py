@@ -30,14 +30,16 @@ ALLOWED_PLACEHOLDERS = {"value"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a rulebook from the start-up cache is unpickled, never validated, so the
+    # validators are built on first validation only (a YAML load), not at import
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Test(BaseModel):
     """One comparison over a fact. Exactly one key is set."""
 
     # not frozen: cached_property needs a writable __dict__
-    model_config = ConfigDict(extra="forbid", ignored_types=(cached_property,))
+    model_config = ConfigDict(extra="forbid", ignored_types=(cached_property,), defer_build=True)
 
     equals: bool | str | None = None
     not_equals: bool | str | None = None
