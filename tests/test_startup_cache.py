@@ -1,0 +1,129 @@
+"""The start-up cache: a cleanly loaded rulebook (and its compiled rules) pickled in a user cache
+directory, reused while nothing it depends on changed, and never a reason for a command to fail."""
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mtus_engine import rulebook as rb_module
+from mtus_engine.engine import Engine
+from mtus_engine.errors import RulebookError
+from mtus_engine.rulebook import load_rulebook
+
+EXAMPLE = "cases/example-chronic-cyclobenzaprine.yaml"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("MTUS_CACHE_DIR", str(d))
+    monkeypatch.delenv("MTUS_NO_CACHE", raising=False)
+    return d
+
+
+@pytest.fixture
+def rules_copy(tmp_path, root):
+    dest = tmp_path / "rules"
+    shutil.copytree(root / "rules", dest)
+    return dest
+
+
+def _fresh_process(monkeypatch):
+    """What a new process sees: no rulebook in memory."""
+    monkeypatch.setattr(rb_module, "_loaded", {})
+
+
+def _entries(cache, kind):
+    return sorted(cache.glob(f"{kind}-*.pickle"))
+
+
+def test_second_load_comes_from_the_cache(cache, rules_copy, monkeypatch):
+    first = load_rulebook(rules_copy)
+    assert len(_entries(cache, "rulebook")) == 1
+    _fresh_process(monkeypatch)
+    monkeypatch.setattr(rb_module, "_load_rulebook", lambda root: pytest.fail("parsed the YAML again"))
+    second = load_rulebook(rules_copy)
+    assert second is not first
+    assert second.directory == rules_copy
+    assert second.digest == first.digest
+    assert [r.id for r in second.rules] == [r.id for r in first.rules]
+    assert second.rules == first.rules and second.facts == first.facts and second.manifest == first.manifest
+    assert second.drugs.names() == first.drugs.names()
+    # what is rebuilt rather than stored: the derivation plan (closures)
+    assert list(second.derivation_plan.order) == list(first.derivation_plan.order)
+
+
+def test_a_changed_rule_file_invalidates_the_cache(cache, rules_copy, monkeypatch):
+    before = load_rulebook(rules_copy)
+    path = rules_copy / "chronic-pain" / "baclofen.yaml"
+    text = path.read_text()
+    assert "section: Baclofen (Lioresal)" in text
+    path.write_text(text.replace("section: Baclofen (Lioresal)", "section: Baclofen (Lioresal) edited"))
+    _fresh_process(monkeypatch)
+    after = load_rulebook(rules_copy)
+    sections = {r.citation.section for r in after.rules if r.id.startswith("baclofen")}
+    assert "Baclofen (Lioresal) edited" in sections
+    assert after.digest != before.digest
+    assert len(_entries(cache, "rulebook")) == 1     # the stale entry was replaced
+
+
+def test_a_corrupt_cache_file_is_ignored_and_replaced(cache, rules_copy, monkeypatch):
+    expected = load_rulebook(rules_copy)
+    for entry in _entries(cache, "rulebook") + _entries(cache, "compiled"):
+        entry.write_bytes(b"not a pickle")
+    Engine(expected)      # the compiled entry is corrupt too: compiled afresh
+    _fresh_process(monkeypatch)
+    got = load_rulebook(rules_copy)
+    assert got.digest == expected.digest and got.rules == expected.rules
+    [entry] = _entries(cache, "rulebook")
+    assert isinstance(pickle.loads(entry.read_bytes()), rb_module.Rulebook)
+    assert Engine(got).compiled.definition == Engine(expected).compiled.definition
+
+
+def test_an_unwritable_cache_dir_still_loads(tmp_path, rules_copy, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("MTUS_CACHE_DIR", str(blocker / "cache"))
+    rb = load_rulebook(rules_copy)
+    assert rb.rules
+    _fresh_process(monkeypatch)
+    assert Engine(load_rulebook(rules_copy)).compiled.families
+
+
+def test_lint_errors_keep_file_and_line_after_a_cached_load(cache, rules_copy, monkeypatch):
+    load_rulebook(rules_copy)
+    path = rules_copy / "chronic-pain" / "baclofen.yaml"
+    lines = path.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "drugs: [baclofen]" in text)
+    path.write_text(path.read_text().replace("drugs: [baclofen]", "drugs: [lioresalx]", 1))
+    _fresh_process(monkeypatch)
+    with pytest.raises(RulebookError) as exc:
+        load_rulebook(rules_copy)
+    assert any(f"baclofen.yaml:{line}" in p and "lioresalx" in p for p in exc.value.problems)
+    # a failed load is not cached: fixing the file loads it
+    path.write_text(path.read_text().replace("drugs: [lioresalx]", "drugs: [baclofen]", 1))
+    _fresh_process(monkeypatch)
+    assert load_rulebook(rules_copy).by_id
+
+
+def _evaluate(root, env, *args):
+    return subprocess.run([sys.executable, "-m", "mtus_engine", "evaluate", EXAMPLE, "--format", "json", *args],
+                          cwd=root, env=env, capture_output=True, check=True).stdout
+
+
+def test_cli_output_is_identical_with_and_without_the_cache(cache, rules_copy, root):
+    env = {**os.environ, "MTUS_CACHE_DIR": str(cache)}
+    env.pop("MTUS_NO_CACHE", None)
+    uncached = _evaluate(root, {**env, "MTUS_NO_CACHE": "1"})
+    assert not cache.exists()
+    cold = _evaluate(root, env)              # writes the cache
+    assert _entries(cache, "rulebook") and _entries(cache, "compiled")
+    warm = _evaluate(root, env)              # reads it
+    assert uncached == cold == warm
+    # --rules DIR: its own entries, same determinations for the same rules
+    assert _evaluate(root, env, "--rules", str(rules_copy)) == uncached
+    assert len(_entries(cache, "rulebook")) == 2
