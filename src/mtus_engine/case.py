@@ -359,39 +359,57 @@ def medication_generic(name: str, drugs: DrugLookup) -> str | None:
     return drugs.generic(name)
 
 
+class _LazyPattern:
+    """A regular expression compiled on first use: a cold evaluate needs well under half of the
+    patterns below (the rest serve other kinds of item and the letter extractor), and compiling
+    them all was a fifth of importing this module. Behaves as the compiled pattern."""
+
+    __slots__ = ("_args", "_compiled")
+
+    def __init__(self, pattern: str, flags: int = 0):
+        self._args = (pattern, flags)
+        self._compiled: re.Pattern | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = re.compile(*self._args)
+        return getattr(compiled, name)
+
+
 # a strength: "10/325 mg", "75-0.2mg", "3%" ("%" has no word boundary after it)
-_STRENGTH = re.compile(r"(\d+(?:\.\d+)?(?:\s*[/-]\s*\d+(?:\.\d+)?)*)\s*(?:(mg|mcg|g|ml)\b|(%))", re.I)
+_STRENGTH = _LazyPattern(r"(\d+(?:\.\d+)?(?:\s*[/-]\s*\d+(?:\.\d+)?)*)\s*(?:(mg|mcg|g|ml)\b|(%))", re.I)
 # tried in order; "x" must stand alone ("Norflex 100 mg" is not "x 100")
 _QTY = (
-    re.compile(r"#\s*(\d+)"),
-    re.compile(r"\b(?:qty|quantity)\s*:?\s*(\d+)", re.I),
-    re.compile(r"(?<![\w.])x\s*(\d+)\b(?!\s*refill)", re.I),
+    _LazyPattern(r"#\s*(\d+)"),
+    _LazyPattern(r"\b(?:qty|quantity)\s*:?\s*(\d+)", re.I),
+    _LazyPattern(r"(?<![\w.])x\s*(\d+)\b(?!\s*refill)", re.I),
 )
 # tried in order: "#60 refills x 3" must read 3 refills, not 60
 _REFILLS = (
-    re.compile(r"refills?\s*(?:x|:)?\s*(\d+)", re.I),
-    re.compile(r"\bx\s*(\d+)\s*refills?", re.I),
-    re.compile(r"(?<![#\d])(\d+)\s*refills?", re.I),
+    _LazyPattern(r"refills?\s*(?:x|:)?\s*(\d+)", re.I),
+    _LazyPattern(r"\bx\s*(\d+)\s*refills?", re.I),
+    _LazyPattern(r"(?<![#\d])(\d+)\s*refills?", re.I),
 )
 # Shared with the letter extractor (which takes the therapies from it). Word boundaries keep
 # "Pt" (patient) and words that merely contain a term from counting; PT is matched in capitals
 # only for the same reason. The item parser reads items with _ITEM_MODALITIES below.
 MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
-    ("chiropractic", re.compile(r"\bchiropract\w*|\bmanipulat\w*|\bmanual therapy\b", re.I)),
-    ("acupuncture", re.compile(r"\bacupunct\w*", re.I)),
-    ("aquatic_therapy", re.compile(r"\baquatic\w*|\bpool therapy\b", re.I)),
-    ("massage", re.compile(r"\bmassage\w*", re.I)),
-    ("physical_therapy", re.compile(r"\b(?i:physical therap\w*|physiotherap\w*)|\bPT\b")),
-    ("epidural_steroid_injection", re.compile(r"epidural|\bESIs?\b|transforaminal|interlaminar", re.I)),
-    ("trigger_point_injection", re.compile(r"trigger[- ]?points?|\bTPIs?\b", re.I)),
-    ("urine_drug_test", re.compile(r"urine drug|drug screen|drug test|urine tox|\bUDS\b|\bUDT\b", re.I)),
-    ("functional_restoration", re.compile(
+    ("chiropractic", _LazyPattern(r"\bchiropract\w*|\bmanipulat\w*|\bmanual therapy\b", re.I)),
+    ("acupuncture", _LazyPattern(r"\bacupunct\w*", re.I)),
+    ("aquatic_therapy", _LazyPattern(r"\baquatic\w*|\bpool therapy\b", re.I)),
+    ("massage", _LazyPattern(r"\bmassage\w*", re.I)),
+    ("physical_therapy", _LazyPattern(r"\b(?i:physical therap\w*|physiotherap\w*)|\bPT\b")),
+    ("epidural_steroid_injection", _LazyPattern(r"epidural|\bESIs?\b|transforaminal|interlaminar", re.I)),
+    ("trigger_point_injection", _LazyPattern(r"trigger[- ]?points?|\bTPIs?\b", re.I)),
+    ("urine_drug_test", _LazyPattern(r"urine drug|drug screen|drug test|urine tox|\bUDS\b|\bUDT\b", re.I)),
+    ("functional_restoration", _LazyPattern(
         r"functional restoration|\bFRP\b|(?:multi|inter)disciplinary pain|chronic pain (?:management )?program"
         r"|\bHELP program", re.I)),
-    ("home_health", re.compile(r"home health|home care|home nursing|\bHHA\b|in-home|home aide|homemaker", re.I)),
-    ("tens", re.compile(r"\bTENS\b|transcutaneous electrical", re.I)),
+    ("home_health", _LazyPattern(r"home health|home care|home nursing|\bHHA\b|in-home|home aide|homemaker", re.I)),
+    ("tens", _LazyPattern(r"\bTENS\b|transcutaneous electrical", re.I)),
 )
-_REGION_PATTERNS = tuple((name, re.compile(pat, re.I)) for name, pat in (
+_REGION_PATTERNS = tuple((name, _LazyPattern(pat, re.I)) for name, pat in (
     ("cervical", r"\bcervical\b|\bneck\b|\bC-?spine\b"),
     ("thoracic", r"\bthoracic\b|\bmid[- ]?back\b|\bupper back\b|\bT-?spine\b"),
     ("lumbar", r"\blumbar\b|\blow(?:er)? back\b|\blumbosacral\b|\bL-?S?-?spine\b"), ("shoulder", r"\bshoulders?\b"),
@@ -401,11 +419,11 @@ _REGION_PATTERNS = tuple((name, re.compile(pat, re.I)) for name, pat in (
 # what an item names more loosely than a sentence may: "back support" is the low back,
 # "X-ray of the pelvis" the hip (ACOEM's hip chapter), "L5-S1", "C5-6" and "T7-8" their spine
 _ITEM_REGION_PATTERNS = (
-    ("lumbar", re.compile(r"(?<!upper )(?<!mid )(?<!mid-)\bback\b(?! to\b)", re.I)),
-    ("hip", re.compile(r"\bpelvi[sc]\b", re.I)),
-    ("lumbar", re.compile(r"\bL[1-5](?:\s*-\s*(?:L?[1-5]|S1)|-?S1)?\b")),
-    ("cervical", re.compile(r"\bC[1-7]\s*-\s*(?:C?[2-7]|T1)\b")),
-    ("thoracic", re.compile(r"\bT(?:[1-9]|1[0-2])\s*-\s*(?:T?(?:[1-9]|1[0-2])|L1)\b")),
+    ("lumbar", _LazyPattern(r"(?<!upper )(?<!mid )(?<!mid-)\bback\b(?! to\b)", re.I)),
+    ("hip", _LazyPattern(r"\bpelvi[sc]\b", re.I)),
+    ("lumbar", _LazyPattern(r"\bL[1-5](?:\s*-\s*(?:L?[1-5]|S1)|-?S1)?\b")),
+    ("cervical", _LazyPattern(r"\bC[1-7]\s*-\s*(?:C?[2-7]|T1)\b")),
+    ("thoracic", _LazyPattern(r"\bT(?:[1-9]|1[0-2])\s*-\s*(?:T?(?:[1-9]|1[0-2])|L1)\b")),
 )
 
 
@@ -421,7 +439,7 @@ def item_regions(item: str) -> list[str]:
     return [name for name in BODY_REGIONS if name in found]
 
 
-_ADDITIONAL = re.compile(r"\badditional\b|\bcontinu\w*|\bmore\b|\brepeat\b|\bfurther\b|\bextension\b", re.I)
+_ADDITIONAL = _LazyPattern(r"\badditional\b|\bcontinu\w*|\bmore\b|\brepeat\b|\bfurther\b|\bextension\b", re.I)
 
 # ---- the modality an item names. Tried in order, the first that matches wins. A "strong"
 # modality is a procedure, test or visit: it wins over a drug the item also names ("acupuncture
@@ -430,7 +448,7 @@ _ADDITIONAL = re.compile(r"\badditional\b|\bcontinu\w*|\bmore\b|\brepeat\b|\bfur
 _JOINTS = (r"(?:knees?|shoulders?|hips?|ankles?|elbows?|wrists?|joints?|intra-?articular|subacromial"
            r"|glenohumeral|acromioclavicular|sacroiliac|\bSI\b)")
 _INJECT = r"(?:inject\w*|\bshots?\b|aspiration)"
-_ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong, re.compile(pat, flags)) for
+_ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong, _LazyPattern(pat, flags)) for
                                                                    name, strong, pat, flags in (
     # tests, devices and procedures with no guideline family of their own
     ("fce", True, r"functional capacity|\bFCE\b|physical capacity evaluation", re.I),
@@ -532,9 +550,9 @@ _COUNTED = frozenset({"mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_d
 _THERAPIES = frozenset({"physical_therapy", "chiropractic", "acupuncture", "massage", "aquatic_therapy",
                         "ultrasound_therapeutic", "laser", "biofeedback"})
 # "#6" after a therapy is its visits; after anything else, a quantity
-_SERVICE_WORDS = re.compile(r"therap\w*|treatments?|\btests?\b|testing|evaluation|\bprogram\b|\bstudy\b|services?"
+_SERVICE_WORDS = _LazyPattern(r"therap\w*|treatments?|\btests?\b|testing|evaluation|\bprogram\b|\bstudy\b|services?"
                             r"|\bscan\b|imaging|procedure|\bvisits?\b|\bsessions?\b|\bexam\b", re.I)
-_DOSE_SIGNS = re.compile(r"\d\s*(?:mg|mcg|%|ml|gm?)\b|\d\s*%|\b(?:tabs?|tablets?|caps?|capsules?|cream|gel|patch"
+_DOSE_SIGNS = _LazyPattern(r"\d\s*(?:mg|mcg|%|ml|gm?)\b|\d\s*%|\b(?:tabs?|tablets?|caps?|capsules?|cream|gel|patch"
                          r"|ointment|pad)\b", re.I)
 
 # ---- counts. Number words become digits ("Eight (8)" -> "8", "twice" -> "2 times").
@@ -543,30 +561,30 @@ _NUMBER_WORDS = {w: i for i, w in enumerate(
     "seventeen eighteen nineteen twenty".split())}
 _NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "ninety": 90, "a single": 1,
                       "single": 1})
-_NUMBER_WORD = re.compile(r"\b(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.I)
-_TIMES_WORDS = ((re.compile(r"\btwice\b", re.I), "2 times"), (re.compile(r"\bonce\b", re.I), "1 time"),
-                (re.compile(r"\bthrice\b", re.I), "3 times"))
-_ECHO = re.compile(r"\b(\d+)\s*\(\s*\1\s*\)")      # "8 (8)"
+_NUMBER_WORD = _LazyPattern(r"\b(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.I)
+_TIMES_WORDS = ((_LazyPattern(r"\btwice\b", re.I), "2 times"), (_LazyPattern(r"\bonce\b", re.I), "1 time"),
+                (_LazyPattern(r"\bthrice\b", re.I), "3 times"))
+_ECHO = _LazyPattern(r"\b(\d+)\s*\(\s*\1\s*\)")      # "8 (8)"
 _SESSION_NOUN = r"(?:sessions?|visits?|treatments?|appointments?)"
 _PER_WEEK = r"(?:\s*(?:per|a|/|each|every)\s*(?:week|wk)\b|\s*weekly\b)"
-_PAREN_TOTAL = re.compile(r"\(\s*(?:total\s*(?:of\s*)?)?(\d+)\s*(?:total\s*)?" + _SESSION_NOUN + r"?\s*\)", re.I)
+_PAREN_TOTAL = _LazyPattern(r"\(\s*(?:total\s*(?:of\s*)?)?(\d+)\s*(?:total\s*)?" + _SESSION_NOUN + r"?\s*\)", re.I)
 # "2 times 4 visits", "1 times 8", "2x4", "2 x 6"
-_N_BY_M = re.compile(r"(?<![\w.])(\d+)\s*(?:x|times|×)\s*(\d+)\b(?!\s*(?:mg|%|hours?|hrs?|days?|months?))", re.I)
-_COUNT = re.compile(r"(?<![\w.#/-])(\d+)\b(?:\s+(?!of\b)[a-z&,/()-]+){0,5}?\s+" + _SESSION_NOUN + r"\b(?!" + _PER_WEEK
+_N_BY_M = _LazyPattern(r"(?<![\w.])(\d+)\s*(?:x|times|×)\s*(\d+)\b(?!\s*(?:mg|%|hours?|hrs?|days?|months?))", re.I)
+_COUNT = _LazyPattern(r"(?<![\w.#/-])(\d+)\b(?:\s+(?!of\b)[a-z&,/()-]+){0,5}?\s+" + _SESSION_NOUN + r"\b(?!" + _PER_WEEK
                     + r")", re.I)
-_COUNT_AFTER = re.compile(r"\b" + _SESSION_NOUN + r"\s*(?:,|:)?\s*(?:for|of|x|times|#|no\.?)?\s*(\d+)\b(?!\s*(?:times|x)\b)"
+_COUNT_AFTER = _LazyPattern(r"\b" + _SESSION_NOUN + r"\s*(?:,|:)?\s*(?:for|of|x|times|#|no\.?)?\s*(\d+)\b(?!\s*(?:times|x)\b)"
                           r"(?!" + _PER_WEEK + r")(?!\s*(?:mins?|minutes?|hours?|weeks?|days?|months?)\b)", re.I)
-_PRIOR_CONTEXT = re.compile(r"(?:complet\w*|prior|previous\w*|already|had|attended|authorized|certified|approved"
+_PRIOR_CONTEXT = _LazyPattern(r"(?:complet\w*|prior|previous\w*|already|had|attended|authorized|certified|approved"
                             r"|received|to date|so far)\W*(?:\w+\W+){0,3}$", re.I)
-_FREQ = re.compile(r"(?<![\w.])(\d+)(?:\s*(?:-|to|or)\s*(\d+))?\s*(?:x|times?|" + _SESSION_NOUN + r")?"
+_FREQ = _LazyPattern(r"(?<![\w.])(\d+)(?:\s*(?:-|to|or)\s*(\d+))?\s*(?:x|times?|" + _SESSION_NOUN + r")?"
                    + _PER_WEEK + r"\s*,?\s*(?:for|over|x|times|during|×)?\s*(?:a (?:period|total) of\s*)?"
                    r"(\d+)\s*(?:-\s*(\d+)\s*)?(?:weeks?|wks?)\b", re.I)
-_FREQ_REVERSED = re.compile(r"\b(?:for|over)\s*(\d+)\s*(?:weeks?|wks?)\s*,?\s*(?:at\s*)?(\d+)(?:\s*(?:-|to)\s*(\d+))?"
+_FREQ_REVERSED = _LazyPattern(r"\b(?:for|over)\s*(\d+)\s*(?:weeks?|wks?)\s*,?\s*(?:at\s*)?(\d+)(?:\s*(?:-|to)\s*(\d+))?"
                             r"\s*(?:x|times?|" + _SESSION_NOUN + r")?" + _PER_WEEK, re.I)
-_TIMES_N = re.compile(r"(?<![\w.])(?:x|times|×)\s*(\d+)\b(?!\s*(?:refill|mg|%|a\b|per\b|weeks?|days?\s*a))", re.I)
-_HASH = re.compile(r"#\s*(\d+)|\b(?:qty|quantity)\s*:?\s*(\d+)", re.I)
-_LEADING_ECHO = re.compile(r"^\s*(\w+)\s*\(\s*(\d+)\s*\)")    # "One (1) x-ray"
-_DAY_SUPPLY = re.compile(r"day supply\s*:?\s*(\d+)|(?<![#\d])(\d+)[- ]days?'? supply|supply\s*:?\s*(?:of\s*)?(\d+)\s*days",
+_TIMES_N = _LazyPattern(r"(?<![\w.])(?:x|times|×)\s*(\d+)\b(?!\s*(?:refill|mg|%|a\b|per\b|weeks?|days?\s*a))", re.I)
+_HASH = _LazyPattern(r"#\s*(\d+)|\b(?:qty|quantity)\s*:?\s*(\d+)", re.I)
+_LEADING_ECHO = _LazyPattern(r"^\s*(\w+)\s*\(\s*(\d+)\s*\)")    # "One (1) x-ray"
+_DAY_SUPPLY = _LazyPattern(r"day supply\s*:?\s*(\d+)|(?<![#\d])(\d+)[- ]days?'? supply|supply\s*:?\s*(?:of\s*)?(\d+)\s*days",
                          re.I)
 
 
@@ -641,37 +659,37 @@ def item_modality(item: str) -> tuple[str | None, bool]:
 
 
 # prescription directions: how often, then how many units a dose ("1-2 tabs q4-6h" = 12 a day)
-_EVERY_HOURS = re.compile(r"\b(?:q\.?\s*|every\s+)(\d+)\s*(?:-\s*\d+\s*)?h(?:rs?|ours?)?\b", re.I)
+_EVERY_HOURS = _LazyPattern(r"\b(?:q\.?\s*|every\s+)(\d+)\s*(?:-\s*\d+\s*)?h(?:rs?|ours?)?\b", re.I)
 _TIMES_A_DAY = (
-    (re.compile(r"\b(\d+)\s*(?:x|times)\s*(?:a|per|/)\s*day\b", re.I), None),
-    (re.compile(r"\b(?:qid|q\.i\.d\.?|four times (?:a|per) day)(?!\w)", re.I), 4),
-    (re.compile(r"\b(?:tid|t\.i\.d\.?|three times (?:a|per) day)(?!\w)", re.I), 3),
-    (re.compile(r"\b(?:bid|b\.i\.d\.?|twice (?:a|per) day|two times (?:a|per) day)(?!\w)", re.I), 2),
-    (re.compile(r"\b(?:qd|qhs|once (?:a|per) day|daily|at bedtime|nightly)\b", re.I), 1),
+    (_LazyPattern(r"\b(\d+)\s*(?:x|times)\s*(?:a|per|/)\s*day\b", re.I), None),
+    (_LazyPattern(r"\b(?:qid|q\.i\.d\.?|four times (?:a|per) day)(?!\w)", re.I), 4),
+    (_LazyPattern(r"\b(?:tid|t\.i\.d\.?|three times (?:a|per) day)(?!\w)", re.I), 3),
+    (_LazyPattern(r"\b(?:bid|b\.i\.d\.?|twice (?:a|per) day|two times (?:a|per) day)(?!\w)", re.I), 2),
+    (_LazyPattern(r"\b(?:qd|qhs|once (?:a|per) day|daily|at bedtime|nightly)\b", re.I), 1),
 )
-_DOSE_UNITS = re.compile(r"(?<![#\d.])(\d+)(?:\s*-\s*(\d+))?\s*(?:tabs?|tablets?|caps?|capsules?|pills?)\b"
+_DOSE_UNITS = _LazyPattern(r"(?<![#\d.])(\d+)(?:\s*-\s*(\d+))?\s*(?:tabs?|tablets?|caps?|capsules?|pills?)\b"
                          r"[^\d#]{0,20}$", re.I)
 # topical forms; "patch" is left out: the lidocaine patch and opioid patches are their own drugs
-_TOPICAL_FORM = re.compile(r"\b(?:compound(?:ed)?|creams?|gels?|ointments?|lotions?|topical|liniment|base)\b", re.I)
-_SEGMENT_SPLIT = re.compile(r"[,;+]|(?<!\d)/|/(?!\d)|\band\b|\bwith\b|\bin\b", re.I)
-_PERCENT = re.compile(r"\d\s*%")
-_INGREDIENT_WORDS = [(name, re.compile(r"(?<![A-Za-z])" + name.replace("_", r"[\s-]*") + r"(?![A-Za-z])", re.I))
+_TOPICAL_FORM = _LazyPattern(r"\b(?:compound(?:ed)?|creams?|gels?|ointments?|lotions?|topical|liniment|base)\b", re.I)
+_SEGMENT_SPLIT = _LazyPattern(r"[,;+]|(?<!\d)/|/(?!\d)|\band\b|\bwith\b|\bin\b", re.I)
+_PERCENT = _LazyPattern(r"\d\s*%")
+_INGREDIENT_WORDS = [(name, _LazyPattern(r"(?<![A-Za-z])" + name.replace("_", r"[\s-]*") + r"(?![A-Za-z])", re.I))
                      for name in INGREDIENTS if name != "other"]
 # "Lidocaine 5% patch": the patch the vocabulary names "lidocaine patch"
-_STRENGTH_BEFORE_PATCH = re.compile(r"\b([A-Za-z]+)\s+\d+(?:\.\d+)?\s*%\s+(?:transdermal\s+)?(patch)", re.I)
-_PURCHASE = re.compile(r"purchase|\bbuy\b", re.I)
-_RENTAL = re.compile(r"rental|\brent\b|\btrial\b", re.I)
-_FLUORO = re.compile(r"fluoro|image[- ]guid", re.I)
-_HOURS_WEEK = re.compile(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
-_HOURS_DAY = re.compile(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*day\b", re.I)
-_DAYS_WEEK = re.compile(r"(\d+)\s*(?:days?|times|x)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
-_EVERY_DAY = re.compile(r"\bdaily\b|every day|7 days", re.I)
-_HOMEMAKER = re.compile(r"homemak|housekeep|chores?|cleaning|laundry|shopping|cooking|meal prep|personal care"
+_STRENGTH_BEFORE_PATCH = _LazyPattern(r"\b([A-Za-z]+)\s+\d+(?:\.\d+)?\s*%\s+(?:transdermal\s+)?(patch)", re.I)
+_PURCHASE = _LazyPattern(r"purchase|\bbuy\b", re.I)
+_RENTAL = _LazyPattern(r"rental|\brent\b|\btrial\b", re.I)
+_FLUORO = _LazyPattern(r"fluoro|image[- ]guid", re.I)
+_HOURS_WEEK = _LazyPattern(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
+_HOURS_DAY = _LazyPattern(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*day\b", re.I)
+_DAYS_WEEK = _LazyPattern(r"(\d+)\s*(?:days?|times|x)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
+_EVERY_DAY = _LazyPattern(r"\bdaily\b|every day|7 days", re.I)
+_HOMEMAKER = _LazyPattern(r"homemak|housekeep|chores?|cleaning|laundry|shopping|cooking|meal prep|personal care"
                         r"|\bADLs?\b|\bADL's\b|activities of daily living|mobility|\btransfers?\b", re.I)
-_MEDICAL_HOME = re.compile(r"nurs|\bRN\b|wound|infusion|injection|skilled|therap|medication management|dressing",
+_MEDICAL_HOME = _LazyPattern(r"nurs|\bRN\b|wound|infusion|injection|skilled|therap|medication management|dressing",
                            re.I)
-_INJECTIONS = (re.compile(r"(\d+)\s+(?:trigger[- ]?point\s+)?injections?\b", re.I),
-               re.compile(r"(?<![\w.])x\s*(\d+)\b", re.I))
+_INJECTIONS = (_LazyPattern(r"(\d+)\s+(?:trigger[- ]?point\s+)?injections?\b", re.I),
+               _LazyPattern(r"(?<![\w.])x\s*(\d+)\b", re.I))
 
 
 def _first_int(m: re.Match | None) -> int | None:
