@@ -5,6 +5,8 @@ N times in a fresh process; prints best and median seconds and their ratio (issu
 
 Then where the time goes in one cold evaluate: imports (python -X importtime, our modules and
 the heaviest others), loading the rulebook, compiling it into durable_rules, and evaluating.
+The start-up cache is warm (a first, unmeasured run writes it, in a temporary directory); one
+line gives the same evaluate with it off (the first run after a rule file changed).
 Figures on a loaded machine are noisy: compare ratios measured in one run.
 """
 
@@ -14,8 +16,10 @@ import argparse
 import os
 import resource
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,21 +70,33 @@ def main() -> None:
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": args.src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     py = sys.executable
+    # the start-up cache (docs/performance.md) in a directory of its own: written by the first
+    # run, read by the others; MTUS_NO_CACHE measures the first run after a rule file changed
+    cache = tempfile.mkdtemp(prefix="mtus-bench-cache-")
+    env["MTUS_CACHE_DIR"] = cache
+    env.pop("MTUS_NO_CACHE", None)
+    evaluate = [py, "-m", "mtus_engine", "evaluate", args.case, "--format", "json"]
     bare, bare_cpu = timed([py, "-c", "pass"], args.n, env)
-    cold, cold_cpu = timed([py, "-m", "mtus_engine", "evaluate", args.case, "--format", "json"], args.n, env)
+    timed(evaluate, 1, env)
+    cold, cold_cpu = timed(evaluate, args.n, env)
+    uncached, uncached_cpu = timed(evaluate, max(3, args.n // 3), {**env, "MTUS_NO_CACHE": "1"})
     print(f"runs: {args.n} each, source {args.src}")
-    for what, b, c in (("wall", bare, cold), ("CPU (user+sys)", bare_cpu, cold_cpu)):
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("PYTHONDONTWRITEBYTECODE is set: this package is compiled from source on every run "
+              "(an installed package has its .pyc; set PYTHONPYCACHEPREFIX and unset it to compare)")
+    for what, b, c, u in (("wall", bare, cold, uncached), ("CPU (user+sys)", bare_cpu, cold_cpu, uncached_cpu)):
         print(_line(f"python -c pass, {what}", b))
         print(_line(f"mtus evaluate CASE --format json, {what}", c))
         print(f"{'ratio, ' + what:<44} best {min(c) / min(b):.1f}x  "
               f"median {statistics.median(c) / statistics.median(b):.1f}x  (target <= 15x)")
+        print(_line(f"  the same, start-up cache off, {what}", u))
 
     phases = []
     for _ in range(max(3, args.n // 3)):
         res = subprocess.run([py, "-c", PHASES.format(case=args.case)], check=True, capture_output=True,
                              text=True, env=env, cwd=ROOT)
         phases.append([float(x) for x in res.stdout.split()])
-    names = ("imports (cli, api, engine, case)", "load the rulebook (YAML, pydantic)",
+    names = ("imports (cli, api, engine, case)", "load the rulebook (start-up cache)",
              "compile into durable_rules (Engine())", "evaluate one case + JSON")
     print("\none cold evaluate, by phase (median of", len(phases), "runs):")
     for i, name in enumerate(names):
@@ -102,6 +118,7 @@ def main() -> None:
     unwanted = sorted({r[2].strip().split(".")[0] for r in rows}
                       & {"jinja2", "rich", "matplotlib", "fastapi", "uvicorn", "pypdf", "pypdfium2", "numpy"})
     print("loaded but not needed by evaluate --format json:", ", ".join(unwanted) or "none")
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":
