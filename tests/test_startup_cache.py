@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
+from mtus_engine import engine as engine_module
 from mtus_engine import rulebook as rb_module
+from mtus_engine.case import load_case
 from mtus_engine.engine import Engine
 from mtus_engine.errors import RulebookError
 from mtus_engine.rulebook import load_rulebook
@@ -127,3 +129,15 @@ def test_cli_output_is_identical_with_and_without_the_cache(cache, rules_copy, r
     # --rules DIR: its own entries, same determinations for the same rules
     assert _evaluate(root, env, "--rules", str(rules_copy)) == uncached
     assert len(_entries(cache, "rulebook")) == 2
+
+
+def test_the_compiled_rules_come_from_the_cache(cache, rules_copy, root, monkeypatch):
+    first = Engine(load_rulebook(rules_copy))
+    assert len(_entries(cache, "compiled")) == 1
+    _fresh_process(monkeypatch)
+    monkeypatch.setattr(engine_module, "compile_rulebook", lambda rb: pytest.fail("compiled again"))
+    second = Engine(load_rulebook(rules_copy))
+    assert second.compiled.rulebook is second.rulebook       # stored as a reference, not a copy
+    assert second.compiled.definition == first.compiled.definition
+    case = load_case(root / EXAMPLE)
+    assert second.evaluate(case).to_json_data() == first.evaluate(case).to_json_data()
