@@ -80,19 +80,22 @@ def _fact_fields(source: str) -> dict[str, Any]:
     return {name: _field(spec) for name, spec in CASE_FACTS.items() if spec.source == source}
 
 
-class _Strict(BaseModel):
+class _CaseModel(BaseModel):
+    """A case's parts: unknown fields refused; mutable, unlike the rulebook's models (what-if
+    edits copies of a case)."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=False, frozen=False)
 
 
-class _PatientBase(_Strict):
+class _PatientBase(_CaseModel):
     sex: Literal["male", "female"] | None = None
 
 
-class _FindingsBase(_Strict):
+class _FindingsBase(_CaseModel):
     """Documented clinical facts: true, false, or absent (None) when the records are silent."""
 
 
-class _RequestBase(_Strict):
+class _RequestBase(_CaseModel):
     """One requested item. Fields left out are derived from ``item`` and the medications."""
 
     item: str = Field(min_length=1, description="The item as written, e.g. 'Flexeril 10 mg Qty 60'.")
@@ -110,7 +113,7 @@ class _RequestBase(_Strict):
         return v.strip().lower() if isinstance(v, str) else v
 
 
-def _model(name: str, base: type[_Strict], source: str) -> Any:
+def _model(name: str, base: type[_CaseModel], source: str) -> Any:
     return create_model(name, __base__=base, __module__=__name__, **_fact_fields(source))
 
 
@@ -141,14 +144,14 @@ GI_RISK_FACTORS = fact_values("gi_risk_factors")
 DIAGNOSIS_TYPES = fact_values("diagnosis_type")
 
 
-class Medication(_Strict):
+class Medication(_CaseModel):
     name: str = Field(min_length=1, description="As written; brand or generic.")
     since: dt.date | None = Field(default=None, description="Documented start of use.")
     dose: str | None = None
     intermittent: bool | None = Field(default=None, description="Taken intermittently, as needed.")
 
 
-class Case(_Strict):
+class Case(_CaseModel):
     id: str = Field(min_length=1)
     patient: Patient = Field(default_factory=Patient)
     injury_date: dt.date | None = None

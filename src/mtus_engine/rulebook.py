@@ -29,7 +29,9 @@ PLACEHOLDER = re.compile(r"\{(\w*)\}")
 ALLOWED_PLACEHOLDERS = {"value"}
 
 
-class _Strict(BaseModel):
+class _RuleModel(BaseModel):
+    """A rulebook's parts: unknown keys refused, immutable once loaded (cases are mutable)."""
+
     # defer_build: a rulebook from the start-up cache is unpickled, never validated, so the
     # validators are built on first validation only (a YAML load), not at import
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
@@ -103,7 +105,7 @@ class Test(BaseModel):
         return "not documented"
 
 
-class Assume(_Strict):
+class Assume(_RuleModel):
     """A default a reviewer applies when the records are silent, and why."""
 
     assume: Any
@@ -115,7 +117,7 @@ class Assume(_Strict):
 IfUndocumented = Literal["required"] | Assume
 
 
-class GuardDefault(_Strict):
+class GuardDefault(_RuleModel):
     """For a guard over a fact with no natural default value: whether the criterion applies
     when the fact is not documented, and why."""
 
@@ -126,7 +128,7 @@ class GuardDefault(_Strict):
 _TEST_KEYS = ("equals", "not_equals", "lt", "lte", "gt", "gte", "documented", "includes", "excludes")
 
 
-class Guard(_Strict):
+class Guard(_RuleModel):
     """``when:``: the criterion applies only when a test over a fact holds. The test takes the
     same forms as a criterion's (equals, not_equals, lt, lte, gt, gte, includes, excludes)."""
 
@@ -162,12 +164,12 @@ class Guard(_Strict):
         return bool(test_holds(self.test, d.assume))
 
 
-class Modify(_Strict):
+class Modify(_RuleModel):
     supply_days: int | None = Field(default=None, gt=0)
     sessions: int | None = Field(default=None, gt=0)
 
 
-class Criterion(_Strict):
+class Criterion(_RuleModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     asks: str
     fact: str
@@ -194,7 +196,7 @@ class Criterion(_Strict):
         return self
 
 
-class AppliesTo(_Strict):
+class AppliesTo(_RuleModel):
     drugs: list[str] = Field(default_factory=list)
     classes: list[str] = Field(default_factory=list)
     modalities: list[str] = Field(default_factory=list)
@@ -210,7 +212,7 @@ class AppliesTo(_Strict):
         return self
 
 
-class Citation(_Strict):
+class Citation(_RuleModel):
     guideline: str
     section: str
     pages: str | None
@@ -219,7 +221,7 @@ class Citation(_Strict):
     part: str = ""                  # the guideline part (edition) id it cites
 
 
-class ExtraCitation(_Strict):
+class ExtraCitation(_RuleModel):
     section: str
     # pages by guideline part; a part not named is cited by section alone (2016 letters give none)
     pages: dict[str, str] = Field(default_factory=dict)
@@ -227,7 +229,7 @@ class ExtraCitation(_Strict):
     for_: str | None = Field(default=None, alias="for")
 
 
-class AppliesWhen(_Strict):
+class AppliesWhen(_RuleModel):
     """The section speaks to this request only when a fact has this value (a post-operative
     opioid, not every opioid); an undocumented fact means the rule does not apply."""
 
@@ -235,7 +237,7 @@ class AppliesWhen(_Strict):
     equals: Any
 
 
-class Rule(_Strict):
+class Rule(_RuleModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
     title: str
     applies_to: AppliesTo
@@ -278,12 +280,12 @@ class Rule(_Strict):
         return [main, *extra]
 
 
-class Quote(_Strict):
+class Quote(_RuleModel):
     text: str
     source: str
 
 
-class PartCitation(_Strict):
+class PartCitation(_RuleModel):
     """How letters cite a rule file's section under one guideline part."""
 
     section: str | None = None      # when the part names the section differently
@@ -292,7 +294,7 @@ class PartCitation(_Strict):
     note: str | None = None
 
 
-class RuleFile(_Strict):
+class RuleFile(_RuleModel):
     section: str
     # guideline part id (rulebook.yaml) -> how this section is cited there; one file serves
     # every part whose text carries the criteria forward
@@ -301,7 +303,7 @@ class RuleFile(_Strict):
     rules: list[Rule] = Field(min_length=1)
 
 
-class Solve(_Strict):
+class Solve(_RuleModel):
     """What-if's inverse of a formula: the request field to vary (the fact rising with it), and
     fields set alongside (e.g. no refills when the quantity alone sets the supply)."""
 
@@ -311,7 +313,7 @@ class Solve(_Strict):
     say: dict[str, str] = Field(default_factory=dict)
 
 
-class FactSpec(_Strict):
+class FactSpec(_RuleModel):
     type: Literal["boolean", "integer", "number", "string", "list"]
     source: Literal["findings", "request", "patient", "derived"]
     meaning: str
@@ -357,7 +359,7 @@ class FactSpec(_Strict):
         return self
 
 
-class DrugSpec(_Strict):
+class DrugSpec(_RuleModel):
     brands: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     classes: list[str] = Field(min_length=1)
@@ -367,7 +369,7 @@ class DrugSpec(_Strict):
     morphine_equivalent: float | None = Field(default=None, gt=0)
 
 
-class _Dated(_Strict):
+class _Dated(_RuleModel):
     effective_from: dt.date
     effective_until: dt.date | None = None
     source: str = Field(min_length=1)          # where the dates come from
@@ -395,7 +397,7 @@ class Edition(_Dated):
         return next((p for p in self.parts if p.id == part_id), None)
 
 
-class Manifest(_Strict):
+class Manifest(_RuleModel):
     name: str
     version: str
     editions: list[Edition] = Field(min_length=1)
