@@ -269,34 +269,22 @@ class Service:
         await fut
 
     def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
+        # committed here, on the loop, in one transaction: a WAL commit without fsync takes
+        # well under a millisecond, while a writer thread cost each request its wake-ups and
+        # GIL hand-offs (about half the throughput, and the 99th percentile)
         batch, self._pending = self._pending, []
         futures = [f for _, f in batch]
         try:
-            done = self.log.submit_many([e for e, _ in batch])
+            results = self.log.write_now([e for e, _ in batch])
         except Exception as exc:  # noqa: BLE001 - the log is closed: each request answers 500
-            for f in futures:
-                if not f.done():
-                    f.set_exception(exc)
-            return
-
-        def settle(outcome: Future) -> None:
-            try:
-                results = outcome.result()
-            except BaseException as exc:  # noqa: BLE001
-                results = [exc] * len(futures)
-            for f, r in zip(futures, results):
-                if f.done():  # its request was cancelled (client gone)
-                    continue
-                if isinstance(r, BaseException):
-                    f.set_exception(r)
-                else:
-                    f.set_result(r)
-        def wake(outcome: Future) -> None:
-            try:
-                loop.call_soon_threadsafe(settle, outcome)
-            except RuntimeError:  # the loop is closed: nobody waits for these any more
-                pass
-        done.add_done_callback(wake)
+            results = [exc] * len(futures)
+        for f, r in zip(futures, results):
+            if f.done():  # its request was cancelled (client gone)
+                continue
+            if isinstance(r, BaseException):
+                f.set_exception(r)
+            else:
+                f.set_result(r)
 
     async def evaluate_answer(self, raw: bytes, content_type: str | None, name: str | None,
                               edition: str | None) -> bytes:
