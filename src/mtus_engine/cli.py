@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+
+# pydantic scans every installed distribution's entry points for plugins on its first model
+# (~40 ms of a cold start); the command uses none. A user's own setting wins.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
