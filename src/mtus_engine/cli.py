@@ -44,7 +44,25 @@ def _engine(rules: str | None):
         _fail(str(exc))
 
 
-rules_option = click.option("--rules", "rules_dir", type=click.Path(file_okay=False),
+def _use_rules(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # one rulebook for the whole process and its workers: the engine, and the vocabulary the
+    # letter and note readers and the case model read (they look up MTUS_RULES)
+    # for the command's run only: called from Python (click's runner), the caller's environment
+    # is given back afterwards
+    if value:
+        before = os.environ.get("MTUS_RULES")
+        os.environ["MTUS_RULES"] = str(Path(value).resolve())
+
+        def restore() -> None:
+            if before is None:
+                os.environ.pop("MTUS_RULES", None)
+            else:
+                os.environ["MTUS_RULES"] = before
+        ctx.call_on_close(restore)
+    return value
+
+
+rules_option = click.option("--rules", "rules_dir", type=click.Path(file_okay=False), callback=_use_rules,
                             envvar="MTUS_RULES", help="Rulebook directory (default: the bundled rules/).")
 edition_option = click.option(
     "--edition", metavar="ID", default=None,
