@@ -224,12 +224,12 @@ _FIRST_LINE_CLASSES = ("nsaid", "anticonvulsant", "antidepressant")
 
 
 @functools.cache
-@functools.lru_cache(maxsize=1)
 def _regioned_modalities() -> frozenset[str]:
     """Modalities some rule applies to only in named body regions."""
     return frozenset(m for r in _rulebook().rules if r.applies_to.regions for m in r.applies_to.modalities)
 
 
+@functools.cache
 def _rulebook() -> Any:
     """The rulebook, loaded once per process: its drug vocabulary, part titles and section names
     are the extractor's vocabulary."""
