@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import RulebookError
 from .yamlio import line_of, parse_document, plain, read_bytes
@@ -144,14 +144,17 @@ class Guard(_RuleModel):
     excludes: list[str] | None = None
     if_undocumented: Literal["required"] | Assume | GuardDefault = "required"
 
+    _test: Test | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _one_test(self) -> "Guard":
-        Test(**{k: getattr(self, k) for k in _TEST_KEYS if getattr(self, k) is not None})
+        # validated once, kept: the compiler, the engine and what-if each ask for it
+        self._test = Test(**{k: getattr(self, k) for k in _TEST_KEYS if getattr(self, k) is not None})
         return self
 
     @property
     def test(self) -> Test:
-        return Test(**{k: getattr(self, k) for k in _TEST_KEYS if getattr(self, k) is not None})
+        return self._test
 
     def applies_when_undocumented(self) -> bool | None:
         """None: required documentation; else whether the criterion applies on a silent record."""
