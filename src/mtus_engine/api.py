@@ -105,9 +105,9 @@ def extract_letter(path: str, *, max_bytes: int | None = None, kind: str = "auto
     note. Raises InputError."""
     from .case import case_from_data, case_to_data
     from .letter import letter_to_case, parse_letter, read_letter
-    from .notes import detect_document, extract_note
+    from .notes import extract_note, letter_or_note
     text = read_letter(path, max_bytes=max_bytes) if max_bytes else read_letter(path)
-    if (kind if kind != "auto" else detect_document(text)) == "note":
+    if (kind if kind != "auto" else letter_or_note(text)) == "note":
         return extract_note(text, path, f"note-{Path(path).stem}")
     parsed = parse_letter(text, path)
     case = case_from_data(letter_to_case(parsed, f"letter-{Path(path).stem}"), path)
@@ -242,17 +242,10 @@ def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
     """A case file, or an IMR letter or a progress note (.txt/.pdf), whose case is read first."""
     if source != "-" and Path(source).suffix.lower() in (".txt", ".pdf"):
         from .letter import read_letter
-        from .notes import case_from_text
+        from .notes import case_from_text, letter_or_note
         text = read_letter(source, max_bytes=max_bytes)
-        kind = "note" if _is_note(text) else "letter"
-        return case_from_text(text, source, kind=kind, stem=Path(source).stem)[1]
+        return case_from_text(text, source, kind=letter_or_note(text), stem=Path(source).stem)[1]
     return read_case(source, max_bytes=max_bytes)
-
-
-def _is_note(text: str) -> bool:
-    # anything not recognised as a note is read as a letter, whose reader says what is wrong
-    from .notes import detect_document
-    return detect_document(text) == "note"
 
 
 def case_data(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:

@@ -608,6 +608,12 @@ def extract_note(text: str, source: str = "<note>", case_id: str | None = None) 
             "case": case_to_data(case)}
 
 
+def letter_or_note(text: str) -> str:
+    """The kind of a letter or note file's text: 'note' when it reads as one, else 'letter'
+    (whose reader then says what is wrong with anything else)."""
+    return "note" if detect_document(text) == "note" else "letter"
+
+
 def case_from_text(text: str, source: str, *, kind: str = "auto", stem: str | None = None) -> tuple[str, Any]:
     """(kind, Case) for a text of any kind a reviewer pastes or uploads: an IMR letter, a
     progress note or a case (YAML/JSON). ``kind`` 'auto' detects it (detect_document); 'letter',

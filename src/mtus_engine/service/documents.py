@@ -44,12 +44,10 @@ def letter_text(data: bytes, source: str) -> str:
 
 def letter_case(data: bytes, source: str) -> Case:
     """An IMR letter's or a progress note's case (told apart as the CLI tells them apart)."""
-    from ..notes import case_from_text, detect_document
+    from ..notes import case_from_text, letter_or_note
     text = letter_text(data, source)
     stem = PurePath(source).stem.strip("<>") or "body"
-    # anything not recognised as a note is read as a letter, whose reader says what is wrong
-    kind = "note" if detect_document(text) == "note" else "letter"
-    return case_from_text(text, source, kind=kind, stem=stem)[1]
+    return case_from_text(text, source, kind=letter_or_note(text), stem=stem)[1]
 
 
 def read_document(data: bytes, content_type: str | None, *, name: str | None = None,
