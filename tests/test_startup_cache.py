@@ -141,3 +141,61 @@ def test_the_compiled_rules_come_from_the_cache(cache, rules_copy, root, monkeyp
     assert second.compiled.definition == first.compiled.definition
     case = load_case(root / EXAMPLE)
     assert second.evaluate(case).to_json_data() == first.evaluate(case).to_json_data()
+
+
+def test_rulesets_are_created_on_first_use_once_durable_rules_accepted_them(cache, rules_copy, root, monkeypatch):
+    created = []
+    real = engine_module.RulesetHandle
+
+    def counting(name, definition):
+        created.append(name)
+        return real(name, definition)
+
+    monkeypatch.setattr(engine_module, "RulesetHandle", counting)
+    first = Engine(load_rulebook(rules_copy))     # cold: every family created (refusals fail here)
+    assert len(created) == len(first.compiled.families) > 2
+    assert _entries(cache, "accepted")
+    case = load_case(root / EXAMPLE)
+    expected = first.evaluate(case).to_json_data()
+    _fresh_process(monkeypatch)
+    created.clear()
+    second = Engine(load_rulebook(rules_copy))    # warm: none until a case needs one
+    assert created == []
+    assert second.evaluate(case).to_json_data() == expected
+    assert 0 < len(created) < len(second.compiled.families)
+    assert sorted(rs.name for rs in second._rulesets) == sorted(created)
+    second.evaluate(case)
+    assert len(created) == len(set(created))      # each family created once
+
+
+def test_a_family_durable_rules_refuses_fails_at_start_up_until_accepted(cache, rules_copy, monkeypatch):
+    from mtus_engine.errors import EngineError
+
+    def refuse(name, definition):
+        raise EngineError(f"durable_rules refused ruleset {name}")
+
+    monkeypatch.setattr(engine_module, "RulesetHandle", refuse)
+    for _ in range(2):           # not marked accepted by a failed start: the next fails alike
+        _fresh_process(monkeypatch)
+        with pytest.raises(EngineError, match="refused"):
+            Engine(load_rulebook(rules_copy))
+        assert not _entries(cache, "accepted")
+    _fresh_process(monkeypatch)
+    with pytest.raises(EngineError):            # the cache off: always checked at start-up
+        monkeypatch.setenv("MTUS_NO_CACHE", "1")
+        Engine(load_rulebook(rules_copy))
+
+
+def test_the_case_models_facts_come_from_the_cached_rulebook(cache, rules_copy, monkeypatch):
+    from mtus_engine import case as case_module
+    from_yaml = case_module._read_case_facts(rules_copy / "vocabulary")
+    assert from_yaml and set(from_yaml) < set(load_rulebook(rules_copy).facts)   # derived facts left out
+    _fresh_process(monkeypatch)
+    monkeypatch.setattr(case_module, "_read_case_facts", lambda vocabulary: pytest.fail("read the YAML"))
+    got = case_module._case_facts(rules_copy)
+    assert list(got.items()) == list(from_yaml.items())      # same facts, same order
+    # nothing cached for this directory: read from the YAML (never a rulebook load from the import)
+    _fresh_process(monkeypatch)
+    monkeypatch.setenv("MTUS_NO_CACHE", "1")
+    monkeypatch.setattr(case_module, "_read_case_facts", lambda vocabulary: {"read": vocabulary})
+    assert case_module._case_facts(rules_copy) == {"read": rules_copy / "vocabulary"}

@@ -18,7 +18,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from .errors import InputError
-from .rulebook import FactSpec, default_rules_dir
+from .rulebook import FactSpec, cached_rulebook, default_rules_dir
 from .yamlio import DEFAULT_MAX_BYTES, line_of, parse_document, read_bytes
 
 # Per case: a UR request names a handful of items; thousands are a malformed or hostile case.
@@ -56,9 +56,17 @@ def _read_case_facts(vocabulary: Path) -> dict[str, FactSpec]:
     return out
 
 
+def _case_facts(root: Path) -> dict[str, FactSpec]:
+    # a clean rulebook in the start-up cache has them validated already (same files, same order)
+    cached = cached_rulebook(root)
+    if cached is not None:
+        return {name: spec for name, spec in cached.facts.items() if spec.source in _SOURCES}
+    return _read_case_facts(root / "vocabulary")
+
+
 _SOURCES = ("findings", "request", "patient")
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-CASE_FACTS = _read_case_facts(default_rules_dir() / "vocabulary")
+CASE_FACTS = _case_facts(default_rules_dir())
 
 
 def fact_values(name: str) -> tuple[str, ...]:

@@ -694,6 +694,21 @@ def _files_key(root: Path) -> tuple:
     return (str(root.resolve()), tuple(out))
 
 
+def cached_rulebook(directory: str | Path | None = None) -> Rulebook | None:
+    """The rulebook load_rulebook would give, when it is in memory or in the start-up cache;
+    None rather than read any YAML (the case model's import asks; it cannot load a rulebook)."""
+    root = Path(directory) if directory else default_rules_dir()
+    if not (root / "rulebook.yaml").exists():
+        return None
+    key = _files_key(root)
+    found = _loaded.get(key)
+    if found is None:
+        found = _read_cache(root, key)
+        if found is not None:
+            _loaded[key] = found
+    return found
+
+
 def load_rulebook(directory: str | Path | None = None) -> Rulebook:
     """Load, validate and lint a rulebook; raise RulebookError listing every problem.
 
