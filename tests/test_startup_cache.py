@@ -199,3 +199,33 @@ def test_the_case_models_facts_come_from_the_cached_rulebook(cache, rules_copy, 
     monkeypatch.setenv("MTUS_NO_CACHE", "1")
     monkeypatch.setattr(case_module, "_read_case_facts", lambda vocabulary: {"read": vocabulary})
     assert case_module._case_facts(rules_copy) == {"read": rules_copy / "vocabulary"}
+
+
+def _python(code, **env):
+    run_env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    return subprocess.run([sys.executable, "-c", code], env={**run_env, **env}, capture_output=True,
+                          text=True, check=True).stdout.split()
+
+
+_PLUGIN_PROBE = """
+import sys
+import mtus_engine.cli
+from pydantic import BaseModel
+class M(BaseModel):
+    x: int
+assert M(x=1).x == 1
+print("metadata" if "importlib.metadata" in sys.modules else "none")
+import os
+os.environ["PYDANTIC_DISABLE_PLUGINS"] = "some-plugin"      # plugins back on: the real loader answers
+stand_in = sys.modules["pydantic.plugin._loader"]
+print(list(stand_in.get_plugins()), sys.modules["pydantic.plugin._loader"].get_plugins.__module__)
+"""
+
+
+def test_the_cli_never_imports_importlib_metadata_for_pydantic_plugins_it_turned_off():
+    # plugins off (the command's default): no entry-point scan and not even its import
+    assert _python(_PLUGIN_PROBE)[0] == "none"
+    # the stand-in hands over to pydantic's loader when plugins are turned on again
+    assert _python(_PLUGIN_PROBE)[1:] == ["[]", "pydantic.plugin._loader"]
+    # a user's own setting (one plugin off, the others on): pydantic's loader from the start
+    assert _python(_PLUGIN_PROBE, PYDANTIC_DISABLE_PLUGINS="some-plugin")[0] == "metadata"

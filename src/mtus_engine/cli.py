@@ -14,6 +14,44 @@ import sys
 # pydantic scans every installed distribution's entry points for plugins on its first model
 # (~40 ms of a cold start); the command uses none. A user's own setting wins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+_PLUGINS_OFF = ("__all__", "1", "true")    # pydantic's own test (pydantic/plugin/_loader.py)
+
+
+def _no_plugin_loader() -> None:
+    """Even with plugins off, importing pydantic's plugin loader imports importlib.metadata
+    (and email, zipfile, csv...: ~15% of a cold evaluate) only to return no plugins. Until
+    pydantic imports it, a stand-in answers "none" while they are off; asked anything else, or
+    with plugins turned on, it hands over to the real loader."""
+    import types
+
+    name = "pydantic.plugin._loader"
+    if name in sys.modules:
+        return
+    stub = types.ModuleType(name)
+
+    def real() -> types.ModuleType:
+        import importlib
+        if sys.modules.get(name) is stub:
+            del sys.modules[name]
+        return importlib.import_module(name)
+
+    def get_plugins():
+        if os.environ.get("PYDANTIC_DISABLE_PLUGINS") in _PLUGINS_OFF:
+            return ()
+        return real().get_plugins()
+
+    def getattr_(attr: str):
+        if attr.startswith("__"):    # the import system asking whether it is a package
+            raise AttributeError(attr)
+        return getattr(real(), attr)
+
+    stub.get_plugins = get_plugins
+    stub.__getattr__ = getattr_
+    sys.modules[name] = stub
+
+
+if os.environ["PYDANTIC_DISABLE_PLUGINS"] in _PLUGINS_OFF:
+    _no_plugin_loader()
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
