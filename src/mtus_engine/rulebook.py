@@ -421,10 +421,17 @@ class DrugVocabulary:
         for generic, spec in drugs.items():
             for name in (generic, *spec.brands, *spec.aliases):
                 self._names[name.lower()] = generic
+
+    @cached_property
+    def _pattern(self) -> re.Pattern:
         # longest first so "tramadol/acetaminophen" wins over "tramadol"
         alternatives = sorted(self._names, key=len, reverse=True)
-        self._pattern = re.compile(
+        from .regexcache import compile as cached_compile   # not compiled again by every start
+        return cached_compile(
             r"(?<![A-Za-z])(" + "|".join(re.escape(n) for n in alternatives) + r")(?![A-Za-z])", re.I)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_pattern"}
 
     def names(self) -> dict[str, str]:
         """Every known name (lowercase brand, generic or alias) -> its generic."""
