@@ -13,7 +13,7 @@ import os
 import pickle
 import re
 import sys
-import tempfile
+import functools
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -622,9 +622,11 @@ def cache_dir() -> Path:
     return Path(base) / "mtus-engine"
 
 
+@functools.cache
 def _code_key() -> tuple:
     """What the pickled objects' classes depend on: this package's modules (a changed model or
-    compiler invalidates every entry) and the Python version."""
+    compiler invalidates every entry) and the Python version. Taken once: the code this process
+    runs is the code it imported, even if the files change under a long-running service."""
     from . import __version__
     here = Path(__file__).parent
     out = []
@@ -667,6 +669,7 @@ def _write_atomic(path: Path, obj: Any, pickler: Any = None) -> None:
     the old file or the new one, never half); stale entries of the same kind and directory go."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        import tempfile     # only when writing (shutil, random...): not on a warm start
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -691,13 +694,18 @@ def _write_cache(rulebook: Rulebook, key: tuple) -> None:
 
 def _files_key(root: Path) -> tuple:
     """What a loaded rulebook depends on: every YAML file's path, size and modification time."""
+    # os.walk and os.stat, not Path.rglob and Path.stat: the same files in the same order (a
+    # path's parts) at a tenth of the cost, which every start pays
+    found: list[str] = []
+    for where, _, names in os.walk(root):
+        found.extend(os.path.join(where, name) for name in names if name.endswith(".yaml"))
     out = []
-    for p in sorted(root.rglob("*.yaml")):
+    for p in sorted(found, key=lambda path: path.split(os.sep)):
         try:
-            st = p.stat()
+            st = os.stat(p)
         except OSError:
             continue
-        out.append((str(p), st.st_size, st.st_mtime_ns))
+        out.append((p, st.st_size, st.st_mtime_ns))
     return (str(root.resolve()), tuple(out))
 
 
