@@ -268,3 +268,23 @@ def test_the_regex_cache_is_off_with_the_start_up_cache(cache, monkeypatch):
     monkeypatch.setattr(regexcache, "_table", None)
     assert regexcache.compile(r"\bfoo\b").search("a foo") is not None
     assert regexcache._table is None
+
+
+def test_facts_read_per_drug_and_modality_worked_out_when_asked_equal_the_rules(root):
+    rb = load_rulebook(root / "rules")
+    rb.__dict__.pop("_reads", None)
+
+    def read(rules):
+        return frozenset([f for r in rules for c in r.criteria for f in (c.fact, c.when and c.when.fact) if f]
+                         + [r.applies_when.fact for r in rules if r.applies_when])
+
+    for generic, spec in rb.drugs.drugs.items():
+        expected = read([r for r in rb.rules if generic in r.applies_to.drugs
+                         or set(spec.classes) & set(r.applies_to.classes)])
+        assert rb.reads(generic, None) == expected, generic
+    modalities = {m for r in rb.rules for m in r.applies_to.modalities}
+    assert len(modalities) > 5
+    for m in modalities:
+        assert rb.reads(None, m) == read([r for r in rb.rules if m in r.applies_to.modalities]), m
+    assert any(rb.reads(None, m) for m in modalities)
+    assert rb.reads("no-such-drug", None) == rb.reads(None, "no-such-modality") == rb.reads(None, None) == frozenset()

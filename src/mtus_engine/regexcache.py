@@ -18,7 +18,7 @@ import re
 import sys
 from typing import Any
 
-_FORMAT = 1
+_FORMAT = 2
 _MOST = 5000     # entries kept; past it (patterns of many rulebooks' drug names) the table starts afresh
 _table: dict[tuple[str, int], tuple] | None = None    # (pattern, flags) -> _sre.compile's other arguments
 _added = False
@@ -32,11 +32,10 @@ def compile(pattern: str, flags: int = 0) -> re.Pattern:  # noqa: A001 - re.comp
     table = _load()
     args = table.get((pattern, flags))
     if args is not None:
-        try:
-            import _sre
-            return _sre.compile(pattern, *args)
-        except Exception:   # noqa: BLE001 - not this Python's format after all: compile it
-            table.pop((pattern, flags), None)
+        rebuilt = _rebuilt(pattern, args)
+        if rebuilt is not None:
+            return rebuilt
+        table.pop((pattern, flags), None)     # not this Python's format after all: compile it
     compiled = re.compile(pattern, flags)
     args = _arguments(pattern, flags)
     if args is not None and _rebuilt(pattern, args) == compiled:
@@ -54,7 +53,12 @@ def _arguments(pattern: str, flags: int) -> tuple | None:
     try:
         from re import _compiler, _parser
         parsed = _parser.parse(pattern, flags)
-        code = [int(c) for c in _compiler._code(parsed, flags)]
+        import _sre
+        from array import array
+        if array("I").itemsize != _sre.CODESIZE:
+            return None
+        # the code as bytes: as a list, its ints were most of loading the cache
+        code = array("I", _compiler._code(parsed, flags)).tobytes()
         groupindex = dict(parsed.state.groupdict)
         indexgroup = [None] * parsed.state.groups
         for name, i in groupindex.items():
@@ -67,8 +71,11 @@ def _arguments(pattern: str, flags: int) -> tuple | None:
 def _rebuilt(pattern: str, args: tuple) -> Any:
     try:
         import _sre
-        return _sre.compile(pattern, *args)
-    except Exception:   # noqa: BLE001
+        from array import array
+        flags, code, groups, groupindex, indexgroup = args
+        code = array("I", code).tolist()
+        return _sre.compile(pattern, flags, code, groups, groupindex, indexgroup)
+    except Exception:   # noqa: BLE001 - not arguments this Python accepts
         return None
 
 
