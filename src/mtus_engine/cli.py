@@ -19,7 +19,7 @@ _PLUGINS_OFF = ("__all__", "1", "true")    # pydantic's own test (pydantic/plugi
 
 def _no_plugin_loader() -> None:
     """Even with plugins off, importing pydantic's plugin loader imports importlib.metadata
-    (and email, zipfile, csv...: ~15% of a cold evaluate) only to return no plugins. Until
+    (and email, zipfile, csv...: ~5% of a cold evaluate) only to return no plugins. Until
     pydantic imports it, a stand-in answers "none" while they are off; asked anything else, or
     with plugins turned on, it hands over to the real loader."""
     import types

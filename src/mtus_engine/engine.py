@@ -125,7 +125,7 @@ class Engine:
 
     def __init__(self, rulebook: Rulebook | None = None):
         self.rulebook = rulebook or load_rulebook()
-        # pure data: kept in the rulebook's start-up cache (create_ruleset below still runs)
+        # pure data: kept in the rulebook's start-up cache (the rulesets are made from it)
         self.compiled: CompiledRulebook = self.rulebook.cached("compiled", lambda: compile_rulebook(self.rulebook))
         self._rulesets = _Rulesets(self.compiled.families)
         # durable_rules refusing a family is an error here, at start-up: checked by creating them
