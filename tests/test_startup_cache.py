@@ -231,45 +231,6 @@ def test_the_cli_never_imports_importlib_metadata_for_pydantic_plugins_it_turned
     assert _python(_PLUGIN_PROBE, PYDANTIC_DISABLE_PLUGINS="some-plugin")[0] == "metadata"
 
 
-def test_regular_expressions_come_from_the_cache_equal_to_re_compile(cache, monkeypatch):
-    import re
-
-    from mtus_engine import case as case_module
-    from mtus_engine import regexcache
-    patterns = [(p._args[0], int(p._args[1])) for _, _, p in case_module._ITEM_MODALITIES]
-    patterns.append((r"(?P<n>\d+)\s*(mg|%)", re.I))
-    monkeypatch.setattr(regexcache, "_table", None)
-    first = [regexcache.compile(p, f) for p, f in patterns]
-    assert first == [re.compile(p, f) for p, f in patterns]
-    regexcache._save()                             # what the process does at exit
-    assert len(_entries(cache, "regex")) == 1
-    # the next process: every pattern from the cache, none compiled, each equal to re.compile's
-    monkeypatch.setattr(regexcache, "_table", None)
-    monkeypatch.setattr(regexcache.re, "compile", lambda *a: pytest.fail(f"compiled {a[0]!r} again"))
-    again = [regexcache.compile(p, f) for p, f in patterns]
-    monkeypatch.undo()
-    assert again == first
-    assert again[-1].groupindex == {"n": 1} and again[-1].search("x 10 MG").group(2) == "MG"
-    # a corrupt entry or file: compiled as usual, never an error
-    [entry] = _entries(cache, "regex")
-    table = pickle.loads(entry.read_bytes())
-    table[patterns[0]] = ("not", "sre", "arguments")
-    entry.write_bytes(pickle.dumps(table))
-    monkeypatch.setattr(regexcache, "_table", None)
-    assert regexcache.compile(*patterns[0]) == first[0]
-    entry.write_bytes(b"not a pickle")
-    monkeypatch.setattr(regexcache, "_table", None)
-    assert regexcache.compile(*patterns[1]) == first[1]
-
-
-def test_the_regex_cache_is_off_with_the_start_up_cache(cache, monkeypatch):
-    from mtus_engine import regexcache
-    monkeypatch.setenv("MTUS_NO_CACHE", "1")
-    monkeypatch.setattr(regexcache, "_table", None)
-    assert regexcache.compile(r"\bfoo\b").search("a foo") is not None
-    assert regexcache._table is None
-
-
 def test_facts_read_per_drug_and_modality_worked_out_when_asked_equal_the_rules(root):
     rb = load_rulebook(root / "rules")
     rb.__dict__.pop("_reads", None)

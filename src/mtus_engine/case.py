@@ -384,8 +384,7 @@ class _LazyPattern:
     def __getattr__(self, name: str) -> Any:
         compiled = self._compiled
         if compiled is None:
-            from .regexcache import compile as cached_compile
-            compiled = self._compiled = cached_compile(*self._args)
+            compiled = self._compiled = re.compile(*self._args)
         return getattr(compiled, name)
 
 

@@ -426,8 +426,7 @@ class DrugVocabulary:
     def _pattern(self) -> re.Pattern:
         # longest first so "tramadol/acetaminophen" wins over "tramadol"
         alternatives = sorted(self._names, key=len, reverse=True)
-        from .regexcache import compile as cached_compile   # not compiled again by every start
-        return cached_compile(
+        return re.compile(
             r"(?<![A-Za-z])(" + "|".join(re.escape(n) for n in alternatives) + r")(?![A-Za-z])", re.I)
 
     def __getstate__(self) -> dict:
@@ -639,7 +638,16 @@ def _code_key() -> tuple:
         except OSError:
             continue
         out.append((p.name, st.st_size, st.st_mtime_ns))
-    return (__version__, sys.version, tuple(out))
+    # the `accepted` mark vouches for durable_rules' own parser: an upgrade of its C engine
+    # must check every family's ruleset again (found, not imported: no start-up cost)
+    import importlib.util
+    spec = importlib.util.find_spec("durable_rules_engine")
+    try:
+        st = os.stat(spec.origin) if spec and spec.origin else None
+        engine_key = (spec.origin, st.st_size, st.st_mtime_ns) if st else None
+    except OSError:
+        engine_key = None
+    return (__version__, sys.version, tuple(out), engine_key)
 
 
 def _cache_path(key: tuple, kind: str) -> Path:
