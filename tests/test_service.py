@@ -7,6 +7,7 @@ evaluation (and no case content) under concurrent workers, even when one is kill
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -297,7 +298,9 @@ def test_group_commit_keeps_every_row_once(tmp_path):
     assert len(set(uids)) == 400
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM decisions").fetchone() == (450, 450)
-        assert conn.execute("SELECT COUNT(*) FROM decision_requests").fetchone()[0] == 900
+        # each evaluation's requests in its own row (decisions.requests), none in the old table
+        assert conn.execute("SELECT SUM(json_array_length(requests)) FROM decisions").fetchone()[0] == 900
+        assert conn.execute("SELECT COUNT(*) FROM decision_requests").fetchone()[0] == 0
     assert sum(commits) == 450 and len(commits) < 450
     rows = list_decisions(db, limit=None)
     assert sorted(r["case_id"] for r in rows) == sorted(f"c{i}" for i in range(450))
@@ -320,6 +323,63 @@ def test_a_bad_row_does_not_take_its_batch_with_it(tmp_path):
     assert isinstance(futures[1].exception(), sqlite3.IntegrityError)
     assert isinstance(outcomes[1], sqlite3.IntegrityError) and all(isinstance(o, str) for o in outcomes[::2])
     assert _count(tmp_path / "d.db") == 4
+
+
+def test_a_log_from_before_the_requests_column_reads_back_and_takes_new_rows(tmp_path):
+    """A log written with one row per request in decision_requests: opened by the service it gains
+    decisions.requests; old and new rows read back alike (list, show, export)."""
+    from mtus_engine.service.decisions import DecisionLog, export_decisions, list_decisions, show_decision
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript("""
+            CREATE TABLE decisions (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
+                endpoint TEXT NOT NULL, case_id TEXT, input_sha256 TEXT NOT NULL, content_type TEXT,
+                rulebook_version TEXT NOT NULL, rulebook_digest TEXT NOT NULL, edition TEXT,
+                edition_chosen INTEGER NOT NULL DEFAULT 0, input BLOB);
+            CREATE TABLE decision_requests (decision_id INTEGER NOT NULL REFERENCES decisions(id) ON DELETE CASCADE,
+                idx INTEGER NOT NULL, decision TEXT NOT NULL, rules_fired TEXT NOT NULL, item TEXT,
+                PRIMARY KEY (decision_id, idx));
+            INSERT INTO decisions VALUES (1, 'u-old', '2026-01-01T00:00:00+00:00', 'evaluate', 'c0', 'ab', NULL,
+                'v', 'd', NULL, 0, NULL);
+            INSERT INTO decision_requests VALUES (1, 0, 'certify', '["r0"]', NULL), (1, 1, 'certify', '["r1"]', NULL);
+        """)
+    old_rows = list_decisions(db)  # read before the migration: no requests column yet
+    assert old_rows[0]["requests"][1] == {"index": 1, "decision": "certify", "rules_fired": ["r1"]}
+    log = DecisionLog(db)
+    uid = log.write_now([{"endpoint": "evaluate", "raw": b"x", "content_type": None, "result": _result(1)}])[0]
+    log.close()
+    rows = list_decisions(db)
+    assert [r["uid"] for r in rows] == [uid, "u-old"]
+    assert rows[0]["requests"] == old_rows[0]["requests"]  # same shape, whichever table holds them
+    assert rows[1] == old_rows[0]
+    assert show_decision(db, uid)["requests"] == rows[0]["requests"]
+    out = io.StringIO()
+    assert export_decisions(db, "csv", out) == 2
+    assert out.getvalue().splitlines()[1:] == [
+        "1,u-old,2026-01-01T00:00:00+00:00,evaluate,c0,ab,v,d,,0,0,certify,r0",
+        "1,u-old,2026-01-01T00:00:00+00:00,evaluate,c0,ab,v,d,,0,1,certify,r1",
+        f"2,{uid},{rows[0]['time']},evaluate,c1,{rows[0]['input_sha256']},v,d,,0,0,certify,r0",
+        f"2,{uid},{rows[0]['time']},evaluate,c1,{rows[0]['input_sha256']},v,d,,0,1,certify,r1"]
+
+
+def test_the_event_loop_never_waits_for_another_writers_lock(tmp_path):
+    """write_now(wait=False) while another connection holds the write lock: Busy at once, nothing
+    written; once the lock is free the same rows go in once."""
+    from mtus_engine.service.decisions import Busy, DecisionLog
+    db = tmp_path / "d.db"
+    log = DecisionLog(db)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    evals = [{"endpoint": "evaluate", "raw": b"x", "content_type": None, "result": _result(i)} for i in range(3)]
+    t0 = time.monotonic()
+    with pytest.raises(Busy):
+        log.write_now(evals, wait=False)
+    assert time.monotonic() - t0 < 0.5  # no busy-handler sleep (30 s timeout otherwise)
+    other.execute("COMMIT")
+    other.close()
+    assert all(isinstance(u, str) for u in log.write_now(evals, wait=False))
+    log.close()
+    assert _count(db) == 3
 
 
 def _count(db: Path) -> int:
@@ -394,8 +454,8 @@ def test_two_workers_token_and_a_killed_worker_lose_nothing(tmp_path):
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows = conn.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM decisions WHERE endpoint = 'evaluate'").fetchone()
-        orphans = conn.execute("SELECT COUNT(*) FROM decisions d WHERE NOT EXISTS "
-                               "(SELECT 1 FROM decision_requests q WHERE q.decision_id = d.id)").fetchone()[0]
+        orphans = conn.execute("SELECT COUNT(*) FROM decisions WHERE requests IS NULL "
+                               "OR json_array_length(requests) = 0").fetchone()[0]
     # every answered evaluation is recorded once; a request cut off by the kill may be recorded
     # without its answer having reached the client (at most one in flight per client)
     assert rows[0] == rows[1]

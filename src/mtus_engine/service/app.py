@@ -164,8 +164,9 @@ class Service:
         self.engine = Engine(load_rulebook(config.rules_dir))
         self.log = None
         if config.db:
-            from .decisions import DecisionLog
+            from .decisions import Busy, DecisionLog
             self.log = DecisionLog(config.db, store_inputs=config.store_inputs)
+            self._busy = Busy
         self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="mtus-eval")
         from .isolation import ProcessPool
         self.readers = ProcessPool(config.readers)
@@ -268,17 +269,28 @@ class Service:
             loop.call_soon(self._hand_off, loop)
         await fut
 
-    def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
+    # Waiting for another worker's write lock: first retry after BUSY_FIRST s, doubling to BUSY_MOST;
+    # the batch fails (its requests answer 500) after BUSY_GIVE_UP s, as a blocked commit did
+    BUSY_FIRST, BUSY_MOST, BUSY_GIVE_UP = 0.0002, 0.004, 30.0
+
+    def _hand_off(self, loop: asyncio.AbstractEventLoop, waited: float = 0.0, delay: float = 0.0) -> None:
         # committed here, on the loop, in one transaction: a WAL commit without fsync takes
         # well under a millisecond, while a writer thread cost each request its wake-ups and
-        # GIL hand-offs (about half the throughput, and the 99th percentile)
-        batch, self._pending = self._pending, []
-        futures = [f for _, f in batch]
+        # GIL hand-offs (about half the throughput, and the 99th percentile). The loop never
+        # sleeps in SQLite's busy handler (1 ms and more, with requests waiting to be served):
+        # while the other worker holds the write lock it serves on, and the evaluations it
+        # answers meanwhile join this batch
+        batch = self._pending
         try:
-            results = self.log.write_now([e for e, _ in batch])
+            results = self.log.write_now([e for e, _ in batch], wait=waited >= self.BUSY_GIVE_UP)
+        except self._busy:
+            delay = min(self.BUSY_MOST, 2 * delay or self.BUSY_FIRST)
+            loop.call_later(delay, self._hand_off, loop, waited + delay, delay)
+            return
         except Exception as exc:  # noqa: BLE001 - the log is closed: each request answers 500
-            results = [exc] * len(futures)
-        for f, r in zip(futures, results):
+            results = [exc] * len(batch)
+        self._pending = []
+        for (_, f), r in zip(batch, results):
             if f.done():  # its request was cancelled (client gone)
                 continue
             if isinstance(r, BaseException):

@@ -1,8 +1,11 @@
 """The decision log: every evaluation the service makes, in SQLite, for audit.
 
-One row per evaluation (time, endpoint, case id, SHA-256 of the input, rulebook version and digest,
-edition) and one row per request (its decision and the rules fired). Case content (the input, the
-request items) is stored only when the service runs with --store-inputs: it is medical data.
+One row per evaluation: time, endpoint, case id, SHA-256 of the input, rulebook version and digest,
+edition, and in one compact JSON column each request's decision and the rules fired
+(``[["certify", ["rule.id", ...]], ...]``; a third element, the request item, with --store-inputs).
+Logs written before that column existed keep a row per request in decision_requests; both read back
+the same. Case content (the input, the request items) is stored only when the service runs with
+--store-inputs: it is medical data.
 
 Each evaluation is committed before its answer is sent, under a unique id. A worker's evaluations
 are written by one writer thread that commits whatever has queued up in one transaction (group
@@ -40,8 +43,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     rulebook_digest TEXT NOT NULL,
     edition TEXT,
     edition_chosen INTEGER NOT NULL DEFAULT 0,
-    input BLOB
+    input BLOB,
+    requests TEXT
 );
+-- logs written before decisions.requests: one row per request (read back, no longer written)
 CREATE TABLE IF NOT EXISTS decision_requests (
     decision_id INTEGER NOT NULL REFERENCES decisions(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -50,13 +55,41 @@ CREATE TABLE IF NOT EXISTS decision_requests (
     item TEXT,
     PRIMARY KEY (decision_id, idx)
 );
-CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
 CREATE INDEX IF NOT EXISTS decisions_case ON decisions(case_id);
 """
+# No index on time (older logs have one): nothing reads by time, ids follow time closely, and each
+# index is one more page written to the WAL by every commit.
+
+INSERT = ("INSERT INTO decisions (uid, time, endpoint, case_id, input_sha256, content_type, rulebook_version,"
+          " rulebook_digest, edition, edition_chosen, input, requests) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+class Busy(Exception):
+    """Another connection holds the write lock: nothing was written; try again later."""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """A log from before decisions.requests gets the column (its old rows keep decision_requests)."""
+    if any(r[1] == "requests" for r in conn.execute("PRAGMA table_info(decisions)")):
+        return
+    try:
+        conn.execute("ALTER TABLE decisions ADD COLUMN requests TEXT")
+    except sqlite3.OperationalError:  # another worker added it first
+        if not any(r[1] == "requests" for r in conn.execute("PRAGMA table_info(decisions)")):
+            raise
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _compact(value: Any) -> str:
+    import orjson
+    return orjson.dumps(value).decode()
 
 
 class _Uids:
@@ -107,12 +140,15 @@ class DecisionLog:
         self._closed = False
         with self._connect() as conn:
             conn.executescript(SCHEMA)
+            _migrate(conn)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable against a killed process
+        # WAL + NORMAL: a commit is not fsynced (the checkpoint is): a killed process loses nothing
+        # committed; a power loss may drop the last commits, never corrupts the file
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
@@ -123,33 +159,35 @@ class DecisionLog:
             conn = self._local.conn = self._connect()
         return conn
 
-    def _row(self, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any]) -> tuple:
-        """One evaluation as the rows to insert (taken from the result now: the caller may reuse it)."""
+    def _row(self, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any],
+             now: str | None = None) -> tuple:
+        """One evaluation as the row to insert, uid first (taken from the result now: the caller may
+        reuse it). A request without a decision is refused as the database refuses a NULL."""
         rb = result["rulebook"]
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-        head = (new_uid(), now, endpoint, result.get("case_id"), sha256(raw), content_type, rb["version"],
-                rb["digest"], rb.get("edition"), int(bool(rb.get("edition_chosen"))),
-                raw if self.store_inputs else None)
-        requests = [(i, d["decision"], json.dumps(d.get("rules_fired") or []),
-                     d["request"] if self.store_inputs else None) for i, d in enumerate(result["determinations"])]
-        return head, requests
-
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, head: tuple, requests: list[tuple]) -> None:
-        cur = conn.execute(
-            "INSERT INTO decisions (uid, time, endpoint, case_id, input_sha256, content_type, rulebook_version,"
-            " rulebook_digest, edition, edition_chosen, input) VALUES (?,?,?,?,?,?,?,?,?,?,?)", head)
-        rowid = cur.lastrowid
-        conn.executemany(
-            "INSERT INTO decision_requests (decision_id, idx, decision, rules_fired, item) VALUES (?,?,?,?,?)",
-            [(rowid, *q) for q in requests])
+        store = self.store_inputs
+        requests = []
+        for d in result["determinations"]:
+            decision = d["decision"]
+            if not isinstance(decision, str):
+                raise sqlite3.IntegrityError("NOT NULL constraint failed: decision")
+            requests.append([decision, d.get("rules_fired") or [], d["request"]] if store
+                            else [decision, d.get("rules_fired") or []])
+        return (new_uid(), now or _now(), endpoint, result.get("case_id"), hashlib.sha256(raw).hexdigest(),
+                content_type, rb["version"], rb["digest"], rb.get("edition"), int(bool(rb.get("edition_chosen"))),
+                raw if store else None, _compact(requests))
 
     @staticmethod
     def _commit(conn: sqlite3.Connection, rows: list[tuple]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+        """The rows in one transaction. Busy if the write lock is held elsewhere and this
+        connection does not wait for it (nothing written then)."""
         try:
-            for head, requests in rows:
-                DecisionLog._insert(conn, head, requests)
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) is not None and exc.sqlite_errorcode & 0xff == sqlite3.SQLITE_BUSY:
+                raise Busy() from exc
+            raise
+        try:
+            conn.executemany(INSERT, rows)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -160,14 +198,19 @@ class DecisionLog:
         unique id."""
         row = self._row(endpoint, raw, content_type, result)
         self._commit(self.conn, [row])
-        return row[0][0]
+        return row[0]
 
     # ---------------------------------------------------------------- group commit
     def submit(self, *, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any]) -> Future:
         """Queue one evaluation for the writer thread; the future holds its unique id once committed
         (or the error that prevented it)."""
         fut: Future = Future()
-        self._put([self._row(endpoint, raw, content_type, result)], fut, True)
+        try:
+            row = self._row(endpoint, raw, content_type, result)
+        except sqlite3.Error as exc:
+            fut.set_exception(exc)
+            return fut
+        self._put([row], fut, True)
         return fut
 
     def _put(self, rows: list[tuple], fut: Future, single: bool) -> None:
@@ -177,10 +220,14 @@ class DecisionLog:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, name="mtus-decisions", daemon=True)
                 self._writer.start()
-                self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="mtus-decisions-checkpoint",
-                                                      daemon=True)
-                self._checkpointer.start()
+                self._start_checkpointer()
             self._queue.put((rows, fut, single))
+
+    def _start_checkpointer(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="mtus-decisions-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
 
     def _write_loop(self) -> None:
         conn = self._connect()
@@ -215,42 +262,62 @@ class DecisionLog:
 
     def _outcomes(self, conn: sqlite3.Connection, groups: list[list[tuple]]) -> list[list]:
         """Commit the groups of rows in one transaction; each row's uid, or the error that kept
-        it out (then each row is tried alone: one bad row does not take its batch with it)."""
+        it out (then each row is tried alone: one bad row does not take its batch with it).
+        Busy (from a connection that does not wait) before anything is written."""
         try:
             self._commit(conn, [row for rows in groups for row in rows])
-            return [[row[0][0] for row in rows] for rows in groups]
+            return [[row[0] for row in rows] for rows in groups]
+        except Busy:
+            raise
         except Exception:  # noqa: BLE001
             outcomes = []
             for rows in groups:
                 mine = []
                 for row in rows:
-                    try:
-                        self._commit(conn, [row])
-                    except Exception as exc:  # noqa: BLE001
-                        mine.append(exc)
-                    else:
-                        mine.append(row[0][0])
+                    while True:
+                        try:
+                            self._commit(conn, [row])
+                        except Busy:  # the lock went elsewhere between two rows: wait for it
+                            threading.Event().wait(0.001)
+                            continue
+                        except Exception as exc:  # noqa: BLE001
+                            mine.append(exc)
+                        else:
+                            mine.append(row[0])
+                        break
                 outcomes.append(mine)
             return outcomes
 
-    def write_now(self, evaluations: list[dict[str, Any]]) -> list:
+    def write_now(self, evaluations: list[dict[str, Any]], *, wait: bool = True) -> list:
         """Commit several evaluations (each the keyword arguments of submit) in one transaction on
         the calling thread; each one's uid or its error. For an event loop committing the
-        evaluations of one turn: no writer thread to wake, no GIL to hand back and forth."""
+        evaluations of one turn: no writer thread to wake, no GIL to hand back and forth.
+        With ``wait=False`` it never sleeps for the write lock: Busy if another worker holds it
+        (nothing written; the loop serves on and tries again)."""
         with self._writer_lock:
             if self._closed:
                 raise RuntimeError("the decision log is closed")
-            if self._checkpointer is None:
-                self._checkpointer = threading.Thread(target=self._checkpoint_loop,
-                                                      name="mtus-decisions-checkpoint", daemon=True)
-                self._checkpointer.start()
-        conn = getattr(self._local, "writer", None)
+            self._start_checkpointer()
+        local = self._local
+        conn = getattr(local, "writer", None)
         if conn is None:
-            conn = self._local.writer = self._connect()
+            conn = local.writer = self._connect()
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's work
-        out = self._outcomes(conn, [[self._row(**e)] for e in evaluations])
+            local.waits = True
+        if local.waits != wait:
+            conn.execute(f"PRAGMA busy_timeout = {30000 if wait else 0}")
+            local.waits = wait
+        now = _now()
+        rows: list = []
+        refused: dict[int, Exception] = {}
+        for i, e in enumerate(evaluations):
+            try:
+                rows.append(self._row(now=now, **e))
+            except sqlite3.Error as exc:
+                refused[i] = exc
+        done = iter(self._outcomes(conn, [[row] for row in rows]))
         self._dirty = True
-        return [o[0] for o in out]
+        return [refused[i] if i in refused else next(done)[0] for i in range(len(evaluations))]
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list) -> None:
         outcomes = self._outcomes(conn, [rows for rows, _, _ in batch])
@@ -317,11 +384,16 @@ def _row(conn: sqlite3.Connection, r: sqlite3.Row, *, with_input: bool = False) 
     out = {k: r[k] for k in ("id", "uid", "time", "endpoint", "case_id", "input_sha256", "content_type",
                              "rulebook_version", "rulebook_digest", "edition")}
     out["edition_chosen"] = bool(r["edition_chosen"])
-    out["requests"] = [
-        {"index": q["idx"], "decision": q["decision"], "rules_fired": json.loads(q["rules_fired"]),
-         **({"item": q["item"]} if q["item"] is not None else {})}
-        for q in conn.execute("SELECT idx, decision, rules_fired, item FROM decision_requests "
-                              "WHERE decision_id = ? ORDER BY idx", (r["id"],))]
+    packed = r["requests"] if "requests" in r.keys() else None
+    if packed is not None:  # [[decision, rules fired(, item)], ...]
+        out["requests"] = [{"index": i, "decision": q[0], "rules_fired": q[1], **({"item": q[2]} if len(q) > 2 and q[2] is not None else {})}
+                           for i, q in enumerate(json.loads(packed))]
+    else:  # a row written before decisions.requests
+        out["requests"] = [
+            {"index": q["idx"], "decision": q["decision"], "rules_fired": json.loads(q["rules_fired"]),
+             **({"item": q["item"]} if q["item"] is not None else {})}
+            for q in conn.execute("SELECT idx, decision, rules_fired, item FROM decision_requests "
+                                  "WHERE decision_id = ? ORDER BY idx", (r["id"],))]
     out["input_stored"] = r["input"] is not None
     if with_input and r["input"] is not None:
         raw = bytes(r["input"])
