@@ -551,3 +551,13 @@ def test_a_timed_out_letter_stops_working(tmp_path):
             again = c.post("/v1/evaluate", content=LETTERS[0].read_bytes(),
                            headers={"content-type": "text/plain"}, params={"name": LETTERS[0].name})
             assert again.status_code == 200 and again.content == ok.content
+
+
+def test_answer_bytes_are_the_cli_json_encoded():
+    """The service answers to_json_bytes; the CLI prints to_json: the same UTF-8, whichever encoder
+    ran (orjson, or json.dumps where orjson would differ: a short negative exponent, an int key)."""
+    from mtus_engine.render import to_json, to_json_bytes
+    for data in ({"a": "Flexeril – 7.5 mg ✓", "b": [1, 2.5, None, True]}, {"x": 1e-7}, {1: "int key"},
+                 {"big": 2 ** 70}, [], {"error": "café"}):
+        assert to_json_bytes(data) == to_json(data).encode("utf-8")
+        assert to_json_bytes(data).endswith(b"\n")

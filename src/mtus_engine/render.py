@@ -59,14 +59,26 @@ def to_json(data: Any) -> str:
     # float's short negative exponent (1e-07 vs 1e-7) and what it refuses (int keys, ints over
     # 64 bits): those take json.dumps, so the output never depends on which encoder ran. NaN and
     # infinities (which case validation refuses) come out as null: valid JSON, unlike json's NaN
+    out = _orjson(data)
+    if out is None:
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return out.decode()
+
+
+def to_json_bytes(data: Any) -> bytes:
+    """to_json(data) in UTF-8, as orjson writes it (no round trip through str): the service's answers."""
+    out = _orjson(data)
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode() if out is None else out
+
+
+def _orjson(data: Any) -> bytes | None:
+    """orjson's indented JSON and newline, or None where it would differ from json.dumps."""
     import orjson
     try:
-        out = orjson.dumps(data, option=orjson.OPT_INDENT_2)
+        out = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     except TypeError:
-        out = None
-    if out is None or _ORJSON_DIFFERS(out):
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    return out.decode() + "\n"
+        return None
+    return None if _ORJSON_DIFFERS(out) else out
 
 
 _ORJSON_DIFFERS = re.compile(rb"[0-9]e-[0-9](?![0-9])").search

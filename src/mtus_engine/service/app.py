@@ -35,7 +35,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..errors import InputError, MtusError
-from ..render import to_json
+from ..render import to_json, to_json_bytes
 from . import documents
 
 log = logging.getLogger("mtus_engine.service")
@@ -147,7 +147,7 @@ class _TooLarge(Exception):
 
 
 async def _send_error(send, status: int, message: str, extra: list | None = None) -> None:
-    body = to_json({"error": message}).encode()
+    body = to_json_bytes({"error": message})
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode()),
                             *(extra or [])]})
@@ -310,7 +310,7 @@ class Service:
             _, data = await self.run(self.evaluate_bytes, raw, content_type, name, edition, "evaluate",
                                      limit=self.limit(content_type), record=False)
         await self.record_async("evaluate", raw, content_type, data)
-        return to_json(data).encode()
+        return to_json_bytes(data)
 
     def rule_rows(self) -> list[dict]:
         rb = self.engine.rulebook
@@ -424,31 +424,63 @@ class _App(FastAPI):
         return await super().__call__(scope, receive, send)
 
 
-def evaluate_asgi(service: "Service"):
-    """POST /v1/evaluate as a raw ASGI app: what the FastAPI route answers, byte for byte."""
+def evaluate_asgi(service: "Service", guard: Guard):
+    """POST /v1/evaluate as a raw ASGI app: what the FastAPI route answers, byte for byte, with the
+    Guard's checks (body limit, token, exception shield) done inline: one coroutine per request, no
+    wrapped receive and send."""
     from starlette.datastructures import QueryParams
+    limit, token, max_bytes = guard.limit, guard.token, guard.max_bytes
+    too_big = f"body is over the {max_bytes}-byte limit"
 
     async def app(scope, receive, send):
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        ctype = None
+        ctype = length = auth = None
         for key, value in scope["headers"]:
             if key == b"content-type":
-                ctype = value.decode("latin-1")
-                break
-        query = QueryParams(scope.get("query_string", b"")) if scope.get("query_string") else {}
+                if ctype is None:
+                    ctype = value.decode("latin-1")
+            elif key == b"content-length":
+                length = value
+            elif key == b"authorization":
+                auth = value
+        if length is not None:
+            try:
+                over = int(length) > limit
+            except ValueError:
+                over = True
+            if over:
+                return await _send_error(send, 413, too_big)
+        if token is not None:
+            scheme, _, given = (auth or b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):
+                return await _send_error(send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")])
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        raw = message.get("body", b"")
+        if message.get("more_body", False):
+            chunks = [raw]
+            seen = len(raw)
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                seen += len(chunk)
+                if seen > limit:
+                    return await _send_error(send, 413, too_big)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            raw = b"".join(chunks)
+        query = QueryParams(scope["query_string"]) if scope.get("query_string") else {}
         try:
             body = await service.evaluate_answer(raw, ctype, query.get("name"), query.get("edition"))
             status = 200
         except BadInput as exc:
-            body, status = to_json({"error": exc.message}).encode(), exc.status
+            body, status = to_json_bytes({"error": exc.message}), exc.status
+        except Exception as exc:  # noqa: BLE001 - as the Guard: logged by its type only, answered 500
+            log.error("internal error on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
+            body, status = to_json_bytes({"error": f"internal error ({type(exc).__name__})"}), 500
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
@@ -473,7 +505,7 @@ def create_app(config: Config | None = None) -> FastAPI:
                   lifespan=_lifespan)
     app.state.service = service
     app.add_middleware(Guard, max_bytes=config.max_bytes, token=config.token)
-    app.fast_evaluate = Guard(evaluate_asgi(service), max_bytes=config.max_bytes, token=config.token)
+    app.fast_evaluate = evaluate_asgi(service, Guard(None, max_bytes=config.max_bytes, token=config.token))
     static_dir = Path(str(resources.files("mtus_engine.service") / "static"))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
