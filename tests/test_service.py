@@ -561,3 +561,99 @@ def test_answer_bytes_are_the_cli_json_encoded():
                  {"big": 2 ** 70}, [], {"error": "café"}):
         assert to_json_bytes(data) == to_json(data).encode("utf-8")
         assert to_json_bytes(data).endswith(b"\n")
+
+
+def _raw_http(port: int, payload: bytes, answers: int, timeout: float = 30) -> list[tuple[bytes, dict, bytes]]:
+    """Send raw bytes on one connection; read `answers` HTTP/1.1 answers (status line, headers, body)."""
+    import socket
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        buf = b""
+        while len(out) < answers:
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                assert chunk, "connection closed early"
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            status, *lines = head.split(b"\r\n")
+            headers = {k.strip().lower(): v.strip() for k, v in (ln.split(b":", 1) for ln in lines)}
+            n = int(headers[b"content-length"])
+            while len(buf) < n:
+                chunk = s.recv(65536)
+                assert chunk, "connection closed early"
+                buf += chunk
+            out.append((status, headers, buf[:n]))
+            buf = buf[n:]
+        if answers and out[-1][1].get(b"connection") == b"close":
+            assert s.recv(10) == b""  # and the server closed it
+    return out
+
+
+def test_the_protocol_fast_path_answers_what_the_asgi_path_answers(tmp_path):
+    """POST /v1/evaluate of a small case is answered by the HTTP protocol itself (no ASGI task):
+    the same status, body and content type as the ASGI path (a chunked body goes there), logged
+    once before the answer; pipelined requests answered in order; Connection: close honoured; a
+    wrong token, a letter and other paths still go through the app."""
+    import asyncio
+
+    import uvicorn
+
+    from mtus_engine.service.app import Config, create_app
+    from mtus_engine.service.launch import free_port
+    from mtus_engine.service.protocol import protocol_name
+    if "HttpTools" not in protocol_name():
+        pytest.skip("httptools is not installed")
+    db = tmp_path / "d.db"
+    app = create_app(Config(db=str(db), token="s3cret"))
+    service = app.state.service
+    fast = []
+    answer = service.fast_answer
+
+    def counting(*args):
+        fast.append(1)
+        return answer(*args)
+    service.fast_answer = counting
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol_name(), log_level="warning", access_log=False,
+                            server_header=False, proxy_headers=False)
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(srv.serve()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not srv.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        body = CASE.read_bytes()
+        auth = b"Authorization: Bearer s3cret\r\n"
+
+        def post(extra: bytes = b"", data: bytes = body, ctype: bytes = b"application/yaml", auth: bytes = auth) -> bytes:
+            return (b"POST /v1/evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype + b"\r\n" + auth + extra
+                    + b"Content-Length: %d\r\n\r\n" % len(data) + data)
+        chunked = (b"POST /v1/evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: application/yaml\r\n" + auth
+                   + b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+        (s1, h1, b1), = _raw_http(port, post(), 1)
+        assert fast == [1]
+        (s2, h2, b2), = _raw_http(port, chunked, 1)
+        assert fast == [1]  # the chunked body took the ASGI path
+        assert s1 == s2 == b"HTTP/1.1 200 OK" and b1 == b2 and h1[b"content-type"] == h2[b"content-type"]
+        code, out, _ = run_cli("evaluate", str(CASE), "--format", "json")
+        assert b1 == out.encode()  # byte for byte the CLI's
+        # three pipelined in one write: answered in order (the second waits behind the first)
+        bad = b"id: [unclosed"
+        answers = _raw_http(port, post() + post(data=bad) + post(b"Connection: close\r\n"), 3)
+        assert [a[0].split(b" ")[1] for a in answers] == [b"200", b"422", b"200"]
+        assert answers[0][2] == b1 and answers[2][2] == b1 and "error" in json.loads(answers[1][2])
+        assert answers[2][1][b"connection"] == b"close"
+        assert len(fast) >= 2
+        n = len(fast)
+        (s, _, _), = _raw_http(port, post(auth=b""), 1)
+        assert s.startswith(b"HTTP/1.1 401") and len(fast) == n  # refused by the app's guard
+        (s, _, b), = _raw_http(port, post(data=LETTERS[0].read_bytes(), ctype=b"text/plain"), 1)
+        assert s.startswith(b"HTTP/1.1 200") and len(fast) == n  # letters: a reader process, under --timeout
+    finally:
+        srv.should_exit = True
+        thread.join(30)
+    # every 200 of an evaluation logged once (the 422 is not an evaluation)
+    assert _count(db) == 5  # one, chunked, two pipelined, the letter

@@ -146,6 +146,13 @@ class _TooLarge(Exception):
     pass
 
 
+def _internal_error(exc: BaseException) -> tuple[int, bytes]:
+    """An unexpected exception as the Guard answers it: 500, logged by its type only (its message
+    could quote the case)."""
+    log.error("internal error on POST /v1/evaluate: %s", type(exc).__name__)
+    return 500, to_json_bytes({"error": f"internal error ({type(exc).__name__})"})
+
+
 async def _send_error(send, status: int, message: str, extra: list | None = None) -> None:
     body = to_json_bytes({"error": message})
     await send({"type": "http.response.start", "status": status,
@@ -171,7 +178,9 @@ class Service:
         from .isolation import ProcessPool
         self.readers = ProcessPool(config.readers)
         self._rule_text: dict[str, str] = {}
-        self._pending: list[tuple[dict, asyncio.Future]] = []  # evaluations of this loop turn, to log
+        self._pending: list[tuple[dict, Any]] = []  # evaluations of this loop turn to log, and their callbacks
+        self._token = config.token.encode() if config.token else None
+        self._fast_limit = min(INLINE_BYTES, config.max_bytes)
 
     # ------------------------------------------------------------- helpers
     def limit(self, content_type: str | None) -> float:
@@ -258,16 +267,29 @@ class Service:
             self.log.submit(endpoint=endpoint, raw=raw, content_type=content_type, result=data).result()
 
     async def record_async(self, endpoint: str, raw: bytes, content_type: str | None, data: dict) -> None:
-        """record() without holding the event loop: the evaluations of one turn of the loop go to the
-        writer thread in one hand-off and come back in one wake-up (and join the same commit)."""
+        """Log one evaluation without holding the event loop: the evaluations of one turn of the loop
+        are committed together at the end of it (_hand_off); returns once this one is committed."""
         if self.log is None:
             return
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._pending.append(({"endpoint": endpoint, "raw": raw, "content_type": content_type, "result": data}, fut))
-        if len(self._pending) == 1:
-            loop.call_soon(self._hand_off, loop)
+        fut = asyncio.get_running_loop().create_future()
+
+        def done(outcome) -> None:
+            if fut.done():  # its request was cancelled (client gone)
+                return
+            if isinstance(outcome, BaseException):
+                fut.set_exception(outcome)
+            else:
+                fut.set_result(outcome)
+        self.record_then(endpoint, raw, content_type, data, done)
         await fut
+
+    def record_then(self, endpoint: str, raw: bytes, content_type: str | None, data: dict, done) -> None:
+        """Queue one evaluation for this turn's commit; done(uid or exception) once it is decided
+        (called on the loop)."""
+        self._pending.append(({"endpoint": endpoint, "raw": raw, "content_type": content_type, "result": data}, done))
+        if len(self._pending) == 1:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._hand_off, loop)
 
     # Waiting for another worker's write lock: first retry after BUSY_FIRST s, doubling to BUSY_MOST;
     # the batch fails (its requests answer 500) after BUSY_GIVE_UP s, as a blocked commit did
@@ -290,13 +312,64 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - the log is closed: each request answers 500
             results = [exc] * len(batch)
         self._pending = []
-        for (_, f), r in zip(batch, results):
-            if f.done():  # its request was cancelled (client gone)
-                continue
-            if isinstance(r, BaseException):
-                f.set_exception(r)
+        for (_, done), outcome in zip(batch, results):
+            try:
+                done(outcome)
+            except Exception as exc:  # noqa: BLE001 - one answer's failure is not the others'
+                log.error("internal error answering an evaluation: %s", type(exc).__name__)
+
+    def fast_accepts(self, headers: list[tuple[bytes, bytes]]) -> str | None | bool:
+        """For the HTTP protocol's fast path (protocol.py): the content type of a POST /v1/evaluate
+        this process answers at once on the loop (a small case with its Content-Length, the token
+        right if one is required, no Expect), or False: the request takes the ASGI path."""
+        ctype = length = auth = None
+        for key, value in headers:
+            if key == b"content-type":
+                if ctype is None:
+                    ctype = value
+            elif key == b"content-length":
+                length = value
+            elif key == b"authorization":
+                auth = value
+            elif key == b"expect" or key == b"transfer-encoding":
+                return False
+        if length is None or not length.isdigit() or int(length) > self._fast_limit:
+            return False
+        token = self._token
+        if token is not None:
+            scheme, _, given = (auth or b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):
+                return False
+        if ctype is None:
+            return None
+        ctype = ctype.decode("latin-1")
+        return False if documents.media_type(ctype) in documents.LETTER_TYPES else ctype
+
+    def fast_answer(self, raw: bytes, content_type: str | None, query: bytes, reply) -> None:
+        """POST /v1/evaluate of a small case, answered without an ASGI task: reply(status, body) once
+        the evaluation is logged. The same bytes as evaluate_answer (and so as the CLI)."""
+        try:
+            if query:
+                from starlette.datastructures import QueryParams
+                q = QueryParams(query)
+                name, edition = q.get("name"), q.get("edition")
             else:
-                f.set_result(r)
+                name = edition = None
+            _, data = self.evaluate_bytes(raw, content_type, name, edition, "evaluate", record=False)
+            body = to_json_bytes(data)
+        except BadInput as exc:
+            return reply(exc.status, to_json_bytes({"error": exc.message}))
+        except Exception as exc:  # noqa: BLE001 - as the Guard: logged by its type only, answered 500
+            return reply(*_internal_error(exc))
+        if self.log is None:
+            return reply(200, body)
+
+        def done(outcome) -> None:
+            if isinstance(outcome, BaseException):
+                reply(*_internal_error(outcome))
+            else:
+                reply(200, body)
+        self.record_then("evaluate", raw, content_type, data, done)
 
     async def evaluate_answer(self, raw: bytes, content_type: str | None, name: str | None,
                               edition: str | None) -> bytes:
@@ -416,6 +489,7 @@ class _App(FastAPI):
     dependency solving or Response object. Everything else goes through FastAPI as usual."""
 
     fast_evaluate = None
+    fast_path = None
 
     async def __call__(self, scope, receive, send):
         if (self.fast_evaluate is not None and scope["type"] == "http" and scope["path"] == "/v1/evaluate"
@@ -506,6 +580,7 @@ def create_app(config: Config | None = None) -> FastAPI:
     app.state.service = service
     app.add_middleware(Guard, max_bytes=config.max_bytes, token=config.token)
     app.fast_evaluate = evaluate_asgi(service, Guard(None, max_bytes=config.max_bytes, token=config.token))
+    app.fast_path = service  # the HTTP protocol answers small cases itself (protocol.py)
     static_dir = Path(str(resources.files("mtus_engine.service") / "static"))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
