@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mtus_engine.engine import Engine  # noqa: E402
-from mtus_engine.render import to_json  # noqa: E402
+from mtus_engine.render import to_json, to_json_bytes  # noqa: E402
 from mtus_engine.service.documents import read_document  # noqa: E402
 from mtus_engine.service.launch import ServerProcess  # noqa: E402
 
@@ -163,7 +163,7 @@ def wrk_load(port: int, cases: list[bytes], clients: int, seconds: float, limit:
 def cpu_split(cases: list[bytes], tmp: Path) -> dict[str, float]:
     """In-process CPU ms per request of each stage of POST /v1/evaluate (this thread's CPU time):
     parse (body -> case), engine (evaluate -> result data), render (data -> JSON bytes), log
-    (the decision log's rows, written in batches as its writer thread does under load)."""
+    (the decision log's rows, committed 8 at a time as a worker commits one loop turn's under load)."""
     from mtus_engine.service.decisions import DecisionLog
     engine = _ENGINE or Engine()
     log = DecisionLog(tmp / "split.db")
@@ -177,11 +177,11 @@ def cpu_split(cases: list[bytes], tmp: Path) -> dict[str, float]:
         t1 = clock()
         data = engine.evaluate(case).to_json_data()
         t2 = clock()
-        to_json(data).encode()
+        to_json_bytes(data)
         t3 = clock()
-        pending.append(log._row("evaluate", raw, "application/json", data))
-        if len(pending) == 16:
-            log._commit(log.conn, pending)
+        pending.append({"endpoint": "evaluate", "raw": raw, "content_type": "application/json", "result": data})
+        if len(pending) == 8:  # as a worker commits the evaluations of one loop turn
+            log.write_now(pending, wait=False)
             pending = []
         t4 = clock()
         parse, evaluate, render, record = parse + t1 - t0, evaluate + t2 - t1, render + t3 - t2, record + t4 - t3
@@ -217,6 +217,9 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--clients", default="1,16,64")
     ap.add_argument("--no-db", action="store_true", help="Run the server without the decision log.")
+    ap.add_argument("--log", choices=["on", "off", "both"], default=None,
+                    help="The decision log on (default), off (as --no-db), or both: each point with and "
+                         "without it, one after the other, in the same run.")
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
                     help="Load generator: wrk where installed (auto), or the asyncio client.")
     args = ap.parse_args()
@@ -231,12 +234,16 @@ def main() -> None:
         split = cpu_split(cases, Path(tmp))
     print("in-process CPU ms per request: " + ", ".join(f"{k} {v:.3f}" for k, v in split.items())
           + f" (sum {sum(split.values()):.3f})")
-    print(f"{'workers':>7} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+    mode = args.log or ("off" if args.no_db else "on")
+    logs = {"on": [True], "off": [False], "both": [True, False]}[mode]
+    print(f"{'log':>3} " * (mode == "both") +
+          f"{'workers':>7} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'ratio*':>6} {'errors':>6} {'log rows':>8} {'lost':>4} {'dup':>4} {'cpu ms':>7} {'http ms':>7} {'capacity':>9}")
     print("(ratio: to the in-process rate; cpu ms: server CPU per request, all its processes; http ms: cpu ms "
-          "less the in-process stages (HTTP stack, ASGI, event loop, the log's thread hand-off); capacity: "
-          "requests/s the workers could serve with a whole core each at that cost)")
-    for workers in [int(w) for w in args.workers.split(",")]:
+          "less the in-process stages (HTTP stack, event loop, the log's commit syscalls and checkpoints); "
+          "capacity: requests/s the workers could serve with a whole core each at that cost)")
+    for workers, logged in [(int(w), lg) for w in args.workers.split(",") for lg in logs]:
+        args.no_db = not logged
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "decisions.db"
             extra = [] if args.no_db else ["--db", str(db)]
@@ -259,7 +266,7 @@ def main() -> None:
                     lost = max(0, ok - n) if not args.no_db else 0
                     dup = n - distinct if not args.no_db else 0
                     stages = sum(split.values()) - (split["log"] if args.no_db else 0)
-                    print(f"{workers:>7} {clients:>7} {r['requests']:>8} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} "
+                    print(f"{'on' if logged else 'off':>3} " * (mode == "both") + f"{workers:>7} {clients:>7} {r['requests']:>8} {r['rps']:>8,.0f} {r['p50_ms']:>8.1f} "
                           f"{r['p99_ms']:>8.1f} {r['rps'] / base:>6.2f} {r['errors']:>6} "
                           f"{n if not args.no_db else '-':>8} {lost:>4} {dup:>4} {cpu_ms:>7.2f} {cpu_ms - stages:>7.2f} "
                           f"{workers * 1000 / cpu_ms if cpu_ms else float('nan'):>9,.0f}", flush=True)

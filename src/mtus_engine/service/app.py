@@ -245,18 +245,16 @@ class Service:
                        endpoint: str, *, record: bool = True) -> tuple[Any, dict]:
         """The case of a body and its determination JSON (recorded in the log unless ``record`` is
         false: the caller then awaits record_async). BadInput on error."""
-        from ..api import case_error
         engine = self.engine_for(edition)
         case = None
-        source = name or "<body>"
         try:
             case = self.read(raw, content_type, name)
-            source = name or source
             data = engine.evaluate(case).to_json_data()
         except BadInput:
             raise
         except Exception as exc:  # noqa: BLE001 - the CLI's one line, and the server keeps serving
-            raise BadInput(case_error(source, exc, case, engine).message) from None
+            from ..api import case_error
+            raise BadInput(case_error(name or "<body>", exc, case, engine).message) from None
         if record:
             self.record(endpoint, raw, content_type, data)
         return case, data
