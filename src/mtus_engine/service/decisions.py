@@ -7,12 +7,14 @@ Logs written before that column existed keep a row per request in decision_reque
 the same. Case content (the input, the request items) is stored only when the service runs with
 --store-inputs: it is medical data.
 
-Each evaluation is committed before its answer is sent, under a unique id. A worker's evaluations
-are written by one writer thread that commits whatever has queued up in one transaction (group
-commit): under load one commit serves many answers. Several worker processes share the file (WAL
-mode, synchronous=NORMAL, busy timeout); a worker killed mid-write leaves the database as it was
-before that transaction, and its unanswered requests were never promised a row. A graceful stop
-writes everything queued before the writer ends.
+Each evaluation is committed before its answer is sent, under a unique id. A worker's event loop
+commits the evaluations of one turn in one transaction (write_now); other callers queue them for a
+writer thread that commits whatever has queued up in one transaction (group commit): under load
+one commit serves many answers. Several worker processes share the file (WAL mode,
+synchronous=NORMAL: a commit is not fsynced, the checkpoint is; a killed process loses nothing
+committed, a power loss may lose the last commits, neither corrupts the file). A worker killed
+mid-write leaves the database as it was before that transaction, and its unanswered requests were
+never promised a row. A graceful stop writes everything queued before the writer ends.
 """
 
 from __future__ import annotations
