@@ -657,3 +657,18 @@ def test_the_protocol_fast_path_answers_what_the_asgi_path_answers(tmp_path):
         thread.join(30)
     # every 200 of an evaluation logged once (the 422 is not an evaluation)
     assert _count(db) == 5  # one, chunked, two pipelined, the letter
+
+
+def test_row_time_is_isoformat_utc_microseconds():
+    """The log's cheap timestamps read as datetime.isoformat(timespec="microseconds") in UTC."""
+    import datetime as dt
+
+    from mtus_engine.service.decisions import _now
+    for _ in range(3):
+        before = dt.datetime.now(dt.timezone.utc)
+        stamp = _now()
+        after = dt.datetime.now(dt.timezone.utc)
+        parsed = dt.datetime.fromisoformat(stamp)
+        assert parsed.isoformat(timespec="microseconds") == stamp
+        assert before - dt.timedelta(milliseconds=1) <= parsed <= after + dt.timedelta(milliseconds=1)
+        time.sleep(0.6)  # across a second's boundary at least once

@@ -178,7 +178,7 @@ class Service:
         from .isolation import ProcessPool
         self.readers = ProcessPool(config.readers)
         self._rule_text: dict[str, str] = {}
-        self._pending: list[tuple[dict, Any]] = []  # evaluations of this loop turn to log, and their callbacks
+        self._pending: list[tuple[Any, Any]] = []  # rows of this loop turn to commit, and their callbacks
         self._token = config.token.encode() if config.token else None
         self._fast_limit = min(INLINE_BYTES, config.max_bytes)
 
@@ -284,7 +284,11 @@ class Service:
     def record_then(self, endpoint: str, raw: bytes, content_type: str | None, data: dict, done) -> None:
         """Queue one evaluation for this turn's commit; done(uid or exception) once it is decided
         (called on the loop)."""
-        self._pending.append(({"endpoint": endpoint, "raw": raw, "content_type": content_type, "result": data}, done))
+        try:
+            row = self.log.row(endpoint=endpoint, raw=raw, content_type=content_type, result=data)
+        except Exception as exc:  # noqa: BLE001 - refused: this evaluation's outcome, not its batch's
+            row = exc
+        self._pending.append((row, done))
         if len(self._pending) == 1:
             loop = asyncio.get_running_loop()
             loop.call_soon(self._hand_off, loop)
@@ -302,7 +306,7 @@ class Service:
         # answers meanwhile join this batch
         batch = self._pending
         try:
-            results = self.log.write_now([e for e, _ in batch], wait=waited >= self.BUSY_GIVE_UP)
+            results = self.log.write_rows([r for r, _ in batch], wait=waited >= self.BUSY_GIVE_UP)
         except self._busy:
             delay = min(self.BUSY_MOST, 2 * delay or self.BUSY_FIRST)
             loop.call_later(delay, self._hand_off, loop, waited + delay, delay)

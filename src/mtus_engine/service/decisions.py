@@ -28,6 +28,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from concurrent.futures import Future
 from typing import Any
@@ -85,8 +86,18 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_second: tuple[int, str] = (-1, "")  # replaced whole: threads read it without a lock
+
+
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    """The UTC time as datetime.isoformat(timespec="microseconds") writes it, formatted a second at
+    a time (the log stamps every row)."""
+    global _second
+    sec, frac = divmod(time.time_ns() // 1000, 1_000_000)
+    second = _second
+    if second[0] != sec:
+        second = _second = (sec, dt.datetime.fromtimestamp(sec, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{second[1]}.{frac:06d}+00:00"
 
 
 def _compact(value: Any) -> str:
@@ -161,8 +172,7 @@ class DecisionLog:
             conn = self._local.conn = self._connect()
         return conn
 
-    def _row(self, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any],
-             now: str | None = None) -> tuple:
+    def _row(self, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any]) -> tuple:
         """One evaluation as the row to insert, uid first (taken from the result now: the caller may
         reuse it). A request without a decision is refused as the database refuses a NULL."""
         rb = result["rulebook"]
@@ -174,7 +184,7 @@ class DecisionLog:
                 raise sqlite3.IntegrityError("NOT NULL constraint failed: decision")
             requests.append([decision, d.get("rules_fired") or [], d["request"]] if store
                             else [decision, d.get("rules_fired") or []])
-        return (new_uid(), now or _now(), endpoint, result.get("case_id"), hashlib.sha256(raw).hexdigest(),
+        return (new_uid(), _now(), endpoint, result.get("case_id"), hashlib.sha256(raw).hexdigest(),
                 content_type, rb["version"], rb["digest"], rb.get("edition"), int(bool(rb.get("edition_chosen"))),
                 raw if store else None, _compact(requests))
 
@@ -296,6 +306,22 @@ class DecisionLog:
         evaluations of one turn: no writer thread to wake, no GIL to hand back and forth.
         With ``wait=False`` it never sleeps for the write lock: Busy if another worker holds it
         (nothing written; the loop serves on and tries again)."""
+        rows: list = []
+        for e in evaluations:
+            try:
+                rows.append(self.row(**e))
+            except sqlite3.Error as exc:
+                rows.append(exc)
+        return self.write_rows(rows, wait=wait)
+
+    def row(self, *, endpoint: str, raw: bytes, content_type: str | None, result: dict[str, Any]) -> tuple:
+        """One evaluation as its row, ready for write_rows (built once, whatever retries follow);
+        sqlite3.IntegrityError if the log would refuse it."""
+        return self._row(endpoint, raw, content_type, result)
+
+    def write_rows(self, rows: list, *, wait: bool = True) -> list:
+        """write_now for rows already built by row() (an exception in place of a row stays its
+        outcome). Busy with ``wait=False`` while another worker holds the write lock."""
         with self._writer_lock:
             if self._closed:
                 raise RuntimeError("the decision log is closed")
@@ -309,17 +335,10 @@ class DecisionLog:
         if local.waits != wait:
             conn.execute(f"PRAGMA busy_timeout = {30000 if wait else 0}")
             local.waits = wait
-        now = _now()
-        rows: list = []
-        refused: dict[int, Exception] = {}
-        for i, e in enumerate(evaluations):
-            try:
-                rows.append(self._row(now=now, **e))
-            except sqlite3.Error as exc:
-                refused[i] = exc
-        done = iter(self._outcomes(conn, [[row] for row in rows]))
+        good = [r for r in rows if not isinstance(r, Exception)]
+        done = iter(self._outcomes(conn, [[r] for r in good]))
         self._dirty = True
-        return [refused[i] if i in refused else next(done)[0] for i in range(len(evaluations))]
+        return [r if isinstance(r, Exception) else next(done)[0] for r in rows]
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list) -> None:
         outcomes = self._outcomes(conn, [rows for rows, _, _ in batch])
