@@ -121,9 +121,9 @@ class _FastCycle:
         self.service.fast_answer(bytes(self.body), self.content_type, self.query, self.reply)
 
     def reply(self, status: int, body: bytes) -> None:
-        if self.disconnected or self.response_complete:
-            return
         proto = self.proto
+        if self.disconnected or self.response_complete or proto.transport.is_closing():
+            return  # the client is gone (its row, if any, is committed)
         head = [STATUS_LINE[status]]
         for name, value in proto.server_state.default_headers:  # date (server: off)
             head += (name, b": ", value, b"\r\n")
