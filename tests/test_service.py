@@ -672,3 +672,35 @@ def test_row_time_is_isoformat_utc_microseconds():
         assert parsed.isoformat(timespec="microseconds") == stamp
         assert before - dt.timedelta(milliseconds=1) <= parsed <= after + dt.timedelta(milliseconds=1)
         time.sleep(0.6)  # across a second's boundary at least once
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_the_wal_starts_over_under_writes_that_never_pause(tmp_path, monkeypatch, restart):
+    """Commits back to back (as two busy workers make them): PASSIVE checkpoints alone never let
+    the WAL start over; past WAL_RESTART_BYTES a RESTART checkpoint does, and no row is lost."""
+    from mtus_engine.service.decisions import Busy, DecisionLog
+    db = tmp_path / "d.db"
+    monkeypatch.setattr(DecisionLog, "WAL_RESTART_BYTES", 256 * 1024 if restart else 1 << 40)
+    log = DecisionLog(db)
+    log.CHECKPOINT_SECONDS = 0.05
+    other = DecisionLog(db)  # a second worker, writing in the gaps of the first
+    evals = [{"endpoint": "evaluate", "raw": b"x", "content_type": None, "result": _result(i)} for i in range(8)]
+    written = 0
+    largest = 0
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        for writer in (log, other):
+            try:
+                written += len(writer.write_now(evals, wait=False))
+            except Busy:
+                pass
+        wal = tmp_path / "d.db-wal"
+        largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+    log.close()
+    other.close()
+    assert _count(db) == written and written > 1000
+    # without starting over, every commit's pages stay in the WAL: several KB a row
+    if restart:
+        assert largest < 2048 * written, (largest, written)
+    else:
+        assert largest > 2048 * written, (largest, written)  # what the restart prevents (the test can fail)

@@ -163,6 +163,8 @@ class DecisionLog:
         # committed; a power loss may drop the last commits, never corrupts the file
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        # the WAL file, once started over, is cut back to this size (by the commit that starts it over)
+        conn.execute(f"PRAGMA journal_size_limit = {int(self.WAL_RESTART_BYTES)}")
         return conn
 
     @property
@@ -351,24 +353,35 @@ class DecisionLog:
                 fut.set_result(mine[0])
 
     CHECKPOINT_SECONDS = 1.0
+    # Under writes that never pause, a PASSIVE checkpoint never catches up with the WAL's end, so
+    # the WAL is never started over and grows without bound (about 4 KB a row). Past this size a
+    # RESTART checkpoint holds new commits back until it has copied everything (the loops retry,
+    # they do not sleep) and the WAL starts over, truncated to this size.
+    WAL_RESTART_BYTES = 64 * 1024 * 1024
 
     def _checkpoint_loop(self) -> None:
         """Every second with new rows, a PASSIVE checkpoint: it never blocks the writers (of this
-        worker or another), and a busy one is simply tried again later."""
+        worker or another), and a busy one is simply tried again later; a RESTART one when the
+        WAL has grown past WAL_RESTART_BYTES."""
         conn = self._connect()
+        wal = self.path + "-wal"
         try:
             while not self._stop.wait(self.CHECKPOINT_SECONDS):
                 if self._dirty:
                     self._dirty = False
-                    self._checkpoint(conn)
+                    try:
+                        big = os.path.getsize(wal) > self.WAL_RESTART_BYTES
+                    except OSError:
+                        big = False
+                    self._checkpoint(conn, "RESTART" if big else "PASSIVE")
             self._checkpoint(conn)
         finally:
             conn.close()
 
     @staticmethod
-    def _checkpoint(conn: sqlite3.Connection) -> None:
+    def _checkpoint(conn: sqlite3.Connection, mode: str = "PASSIVE") -> None:
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except sqlite3.Error:
             pass  # rows are safe in the WAL; the next checkpoint copies them
 
