@@ -704,3 +704,27 @@ def test_the_wal_starts_over_under_writes_that_never_pause(tmp_path, monkeypatch
         assert largest < 2048 * written, (largest, written)
     else:
         assert largest > 2048 * written, (largest, written)  # what the restart prevents (the test can fail)
+
+
+def test_the_writer_thread_reports_a_lock_held_past_its_timeout(tmp_path):
+    """The writer thread (what-if, CDS Hooks, the page) waits for the write lock up to its busy
+    timeout; past it each queued evaluation gets the error and the thread goes on writing."""
+    from mtus_engine.service.decisions import DecisionLog
+    db = tmp_path / "d.db"
+    log = DecisionLog(db)
+    log._connect_plain = log._connect
+
+    def short_timeout():
+        conn = log._connect_plain()
+        conn.execute("PRAGMA busy_timeout = 100")
+        return conn
+    log._connect = short_timeout
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    fut = log.submit(endpoint="whatif", raw=b"x", content_type=None, result=_result(0))
+    assert isinstance(fut.exception(timeout=30), sqlite3.OperationalError)
+    other.execute("COMMIT")
+    other.close()
+    assert isinstance(log.submit(endpoint="whatif", raw=b"y", content_type=None, result=_result(1)).result(timeout=30), str)
+    log.close()
+    assert _count(db) == 1

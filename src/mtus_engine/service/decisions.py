@@ -343,7 +343,12 @@ class DecisionLog:
         return [r if isinstance(r, Exception) else next(done)[0] for r in rows]
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list) -> None:
-        outcomes = self._outcomes(conn, [rows for rows, _, _ in batch])
+        groups = [rows for rows, _, _ in batch]
+        try:
+            outcomes = self._outcomes(conn, groups)
+        except Busy as exc:  # the write lock held elsewhere past the busy timeout: each one's error
+            error = sqlite3.OperationalError(f"database is locked ({exc.__cause__})")
+            outcomes = [[error] * len(rows) for rows in groups]
         for (_, fut, single), mine in zip(batch, outcomes):
             if not single:
                 fut.set_result(mine)
