@@ -687,6 +687,13 @@ def test_conservative_care_failed(extra, rationale, expected):
      "Right shoulder arthroscopy", "surgical_lesion_imaging", True),
     ("The MRI showed a disc herniation at L5-S1 compressing the left S1 nerve root.",
      "Lumbar microdiscectomy", "surgical_lesion_imaging", True),
+    # a full-thickness tear on imaging; a small one is not (treated conservatively first)
+    ("An MRI of the right shoulder revealed a full thickness tear of the supraspinatus tendon.",
+     "Right shoulder arthroscopy", "full_thickness_tear", True),
+    ("An MRI of the right shoulder revealed a small full thickness tear of the supraspinatus.",
+     "Right shoulder arthroscopy", "full_thickness_tear", None),
+    ("An MRI of the right shoulder revealed a partial thickness tear of the supraspinatus.",
+     "Right shoulder arthroscopy", "full_thickness_tear", None),
     ("She reports pain of 8/10 without medications and 4/10 with medications.", "Norco 10/325 #60",
      "analgesia_documented", True),
     ("", "Norco 10/325 #60", "analgesia_documented", None),

@@ -1279,6 +1279,10 @@ _SURGICAL_LESION = re.compile(
 _IMAGING_WORDS = re.compile(r"\b(?:MRI|CT|x-?rays?|radiograph\w*|imaging|arthrogram|ultrasound|scan|"
                             r"showed|shows|revealed|reveals|demonstrat\w*|indicated|impression)\b", re.I)
 _K_LESION = ("tear", "herniat", "extru", "protru", "disc", "fractur", "bucket")
+# a full-thickness tendon tear on imaging, not a small one (ACOEM shoulder: small full-thickness
+# tears presenting as impingement are treated conservatively first)
+_FULL_THICKNESS_TEAR = re.compile(
+    r"(?<!small )(?<!small, )\b(?:full[- ]thickness|complete)\s+(?:[a-z-]+\s+){0,3}?tear\b", re.I)
 # pain relief on the medication: a score before and after, a percentage of relief, relief named
 _ANALGESIA = re.compile(
     r"\b(?:\d{1,2}\s*%|percent)\s+(?:\w+\s+)?(?:pain\s+)?(?:relief|reduction in pain|decrease in pain)\b|"
@@ -2114,6 +2118,8 @@ class _Narrative:
         sents = [t for t in _having(record, _K_LESION, lows) if _IMAGING_WORDS.search(t)]
         if _asserted(sents, _SURGICAL_LESION):
             out["surgical_lesion_imaging"] = True
+        if _asserted(sents, _FULL_THICKNESS_TEAR):
+            out["full_thickness_tear"] = True
         # pain relief on opioids (the first of the 4 A's), read only for an opioid request
         if self._opioid_request():
             sents = _having(record, _K_ANALGESIA, lows)
