@@ -823,3 +823,21 @@ def test_region_from_the_diagnoses_only_when_the_item_names_none(diagnoses, item
     summary = SUMMARY.replace("low back pain and lumbar strain", diagnoses)
     req = _case(summary, item, "The request is not supported.")["requests"][0]
     assert req.get("body_region") == expected
+
+
+@pytest.mark.parametrize("extra, rationale, expected", [
+    # an approval of the same evaluation already on record: the request duplicates it
+    ("The patient was previously approved for the neurosurgeon evaluation.",
+     "A referral may be supported.", True),
+    ("", "The documentation indicated the patient had been approved for a neurosurgeon "
+     "evaluation for the low back.", True),
+    # an approval of something else, or a request not approved, is not an earlier evaluation
+    ("The patient was previously approved for physical therapy evaluation.",
+     "A referral may be supported.", None),
+    ("The neurosurgeon evaluation had not been approved.", "A referral may be supported.", None),
+])
+def test_consultation_already_approved(extra, rationale, expected):
+    summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
+    req = _case(summary, "Neurosurgeon evaluation for the low back", rationale)["requests"][0]
+    assert req["modality"] == "surgical_consultation"
+    assert req.get("prior_treatment") == expected

@@ -1278,6 +1278,15 @@ _SURGICAL_LESION = re.compile(
     r"\bunstable\s+fracture\b|\bbucket[- ]handle\b", re.I)
 _IMAGING_WORDS = re.compile(r"\b(?:MRI|CT|x-?rays?|radiograph\w*|imaging|arthrogram|ultrasound|scan|"
                             r"showed|shows|revealed|reveals|demonstrat\w*|indicated|impression)\b", re.I)
+# an evaluation already approved: "had been approved for", "was previously approved for"
+_ALREADY_APPROVED = re.compile(
+    r"\b(?:had|has|have)\s+(?:already\s+|previously\s+)?been\s+(?:approved|authorized|certified)\s+for\b|"
+    r"\b(?:was|were|is|are)\s+(?:already|previously)\s+(?:approved|authorized|certified)\s+for\b", re.I)
+_CONSULT_WORDS = re.compile(r"\b(?:evaluation|consult\w*|referral)\b", re.I)
+_CONSULT_MODALITIES = frozenset({"consultation", "surgical_consultation"})
+_CONSULT_GENERIC = frozenset({"evaluation", "consultation", "consult", "referral", "treatment",
+                              "spine", "right", "left", "bilateral", "lumbar", "cervical", "thoracic",
+                              "request", "follow", "visit", "visits", "specialist"})
 _K_LESION = ("tear", "herniat", "extru", "protru", "disc", "fractur", "bucket")
 # a full-thickness tendon tear on imaging, not a small one (ACOEM shoulder: small full-thickness
 # tears presenting as impingement are treated conservatively first)
@@ -2024,6 +2033,25 @@ class _Narrative:
             found.update(body_regions(s.text))
         return [r for r in BODY_REGIONS if r in found]
 
+    def _already_approved(self, k: int) -> bool:
+        """The records say the evaluation requested was already approved ("The patient was
+        previously approved for the neurosurgeon evaluation"): a sentence of the summary or the
+        item's rationale that names an earlier approval of an evaluation and shares the item's
+        own words (the specialty)."""
+        own = {w for w in _WORD.findall(self.items[k].item.lower())
+               if len(w) > 4 and w not in _CONSULT_GENERIC}
+        if not own:
+            return False
+        for s in self.sents:
+            if s.conclusion or not (s.block == "summary" or s.item == k):
+                continue
+            if "approved" not in s.low and "authorized" not in s.low and "certified" not in s.low:
+                continue
+            if _ALREADY_APPROVED.search(s.text) and _CONSULT_WORDS.search(s.text) \
+                    and not own.isdisjoint(s.words):
+                return True
+        return False
+
     @staticmethod
     def _names_pain_medication(text: str) -> bool:
         if "pain medication" in text.lower():
@@ -2197,6 +2225,8 @@ class _Narrative:
             regions = body_regions(text) or self._context_regions(k) or self._diagnosis_regions(text, modality)
             if regions:
                 req["body_region"] = regions
+            if modality in _CONSULT_MODALITIES and self._already_approved(k):
+                req["prior_treatment"] = True  # the same evaluation is already approved
             return req
         sessions = parsed.get("sessions", _item_sessions(text))
         req["sessions"] = sessions
