@@ -208,6 +208,27 @@ def request_facts(case: Any, fields: dict[str, Any], rulebook: Rulebook) -> dict
         if (set(f.first_line_tried or []) & {"physical_therapy", "home_exercise"} or f.active_exercise_program
                 or f.surgery_considered or f.oral_medication_intolerance):
             put("acupuncture_indicated", True)
+        if g("prior_treatment") is True or (g("authorized_sessions") or 0) > 0:
+            put("continued_course", True)
+        elif g("prior_treatment") is False:
+            put("continued_course", False)
+        if set(f.first_line_tried or []) & {"physical_therapy", "home_exercise"} or f.active_exercise_program:
+            put("rehabilitation_adjunct", True)
+        put("corticosteroid_injection", not re.search(
+            r"platelet|\bprp\b|hyaluron|visco|synvisc|orthovisc|euflexxa|supartz|monovisc|gel-?one|durolane|"
+            r"gelsyn|hyalgan|stem cell|prolother|botox|botulinum|ozone|dextrose", fields["item"], re.I))
+    entrapment = any(re.search(r"carpal tunnel|cubital tunnel|tarsal tunnel|radial tunnel|nerve entrapment|"
+                               r"entrapment neuropath|ulnar neuropath|ulnar neuritis|median neuropath", d, re.I)
+                     for d in case.diagnoses)
+    put("nerve_entrapment_suspected", entrapment)
+    if f.neurologic_deficit or entrapment:
+        put("electrodiagnostic_indication", True)
+    elif f.neurologic_deficit is False:
+        put("electrodiagnostic_indication", False)
+    if f.red_flags or f.full_thickness_tear:
+        put("shoulder_surgery_without_trial", True)
+    elif f.red_flags is False and f.full_thickness_tear is False:
+        put("shoulder_surgery_without_trial", False)
     if g("ingredients") is not None:
         put("topical_nsaid", any("nsaid" in _classes(rulebook, i) for i in g("ingredients")))
         put("topical_capsaicin", "capsaicin" in g("ingredients"))

@@ -841,3 +841,13 @@ def test_consultation_already_approved(extra, rationale, expected):
     req = _case(summary, "Neurosurgeon evaluation for the low back", rationale)["requests"][0]
     assert req["modality"] == "surgical_consultation"
     assert req.get("prior_treatment") == expected
+
+
+def test_office_visit_already_authorized():
+    rationale = ("The prior review indicated that the requested physical therapy evaluation and "
+                 "treatment with 6 sessions was previously authorized.")
+    req = _case(SUMMARY, "Physical therapy evaluation, cervical spine", rationale)["requests"][0]
+    assert req["modality"] == "office_visit" and req.get("already_authorized") is True
+    req = _case(SUMMARY, "Physical therapy evaluation, cervical spine",
+                "The patient has ongoing pain.")["requests"][0]
+    assert "already_authorized" not in req

@@ -1280,10 +1280,13 @@ _IMAGING_WORDS = re.compile(r"\b(?:MRI|CT|x-?rays?|radiograph\w*|imaging|arthrog
                             r"showed|shows|revealed|reveals|demonstrat\w*|indicated|impression)\b", re.I)
 # an evaluation already approved: "had been approved for", "was previously approved for"
 _ALREADY_APPROVED = re.compile(
-    r"\b(?:had|has|have)\s+(?:already\s+|previously\s+)?been\s+(?:approved|authorized|certified)\s+for\b|"
-    r"\b(?:was|were|is|are)\s+(?:already|previously)\s+(?:approved|authorized|certified)\s+for\b", re.I)
-_CONSULT_WORDS = re.compile(r"\b(?:evaluation|consult\w*|referral)\b", re.I)
-_CONSULT_MODALITIES = frozenset({"consultation", "surgical_consultation"})
+    r"\b(?:had|has|have)\s+(?:already\s+|previously\s+)?been\s+(?:approved|authorized|certified)\b|"
+    r"\b(?:was|were|is|are)\s+(?:already|previously)\s+(?:approved|authorized|certified)\b", re.I)
+_CONSULT_WORDS = re.compile(r"\b(?:evaluation|consult\w*|referral|visit|exam)\b", re.I)
+# the fact an earlier approval of the same evaluation sets: a consultation already approved is a
+# prior one of the same kind; an office visit already authorized duplicates the request
+_APPROVAL_FACT = {"consultation": "prior_treatment", "surgical_consultation": "prior_treatment",
+                  "office_visit": "already_authorized"}
 _CONSULT_GENERIC = frozenset({"evaluation", "consultation", "consult", "referral", "treatment",
                               "spine", "right", "left", "bilateral", "lumbar", "cervical", "thoracic",
                               "request", "follow", "visit", "visits", "specialist"})
@@ -2225,8 +2228,8 @@ class _Narrative:
             regions = body_regions(text) or self._context_regions(k) or self._diagnosis_regions(text, modality)
             if regions:
                 req["body_region"] = regions
-            if modality in _CONSULT_MODALITIES and self._already_approved(k):
-                req["prior_treatment"] = True  # the same evaluation is already approved
+            if modality in _APPROVAL_FACT and self._already_approved(k):
+                req[_APPROVAL_FACT[modality]] = True  # the same evaluation is already approved
             return req
         sessions = parsed.get("sessions", _item_sessions(text))
         req["sessions"] = sessions
