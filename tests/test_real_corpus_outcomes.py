@@ -31,16 +31,16 @@ def test_every_real_letter_regresses(regressed):
 def test_mtus_cited_items_get_determinations_that_agree_with_the_reviewers(regressed):
     m = regressed[0]["mtus"]
     assert m["items"] == 234
-    assert m["coverage"] >= 0.95                       # 0.979 measured
-    assert m["recall"]["upheld"] >= 0.90               # 0.924
-    assert m["recall"]["overturned"] >= 0.66           # 0.708 (17 of 24)
-    assert m["balanced_accuracy"] >= 0.78              # 0.816; no-rule counts as a miss
+    assert m["coverage"] >= 0.97                       # 0.987 measured
+    assert m["recall"]["upheld"] >= 0.93               # 0.948 (199 of 210)
+    assert m["recall"]["overturned"] >= 0.83           # 0.875 (21 of 24)
+    assert m["balanced_accuracy"] >= 0.88              # 0.911; no-rule counts as a miss
 
 
 def test_the_reviewers_decisive_reason_is_the_engines(regressed):
     r = regressed[0]["reasons"]
     assert r["gold_letters"] == 129
-    assert r["rate"] >= 0.68                           # 0.716 of the agreeing items
+    assert r["rate"] >= 0.68                           # 0.710 of the agreeing items (0.812 of the mapped)
 
 
 def test_items_judged_outside_the_mtus_say_so(regressed):
@@ -67,5 +67,5 @@ def test_hand_checked_cases_independent_of_the_extractor(engine):
     upheld = counts[("upheld", "upheld")] / (counts[("upheld", "upheld")] + counts[("upheld", "other")])
     overturned = counts[("overturned", "overturned")] / (counts[("overturned", "overturned")]
                                                        + counts[("overturned", "other")])
-    assert upheld >= 0.90 and overturned >= 0.66, counts   # 0.93 and 0.71 measured
-    assert (upheld + overturned) / 2 >= 0.80
+    assert upheld >= 0.90 and overturned >= 0.75, counts   # 0.93 and 0.79 measured
+    assert (upheld + overturned) / 2 >= 0.84
