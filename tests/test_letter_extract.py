@@ -848,6 +848,8 @@ def test_office_visit_already_authorized():
                  "treatment with 6 sessions was previously authorized.")
     req = _case(SUMMARY, "Physical therapy evaluation, cervical spine", rationale)["requests"][0]
     assert req["modality"] == "office_visit" and req.get("already_authorized") is True
-    req = _case(SUMMARY, "Physical therapy evaluation, cervical spine",
-                "The patient has ongoing pain.")["requests"][0]
-    assert "already_authorized" not in req
+    # sessions of therapy approved are not the therapy evaluation approved
+    for rationale in ("The patient has ongoing pain.",
+                      "The patient had been approved for 6 physical therapy visits."):
+        req = _case(SUMMARY, "Physical therapy evaluation, cervical spine", rationale)["requests"][0]
+        assert "already_authorized" not in req

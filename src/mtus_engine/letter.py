@@ -2041,8 +2041,11 @@ class _Narrative:
         previously approved for the neurosurgeon evaluation"): a sentence of the summary or the
         item's rationale that names an earlier approval of an evaluation and shares the item's
         own words (the specialty)."""
-        own = {w for w in _WORD.findall(self.items[k].item.lower())
-               if len(w) > 4 and w not in _CONSULT_GENERIC}
+        item = self.items[k].item
+        own = {w for w in _WORD.findall(item.lower()) if len(w) > 4 and w not in _CONSULT_GENERIC}
+        # the kind of service the item names (an evaluation, a visit): approved sessions of
+        # therapy are not an approved therapy evaluation
+        kinds = {m.group(0).lower()[:7] for m in _CONSULT_WORDS.finditer(item)}
         if not own:
             return False
         for s in self.sents:
@@ -2050,7 +2053,8 @@ class _Narrative:
                 continue
             if "approved" not in s.low and "authorized" not in s.low and "certified" not in s.low:
                 continue
-            if _ALREADY_APPROVED.search(s.text) and _CONSULT_WORDS.search(s.text) \
+            said = {m.group(0).lower()[:7] for m in _CONSULT_WORDS.finditer(s.text)}
+            if _ALREADY_APPROVED.search(s.text) and said and (not kinds or not kinds.isdisjoint(said)) \
                     and not own.isdisjoint(s.words):
                 return True
         return False
