@@ -225,9 +225,9 @@ def request_facts(case: Any, fields: dict[str, Any], rulebook: Rulebook) -> dict
         put("electrodiagnostic_indication", True)
     elif f.neurologic_deficit is False:
         put("electrodiagnostic_indication", False)
-    if f.red_flags or f.full_thickness_tear:
+    if f.red_flags or f.full_thickness_cuff_tear:
         put("shoulder_surgery_without_trial", True)
-    elif f.red_flags is False and f.full_thickness_tear is False:
+    elif f.red_flags is False and f.full_thickness_cuff_tear is False:
         put("shoulder_surgery_without_trial", False)
     if g("ingredients") is not None:
         put("topical_nsaid", any("nsaid" in _classes(rulebook, i) for i in g("ingredients")))

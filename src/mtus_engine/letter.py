@@ -1291,7 +1291,8 @@ _CONSULT_GENERIC = frozenset({"evaluation", "consultation", "consult", "referral
                               "spine", "right", "left", "bilateral", "lumbar", "cervical", "thoracic",
                               "request", "follow", "visit", "visits", "specialist"})
 _K_LESION = ("tear", "herniat", "extru", "protru", "disc", "fractur", "bucket")
-# a full-thickness tendon tear on imaging, not a small one (ACOEM shoulder: small full-thickness
+_CUFF_WORDS = re.compile(r"\b(?:rotator\s+cuff|supraspinatus|infraspinatus|subscapularis|teres\s+minor)\b", re.I)
+# a full-thickness rotator cuff tear on imaging, not a small one (ACOEM shoulder: small full-thickness
 # tears presenting as impingement are treated conservatively first)
 _FULL_THICKNESS_TEAR = re.compile(
     r"(?<!small )(?<!small, )\b(?:full[- ]thickness|complete)\s+(?:[a-z-]+\s+){0,3}?tear\b", re.I)
@@ -2153,8 +2154,8 @@ class _Narrative:
         sents = [t for t in _having(record, _K_LESION, lows) if _IMAGING_WORDS.search(t)]
         if _asserted(sents, _SURGICAL_LESION):
             out["surgical_lesion_imaging"] = True
-        if _asserted(sents, _FULL_THICKNESS_TEAR):
-            out["full_thickness_tear"] = True
+        if _asserted([t for t in sents if _CUFF_WORDS.search(t)], _FULL_THICKNESS_TEAR):
+            out["full_thickness_cuff_tear"] = True
         # pain relief on opioids (the first of the 4 A's), read only for an opioid request
         if self._opioid_request():
             sents = _having(record, _K_ANALGESIA, lows)
