@@ -855,3 +855,7 @@ def test_office_visit_already_authorized():
                       "The patient had been approved for 6 physical therapy visits."):
         req = _case(SUMMARY, "Physical therapy evaluation, cervical spine", rationale)["requests"][0]
         assert "already_authorized" not in req
+    # a follow-up visit authorized before is an earlier visit, not this one
+    req = _case(SUMMARY, "Follow-up office visit with orthopedist",
+                "A follow-up office visit with the orthopedist was previously authorized.")["requests"][0]
+    assert req["modality"] == "office_visit" and "already_authorized" not in req

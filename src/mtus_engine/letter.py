@@ -2047,8 +2047,8 @@ class _Narrative:
         # the kind of service the item names (an evaluation, a visit): approved sessions of
         # therapy are not an approved therapy evaluation
         kinds = {m.group(0).lower()[:7] for m in _CONSULT_WORDS.finditer(item)}
-        if not own:
-            return False
+        if not own or kinds == {"visit"}:
+            return False  # follow-up visits recur: an earlier one authorized is not this one
         for s in self.sents:
             if s.conclusion or not (s.block == "summary" or s.item == k):
                 continue
