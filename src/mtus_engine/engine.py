@@ -266,36 +266,38 @@ class Engine:
                 states: dict[tuple[str, str], tuple[str, bool]], certified: set[str],
                 parts: dict[str, str]) -> Determination:
         criteria: list[CriterionResult] = []
+        add = criteria.append
         decision = "certify"
         modify_supply: list[int] = []
         modify_sessions: list[int] = []
         missing: list[str] = []
+        get_state, get_source = states.get, provenance.get
         for rule in rules:
-            rule_decision = "certify"
+            rule_id = rule.id
             blocking: list[_CriterionText] = []
-            for m in self._criteria[rule.id]:
-                found = states.get(m.key)
+            for m in self._criteria[rule_id]:
+                found = get_state(m.key)
                 if found is None:
-                    raise EngineError(f"no state matched for criterion {rule.id}/{m.id}")
+                    raise EngineError(f"no state matched for criterion {rule_id}/{m.id}")
                 state, assumed = found
                 if assumed:
-                    value, source, finding = m.assume, "assumed", m.assumed_finding[state]
+                    add(CriterionResult(rule_id, m.id, m.asks, m.fact, m.assume, "assumed", m.test, state,
+                                        m.decisive, m.assumed_finding[state], m.because))
                 else:
                     value = m.value(facts)
-                    source = provenance.get(m.fact, m.source)
                     finding = m.finding[state]
                     if m.placeholder[state]:
                         finding = finding.replace("{value}", _show(value) if value is not None
                                                   else self.phrases["finding.unknown_number"])
-                # positional, in field order: keywords cost a little on every criterion
-                criteria.append(CriterionResult(rule.id, m.id, m.asks, m.fact, value, source, m.test, state,
-                                                m.decisive, finding, m.because if assumed else None))
+                    # positional, in field order: keywords cost a little on every criterion
+                    add(CriterionResult(rule_id, m.id, m.asks, m.fact, value, get_source(m.fact, m.source), m.test,
+                                        state, m.decisive, finding, None))
                 if m.decisive and (state == FAILED or state == UNDOCUMENTED):
                     blocking.append(m)
-                    if state == UNDOCUMENTED or m.documentable:
-                        if m.missing not in missing:
-                            missing.append(m.missing)
-            if rule.recommendation == "not-recommended":
+                    if (state == UNDOCUMENTED or m.documentable) and m.missing not in missing:
+                        missing.append(m.missing)
+            recommendation = rule.recommendation
+            if recommendation == "not-recommended":
                 rule_decision = "non-certify"
             elif blocking:
                 if all(m.modifies and states[m.key][0] == FAILED for m in blocking):
@@ -307,9 +309,11 @@ class Engine:
                             modify_sessions.append(m.modify.sessions)
                 else:
                     rule_decision = "non-certify"
+            else:
+                rule_decision = "certify"
             # the certify join in durable_rules and the criterion states must agree
-            if (rule.id in certified) != (rule.recommendation == "recommended" and not blocking):
-                raise EngineError(f"rule {rule.id}: certify join disagrees with criterion states")
+            if (rule_id in certified) != (recommendation == "recommended" and not blocking):
+                raise EngineError(f"rule {rule_id}: certify join disagrees with criterion states")
             if SEVERITY[rule_decision] > SEVERITY[decision]:
                 decision = rule_decision
         if decision == "non-certify" and any(r.recommendation == "not-recommended" for r in rules):
