@@ -370,12 +370,16 @@ def medication_generic(name: str, drugs: DrugLookup) -> str | None:
     return drugs.generic(name)
 
 
+_PATTERN_METHODS = ("search", "match", "fullmatch", "sub", "subn", "split", "findall", "finditer")
+
+
 class _LazyPattern:
     """A regular expression compiled on first use: a cold evaluate needs well under half of the
     patterns below (the rest serve other kinds of item and the letter extractor), and compiling
-    them all was a fifth of importing this module. Behaves as the compiled pattern."""
+    them all was a fifth of importing this module. Behaves as the compiled pattern; on first
+    use its methods are put in slots, so later calls cost no __getattr__ frame."""
 
-    __slots__ = ("_args", "_compiled")
+    __slots__ = ("_args", "_compiled", *_PATTERN_METHODS)
 
     def __init__(self, pattern: str, flags: int = 0):
         self._args = (pattern, flags)
@@ -385,6 +389,8 @@ class _LazyPattern:
         compiled = self._compiled
         if compiled is None:
             compiled = self._compiled = re.compile(*self._args)
+            for method in _PATTERN_METHODS:
+                setattr(self, method, getattr(compiled, method))
         return getattr(compiled, name)
 
 
@@ -511,12 +517,51 @@ _item_table: list[tuple[str, bool, Callable[[str], Any], tuple[str, ...] | None]
 _region_tables: tuple[list, list] | None = None
 
 
-def _modality_table() -> list[tuple[str, bool, Callable[[str], Any], tuple[str, ...] | None]]:
-    """item_modalities compiled, each with its needles (built on the first item parsed)."""
-    global _item_table
+_needle_finder: tuple[Callable[[str], list[str]], dict[str, frozenset[str]]] | None = None
+
+
+def _modality_table() -> list[tuple[str, bool, Callable[[str], Any], frozenset[str] | None]]:
+    """item_modalities compiled, each with its needles (built on the first item parsed), and
+    one finder of every needle in a text (see _needles_in)."""
+    global _item_table, _needle_finder
     if _item_table is None:
-        _item_table = [(name, strong, *_guarded(pattern)) for name, strong, pattern in _ITEM_MODALITIES]
+        table = [(name, strong, *_guarded(pattern)) for name, strong, pattern in _ITEM_MODALITIES]
+        words = sorted({n for *_, needles in table if needles for n in needles})
+        # each needle's needle prefixes: at a position the finder reports the longest needle
+        # there, and every shorter needle there is a prefix of it
+        prefixes = {w: frozenset(v for v in words if w.startswith(v)) for w in words}
+        _needle_finder = (re.compile(f"(?=({_trie(words)}))").findall, prefixes)
+        _item_table = [(name, strong, search, frozenset(needles) if needles else None)
+                       for name, strong, search, needles in table]
     return _item_table
+
+
+def _trie(words: list[str]) -> str:
+    """A regular expression matching the longest of the words at a position: a trie, so the
+    regex engine follows one path per position instead of trying every word."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:
+        alts = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if "" in node else body   # a word ends here: longer first
+    return build(trie)
+
+
+def _needles_in(low: str) -> set[str]:
+    """Every item_modalities needle the lower-cased text contains."""
+    findall, prefixes = _needle_finder
+    present: set[str] = set()
+    for longest in findall(low):
+        present |= prefixes[longest]
+    return present
 
 
 def _regions_tables() -> tuple[list, list]:
@@ -664,15 +709,12 @@ def _quantity(item: str, text: str) -> int | None:
 
 def item_modality(item: str) -> tuple[str | None, bool]:
     """The modality an item names and whether it wins over a drug the item also names."""
+    table = _item_table or _modality_table()
     # ASCII text lower-cases exactly, so a match implies a needle in it; other text is searched
-    low = item.lower() if item.isascii() else None
-    for name, strong, search, needles in _item_table or _modality_table():
-        if needles is not None and low is not None:
-            for needle in needles:
-                if needle in low:
-                    break
-            else:
-                continue
+    present = _needles_in(item.lower()) if item.isascii() else None
+    for name, strong, search, needles in table:
+        if needles is not None and present is not None and needles.isdisjoint(present):
+            continue
         if search(item):
             return name, strong
     return None, False
