@@ -782,14 +782,19 @@ def strength_mg(text: str | None) -> list[float] | None:
     m = _STRENGTH.search(text or "")
     if not m or (m.group(2) or "").lower() != "mg":
         return None
-    return [float(x) for x in re.split(r"[/-]", re.sub(r"\s+", "", m.group(1)))]
+    return [float(x) for x in _AMOUNT_SPLIT(_SPACES("", m.group(1)))]
+
+
+# compiled once: re.sub and re.split look their pattern up in re's cache on every call
+_SPACES = re.compile(r"\s+").sub
+_AMOUNT_SPLIT = re.compile(r"[/-]").split
 
 
 def _strength(item: str) -> str | None:
     m = _STRENGTH.search(item)
     if not m:
         return None
-    amount = re.sub(r"\s+", "", m.group(1))
+    amount = _SPACES("", m.group(1))
     return f"{amount}%" if m.group(3) else f"{amount} {m.group(2).lower()}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
 from typing import Any, NamedTuple
@@ -140,6 +141,11 @@ class Engine:
                                                 self.phrases)
                                  for c in r.criteria] for r in self.rulebook.rules}
         self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
+        # per durable rule name, what its firing says: (kind, rule, (rule, criterion), (state,
+        # assumed)), the tuples made once rather than per fired rule
+        self._meaning = {name: (a.kind, a.rule_id, (a.rule_id, a.criterion_id), (a.state, a.assumed))
+                         for name, a in self.compiled.actions.items()}
+        self._chain = functools.partial(chained_facts, self.compiled)
         self._in_effect: dict[tuple[str, Any], tuple[str, ...]] = {}
 
     def under_edition(self, edition: str | None) -> "Engine":
@@ -235,20 +241,18 @@ class Engine:
         certified: set[str] = set()
         states: dict[tuple[str, str], tuple[str, bool]] = {}
         conflict = None
-        actions = self.compiled.actions
+        meaning = self._meaning
         for name in fired:
-            a = actions[name]
-            kind = a.kind
+            kind, rule_id, key, found = meaning[name]
             if kind == "criterion":
-                key = (a.rule_id, a.criterion_id)
                 # durable_rules activates a rule once per satisfied $or branch: a repeat of the
                 # same state is expected, two different states are a compiler bug
-                if states.setdefault(key, (a.state, a.assumed)) != (a.state, a.assumed):
+                if states.setdefault(key, found) != found:
                     conflict = conflict or key
             elif kind == "applies":
-                applied.add(a.rule_id)
+                applied.add(rule_id)
             else:
-                certified.add(a.rule_id)
+                certified.add(rule_id)
         if not applied:
             return self._no_rule(req, self._why_no_rule(req))
         by_id = self.rulebook.by_id
@@ -341,9 +345,6 @@ class Engine:
                 self._in_effect.clear()
             found = self._in_effect[key] = tuple(p.id for p in edition.parts if day is None or p.covers(day))
         return found
-
-    def _chain(self, fired: list[str]) -> list[dict]:
-        return chained_facts(self.compiled, fired)
 
     def _documentable(self, crit: Criterion) -> bool:
         """Could more documentation turn this failed criterion around? Not when the request
