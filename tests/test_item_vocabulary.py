@@ -65,7 +65,15 @@ def _cases():
                 continue
 
 
+def test_every_pattern_compiles():
+    for _, _, pattern in C._ITEM_MODALITIES:
+        re.compile(*pattern._args)
+    for _, pattern in (*C.MODALITY_PATTERNS, *C._REGION_PATTERNS, *C._ITEM_REGION_PATTERNS):
+        re.compile(*pattern._args)
+
+
 def test_needles_never_change_a_match():
+    C._modality_table(), C._regions_tables()   # the needle path, as after the warm-up
     plain = [(n, s, re.compile(*p._args)) for n, s, p in C._ITEM_MODALITIES]
     regions = [(n, re.compile(*p._args)) for n, p in C._REGION_PATTERNS]
     for text in _corpus():
@@ -74,17 +82,29 @@ def test_needles_never_change_a_match():
         assert C.body_regions(text) == [n for n, rx in regions if rx.search(text)], text
 
 
+def test_the_first_items_take_the_plain_path_and_agree(monkeypatch):
+    monkeypatch.setattr(C, "_item_table", None)
+    monkeypatch.setattr(C, "_region_tables", None)
+    monkeypatch.setattr(C, "_plain_parses", 0)
+    plain = [(C.item_modality(t), C.item_regions(t)) for t in _corpus()[:C.WARM_UP_ITEMS]]
+    assert C._item_table is None     # no needle tables built for a one-case command
+    C._modality_table(), C._regions_tables()
+    assert plain == [(C.item_modality(t), C.item_regions(t)) for t in _corpus()[:C.WARM_UP_ITEMS]]
+
+
 def test_needles_are_lower_case_and_found_in_what_they_guard():
+    C._modality_table()
     for name, _, search, needles in C._modality_table():
         if needles:
             assert all(n == n.lower() for n in needles)
     # "Knee" with a Kelvin sign matches \bknees?\b case-insensitively: non-ASCII text skips needles
+    C._regions_tables()
     assert C.item_regions("\u212anee brace") == ["knee"]
 
 
 def test_a_broken_item_vocabulary_names_the_file_and_entry(tmp_path):
     (tmp_path / "items.yaml").write_text(
-        "item_modalities:\n  - {modality: x, pattern: '(unclosed'}\ntext_modalities: []\n")
+        "item_modalities:\n  - {modality: x, pattern: 3}\ntext_modalities: []\n")
     with pytest.raises(InputError) as err:
         C._read_item_vocabulary(tmp_path)
     assert "items.yaml" in str(err.value) and "item_modalities[0]" in str(err.value)

@@ -437,10 +437,7 @@ def _read_item_vocabulary(vocabulary: Path) -> dict[str, list[dict[str, Any]]]:
                 raise InputError(str(path), "invalid entry", location=where,
                                  expected=f"{label}: a name, pattern: a regular expression (or a list of pieces), "
                                           f"strong and ignore_case: true or false")
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise InputError(str(path), f"pattern does not compile: {exc}", location=where) from None
+            # compiled on first use, not here (import time): tests/test_item_vocabulary.py compiles them all
             row = {**row, "pattern": pattern}
             tables.setdefault(key, []).append(row)
     return tables
@@ -529,11 +526,24 @@ def _modality_table() -> list[tuple[str, bool, Callable[[str], Any], frozenset[s
         words = sorted({n for *_, needles in table if needles for n in needles})
         # each needle's needle prefixes: at a position the finder reports the longest needle
         # there, and every shorter needle there is a prefix of it
-        prefixes = {w: frozenset(v for v in words if w.startswith(v)) for w in words}
+        known = set(words)
+        prefixes = {w: frozenset(w[:k] for k in range(1, len(w) + 1) if w[:k] in known) for w in words}
         _needle_finder = (re.compile(f"(?=({_trie(words)}))").findall, prefixes)
         _item_table = [(name, strong, search, frozenset(needles) if needles else None)
                        for name, strong, search, needles in table]
     return _item_table
+
+
+# Building the needle tables costs about what compiling the patterns does (tens of ms): a
+# one-case command never recoups it, a batch or the service does after a few dozen items.
+WARM_UP_ITEMS = 32
+_plain_parses = 0
+
+
+def _modality_table_after_warm_up() -> list | None:
+    global _plain_parses
+    _plain_parses += 1
+    return _modality_table() if _plain_parses > WARM_UP_ITEMS else None
 
 
 def _trie(words: list[str]) -> str:
@@ -590,13 +600,19 @@ def _matching(table: list, text: str) -> list[str]:
 
 def body_regions(text: str) -> list[str]:
     """The body regions a text names, in BODY_REGIONS order (shared with the letter extractor)."""
-    return _matching((_region_tables or _regions_tables())[0], text)
+    tables = _region_tables or (_regions_tables() if _plain_parses > WARM_UP_ITEMS else None)
+    if tables is None:
+        return [name for name, pattern in _REGION_PATTERNS if pattern.search(text)]
+    return _matching(tables[0], text)
 
 
 def item_regions(item: str) -> list[str]:
     """The body regions a request item names, in BODY_REGIONS order."""
-    text_table, item_table = _region_tables or _regions_tables()
-    found = set(_matching(text_table, item)) | set(_matching(item_table, item))
+    tables = _region_tables or (_regions_tables() if _plain_parses > WARM_UP_ITEMS else None)
+    if tables is None:
+        found = {name for name, pattern in (*_REGION_PATTERNS, *_ITEM_REGION_PATTERNS) if pattern.search(item)}
+    else:
+        found = set(_matching(tables[0], item)) | set(_matching(tables[1], item))
     return [name for name in BODY_REGIONS if name in found]
 
 
@@ -709,7 +725,12 @@ def _quantity(item: str, text: str) -> int | None:
 
 def item_modality(item: str) -> tuple[str | None, bool]:
     """The modality an item names and whether it wins over a drug the item also names."""
-    table = _item_table or _modality_table()
+    table = _item_table or _modality_table_after_warm_up()
+    if table is None:
+        for name, strong, pattern in _ITEM_MODALITIES:
+            if pattern.search(item):
+                return name, strong
+        return None, False
     # ASCII text lower-cases exactly, so a match implies a needle in it; other text is searched
     present = _needles_in(item.lower()) if item.isascii() else None
     for name, strong, search, needles in table:
