@@ -28,15 +28,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_items import synthetic_request  # noqa: E402
 from mtus_engine.engine import Engine  # noqa: E402
 from mtus_engine.render import to_json, to_json_bytes  # noqa: E402
 from mtus_engine.service.documents import read_document  # noqa: E402
 from mtus_engine.service.launch import ServerProcess  # noqa: E402
-
-ITEMS = ["Flexeril 7.5 mg #{q}", "Cyclobenzaprine 10mg #{q} refills x {r}", "Soma 350 mg #{q}",
-         "Zanaflex 4 mg #{q}", "Robaxin 750 mg #{q}", "Baclofen 10 mg #{q}", "Tramadol 50 mg #{q}",
-         "Chiropractic {s} sessions lumbar", "Acupuncture {s} sessions cervical", "Ambien 10 mg #{q}"]
 
 
 def bodies(n: int, seed: int = 11) -> list[bytes]:
@@ -44,13 +42,7 @@ def bodies(n: int, seed: int = 11) -> list[bytes]:
     rnd = random.Random(seed)
     out = []
     for i in range(n):
-        item = rnd.choice(ITEMS).format(q=rnd.choice([10, 20, 30, 60, 90]), r=rnd.randint(0, 3),
-                                        s=rnd.choice([4, 6, 12]))
-        req: dict = {"item": item}
-        if rnd.random() < 0.5:
-            req["prior_use_weeks"] = rnd.randint(0, 30)
-        if rnd.random() < 0.5:
-            req["functional_improvement"] = rnd.random() < 0.5
+        req = synthetic_request(rnd)
         case = {"id": f"bench-{i}", "patient": {"age": rnd.randint(25, 70)}, "request_date": "2015-06-01",
                 "diagnoses": ["low back pain"], "findings": {"acute_exacerbation": rnd.random() < 0.5},
                 "medications": [{"name": "tramadol"}], "requests": [req]}

@@ -66,17 +66,21 @@ class RulesetHandle:
         evaluation gets a fresh one.
         """
         with self._lock:
-            if self._sid is None:
-                self._sid, self._started = str(next(self._sids)), False
             sid = self._sid
-            asserted: list[str] = []
+            if sid is None:
+                sid = self._sid = str(next(self._sids))
+                self._started = False
             try:
-                fired = self._assert(sid, facts, asserted)
+                payload = self._payload(sid, facts)
+                fired = self._assert(payload)
                 if then is not None:
                     more = then(fired)
                     if more:
-                        fired += self._assert(sid, more, asserted)
-                self._retract(asserted)
+                        extra = self._payload(sid, more)
+                        fired += self._assert(extra)
+                        # both JSON arrays' members as one array: one retract call
+                        payload = extra if payload == "[]" else f"{payload[:-1]},{extra[1:]}"
+                self._retract(payload)
                 self._uses += 1
                 if self._uses % RECYCLE_AFTER == 0:   # bound whatever a long session might accumulate
                     self._drop_session()
@@ -109,41 +113,44 @@ class RulesetHandle:
         except Exception as exc:  # noqa: BLE001
             raise EngineError(f"durable_rules could not end a session of ruleset {self.name}: {exc}") from None
 
-    def _assert(self, sid: str, facts: list[dict], asserted: list[str]) -> list[str]:
+    @staticmethod
+    def _payload(sid: str, facts: list[dict]) -> str:
+        """The facts as the JSON array durable_rules takes, each in session ``sid`` with an id."""
         for i, fact in enumerate(facts):
             fact["sid"] = sid
             if "id" not in fact:
                 fact["id"] = f"{fact['kind']}-{i}"
-        payload = orjson.dumps(facts).decode()
+        return orjson.dumps(facts).decode()
+
+    def _assert(self, payload: str) -> list[str]:
+        handle = self._handle
         try:
-            code, state = _dre.assert_facts(self._handle, payload)
+            code, state = _dre.assert_facts(handle, payload)
         except Exception as exc:  # the C layer raises plain Exceptions with a code
             raise EngineError(_explain(self.name, exc)) from None
         if code == _OBSERVED:
             raise EngineError("durable_rules saw a duplicate fact (hash collision or repeated id)")
-        asserted.append(payload)
         fired: list[str] = []
         try:
-            message = _dre.start_action_for_state(self._handle, state)
+            message = _dre.start_action_for_state(handle, state)
             message = message[1] if message else None
+            next_action = _dre.complete_and_start_action
             while message:
                 self._started = True
-                # a message is {"<rule name>": {...matched facts...}}; rule names hold no quotes,
-                # so slicing saves decoding the whole matched fact
-                name = message[message.index('"') + 1: message.index('":')]
-                if name != _CLEANUP_RULE:
-                    fired.append(name)
-                message = _dre.complete_and_start_action(self._handle, state)
+                # a message is {"<rule name>": {...matched facts...}}; rule names hold no
+                # quotes, so slicing saves decoding the whole matched fact
+                fired.append(message[message.index('"') + 1: message.index('":')])
+                message = next_action(handle, state)
         except Exception as exc:  # noqa: BLE001
             raise EngineError(_explain(self.name, exc)) from None
+        if _CLEANUP_RULE in fired:
+            fired = [name for name in fired if name != _CLEANUP_RULE]
         return fired
 
-    def _retract(self, payloads: list[str]) -> None:
-        """Take back the facts asserted this evaluation, in one call. No rule matches an absence,
-        so nothing may fire; anything that does means the session is not what we think: a hard
-        error."""
-        # each payload is a JSON array; their members make one array
-        payload = payloads[0] if len(payloads) == 1 else "[" + ",".join(p[1:-1] for p in payloads if p != "[]") + "]"
+    def _retract(self, payload: str) -> None:
+        """Take back the facts asserted this evaluation (one JSON array), in one call. No rule
+        matches an absence, so nothing may fire; anything that does means the session is not
+        what we think: a hard error."""
         try:
             _, state = _dre.retract_facts(self._handle, payload)
             pending = _dre.start_action_for_state(self._handle, state)

@@ -11,7 +11,7 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args, get_origin
+from typing import Any, Callable, Literal, Protocol, get_args, get_origin
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
@@ -370,12 +370,16 @@ def medication_generic(name: str, drugs: DrugLookup) -> str | None:
     return drugs.generic(name)
 
 
+_PATTERN_METHODS = ("search", "match", "fullmatch", "sub", "subn", "split", "findall", "finditer")
+
+
 class _LazyPattern:
     """A regular expression compiled on first use: a cold evaluate needs well under half of the
     patterns below (the rest serve other kinds of item and the letter extractor), and compiling
-    them all was a fifth of importing this module. Behaves as the compiled pattern."""
+    them all was a fifth of importing this module. Behaves as the compiled pattern; on first
+    use its methods are put in slots, so later calls cost no __getattr__ frame."""
 
-    __slots__ = ("_args", "_compiled")
+    __slots__ = ("_args", "_compiled", *_PATTERN_METHODS)
 
     def __init__(self, pattern: str, flags: int = 0):
         self._args = (pattern, flags)
@@ -385,6 +389,8 @@ class _LazyPattern:
         compiled = self._compiled
         if compiled is None:
             compiled = self._compiled = re.compile(*self._args)
+            for method in _PATTERN_METHODS:
+                setattr(self, method, getattr(compiled, method))
         return getattr(compiled, name)
 
 
@@ -402,159 +408,215 @@ _REFILLS = (
     _LazyPattern(r"\bx\s*(\d+)\s*refills?", re.I),
     _LazyPattern(r"(?<![#\d])(\d+)\s*refills?", re.I),
 )
-# Shared with the letter extractor (which takes the therapies from it). Word boundaries keep
-# "Pt" (patient) and words that merely contain a term from counting; PT is matched in capitals
-# only for the same reason. The item parser reads items with _ITEM_MODALITIES below.
-MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
-    ("chiropractic", _LazyPattern(r"\bchiropract\w*|\bmanipulat\w*|\bmanual therapy\b", re.I)),
-    ("acupuncture", _LazyPattern(r"\bacupunct\w*", re.I)),
-    ("aquatic_therapy", _LazyPattern(r"\baquatic\w*|\bpool therapy\b", re.I)),
-    ("massage", _LazyPattern(r"\bmassage\w*", re.I)),
-    ("physical_therapy", _LazyPattern(r"\b(?i:physical therap\w*|physiotherap\w*)|\bPT\b")),
-    ("epidural_steroid_injection", _LazyPattern(r"epidural|\bESIs?\b|transforaminal|interlaminar", re.I)),
-    ("trigger_point_injection", _LazyPattern(r"trigger[- ]?points?|\bTPIs?\b", re.I)),
-    ("urine_drug_test", _LazyPattern(r"urine drug|drug screen|drug test|urine tox|\bUDS\b|\bUDT\b", re.I)),
-    ("functional_restoration", _LazyPattern(
-        r"functional restoration|\bFRP\b|(?:multi|inter)disciplinary pain|chronic pain (?:management )?program"
-        r"|\bHELP program", re.I)),
-    ("home_health", _LazyPattern(r"home health|home care|home nursing|\bHHA\b|in-home|home aide|homemaker", re.I)),
-    ("tens", _LazyPattern(r"\bTENS\b|transcutaneous electrical", re.I)),
-)
-_REGION_PATTERNS = tuple((name, _LazyPattern(pat, re.I)) for name, pat in (
-    ("cervical", r"\bcervical\b|\bneck\b|\bC-?spine\b"),
-    ("thoracic", r"\bthoracic\b|\bmid[- ]?back\b|\bupper back\b|\bT-?spine\b"),
-    ("lumbar", r"\blumbar\b|\blow(?:er)? back\b|\blumbosacral\b|\bL-?S?-?spine\b"), ("shoulder", r"\bshoulders?\b"),
-    ("elbow", r"\belbows?\b"), ("forearm", r"\bforearms?\b"), ("wrist", r"\bwrists?\b"),
-    ("hand", r"\bhands?\b|\bfingers?\b|\bthumbs?\b"), ("carpal_tunnel", r"\bcarpal tunnel\b"), ("hip", r"\bhips?\b"),
-    ("knee", r"\bknees?\b"), ("ankle", r"\bankles?\b"), ("foot", r"\bfoot\b|\bfeet\b")))
-# what an item names more loosely than a sentence may: "back support" is the low back,
-# "X-ray of the pelvis" the hip (ACOEM's hip chapter), "L5-S1", "C5-6" and "T7-8" their spine
-_ITEM_REGION_PATTERNS = (
-    ("lumbar", _LazyPattern(r"(?<!upper )(?<!mid )(?<!mid-)\bback\b(?! to\b)", re.I)),
-    ("hip", _LazyPattern(r"\bpelvi[sc]\b", re.I)),
-    ("lumbar", _LazyPattern(r"\bL[1-5](?:\s*-\s*(?:L?[1-5]|S1)|-?S1)?\b")),
-    ("cervical", _LazyPattern(r"\bC[1-7]\s*-\s*(?:C?[2-7]|T1)\b")),
-    ("thoracic", _LazyPattern(r"\bT(?:[1-9]|1[0-2])\s*-\s*(?:T?(?:[1-9]|1[0-2])|L1)\b")),
-)
+# ---- what items and sentences name, by pattern: rules/vocabulary/items.yaml (read once here;
+# the letter extractor takes MODALITY_PATTERNS and body_regions from this module, so both read
+# the same table).
+
+def _read_item_vocabulary(vocabulary: Path) -> dict[str, list[dict[str, Any]]]:
+    """The tables of items.yaml, each entry checked: a name, a pattern (a string or a list of
+    pieces joined), ``strong`` and ``ignore_case`` booleans. A broken file is an error naming
+    it and the entry: the parser must not silently recognise nothing."""
+    path = vocabulary / "items.yaml"
+    try:
+        data = yaml.load(path.read_bytes(), Loader=_YamlLoader)  # noqa: S506 (a safe loader)
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(str(path), f"cannot read the item vocabulary: {exc}") from None
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for key, label in (("item_modalities", "modality"), ("text_modalities", "modality"),
+                       ("text_regions", "region"), ("item_regions", "region")):
+        rows = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(rows, list) or not rows:
+            raise InputError(str(path), f"{key} is missing", expected=f"a list of entries with {label} and pattern")
+        for n, row in enumerate(rows):
+            where = f"{key}[{n}]"
+            pattern = row.get("pattern") if isinstance(row, dict) else None
+            if isinstance(pattern, list) and pattern and all(isinstance(p, str) for p in pattern):
+                pattern = "".join(pattern)
+            if not (isinstance(row, dict) and isinstance(row.get(label), str) and isinstance(pattern, str)
+                    and isinstance(row.get("strong", False), bool) and isinstance(row.get("ignore_case", True), bool)):
+                raise InputError(str(path), "invalid entry", location=where,
+                                 expected=f"{label}: a name, pattern: a regular expression (or a list of pieces), "
+                                          f"strong and ignore_case: true or false")
+            # compiled on first use, not here (import time): tests/test_item_vocabulary.py compiles them all
+            row = {**row, "pattern": pattern}
+            tables.setdefault(key, []).append(row)
+    return tables
+
+
+def _flags(row: dict[str, Any]) -> int:
+    return re.I if row.get("ignore_case", True) else 0
+
+
+_ITEM_VOCABULARY = _read_item_vocabulary(default_rules_dir() / "vocabulary")
+# Word boundaries keep "Pt" (patient) and words that merely contain a term from counting; PT is
+# matched in capitals only for the same reason. The item parser reads items with item_modalities.
+MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple(
+    (row["modality"], _LazyPattern(row["pattern"], _flags(row))) for row in _ITEM_VOCABULARY["text_modalities"])
+_REGION_PATTERNS = tuple((row["region"], _LazyPattern(row["pattern"], _flags(row)))
+                         for row in _ITEM_VOCABULARY["text_regions"])
+_ITEM_REGION_PATTERNS = tuple((row["region"], _LazyPattern(row["pattern"], _flags(row)))
+                              for row in _ITEM_VOCABULARY["item_regions"])
+# the modality an item names: tried in order, the first that matches wins (see items.yaml)
+_ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple(
+    (row["modality"], row.get("strong", False), _LazyPattern(row["pattern"], _flags(row)))
+    for row in _ITEM_VOCABULARY["item_modalities"])
+
+
+def _needles(pattern: str, flags: int) -> tuple[str, ...] | None:
+    """Lower-case strings one of which every match of the pattern contains (None: no such set
+    found). Searching the lower-cased text for them first skips most regular expressions: an
+    item is tried against ~40 alternations, and Python's re tries each at every position."""
+    try:
+        from re import _constants as c, _parser as parser
+    except ImportError:    # before Python 3.11
+        import sre_constants as c  # type: ignore[no-redef]
+        import sre_parse as parser  # type: ignore[no-redef]
+
+    def need(items: Any) -> frozenset[str] | None:
+        candidates: list[frozenset[str]] = []
+        run = ""
+        for op, av in items:
+            if op is c.LITERAL and av < 128:
+                run += chr(av).lower()
+                continue
+            if op is c.AT:        # zero-width: the literal on either side stays contiguous
+                continue
+            if run:
+                candidates.append(frozenset([run]))
+                run = ""
+            sub = None
+            if op is c.SUBPATTERN:
+                sub = need(av[-1])
+            elif op is c.BRANCH:
+                alts = [need(b) for b in av[1]]
+                sub = None if any(a is None for a in alts) else frozenset().union(*alts)
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
+                sub = need(av[2])
+            if sub:
+                candidates.append(sub)
+        if run:
+            candidates.append(frozenset([run]))
+        # the most selective: the longest shortest needle, then the fewest needles
+        return max(candidates, key=lambda s: (min(map(len, s)), -len(s)), default=None)
+
+    found = need(parser.parse(pattern, flags))
+    if not found or not all(found):
+        return None
+    # a needle holding a shorter one adds nothing: the shorter is in the text whenever it is
+    return tuple(sorted(n for n in found if not any(m != n and m in n for m in found)))
+
+
+def _guarded(pattern: _LazyPattern) -> tuple[Callable[[str], Any], tuple[str, ...] | None]:
+    return re.compile(*pattern._args).search, _needles(*pattern._args)
+
+
+_item_table: list[tuple[str, bool, Callable[[str], Any], tuple[str, ...] | None]] | None = None
+_region_tables: tuple[list, list] | None = None
+
+
+_needle_finder: tuple[Callable[[str], list[str]], dict[str, frozenset[str]]] | None = None
+
+
+def _modality_table() -> list[tuple[str, bool, Callable[[str], Any], frozenset[str] | None]]:
+    """item_modalities compiled, each with its needles (built on the first item parsed), and
+    one finder of every needle in a text (see _needles_in)."""
+    global _item_table, _needle_finder
+    if _item_table is None:
+        table = [(name, strong, *_guarded(pattern)) for name, strong, pattern in _ITEM_MODALITIES]
+        words = sorted({n for *_, needles in table if needles for n in needles})
+        # each needle's needle prefixes: at a position the finder reports the longest needle
+        # there, and every shorter needle there is a prefix of it
+        known = set(words)
+        prefixes = {w: frozenset(w[:k] for k in range(1, len(w) + 1) if w[:k] in known) for w in words}
+        _needle_finder = (re.compile(f"(?=({_trie(words)}))").findall, prefixes)
+        _item_table = [(name, strong, search, frozenset(needles) if needles else None)
+                       for name, strong, search, needles in table]
+    return _item_table
+
+
+# Building the needle tables costs about what compiling the patterns does (tens of ms): a
+# one-case command never recoups it, a batch or the service does after a few dozen items.
+WARM_UP_ITEMS = 32
+_plain_parses = 0
+
+
+def _modality_table_after_warm_up() -> list | None:
+    global _plain_parses
+    _plain_parses += 1
+    return _modality_table() if _plain_parses > WARM_UP_ITEMS else None
+
+
+def _trie(words: list[str]) -> str:
+    """A regular expression matching the longest of the words at a position: a trie, so the
+    regex engine follows one path per position instead of trying every word."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:
+        alts = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if "" in node else body   # a word ends here: longer first
+    return build(trie)
+
+
+def _needles_in(low: str) -> set[str]:
+    """Every item_modalities needle the lower-cased text contains."""
+    findall, prefixes = _needle_finder
+    present: set[str] = set()
+    for longest in findall(low):
+        present |= prefixes[longest]
+    return present
+
+
+def _regions_tables() -> tuple[list, list]:
+    global _region_tables
+    if _region_tables is None:
+        _region_tables = ([(name, *_guarded(p)) for name, p in _REGION_PATTERNS],
+                          [(name, *_guarded(p)) for name, p in _ITEM_REGION_PATTERNS])
+    return _region_tables
+
+
+def _matching(table: list, text: str) -> list[str]:
+    """Names of the table's entries whose pattern the text matches, in table order."""
+    low = text.lower() if text.isascii() else None
+    found = []
+    for name, search, needles in table:
+        if needles is not None and low is not None:
+            for needle in needles:
+                if needle in low:
+                    break
+            else:
+                continue
+        if search(text):
+            found.append(name)
+    return found
 
 
 def body_regions(text: str) -> list[str]:
     """The body regions a text names, in BODY_REGIONS order (shared with the letter extractor)."""
-    return [name for name, pattern in _REGION_PATTERNS if pattern.search(text)]
+    tables = _region_tables or (_regions_tables() if _plain_parses > WARM_UP_ITEMS else None)
+    if tables is None:
+        return [name for name, pattern in _REGION_PATTERNS if pattern.search(text)]
+    return _matching(tables[0], text)
 
 
 def item_regions(item: str) -> list[str]:
     """The body regions a request item names, in BODY_REGIONS order."""
-    found = set(body_regions(item))
-    found |= {name for name, pattern in _ITEM_REGION_PATTERNS if pattern.search(item)}
+    tables = _region_tables or (_regions_tables() if _plain_parses > WARM_UP_ITEMS else None)
+    if tables is None:
+        found = {name for name, pattern in (*_REGION_PATTERNS, *_ITEM_REGION_PATTERNS) if pattern.search(item)}
+    else:
+        found = set(_matching(tables[0], item)) | set(_matching(tables[1], item))
     return [name for name in BODY_REGIONS if name in found]
 
 
 _ADDITIONAL = _LazyPattern(r"\badditional\b|\bcontinu\w*|\bmore\b|\brepeat\b|\bfurther\b|\bextension\b", re.I)
-
-# ---- the modality an item names. Tried in order, the first that matches wins. A "strong"
-# modality is a procedure, test or visit: it wins over a drug the item also names ("acupuncture
-# with capsaicin patch", "injection of lidocaine and dexamethasone to the knee"); a weak one
-# gives way to a drug ("Norco after knee arthroscopy", "Oxycodone extended release").
-_JOINTS = (r"(?:knees?|shoulders?|hips?|ankles?|elbows?|wrists?|joints?|intra-?articular|subacromial"
-           r"|glenohumeral|acromioclavicular|sacroiliac|\bSI\b)")
-_INJECT = r"(?:inject\w*|\bshots?\b|aspiration)"
-_ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple((name, strong, _LazyPattern(pat, flags)) for
-                                                                   name, strong, pat, flags in (
-    # tests, devices and procedures with no guideline family of their own
-    ("fce", True, r"functional capacity|\bFCE\b|physical capacity evaluation", re.I),
-    ("other", True, r"impedance imaging|\bTPII\b|shock ?wave|\bESWT\b"
-                    r"|neurostimulation|electroencephalog\w*|\bEEG\b|electrocardiog\w*"
-                    r"|\bEKG\b|\bECG\b|neurolytic|inpatient|rehabilitation unit|acute rehab\w*"
-                    r"|\bgym\b|membership|transportation|\bassistant\b|grip (?:strength )?test"
-                    r"|range of motion (?:of )?test|\bROM test", re.I),
-    ("urine_drug_test", True, r"urine drug|drug screen\w*|drug test\w*|urine tox\w*|\bUDS\b|\bUDT\b"
-                              r"|toxicology", re.I),
-    # "PT/PTT" is a clotting test, not physical therapy
-    ("lab_test", True, r"\bPT\s*/\s*PTT\b|\bPTT\b|\bINR\b|\bCBC\b|\bBMP\b|\bCMP\b|\blabs?\b|laborator\w*"
-                       r"|urinalysis|blood (?:work|tests?|draw)|\bbloodwork\b|metabolic panel|blood count"
-                       r"|\bLFTs?\b|liver function|\bA1C\b|hemoglobin|serum\b", re.I),
-    ("emg_ncs", True, r"\bEMG\b|\bNCS\b|\bNCVs?\b|electromyogra\w*|nerve conduction|electrodiagnos\w*"
-                      r"|\bEDX\b|\bEDS\b", re.I),
-    ("bone_scan", True, r"bone scan|scintigra\w*", re.I),
-    ("mri", True, r"\bMRI\b|\bMRA\b|magnetic resonance|\bMR (?:arthrogra|angiogra|scan|imag|of\b)", re.I),
-    ("ct", True, r"\bCT\b|\bCT scans?\b|computed tomograph\w*|\bCAT scan", 0),
-    ("ct", True, r"\bct (?:scan|of)\b|computed tomograph\w*|\bcat scan", re.I),
-    ("xray", True, r"\bx-? ?rays?\b|\bxrays?\b|radiograph\w*|\bfilms?\b", re.I),
-    ("ultrasound_diagnostic", True, r"diagnostic ultrasound|sonogra\w*|doppler|\bultrasound (?:study |exam\w* )?"
-                                    r"(?:of|to|for) (?:the )?(?:left |right |bilateral )?" + _JOINTS.replace(
-                                        "(?:", "(?:abdomen|neck|hands?|feet|foot|", 1), re.I),
-    ("ultrasound_therapeutic", True, r"ultrasound|diathermy", re.I),   # therapeutic ultrasound
-    ("epidural_steroid_injection", True, r"epidural|\bESIs?\b|transforaminal|interlaminar|caudal injection", re.I),
-    ("injection_facet", True, r"\bfacet|medial branch|\bMBBs?\b|radiofrequency|\bRFA\b|rhizotomy|neurotomy", re.I),
-    ("trigger_point_injection", True, r"trigger[- ]?points?|\bTPIs?\b", re.I),
-    ("other", True, r"nerve blocks?|ganglion blocks?|\bblocks?\b|spinal cord stimulat\w*|\bSCS\b|intrathecal"
-                    r"|pain pump|botox|botulinum", re.I),
-    ("injection_joint", True, _INJECT + r".{0,100}?\b" + _JOINTS + "|" + _JOINTS + r".{0,40}?" + _INJECT
-     + r"|\b(?:cortisone|steroid|corticosteroid|kenalog|depo-?medrol|viscosupplement\w*|hyaluron\w*|synvisc"
-       r"|orthovisc|euflexxa|supartz|gel-?one)\b.{0,40}?" + _INJECT + r"|(?:synvisc|orthovisc|euflexxa|supartz)", re.I),
-    ("acupuncture", True, r"\bacupunct\w*|electro-?acupunct\w*", re.I),
-    ("biofeedback", True, r"biofeedback", re.I),
-    ("laser", True, r"low[- ]level laser|cold laser|\blaser therapy|\bLLLT\b", re.I),
-    # letters judge infrared therapy under the CPMTG's "Thermography (infrared stress thermography)"
-    ("thermography", True, r"infrared|thermograph\w*", re.I),
-    ("psych", True, r"psycholog\w*|psychiatr\w*|psychother\w*|cognitive behavio\w*|\bCBT\b|partial hospitali\w*"
-                    r"|counsel+ing|mental health", re.I),
-    # a medical evaluation before surgery ("Pre-operative medical clearance", "Pre-op H&P")
-    ("preop_clearance", True, r"\bpre-?\s?op(?:erative)?\b(?:(?!therap)[^,;]){0,30}?(?:clearance|evaluation|eval\b|consult\w*|H\s?&\s?P\b"
-                              r"|history and physical|medical exam\w*)|\b(?:medical|surgical|cardiac) clearance|\bclearance\b",
-     re.I),
-    # a consultation with a surgeon: a referral word naming a surgeon, or a surgeon's evaluation
-    ("surgical_consultation", True, r"(?:\bconsult\w*|\breferral|\brefer(?:red)?\s+to|\bTOC\b|transfer of care"
-                                    r"|second opinion|\bevaluation\s+(?:with|by))\b.{0,40}?(?:surgeon|\bsurg(?:ery|ical)"
-                                    r"|orthop(?:a)?edi\w*|\bortho\b|neurosurg\w*|arthroplast\w*|replacement)"
-                                    r"|(?:surgeon|\bsurg(?:ery|ical)|orthop(?:a)?edi\w*|\bortho\b|neurosurg\w*)\s+"
-                                    r"(?:(?!therap|physical|occupational|rehab|follow)\w+\s+)?"
-                                    r"(?:consult\w*|evaluation|eval\b|assessment|referral|opinion)", re.I),
-    ("consultation", True, r"\bconsult\w*|referral|\brefer(?:red)? to\b|\bTOC\b|transfer of care|second opinion"
-                           r"|medical clearance|\bclearance\b|(?<!re-)(?<!re)\bevaluation (?:with|by)\b"
-                           r"|(?:surgeon|surgical|surgery|specialist|orthop(?:a)?edi\w*|\bortho|neurolog\w*"
-                           r"|neurosurg\w*|pain management|internist|internal medicine|physiatr\w*|podiatr\w*"
-                           r"|rheumatolog\w*|\bspine|hand surgeon|urolog\w*|gastroenterolog\w*|cardiolog\w*"
-                           r"|\bpain medicine)\s+(?:evaluation|eval|assessment|visit|appointment)", re.I),
-    ("office_visit", False, r"office visits?|follow[- ]?up|re-?evaluations?|re-?exam\w*|re-?assessment"
-                            r"|initial (?:exam\w*|evaluation|visit|assessment)|(?:physical|occupational) therapy "
-                            r"(?:evaluation|eval|assessment)\b(?! and)|\bE/M\b|evaluation and management", re.I),
-    ("functional_restoration", False, r"functional restoration|\bFRP\b|(?:multi|inter)disciplinary pain"
-                                      r"|chronic pain (?:management )?program|\bHELP program|work hardening"
-                                      r"|work conditioning", re.I),
-    ("tens", False, r"\bTENS\b|transcutaneous electrical|electrical (?:muscle |nerve )?stimulat\w*|\bE-?stim\b"
-                    r"|\bEMS\b|\bNMES\b|interferential|\bH-?wave\b", re.I),
-    # devices the ACOEM "Physical Methods" sections judge (rules/physical/), before other equipment
-    ("lumbar_support", False, r"(?:\blumbar|\bback|lumbosacral|\bL-?spine)\s+(?:supports?|braces?|corsets?|belts?"
-                              r"|binders?|orthos[ie]s)\b|\bT?LSO\b|lumbar corset", re.I),
-    # braces and splints of the extremities (rules/acoem/braces-*.yaml); back braces are lumbar supports
-    ("brace", False, r"\bbraces?\b|\bbracing\b|\bsplints?\b|\bsplinting\b|counter-?force"
-                     r"|(?:wrist|thumb|hand|elbow|knee|ankle)\s+(?:supports?|straps?|sleeves?|immobiliz\w*|orthos[ie]s)",
-     re.I),
-    ("hot_cold", False, r"cold therapy|cryotherapy|cryo-?cuff|hot/cold|hot and cold|heat(?:ing)? (?:therapy )?pad"
-                        r"|heat therapy|heat wrap|ice (?:pack|machine|unit)|cold (?:pack|unit|compression)|hot pack"
-                        r"|polar care|game ready", re.I),
-    ("dme", False, r"\bbraces?\b|\bbracing\b|\bsupports?\b|\bsplints?\b|pillows?|\bcanes?\b|walker|wheel ?chair"
-                   r"|commode|shower|\bbath\b|\bchairs?\b|scooter|crutch\w*|\bslings?\b|orthotic\w*|orthos[ie]s"
-                   r"|insoles?|shoe inserts?|cold therapy|cryotherapy|hot/cold|heat(?:ing)? (?:therapy )?pad"
-                   r"|heat therapy|ice (?:pack|machine|unit)|cold pack|hot pack|\bwraps?\b|hearing aids?|gloves?"
-                   r"|wipes|supplies|\bbed\b|mattress|\bcollar\b|\bbelt\b|durable medical|\bDME\b|traction unit"
-                   r"|stimulator unit|\bkit\b|compression (?:stockings?|garment|sleeve)|grabber|reacher|raised toilet",
-     re.I),
-    ("home_health", False, r"home health|home care|home nursing|\bHHA\b|in-home|home aide|homemaker|\bRN\b"
-                           r"|nurse visits?|nursing|wound care nurse|\baide\b|caregiver", re.I),
-    ("chiropractic", False, r"\bchiro\w*|\bmanipulat\w*|\bmanual therapy\b|\bCMT\b|\bOMT\b", re.I),
-    ("aquatic_therapy", False, r"\baquatic\w*|\baqua\b|\bpool therapy\b|water therapy|hydrotherapy", re.I),
-    ("massage", False, r"\bmassage\w*|myofascial release", re.I),
-    ("physical_therapy", False, r"\b(?i:physical therap\w*|physiotherap\w*|occupational therap\w*|hand therap\w*"
-                                r"|therapeutic exercise\w*|therapeutic activit\w*)|\bPT\b|\bOT\b|\bPT/OT\b", 0),
-    ("surgery", False, r"surger\w*|surgical|arthroscop\w*|\brepairs?\b|fusion|decompression|\breleases?\b"
-                       r"|\w+ectom(?:y|ies)\b|\w{3,}plast(?:y|ies)\b|\w+otom(?:y|ies)\b|arthrodesis|replacement"
-                       r"|reconstruction|debridement|\bORIF\b|fixation|implant\w*|excision|removal|transposition"
-                       r"|neurolysis|manipulation under anesthesia|\bMUA\b", re.I),
-    ("other", False, _INJECT, re.I),
-))
 _COUNTED = frozenset({"mri", "ct", "xray", "bone_scan", "emg_ncs", "ultrasound_diagnostic", "lab_test", "dme",
                       "hot_cold", "lumbar_support", "urine_drug_test", "surgery", "consultation",
                       "surgical_consultation", "preop_clearance", "fce", "brace"})    # a number on these is a quantity
@@ -663,8 +725,18 @@ def _quantity(item: str, text: str) -> int | None:
 
 def item_modality(item: str) -> tuple[str | None, bool]:
     """The modality an item names and whether it wins over a drug the item also names."""
-    for name, strong, pattern in _ITEM_MODALITIES:
-        if pattern.search(item):
+    table = _item_table or _modality_table_after_warm_up()
+    if table is None:
+        for name, strong, pattern in _ITEM_MODALITIES:
+            if pattern.search(item):
+                return name, strong
+        return None, False
+    # ASCII text lower-cases exactly, so a match implies a needle in it; other text is searched
+    present = _needles_in(item.lower()) if item.isascii() else None
+    for name, strong, search, needles in table:
+        if needles is not None and present is not None and needles.isdisjoint(present):
+            continue
+        if search(item):
             return name, strong
     return None, False
 
@@ -731,14 +803,19 @@ def strength_mg(text: str | None) -> list[float] | None:
     m = _STRENGTH.search(text or "")
     if not m or (m.group(2) or "").lower() != "mg":
         return None
-    return [float(x) for x in re.split(r"[/-]", re.sub(r"\s+", "", m.group(1)))]
+    return [float(x) for x in _AMOUNT_SPLIT(_SPACES("", m.group(1)))]
+
+
+# compiled once: re.sub and re.split look their pattern up in re's cache on every call
+_SPACES = re.compile(r"\s+").sub
+_AMOUNT_SPLIT = re.compile(r"[/-]").split
 
 
 def _strength(item: str) -> str | None:
     m = _STRENGTH.search(item)
     if not m:
         return None
-    amount = re.sub(r"\s+", "", m.group(1))
+    amount = _SPACES("", m.group(1))
     return f"{amount}%" if m.group(3) else f"{amount} {m.group(2).lower()}"
 
 
@@ -932,7 +1009,9 @@ def derive_request(case: Case, index: int, drugs: DrugLookup) -> tuple[dict[str,
     read from where.
     """
     req = case.requests[index]
-    given = req.model_dump(exclude_none=True)
+    # the validated fields, read from the model's dict (model_dump per request cost more than
+    # the rest of this function); lists copied, as model_dump did, so the case stays untouched
+    given = {k: (list(v) if type(v) is list else v) for k, v in req.__dict__.items() if v is not None}
     src = {k: "case" for k in given if k != "item"}
     filled = dict(given)
     for key, value in parse_item(req.item, drugs).items():

@@ -291,18 +291,39 @@ class Step:
     inverse: Callable[..., list] | None = None
     params: dict = field(default_factory=dict)
 
-    def put(self, ctx: Ctx) -> None:
-        if self.guard is not None and self.guard(ctx) is not True:
-            return
-        value = self.compute(ctx)
-        if value is None:
-            return
-        if self.is_list:
-            members = set(value)
-            for v in self.values:
-                ctx.facts[f"{self.name}__{v}"] = v in members
-        else:
-            ctx.facts[self.name] = value
+    def __post_init__(self) -> None:
+        self.put = _runner(self)
+
+
+def _runner(step: Step) -> Callable[[Ctx], None]:
+    """The step as one closure, made once: compute the value (when the guard holds) and put it
+    in the facts, a list as its member flags; nothing for None (not documented)."""
+    name, compute, guard = step.name, step.compute, step.guard
+    if step.is_list:
+        keys = tuple((v, f"{name}__{v}") for v in step.values)
+
+        def put_list(ctx: Ctx) -> None:
+            if guard is not None and guard(ctx) is not True:
+                return
+            value = compute(ctx)
+            if value is not None:
+                members, facts = set(value), ctx.facts
+                for v, key in keys:
+                    facts[key] = v in members
+        return put_list
+    if guard is None:
+        def put(ctx: Ctx) -> None:
+            value = compute(ctx)
+            if value is not None:
+                ctx.facts[name] = value
+        return put
+
+    def put_guarded(ctx: Ctx) -> None:
+        if guard(ctx) is True:
+            value = compute(ctx)
+            if value is not None:
+                ctx.facts[name] = value
+    return put_guarded
 
 
 class PlanError(ValueError):
@@ -360,6 +381,11 @@ class Plan:
             raise PlanError(problems)
         self.steps = steps
         self._memo: dict[tuple, tuple[Step, ...]] = {}
+        self._puts: dict[tuple, tuple[Callable[[Ctx], None], ...]] = {}
+        # each list fact's member flags, (value, key), in declaration order
+        self.flags: dict[str, tuple[tuple[str, str], ...]] = {
+            name: tuple((v, f"{name}__{v}") for v in spec.values or []) for name, spec in facts.items()
+            if spec.type == "list"}
 
     def needed(self, names: frozenset[str] | set[str]) -> tuple[Step, ...]:
         want: set[str] = set()
@@ -377,6 +403,14 @@ class Plan:
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self.needed(self.reads(drug, modality) | self.ALWAYS)
+        return hit
+
+    def puts_for(self, drug: str | None, modality: str | None) -> tuple[Callable[[Ctx], None], ...]:
+        """for_request's steps as their closures (what request_facts runs)."""
+        key = (drug, modality)
+        hit = self._puts.get(key)
+        if hit is None:
+            hit = self._puts[key] = tuple(step.put for step in self.for_request(drug, modality))
         return hit
 
 
@@ -485,33 +519,36 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Any) -> dict[str, A
     are computed from their declarations, only those the rules for this item read.
     """
     facts: dict[str, Any] = {"kind": "request", "id": "request"}
-    findings = case.findings.model_dump(exclude_none=True)
-    list_values = rulebook.list_values
-
-    def put_list(name: str, members: list[str] | None) -> None:
-        if members is None:
-            return
-        for value in list_values.get(name, []):
-            facts[f"{name}__{value}"] = value in members
-
-    for name, value in findings.items():
-        if name in list_values:
-            put_list(name, value)
-        else:
+    plan = rulebook.derivation_plan
+    flags = plan.flags
+    # the findings' validated values, read from the model's dict: model_dump per request was
+    # a tenth of a request
+    for name, value in case.findings.__dict__.items():
+        if value is None:
+            continue
+        keys = flags.get(name)
+        if keys is None:
             facts[name] = value
+        else:
+            for v, key in keys:
+                facts[key] = v in value
     if case.patient.age is not None:
         facts["age"] = case.patient.age
-    for name, value in req.items():
-        if name in ("item", "strength"):
+    fields = req.__dict__
+    for name in req.given:
+        if name == "item" or name == "strength":
             continue
-        if name in list_values:
-            put_list(name, value)
-        else:
+        value = fields[name]
+        keys = flags.get(name)
+        if keys is None:
             facts[name] = value
-    spec = rulebook.drugs.spec(req.drug) if req.drug else None
-    ctx = Ctx(case, req, rulebook, spec, facts)
-    for step in rulebook.derivation_plan.for_request(req.drug, req.modality):
-        step.put(ctx)
+        elif value is not None:
+            for v, key in keys:
+                facts[key] = v in value
+    drug = req.drug
+    ctx = Ctx(case, req, rulebook, rulebook.drugs.spec(drug) if drug else None, facts)
+    for put in plan.puts_for(drug, req.modality):
+        put(ctx)
     return facts
 
 

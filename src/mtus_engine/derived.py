@@ -13,16 +13,29 @@ from typing import Any, Iterator
 
 from .case import Request
 
+_new = object.__new__
+
 
 def _of(cls, fields: dict[str, Any]):
-    """From derive_request's fields; an unknown field is a TypeError, never dropped."""
-    return cls(**fields, given=tuple(fields))
+    """From derive_request's fields; an unknown field is a TypeError, never dropped.
+
+    Built per request: the fields go into the instance dict in one update instead of through
+    the frozen __init__ (object.__setattr__ for each of ~24 fields); the ones not given read
+    as their class default, None."""
+    if not fields.keys() <= cls._field_names or "item" not in fields:
+        return cls(**fields, given=tuple(fields))   # raises the usual TypeError
+    obj = _new(cls)
+    d = obj.__dict__
+    d.update(fields)
+    d["given"] = tuple(fields)
+    return obj
 
 
 def _items(self) -> Iterator[tuple[str, Any]]:
     """The fields derivation gave, in its order (None-valued ones never are)."""
+    d = self.__dict__
     for name in self.given:
-        yield name, getattr(self, name)
+        yield name, d[name]
 
 
 DerivedRequest = make_dataclass(
@@ -32,4 +45,6 @@ DerivedRequest = make_dataclass(
     # the fields derivation gave, in its order (request_facts keeps absent facts out)
     + [("given", tuple, ())],
     namespace={"of": classmethod(_of), "items": _items, "__module__": __name__},
-    frozen=True, slots=True)
+    # not slotted: class-level defaults let ``of`` fill only the fields given
+    frozen=True)
+DerivedRequest._field_names = frozenset(DerivedRequest.__dataclass_fields__) - {"given"}

@@ -1,7 +1,10 @@
 """Determinations: what the engine concluded for each request, and why.
 
-These are the engine's output contract (JSON field names are public). They are plain frozen
-dataclasses: built many thousands of times a second from already-validated data.
+These are the engine's output contract (JSON field names are public). They are plain slotted
+dataclasses, built many thousands of times a second from already-validated data. What is built
+once and shared (citations, the rulebook reference) is frozen; a determination and its criteria,
+built fresh per request, are not: a frozen dataclass sets every field through object.__setattr__,
+six times the cost of building one (~20 us a request). Treat them as read-only all the same.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class CitationOut:
     part: str = ""                 # guideline part id (rulebook.yaml)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CriterionResult:
     rule: str
     criterion: str
@@ -52,7 +55,7 @@ class ModifiedRequest:
     change: str = ""                # "6 visits", "#63, no refills: 21 days"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Determination:
     request: str
     decision: Decision

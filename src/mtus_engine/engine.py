@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import threading
 from typing import Any, NamedTuple
@@ -140,6 +141,11 @@ class Engine:
                                                 self.phrases)
                                  for c in r.criteria] for r in self.rulebook.rules}
         self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
+        # per durable rule name, what its firing says: (kind, rule, (rule, criterion), (state,
+        # assumed)), the tuples made once rather than per fired rule
+        self._meaning = {name: (a.kind, a.rule_id, (a.rule_id, a.criterion_id), (a.state, a.assumed))
+                         for name, a in self.compiled.actions.items()}
+        self._chain = functools.partial(chained_facts, self.compiled)
         self._in_effect: dict[tuple[str, Any], tuple[str, ...]] = {}
 
     def under_edition(self, edition: str | None) -> "Engine":
@@ -235,20 +241,18 @@ class Engine:
         certified: set[str] = set()
         states: dict[tuple[str, str], tuple[str, bool]] = {}
         conflict = None
-        actions = self.compiled.actions
+        meaning = self._meaning
         for name in fired:
-            a = actions[name]
-            kind = a.kind
+            kind, rule_id, key, found = meaning[name]
             if kind == "criterion":
-                key = (a.rule_id, a.criterion_id)
                 # durable_rules activates a rule once per satisfied $or branch: a repeat of the
                 # same state is expected, two different states are a compiler bug
-                if states.setdefault(key, (a.state, a.assumed)) != (a.state, a.assumed):
+                if states.setdefault(key, found) != found:
                     conflict = conflict or key
             elif kind == "applies":
-                applied.add(a.rule_id)
+                applied.add(rule_id)
             else:
-                certified.add(a.rule_id)
+                certified.add(rule_id)
         if not applied:
             return self._no_rule(req, self._why_no_rule(req))
         by_id = self.rulebook.by_id
@@ -266,36 +270,38 @@ class Engine:
                 states: dict[tuple[str, str], tuple[str, bool]], certified: set[str],
                 parts: dict[str, str]) -> Determination:
         criteria: list[CriterionResult] = []
+        add = criteria.append
         decision = "certify"
         modify_supply: list[int] = []
         modify_sessions: list[int] = []
         missing: list[str] = []
+        get_state, get_source = states.get, provenance.get
         for rule in rules:
-            rule_decision = "certify"
+            rule_id = rule.id
             blocking: list[_CriterionText] = []
-            for m in self._criteria[rule.id]:
-                found = states.get(m.key)
+            for m in self._criteria[rule_id]:
+                found = get_state(m.key)
                 if found is None:
-                    raise EngineError(f"no state matched for criterion {rule.id}/{m.id}")
+                    raise EngineError(f"no state matched for criterion {rule_id}/{m.id}")
                 state, assumed = found
                 if assumed:
-                    value, source, finding = m.assume, "assumed", m.assumed_finding[state]
+                    add(CriterionResult(rule_id, m.id, m.asks, m.fact, m.assume, "assumed", m.test, state,
+                                        m.decisive, m.assumed_finding[state], m.because))
                 else:
                     value = m.value(facts)
-                    source = provenance.get(m.fact, m.source)
                     finding = m.finding[state]
                     if m.placeholder[state]:
                         finding = finding.replace("{value}", _show(value) if value is not None
                                                   else self.phrases["finding.unknown_number"])
-                # positional, in field order: keywords cost a little on every criterion
-                criteria.append(CriterionResult(rule.id, m.id, m.asks, m.fact, value, source, m.test, state,
-                                                m.decisive, finding, m.because if assumed else None))
+                    # positional, in field order: keywords cost a little on every criterion
+                    add(CriterionResult(rule_id, m.id, m.asks, m.fact, value, get_source(m.fact, m.source), m.test,
+                                        state, m.decisive, finding, None))
                 if m.decisive and (state == FAILED or state == UNDOCUMENTED):
                     blocking.append(m)
-                    if state == UNDOCUMENTED or m.documentable:
-                        if m.missing not in missing:
-                            missing.append(m.missing)
-            if rule.recommendation == "not-recommended":
+                    if (state == UNDOCUMENTED or m.documentable) and m.missing not in missing:
+                        missing.append(m.missing)
+            recommendation = rule.recommendation
+            if recommendation == "not-recommended":
                 rule_decision = "non-certify"
             elif blocking:
                 if all(m.modifies and states[m.key][0] == FAILED for m in blocking):
@@ -307,9 +313,11 @@ class Engine:
                             modify_sessions.append(m.modify.sessions)
                 else:
                     rule_decision = "non-certify"
+            else:
+                rule_decision = "certify"
             # the certify join in durable_rules and the criterion states must agree
-            if (rule.id in certified) != (rule.recommendation == "recommended" and not blocking):
-                raise EngineError(f"rule {rule.id}: certify join disagrees with criterion states")
+            if (rule_id in certified) != (recommendation == "recommended" and not blocking):
+                raise EngineError(f"rule {rule_id}: certify join disagrees with criterion states")
             if SEVERITY[rule_decision] > SEVERITY[decision]:
                 decision = rule_decision
         if decision == "non-certify" and any(r.recommendation == "not-recommended" for r in rules):
@@ -337,9 +345,6 @@ class Engine:
                 self._in_effect.clear()
             found = self._in_effect[key] = tuple(p.id for p in edition.parts if day is None or p.covers(day))
         return found
-
-    def _chain(self, fired: list[str]) -> list[dict]:
-        return chained_facts(self.compiled, fired)
 
     def _documentable(self, crit: Criterion) -> bool:
         """Could more documentation turn this failed criterion around? Not when the request

@@ -1,0 +1,110 @@
+"""rules/vocabulary/items.yaml: the ordered modality table the item parser reads, its order
+examples, and the needle prefilter that must never change what a pattern finds."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtus_engine import case as C
+from mtus_engine.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = yaml.safe_load((ROOT / "rules" / "vocabulary" / "items.yaml").read_text())
+EXAMPLES = VOCAB["order_examples"]
+
+
+def _entries(name: str) -> list[int]:
+    return [n for n, row in enumerate(C._ITEM_MODALITIES) if row[0] == name]
+
+
+def _matches(n: int, item: str) -> bool:
+    return bool(re.compile(*C._ITEM_MODALITIES[n][2]._args).search(item))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e["item"] for e in EXAMPLES])
+def test_order_example_is_matched_by_both_and_won_by_the_earlier(example):
+    item, wins, over = example["item"], example["wins"], example["over"]
+    first_win = next(n for n in _entries(wins) if _matches(n, item))
+    over_hits = [n for n in _entries(over) if _matches(n, item)]
+    assert over_hits, f"{item!r} is not matched by {over}: the example shows no order"
+    assert first_win < min(over_hits), f"{wins} must come before {over} in items.yaml"
+    assert C.item_modality(item)[0] == wins
+
+
+def test_the_parser_honours_the_tables_order(monkeypatch):
+    table = C._modality_table()
+    monkeypatch.setattr(C, "_item_table", list(reversed(table)))
+    for example in EXAMPLES:
+        assert C.item_modality(example["item"])[0] != example["wins"], example
+
+
+def test_the_table_is_the_yaml_in_order():
+    assert [(r["modality"], r.get("strong", False)) for r in VOCAB["item_modalities"]] == \
+        [(name, strong) for name, strong, _ in C._ITEM_MODALITIES]
+
+
+def _corpus() -> list[str]:
+    texts = {r.item for case in _cases() for r in case.requests}
+    rnd = random.Random(3)
+    words = " ".join(sorted(texts)).split()
+    texts |= {" ".join(rnd.choice(words) for _ in range(rnd.randint(1, 6))) for _ in range(3000)}
+    return sorted(texts) + [t.upper() for t in sorted(texts)][:500]
+
+
+def _cases():
+    for path in sorted((ROOT / "rules").rglob("*.test.yaml")):
+        for entry in (yaml.safe_load(path.read_text()) or {}).get("tests") or []:
+            try:
+                yield C.case_from_data(entry["case"], str(path))
+            except Exception:  # noqa: BLE001 - invalid cases are what some tests are about
+                continue
+
+
+def test_every_pattern_compiles():
+    for _, _, pattern in C._ITEM_MODALITIES:
+        re.compile(*pattern._args)
+    for _, pattern in (*C.MODALITY_PATTERNS, *C._REGION_PATTERNS, *C._ITEM_REGION_PATTERNS):
+        re.compile(*pattern._args)
+
+
+def test_needles_never_change_a_match():
+    C._modality_table(), C._regions_tables()   # the needle path, as after the warm-up
+    plain = [(n, s, re.compile(*p._args)) for n, s, p in C._ITEM_MODALITIES]
+    regions = [(n, re.compile(*p._args)) for n, p in C._REGION_PATTERNS]
+    for text in _corpus():
+        expect = next(((n, s) for n, s, rx in plain if rx.search(text)), (None, False))
+        assert C.item_modality(text) == expect, text
+        assert C.body_regions(text) == [n for n, rx in regions if rx.search(text)], text
+
+
+def test_the_first_items_take_the_plain_path_and_agree(monkeypatch):
+    monkeypatch.setattr(C, "_item_table", None)
+    monkeypatch.setattr(C, "_region_tables", None)
+    monkeypatch.setattr(C, "_plain_parses", 0)
+    plain = [(C.item_modality(t), C.item_regions(t)) for t in _corpus()[:C.WARM_UP_ITEMS]]
+    assert C._item_table is None     # no needle tables built for a one-case command
+    C._modality_table(), C._regions_tables()
+    assert plain == [(C.item_modality(t), C.item_regions(t)) for t in _corpus()[:C.WARM_UP_ITEMS]]
+
+
+def test_needles_are_lower_case_and_found_in_what_they_guard():
+    C._modality_table()
+    for name, _, search, needles in C._modality_table():
+        if needles:
+            assert all(n == n.lower() for n in needles)
+    # "Knee" with a Kelvin sign matches \bknees?\b case-insensitively: non-ASCII text skips needles
+    C._regions_tables()
+    assert C.item_regions("\u212anee brace") == ["knee"]
+
+
+def test_a_broken_item_vocabulary_names_the_file_and_entry(tmp_path):
+    (tmp_path / "items.yaml").write_text(
+        "item_modalities:\n  - {modality: x, pattern: 3}\ntext_modalities: []\n")
+    with pytest.raises(InputError) as err:
+        C._read_item_vocabulary(tmp_path)
+    assert "items.yaml" in str(err.value) and "item_modalities[0]" in str(err.value)
