@@ -73,6 +73,17 @@ def test_a_changed_rule_file_invalidates_the_cache(cache, rules_copy, monkeypatc
     assert len(_entries(cache, "rulebook")) == 1     # the stale entry was replaced
 
 
+@pytest.mark.parametrize("name", ["phrases.yaml", "items.yaml"])
+def test_the_digest_covers_the_vocabulary_read_outside_the_facts(cache, rules_copy, monkeypatch, name):
+    # the phrasebook and the item table decide what a determination says: the digest it names
+    # (and the decision log records) must change with them
+    before = load_rulebook(rules_copy).digest
+    path = rules_copy / "vocabulary" / name
+    path.write_text(path.read_text() + "\n# edited\n")
+    _fresh_process(monkeypatch)
+    assert load_rulebook(rules_copy).digest != before
+
+
 def test_a_corrupt_cache_file_is_ignored_and_replaced(cache, rules_copy, monkeypatch):
     expected = load_rulebook(rules_copy)
     for entry in _entries(cache, "rulebook") + _entries(cache, "compiled"):

@@ -839,6 +839,11 @@ def _load_rulebook(root: Path) -> Rulebook:
         problems.extend(found)
     if problems:
         raise RulebookError(problems)
+    # the vocabulary read elsewhere (the item table, the phrasebook) decides outputs too: the
+    # digest a determination names must change when they do
+    for path in sorted((root / "vocabulary").glob("*.yaml")):
+        if path.name not in {"facts.yaml", "drugs.yaml"} and not path.name.startswith("facts-"):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     rulebook = Rulebook(root, manifest, facts, drugs, files, digest.hexdigest()[:12])
     rulebook.__dict__["_plan"] = plan     # compiled once, at load
     return rulebook
