@@ -1,5 +1,5 @@
 """The phrasebook (rules/vocabulary/phrases.yaml): the engine's sentences come from it, and a
-broken phrasebook is refused at load with the file and the key."""
+broken phrasebook is refused at load, and by `mtus rules lint`, with the file, line and key."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import shutil
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from mtus_engine.case import Case
 from mtus_engine.engine import Engine
-from mtus_engine.errors import EngineError
+from mtus_engine.cli import main
+from mtus_engine.errors import EngineError, RulebookError
 from mtus_engine.phrases import REQUIRED, load_phrases
 from mtus_engine.rulebook import load_rulebook
 
@@ -69,3 +71,22 @@ def test_a_broken_phrasebook_is_refused_naming_file_and_key(root, tmp_path, chan
     with pytest.raises(EngineError) as err:
         load_phrases(rules)
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+def test_lint_reports_a_broken_phrasebook_as_a_rulebook_problem_with_file_and_line(root, tmp_path):
+    rules = _copy(root, tmp_path)
+
+    def change(d):
+        d["rationale"].pop("certify")
+        d["modification"]["visits"] = "{sessions} visits {dose}"
+    path = _edit(rules, change)
+    visits_line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.strip().startswith("visits:"))
+    with pytest.raises(RulebookError) as err:
+        load_rulebook(rules)
+    assert any(p.startswith(f"{path}:") and "rationale.certify: missing" in p for p in err.value.problems)
+    assert f"{path}:{visits_line}: modification.visits: unknown placeholder(s) dose (expected: sessions)" \
+        in err.value.problems
+    res = CliRunner().invoke(main, ["rules", "lint", "--rules", str(rules)])
+    assert res.exit_code == 2 and "Traceback" not in res.stderr
+    assert f"error: {path}:{visits_line}: modification.visits: unknown placeholder(s) dose" in res.stderr
+    assert "rationale.certify: missing (expected a sentence)" in res.stderr

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from .errors import EngineError
+from .errors import EngineError, InputError
+from .yamlio import line_of, parse_document, read_bytes
 
 # every key the engine uses, with the placeholders each may name
 REQUIRED: dict[str, set[str]] = {
@@ -60,6 +62,53 @@ class Phrases:
         return self._table[key].format(**values)
 
 
+def _where(path: Path, data: Any, keys: tuple) -> str:
+    line = line_of(data, keys)
+    return f"{path}:{line}" if line else str(path)
+
+
+def _check(path: Path, data: Any) -> tuple[dict[str, str], list[str]]:
+    """The phrase table and every problem in it, each at its file (and line, when ``data``
+    carries lines): a missing key, an unknown placeholder, a key the engine does not use."""
+    if data is not None and not isinstance(data, dict):
+        return {}, [f"{path}: expected a mapping of phrase groups (finding, rationale, ...)"]
+    table: dict[str, str] = {}
+    problems = []
+    for group, entries in (data or {}).items():
+        if not isinstance(entries, dict):
+            problems.append(f"{_where(path, data, (group,))}: {group}: expected a mapping of phrase names to sentences")
+            continue
+        for name, text in entries.items():
+            table[f"{group}.{name}"] = text
+    for key, allowed in REQUIRED.items():
+        group, name = key.split(".", 1)
+        text = table.get(key)
+        if not isinstance(text, str):
+            problems.append(f"{_where(path, data, (group, name))}: {key}: missing (expected a sentence)")
+            continue
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(text) if f}
+        except ValueError as exc:
+            problems.append(f"{_where(path, data, (group, name))}: {key}: {exc}")
+            continue
+        if names - allowed:
+            problems.append(f"{_where(path, data, (group, name))}: {key}: unknown placeholder(s) "
+                            f"{', '.join(sorted(names - allowed))} (expected: {', '.join(sorted(allowed)) or 'none'})")
+    problems += [f"{_where(path, data, tuple(key.split('.', 1)))}: {key}: not a phrase the engine uses"
+                 for key in sorted(set(table) - set(REQUIRED))]
+    return table, problems
+
+
+def phrase_problems(rules_dir: Path) -> list[str]:
+    """The phrasebook's problems with file and line, for the rulebook's lint (load_rulebook)."""
+    path = rules_dir / "vocabulary" / "phrases.yaml"
+    try:
+        data = parse_document(read_bytes(path), str(path))
+    except InputError as exc:
+        return [exc.message]
+    return _check(path, data)[1]
+
+
 def load_phrases(rules_dir: Path) -> Phrases:
     path = rules_dir / "vocabulary" / "phrases.yaml"
     try:
@@ -68,27 +117,7 @@ def load_phrases(rules_dir: Path) -> Phrases:
         raise EngineError(f"{path}: cannot read the phrasebook: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise EngineError(f"{path}: not valid YAML: {exc}") from None
-    table: dict[str, str] = {}
-    for group, entries in (data or {}).items():
-        if not isinstance(entries, dict):
-            raise EngineError(f"{path}: {group}: expected a mapping of phrase names to sentences")
-        for name, text in entries.items():
-            table[f"{group}.{name}"] = text
-    problems = []
-    for key, allowed in REQUIRED.items():
-        text = table.get(key)
-        if not isinstance(text, str):
-            problems.append(f"{key}: missing (expected a sentence)")
-            continue
-        try:
-            names = {f for _, f, _, _ in string.Formatter().parse(text) if f}
-        except ValueError as exc:
-            problems.append(f"{key}: {exc}")
-            continue
-        if names - allowed:
-            problems.append(f"{key}: unknown placeholder(s) {', '.join(sorted(names - allowed))} "
-                            f"(expected: {', '.join(sorted(allowed)) or 'none'})")
-    problems += [f"{key}: not a phrase the engine uses" for key in sorted(set(table) - set(REQUIRED))]
+    table, problems = _check(path, data)
     if problems:
-        raise EngineError(f"{path}: " + "; ".join(problems))
+        raise EngineError("\n".join(problems))
     return Phrases(table)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .errors import RulebookError
 from .yamlio import line_of, parse_document, plain, read_bytes
 from .errors import InputError
+from .phrases import phrase_problems
 
 Certainty = Literal["letter", "public", "recalled"]
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
@@ -791,6 +792,8 @@ def _load_rulebook(root: Path) -> Rulebook:
     drug_specs, _ = load_model(root / "vocabulary" / "drugs.yaml", DrugSpec, "drugs")
     facts = facts or {}
     drugs = DrugVocabulary(drug_specs or {})
+    # the engine's sentences are part of the rulebook: lint them with the rest
+    problems.extend(phrase_problems(root))
 
     files: dict[str, RuleFile] = {}
     rule_paths = sorted(p for p in root.rglob("*.yaml")
