@@ -79,6 +79,17 @@ def _break(path, old, new):
      "physical-medicine.yaml:{line}: test not_equals does not fit diagnosis_type (string)"),
     ("chronic-pain/physical-medicine.yaml", "not_equals: crps", "lte: 3",
      "physical-medicine.yaml:{line}: test lte does not fit diagnosis_type (string)"),
+    # ...and the same schema as a criterion's test: the same messages for a guard as for a test
+    ("chronic-pain/physical-medicine.yaml", "not_equals: crps", "not_equals: [crps]",
+     "physical-medicine.yaml:{line}: rules.0.criteria.1.when.not_equals.str: Input should be a valid string"),
+    ("chronic-pain/baclofen.yaml", "test: {equals: true}", "test: {equals: [true]}",
+     "baclofen.yaml:{line}: rules.0.criteria.0.test.equals.str: Input should be a valid string"),
+    ("chronic-pain/physical-medicine.yaml", "not_equals: crps", "not_equals: crps\n          lte: 3",
+     "rules.0.criteria.1.when: a test has exactly one of equals, not_equals, lt, "
+     "lte, gt, gte, documented, includes, excludes (found not_equals, lte)"),
+    ("chronic-pain/baclofen.yaml", "test: {equals: true}", "test: {equals: true, lte: 3}",
+     "baclofen.yaml:{line}: rules.0.criteria.0.test: a test has exactly one of equals, not_equals, lt, "
+     "lte, gt, gte, documented, includes, excludes (found equals, lte)"),
 ])
 def test_lint_errors_name_file_and_line(rules_copy, file, old, new, needle):
     if "{line}" in needle:
