@@ -141,7 +141,7 @@ def test_min_agreement_fails_below(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ honest figures (issue 9)
 
-from mtus_engine.regress import Tally, guideline_parts  # noqa: E402
+from mtus_engine.regress import Tally, item_citations  # noqa: E402
 
 
 def _item(letter_outcome, engine_outcome, *, mtus=True, parts=("cpmtg-2016",), gold=None, match=None):
@@ -195,18 +195,23 @@ def test_tally_coverage_recall_and_reasons():
                             "rate": 0.3333, "unmapped": 1, "rate_mapped": 0.5}
 
 
-def test_mtus_cited_from_the_reviewers_guideline(engine):
-    rb = engine.rulebook
-    assert guideline_parts("MTUS Chronic Pain Medical Treatment 2016", rb) == (["cpmtg-2016"], True)
-    assert guideline_parts("MTUS Acupuncture Treatment 2007, and Chronic Pain Medical Treatment 2016 Guidelines",
-                           rb) == (["acupuncture-2007", "cpmtg-2016"], True)
-    assert guideline_parts("MTUS Low Back Complaints 2004; Non-MTUS Citation Official Disability Guidelines "
-                           "(ODG) Low Back", rb) == (["acoem-low-back-2004", "non-mtus"], True)
-    assert guideline_parts("The Expert Reviewer based their decision on recommendation(s) outside of the MTUS "
-                           "Guidelines; Non-MTUS Citation Official Disability Guidelines (ODG) Knee", rb) \
-        == (["non-mtus"], False)
-    assert guideline_parts("The Expert Reviewer did not cite any medical evidence for its decision", rb) == ([], False)
-    assert guideline_parts("MTUS Chronic Pain Treatment Guidelines", rb) == (["mtus-unnamed"], True)
+def test_cited_parts_come_from_the_extractors_citations(root):
+    # one title matcher: the extractor resolves each citation against rulebook.yaml's part titles
+    from mtus_engine.letter import Citation, ParsedItem, parse_letter, read_letter
+
+    def cited(name, index=0):
+        path = root / "cases" / "letters" / name
+        return item_citations(parse_letter(read_letter(path), str(path)).items[index])
+
+    assert cited("000_76513b612d91b1e3.txt") == (["cpmtg-2009"], True)
+    assert cited("002_ca4af5e6e3409f09.txt") == (["cpmtg-2009", "non-mtus"], True)
+    assert cited("004_d63cce9444fd3e2d.txt") == (["acupuncture-2007"], True)
+    # ODG alone is outside the MTUS; an MTUS citation naming no known part is "mtus-unnamed"
+    odg = ParsedItem(item="x", outcome="upheld", citations=[Citation(part="non-mtus", guideline="ODG")], mtus=False)
+    assert item_citations(odg) == (["non-mtus"], False)
+    unnamed = ParsedItem(item="x", outcome="upheld", citations=[Citation(part=None, guideline="MTUS")])
+    assert item_citations(unnamed) == (["mtus-unnamed"], True)
+    assert item_citations(ParsedItem(item="x", outcome="upheld")) == ([], False)
 
 
 def test_coverage_and_reason_agreement_on_letters_with_gold_files(tmp_path):

@@ -14,7 +14,6 @@ counts whether the engine agreed for the reviewer's decisive reason.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -164,7 +163,7 @@ def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | Non
         eng = engine_outcome(det.decision)
         letter_pages = list(litem.pages)
         engine_pages = [c.pages for c in det.citations if c.pages]
-        parts, mtus = item_citations(litem, engine.rulebook)
+        parts, mtus = item_citations(litem)
         reasons = engine_reasons(det, engine.rulebook)
         g = gold[i]
         gold_reason = ((g.get("reason") or {}).get("criterion") if g else None) or None
@@ -205,58 +204,19 @@ def cited_edition(parsed: Any, rulebook: Any) -> str | None:
 
 # ------------------------------------------------------------------ what the reviewer cited
 
-@functools.lru_cache(maxsize=8)
-def _part_patterns(rulebook: Any) -> tuple[tuple[str, re.Pattern], ...]:
-    """Each guideline part as letters write it: "Chronic Pain Medical Treatment 2016", with or
-    without "MTUS" before it and "Guidelines" before the year (one "and" list names several)."""
-    out: dict[str, re.Pattern] = {}
-    for ed in rulebook.manifest.editions:
-        for part in ed.parts:
-            m = re.fullmatch(r"(?:MTUS\s+)?(.*?)(?:\s+Guidelines)?\s+(\d{4})", part.title)
-            if not m or part.id in out:
-                continue
-            name = r"\s+".join(map(re.escape, m.group(1).split()))
-            out[part.id] = re.compile(rf"\b{name}(?:\s+Guidelines)?,?\s+{m.group(2)}\b", re.I)
-    return tuple(out.items())
-
-
-_OUTSIDE_MTUS = re.compile(r"outside\s+(?:of\s+)?the\s+MTUS", re.I)
-_NON_MTUS = re.compile(r"Non-MTUS\s+Citation", re.I)
-_MTUS_WORD = re.compile(r"\bMTUS\b")
 _BOILERPLATE = re.compile(r"^The Expert Reviewer based their decision on recommendation\(s\) outside of the "
                           r"MTUS Guidelines;?\s*|The Expert Reviewer did not cite any medical evidence for "
                           r"its decision\.?", re.I)
 
 
-def guideline_parts(text: str | None, rulebook: Any) -> tuple[list[str], bool]:
-    """(part ids in letter order, MTUS-cited?) from the reviewer's guideline statement.
-
-    MTUS-cited: the reviewer names an MTUS part (or the MTUS itself) and does not say the
-    decision rests on recommendations outside the MTUS. "Non-MTUS Citation" adds non-mtus."""
-    text = text or ""
-    mtus_text = _NON_MTUS.split(text, 1)[0]
-    found = sorted((m.start(), pid) for pid, pat in _part_patterns(rulebook)
-                   for m in [pat.search(mtus_text)] if m)
-    parts = list(dict.fromkeys(pid for _, pid in found))
-    outside = bool(_OUTSIDE_MTUS.search(text))
-    if not parts and not outside and _MTUS_WORD.search(mtus_text):
-        parts = [UNNAMED_MTUS]
-    if _NON_MTUS.search(text) or outside:
-        parts.append(NON_MTUS)
-    mtus = any(p != NON_MTUS for p in parts) and not outside
-    return parts, mtus
-
-
-def item_citations(litem: Any, rulebook: Any) -> tuple[list[str], bool]:
-    """The parts a letter item cites and whether it is MTUS-cited: the extractor's citations when
-    it gives them, else read from the reviewer's guideline statement."""
+def item_citations(litem: Any) -> tuple[list[str], bool]:
+    """The parts a letter item cites and whether it is MTUS-cited: the extractor's citations,
+    resolved against the rulebook's part titles (one matcher, in letter.py)."""
     cites = getattr(litem, "citations", None) or []
     flag = getattr(litem, "mtus", None)
-    if cites or flag is not None:
-        parts = list(dict.fromkeys((getattr(c, "part", None) or UNNAMED_MTUS) for c in cites))
-        mtus = flag if flag is not None else any(p != NON_MTUS for p in parts)
-        return parts, bool(mtus)
-    return guideline_parts(litem.reviewer_guideline_text or litem.reviewer_guideline, rulebook)
+    parts = list(dict.fromkeys((getattr(c, "part", None) or UNNAMED_MTUS) for c in cites))
+    mtus = flag if flag is not None else any(p != NON_MTUS for p in parts)
+    return parts, bool(mtus)
 
 
 # ------------------------------------------------------------------ reasons
