@@ -108,3 +108,30 @@ def test_a_broken_item_vocabulary_names_the_file_and_entry(tmp_path):
     with pytest.raises(InputError) as err:
         C._read_item_vocabulary(tmp_path)
     assert "items.yaml" in str(err.value) and "item_modalities[0]" in str(err.value)
+
+
+def test_a_broken_item_entry_is_a_rulebook_lint_error(root, tmp_path):
+    """items.yaml is part of the rulebook: `mtus rules lint` names the file, line and entry of a
+    malformed entry and of a pattern that does not compile, and exits 2."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from mtus_engine.cli import main
+    rules = tmp_path / "rules"
+    shutil.copytree(root / "rules", rules)
+    path = rules / "vocabulary" / "items.yaml"
+    text = path.read_text()
+    fce, bone = "pattern: 'functional capacity|", "pattern: 'bone scan|scintigra"
+    assert fce in text and bone in text
+    text = text.replace(fce, "pattern: 3\n    unused: '", 1).replace(bone, "pattern: 'bone scan(|scintigra", 1)
+    path.write_text(text)
+    lines = text.splitlines()
+    bad_line = next(n for n, line in enumerate(lines, 1) if "pattern: 3" in line) - 2    # the entry's first line
+    bone_line = next(n for n, line in enumerate(lines, 1) if "bone scan(" in line) - 2
+    bone_index = next(n for n, row in enumerate(VOCAB["item_modalities"]) if row["modality"] == "bone_scan")
+    res = CliRunner().invoke(main, ["rules", "lint", "--rules", str(rules)])
+    assert res.exit_code == 2, res.output
+    assert f"{path}:{bad_line}: item_modalities[0]: invalid entry (expected modality: a name" in res.stderr
+    assert f"{path}:{bone_line}: item_modalities[{bone_index}]: pattern does not compile" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -212,6 +212,21 @@ def test_the_case_models_facts_come_from_the_cached_rulebook(cache, rules_copy, 
     assert case_module._case_facts(rules_copy) == {"read": rules_copy / "vocabulary"}
 
 
+def test_the_item_tables_come_from_the_cached_rulebook(cache, rules_copy, monkeypatch):
+    from mtus_engine import case as case_module
+    from_yaml = case_module._read_item_vocabulary(rules_copy / "vocabulary")
+    assert load_rulebook(rules_copy).items == from_yaml          # checked and kept at load
+    _fresh_process(monkeypatch)
+    monkeypatch.setattr(case_module, "_read_item_vocabulary", lambda vocabulary: pytest.fail("read the YAML"))
+    got = case_module._item_vocabulary(rules_copy)                # unpickled from the start-up cache
+    assert list(got) == list(from_yaml) and got == from_yaml       # same tables, same order
+    # nothing cached for this directory: read from the YAML (never a rulebook load from the import)
+    _fresh_process(monkeypatch)
+    monkeypatch.setenv("MTUS_NO_CACHE", "1")
+    monkeypatch.setattr(case_module, "_read_item_vocabulary", lambda vocabulary: {"read": vocabulary})
+    assert case_module._item_vocabulary(rules_copy) == {"read": rules_copy / "vocabulary"}
+
+
 def _python(code, **env):
     run_env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
     return subprocess.run([sys.executable, "-c", code], env={**run_env, **env}, capture_output=True,

@@ -18,7 +18,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from .errors import InputError
-from .rulebook import FactSpec, cached_rulebook, default_rules_dir
+from .rulebook import FactSpec, cached_rulebook, default_rules_dir, item_tables
 from .yamlio import DEFAULT_MAX_BYTES, line_of, parse_document, read_bytes
 
 # Per case: a UR request names a handful of items; thousands are a malformed or hostile case.
@@ -408,46 +408,38 @@ _REFILLS = (
     _LazyPattern(r"\bx\s*(\d+)\s*refills?", re.I),
     _LazyPattern(r"(?<![#\d])(\d+)\s*refills?", re.I),
 )
-# ---- what items and sentences name, by pattern: rules/vocabulary/items.yaml (read once here;
-# the letter extractor takes MODALITY_PATTERNS and body_regions from this module, so both read
-# the same table).
+# ---- what items and sentences name, by pattern: rules/vocabulary/items.yaml (taken once here,
+# from the rulebook in the start-up cache, else the YAML; the letter extractor takes
+# MODALITY_PATTERNS and body_regions from this module, so both read the same table).
 
 def _read_item_vocabulary(vocabulary: Path) -> dict[str, list[dict[str, Any]]]:
-    """The tables of items.yaml, each entry checked: a name, a pattern (a string or a list of
-    pieces joined), ``strong`` and ``ignore_case`` booleans. A broken file is an error naming
-    it and the entry: the parser must not silently recognise nothing."""
+    """The tables of items.yaml read from the YAML, each entry checked (rulebook.item_tables). A
+    broken file is an error naming it and the entry: the parser must not silently recognise nothing."""
     path = vocabulary / "items.yaml"
     try:
         data = yaml.load(path.read_bytes(), Loader=_YamlLoader)  # noqa: S506 (a safe loader)
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(str(path), f"cannot read the item vocabulary: {exc}") from None
-    tables: dict[str, list[dict[str, Any]]] = {}
-    for key, label in (("item_modalities", "modality"), ("text_modalities", "modality"),
-                       ("text_regions", "region"), ("item_regions", "region")):
-        rows = data.get(key) if isinstance(data, dict) else None
-        if not isinstance(rows, list) or not rows:
-            raise InputError(str(path), f"{key} is missing", expected=f"a list of entries with {label} and pattern")
-        for n, row in enumerate(rows):
-            where = f"{key}[{n}]"
-            pattern = row.get("pattern") if isinstance(row, dict) else None
-            if isinstance(pattern, list) and pattern and all(isinstance(p, str) for p in pattern):
-                pattern = "".join(pattern)
-            if not (isinstance(row, dict) and isinstance(row.get(label), str) and isinstance(pattern, str)
-                    and isinstance(row.get("strong", False), bool) and isinstance(row.get("ignore_case", True), bool)):
-                raise InputError(str(path), "invalid entry", location=where,
-                                 expected=f"{label}: a name, pattern: a regular expression (or a list of pieces), "
-                                          f"strong and ignore_case: true or false")
-            # compiled on first use, not here (import time): tests/test_item_vocabulary.py compiles them all
-            row = {**row, "pattern": pattern}
-            tables.setdefault(key, []).append(row)
+    # compiled on first use, not here (import time): tests/test_item_vocabulary.py compiles them all
+    tables, problems = item_tables(data, str(path))
+    if problems:
+        raise InputError.of(problems)
     return tables
+
+
+def _item_vocabulary(root: Path) -> dict[str, list[dict[str, Any]]]:
+    # a clean rulebook in the start-up cache has them checked already (the rulebook load lints them)
+    cached = cached_rulebook(root)
+    if cached is not None and cached.items:
+        return cached.items
+    return _read_item_vocabulary(root / "vocabulary")
 
 
 def _flags(row: dict[str, Any]) -> int:
     return re.I if row.get("ignore_case", True) else 0
 
 
-_ITEM_VOCABULARY = _read_item_vocabulary(default_rules_dir() / "vocabulary")
+_ITEM_VOCABULARY = _item_vocabulary(default_rules_dir())
 # Word boundaries keep "Pt" (patient) and words that merely contain a term from counting; PT is
 # matched in capitals only for the same reason. The item parser reads items with item_modalities.
 MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple(

@@ -469,8 +469,10 @@ class Rulebook:
     """A loaded and linted rulebook. Immutable once built."""
 
     def __init__(self, directory: Path, manifest: Manifest, facts: dict[str, FactSpec],
-                 drugs: DrugVocabulary, files: dict[str, RuleFile], digest: str):
+                 drugs: DrugVocabulary, files: dict[str, RuleFile], digest: str,
+                 items: dict[str, list[dict[str, Any]]] | None = None):
         self.directory = directory
+        self.items = items or {}     # vocabulary/items.yaml's tables (see item_tables)
         self.manifest = manifest
         self.facts = facts
         self.drugs = drugs
@@ -484,7 +486,8 @@ class Rulebook:
     def __reduce__(self):
         # the constructor's inputs only: the cached properties and the derivation plan (closures)
         # are rebuilt on first use
-        return (Rulebook, (self.directory, self.manifest, self.facts, self.drugs, self.files, self.digest))
+        return (Rulebook, (self.directory, self.manifest, self.facts, self.drugs, self.files, self.digest,
+                           self.items))
 
     def cached(self, kind: str, build: Callable[[], Any]) -> Any:
         """build(), kept in the start-up cache beside this rulebook and reused while the rule files
@@ -787,6 +790,12 @@ def _load_rulebook(root: Path) -> Rulebook:
             facts = {**facts, **more}
             fact_where.update({n: (str(extra), more_data) for n in more})
     drug_specs, _ = load_model(root / "vocabulary" / "drugs.yaml", DrugSpec, "drugs")
+    # the item table: hashed into the digest below with the other vocabulary (as before)
+    items_path = root / "vocabulary" / "items.yaml"
+    items_data = _load_yaml(items_path, problems)
+    items, found = item_tables(items_data, str(items_path), compile_patterns=True) \
+        if items_data is not None else ({}, [])
+    problems.extend(p.message for p in found)
     facts = facts or {}
     drugs = DrugVocabulary(drug_specs or {})
     # the engine's sentences are part of the rulebook: lint them with the rest
@@ -844,9 +853,49 @@ def _load_rulebook(root: Path) -> Rulebook:
     for path in sorted((root / "vocabulary").glob("*.yaml")):
         if path.name not in {"facts.yaml", "drugs.yaml"} and not path.name.startswith("facts-"):
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    rulebook = Rulebook(root, manifest, facts, drugs, files, digest.hexdigest()[:12])
+    rulebook = Rulebook(root, manifest, facts, drugs, files, digest.hexdigest()[:12], items)
     rulebook.__dict__["_plan"] = plan     # compiled once, at load
     return rulebook
+
+
+ITEM_TABLES = (("item_modalities", "modality"), ("text_modalities", "modality"),
+               ("text_regions", "region"), ("item_regions", "region"))
+
+
+def item_tables(data: Any, source: str, compile_patterns: bool = False
+                ) -> tuple[dict[str, list[dict[str, Any]]], list[InputError]]:
+    """vocabulary/items.yaml's tables, each entry checked: a name, a pattern (a string or a list
+    of pieces, joined), ``strong`` and ``ignore_case`` booleans; and the problems, each naming
+    the file, line and entry. With compile_patterns (the rulebook load, cached after) a pattern
+    that does not compile is one too; the case model's YAML fallback leaves that to first use."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    problems: list[InputError] = []
+    for key, label in ITEM_TABLES:
+        rows = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(rows, list) or not rows:
+            problems.append(InputError(source, f"{key} is missing", expected=f"a list of entries with {label} and pattern"))
+            continue
+        for n, row in enumerate(rows):
+            where, line = f"{key}[{n}]", line_of(data, (key, n))
+            pattern = row.get("pattern") if isinstance(row, dict) else None
+            if isinstance(pattern, list) and pattern and all(isinstance(p, str) for p in pattern):
+                pattern = "".join(pattern)
+            if not (isinstance(row, dict) and isinstance(row.get(label), str) and isinstance(pattern, str)
+                    and isinstance(row.get("strong", False), bool) and isinstance(row.get("ignore_case", True), bool)):
+                problems.append(InputError(source, "invalid entry", location=where, line=line,
+                                           expected=f"{label}: a name, pattern: a regular expression (or a list of "
+                                                    f"pieces), strong and ignore_case: true or false"))
+                continue
+            if compile_patterns:
+                try:
+                    re.compile(pattern, re.I if row.get("ignore_case", True) else 0)
+                except re.error as exc:
+                    problems.append(InputError(source, f"pattern does not compile: {exc}", location=where,
+                                               line=line, expected="a Python regular expression"))
+                    continue
+            # plain values: the tables are pickled with the rulebook
+            tables.setdefault(key, []).append({**plain(row), "pattern": pattern})
+    return tables, problems
 
 
 def _lint_derivations(facts: dict[str, FactSpec], where: dict[str, tuple[str, Any]]) -> tuple[list[str], Any]:
