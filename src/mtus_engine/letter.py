@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Literal, Protocol, Sequence
@@ -223,24 +224,40 @@ _NOT_A_MEDICATION = frozenset({"compounded topical"})
 _FIRST_LINE_CLASSES = ("nsaid", "anticonvulsant", "antidepressant")
 
 
-@functools.cache
 def _regioned_modalities() -> frozenset[str]:
     """Modalities some rule applies to only in named body regions."""
-    return frozenset(m for r in _rulebook().rules if r.applies_to.regions for m in r.applies_to.modalities)
+    return _regioned_modalities_in(_rulebook())
 
 
 @functools.cache
+def _regioned_modalities_in(rulebook: Any) -> frozenset[str]:
+    return frozenset(m for r in rulebook.rules if r.applies_to.regions for m in r.applies_to.modalities)
+
+
+_rulebooks: dict[str | None, Any] = {}
+
+
 def _rulebook() -> Any:
-    """The rulebook, loaded once per process: its drug vocabulary, part titles and section names
-    are the extractor's vocabulary."""
-    from .rulebook import load_rulebook
-    return load_rulebook()
+    """The rulebook in effect ($MTUS_RULES, else the bundled one), loaded once per process and
+    rules directory: its drug vocabulary, part titles and section names are the extractor's
+    vocabulary. The tables built from it are cached per rulebook, so a process that reads under
+    one rules directory and then another reads the second's vocabulary."""
+    key = os.environ.get("MTUS_RULES")
+    found = _rulebooks.get(key)
+    if found is None:
+        from .rulebook import load_rulebook
+        found = _rulebooks[key] = load_rulebook()
+    return found
 
 
-@functools.cache
 def _drug_tables() -> tuple[dict[str, str], dict[str, list[str]], frozenset[str], dict[str, str]]:
     """(name -> generic, first word -> multi-word names, first words, generic -> first-line class)."""
-    vocabulary = _rulebook().drugs
+    return _drug_tables_in(_rulebook())
+
+
+@functools.cache
+def _drug_tables_in(rulebook: Any) -> tuple[dict[str, str], dict[str, list[str]], frozenset[str], dict[str, str]]:
+    vocabulary = rulebook.drugs
     names = {n: g for n, g in vocabulary.names().items() if g not in _NOT_A_MEDICATION}
     names.update(_LETTER_ONLY_NAMES)
     multi: dict[str, list[str]] = {}
@@ -785,11 +802,15 @@ def _whole_sections(text: str) -> list[str]:
     return out
 
 
-@functools.cache
 def _known_sections() -> frozenset[str]:
     """Section names as the rulebook's rule files cite them, lowercase."""
+    return _known_sections_in(_rulebook())
+
+
+@functools.cache
+def _known_sections_in(rulebook: Any) -> frozenset[str]:
     names = set()
-    for rule in _rulebook().rules:
+    for rule in rulebook.rules:
         for cite in rule.parts.values():
             if cite.section:
                 names.add(cite.section.lower())
@@ -808,22 +829,23 @@ def _title_words(title: str) -> frozenset[str]:
 
 
 @functools.cache
-def _part_titles() -> tuple[tuple[str, frozenset[str]], ...]:
+def _part_titles(rulebook: Any) -> tuple[tuple[str, frozenset[str]], ...]:
     """(part id, title words) for every guideline part of the rulebook's editions."""
     seen: dict[str, frozenset[str]] = {}
-    for edition in _rulebook().manifest.editions:
+    for edition in rulebook.manifest.editions:
         for part in edition.parts:
             seen.setdefault(part.id, _title_words(part.title))
     return tuple(seen.items())
 
 
 def _resolve_part(guideline: str, day: dt.date | None) -> str | None:
-    edition = _rulebook().edition_for(day) if day is not None else None
-    return _resolve_part_in(guideline, edition.id if edition else None)
+    rulebook = _rulebook()
+    edition = rulebook.edition_for(day) if day is not None else None
+    return _resolve_part_in(guideline, edition.id if edition else None, rulebook)
 
 
 @functools.lru_cache(maxsize=4096)
-def _resolve_part_in(guideline: str, edition_id: str | None) -> str | None:
+def _resolve_part_in(guideline: str, edition_id: str | None, rulebook: Any) -> str | None:
     """The rulebook part a guideline name cites: its title words, with the year when given;
     without a year, the part in force on the letter's date."""
     words = _title_words(guideline)
@@ -832,7 +854,7 @@ def _resolve_part_in(guideline: str, edition_id: str | None) -> str | None:
     years = {w for w in words if re.fullmatch(r"(?:19|20)\d\d", w)}
     plain = words - years
     candidates = []
-    for pid, title in _part_titles():
+    for pid, title in _part_titles(rulebook):
         t_years = {w for w in title if re.fullmatch(r"(?:19|20)\d\d", w)}
         t_plain = title - t_years
         if years and not years & t_years:
@@ -841,7 +863,7 @@ def _resolve_part_in(guideline: str, edition_id: str | None) -> str | None:
             candidates.append(pid)
     if not candidates:  # "Chronic Pain Medical Treatment 2016 Guidelines", extra words
         best = 0.0
-        for pid, title in _part_titles():
+        for pid, title in _part_titles(rulebook):
             t_years = {w for w in title if re.fullmatch(r"(?:19|20)\d\d", w)}
             if years and not years & t_years:
                 continue
@@ -850,7 +872,7 @@ def _resolve_part_in(guideline: str, edition_id: str | None) -> str | None:
             if overlap >= 0.6 and overlap > best:
                 best, candidates = overlap, [pid]
     if len(candidates) > 1 and edition_id is not None:
-        edition = _rulebook().edition(edition_id)
+        edition = rulebook.edition(edition_id)
         in_force = [pid for pid in candidates if edition and edition.part(pid)]
         candidates = in_force or candidates
     return candidates[0] if len(candidates) == 1 else (candidates[-1] if candidates else None)
@@ -2314,7 +2336,6 @@ def _authorized_sessions(item: ParsedItem, modality: str, sessions: int | None) 
     return authorized
 
 
-@functools.cache
 def _drug_lookup() -> Any:
     return _rulebook().drugs
 
