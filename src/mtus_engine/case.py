@@ -56,9 +56,10 @@ def _read_case_facts(vocabulary: Path) -> dict[str, FactSpec]:
     return out
 
 
-def _case_facts(root: Path) -> dict[str, FactSpec]:
+def _case_facts(root: Path, cached: Any = ...) -> dict[str, FactSpec]:
     # a clean rulebook in the start-up cache has them validated already (same files, same order)
-    cached = cached_rulebook(root)
+    if cached is ...:
+        cached = cached_rulebook(root)
     if cached is not None:
         return {name: spec for name, spec in cached.facts.items() if spec.source in _SOURCES}
     return _read_case_facts(root / "vocabulary")
@@ -66,7 +67,9 @@ def _case_facts(root: Path) -> dict[str, FactSpec]:
 
 _SOURCES = ("findings", "request", "patient")
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-CASE_FACTS = _case_facts(default_rules_dir())
+# looked up once for the import: the facts here, the item table below (each look-up walks the rules)
+_STARTUP_RULEBOOK = cached_rulebook(default_rules_dir())
+CASE_FACTS = _case_facts(default_rules_dir(), _STARTUP_RULEBOOK)
 
 
 def fact_values(name: str) -> tuple[str, ...]:
@@ -427,9 +430,10 @@ def _read_item_vocabulary(vocabulary: Path) -> dict[str, list[dict[str, Any]]]:
     return tables
 
 
-def _item_vocabulary(root: Path) -> dict[str, list[dict[str, Any]]]:
+def _item_vocabulary(root: Path, cached: Any = ...) -> dict[str, list[dict[str, Any]]]:
     # a clean rulebook in the start-up cache has them checked already (the rulebook load lints them)
-    cached = cached_rulebook(root)
+    if cached is ...:
+        cached = cached_rulebook(root)
     if cached is not None and cached.items:
         return cached.items
     return _read_item_vocabulary(root / "vocabulary")
@@ -439,7 +443,8 @@ def _flags(row: dict[str, Any]) -> int:
     return re.I if row.get("ignore_case", True) else 0
 
 
-_ITEM_VOCABULARY = _item_vocabulary(default_rules_dir())
+_ITEM_VOCABULARY = _item_vocabulary(default_rules_dir(), _STARTUP_RULEBOOK)
+del _STARTUP_RULEBOOK
 # Word boundaries keep "Pt" (patient) and words that merely contain a term from counting; PT is
 # matched in capitals only for the same reason. The item parser reads items with item_modalities.
 MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple(
