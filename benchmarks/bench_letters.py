@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mtus_engine.letter import letter_to_case, parse_letter, read_letter  # noqa: E402
+from mtus_engine.letters.letter import letter_to_case, parse_letter, read_letter  # noqa: E402
 
 SEEDS = [p.read_text() for p in sorted((ROOT / "cases" / "letters").glob("*.txt"))]
 REAL_DIR = ROOT / "cases" / "letters" / "real"

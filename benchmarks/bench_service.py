@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_items import synthetic_request  # noqa: E402
-from mtus_engine.engine import Engine  # noqa: E402
-from mtus_engine.render import to_json, to_json_bytes  # noqa: E402
-from mtus_engine.service.documents import read_document  # noqa: E402
-from mtus_engine.service.launch import ServerProcess  # noqa: E402
+from mtus_engine.evaluation.engine import Engine  # noqa: E402
+from mtus_engine.interfaces.render import to_json, to_json_bytes  # noqa: E402
+from mtus_engine.interfaces.service.documents import read_document  # noqa: E402
+from mtus_engine.interfaces.service.launch import ServerProcess  # noqa: E402
 
 
 def bodies(n: int, seed: int = 11) -> list[bytes]:
@@ -156,7 +156,7 @@ def cpu_split(cases: list[bytes], tmp: Path) -> dict[str, float]:
     """In-process CPU ms per request of each stage of POST /v1/evaluate (this thread's CPU time):
     parse (body -> case), engine (evaluate -> result data), render (data -> JSON bytes), log
     (the decision log's rows, committed 8 at a time as a worker commits one loop turn's under load)."""
-    from mtus_engine.service.decisions import DecisionLog
+    from mtus_engine.interfaces.service.decisions import DecisionLog
     engine = _ENGINE or Engine()
     log = DecisionLog(tmp / "split.db")
     clock = time.thread_time

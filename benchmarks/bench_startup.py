@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the command's module (click, and pydantic's plugins off as a run has them), PyYAML, pydantic
 # and one validated model: the part of a cold evaluate that is not this package's own work
 FLOOR = """
-import mtus_engine.cli, yaml
+import mtus_engine.interfaces.cli, yaml
 from pydantic import BaseModel, Field
 class M(BaseModel):
     x: int = Field(ge=0)
@@ -39,16 +39,16 @@ M(x=1)
 PHASES = """
 import time
 t0 = time.perf_counter()
-import mtus_engine.cli, mtus_engine.api, mtus_engine.engine, mtus_engine.case
+import mtus_engine.interfaces.cli, mtus_engine.api, mtus_engine.evaluation.engine, mtus_engine.evaluation.case
 t1 = time.perf_counter()
-from mtus_engine.rulebook import load_rulebook
+from mtus_engine.rules.rulebook import load_rulebook
 rb = load_rulebook()
 t2 = time.perf_counter()
-from mtus_engine.engine import Engine
+from mtus_engine.evaluation.engine import Engine
 engine = Engine(rb)
 t3 = time.perf_counter()
 from mtus_engine.api import evaluate_sources
-from mtus_engine.render import to_json
+from mtus_engine.interfaces.render import to_json
 to_json(evaluate_sources([{case!r}], engine)[0].result.to_json_data())
 t4 = time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)

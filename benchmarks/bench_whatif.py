@@ -10,9 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mtus_engine.case import load_case_text  # noqa: E402
-from mtus_engine.engine import Engine  # noqa: E402
-from mtus_engine.whatif import apply_changes, flip, grid, parse_grid  # noqa: E402
+from mtus_engine.evaluation.case import load_case_text  # noqa: E402
+from mtus_engine.evaluation.engine import Engine  # noqa: E402
+from mtus_engine.evaluation.whatif import apply_changes, flip, grid, parse_grid  # noqa: E402
 
 CASE = """\
 id: three

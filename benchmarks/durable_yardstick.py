@@ -19,7 +19,7 @@ def _definition() -> dict:
 def trivial_ruleset_rate(n: int = 20000, clock=time.perf_counter) -> float:
     """Evaluations per second of the trivial ruleset through the engine's own adapter
     (backend.RulesetHandle: the C engine directly, one reused session)."""
-    from mtus_engine.backend import RulesetHandle
+    from mtus_engine.evaluation.backend import RulesetHandle
     rs = RulesetHandle(f"trivial-{time.monotonic_ns()}", _definition())
     try:
         start = clock()

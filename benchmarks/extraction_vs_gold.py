@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mtus_engine.errors import InputError  # noqa: E402
-from mtus_engine.letter import letter_to_case, parse_letter, read_letter  # noqa: E402
+from mtus_engine.letters.letter import letter_to_case, parse_letter, read_letter  # noqa: E402
 
 REAL = ROOT / "cases" / "letters" / "real"
 REQUEST_FIELDS = ("functional_improvement", "sessions", "prior_sessions", "prior_treatment",
@@ -40,8 +40,8 @@ def norm(name: str) -> str:
 
 
 def medication_generic(name: str) -> str:
-    from mtus_engine.letter import _drug_tables  # the extractor's names: the rulebook's and a few more
-    from mtus_engine.rulebook import load_rulebook
+    from mtus_engine.letters.letter import _drug_tables  # the extractor's names: the rulebook's and a few more
+    from mtus_engine.rules.rulebook import load_rulebook
     drugs = load_rulebook().drugs
     return _drug_tables()[0].get(name.lower()) or drugs.generic(name) or drugs.find_in_text(name) \
         or name.lower()

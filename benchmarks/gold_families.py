@@ -30,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from mtus_engine.case import case_from_data
-from mtus_engine.engine import Engine
+from mtus_engine.evaluation.case import case_from_data
+from mtus_engine.evaluation.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "cases" / "letters" / "real"

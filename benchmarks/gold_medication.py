@@ -24,8 +24,8 @@ from collections import defaultdict
 import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-from mtus_engine.case import case_from_data  # noqa: E402
-from mtus_engine.engine import Engine  # noqa: E402
+from mtus_engine.evaluation.case import case_from_data  # noqa: E402
+from mtus_engine.evaluation.engine import Engine  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 

@@ -27,8 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mtus_engine.case import case_from_data, derive_request  # noqa: E402
-from mtus_engine.rulebook import load_rulebook  # noqa: E402
+from mtus_engine.evaluation.case import case_from_data, derive_request  # noqa: E402
+from mtus_engine.rules.rulebook import load_rulebook  # noqa: E402
 
 FIELDS = ("drug", "modality", "sessions", "quantity", "refills", "strength", "body_region", "ingredients")
 

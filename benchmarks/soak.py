@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_engine import generate  # noqa: E402
-from mtus_engine.case import case_to_data  # noqa: E402
-from mtus_engine.engine import Engine  # noqa: E402
+from mtus_engine.evaluation.case import case_to_data  # noqa: E402
+from mtus_engine.evaluation.engine import Engine  # noqa: E402
 
 
 def rss_mib() -> float:

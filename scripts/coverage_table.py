@@ -5,7 +5,7 @@ tests, and its pages with their certainty.
     python scripts/coverage_table.py          # write docs/coverage.md
     python scripts/coverage_table.py --check  # exit 1 if docs/coverage.md is stale
 
-The table comes from mtus_engine.coverage (the same as `mtus rules coverage --format markdown`),
+The table comes from mtus_engine.rules.coverage (the same as `mtus rules coverage --format markdown`),
 which runs the rulebook's own tests (ruletests.run_rule_tests) on an Engine over
 rulebook.load_rulebook(); tests/test_rulebook.py checks the file is current.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mtus_engine.coverage import coverage_markdown, coverage_rows
-from mtus_engine.engine import Engine
-from mtus_engine.rulebook import load_rulebook
+from mtus_engine.rules.coverage import coverage_markdown, coverage_rows
+from mtus_engine.evaluation.engine import Engine
+from mtus_engine.rules.rulebook import load_rulebook
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "coverage.md"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mtus_engine.engine import Engine
-from mtus_engine.rulebook import load_rulebook
+from mtus_engine.evaluation.engine import Engine
+from mtus_engine.rules.rulebook import load_rulebook
 
 ROOT = Path(__file__).resolve().parents[1]
 

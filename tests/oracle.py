@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mtus_engine.rulebook import Criterion, Rule, Rulebook
+from mtus_engine.rules.rulebook import Criterion, Rule, Rulebook
 
 SEVERITY = {"certify": 0, "modify": 1, "non-certify": 2}
 
@@ -139,7 +139,7 @@ def evaluate(rulebook: Rulebook, facts: dict[str, Any], edition: str | None = No
 
 # ------------------------------------------------------------------ facts, by hand
 # The derived facts of a one-request case, written out from each fact's meaning in the
-# vocabulary, sharing nothing with src/mtus_engine/derivations.py: if a declaration drifts from
+# vocabulary, sharing nothing with src/mtus_engine/evaluation/derivations.py: if a declaration drifts from
 # what its meaning says, the two evaluations disagree. Cases here have a single request.
 
 _SEVERE = ("fractur", "crush", "amputat", "burn", "dislocat")

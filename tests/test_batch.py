@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mtus_engine.batch import resume_point, run_batch
+from mtus_engine.evaluation.batch import resume_point, run_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ def test_cli_batch_exit_code_and_stdout(jsonl):
 def test_batch_under_a_named_edition_says_so_and_resumes_only_under_it(tmp_path):
     import json as _json
     from click.testing import CliRunner
-    from mtus_engine.cli import main
+    from mtus_engine.interfaces.cli import main
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_json.dumps({"id": f"c{i}", "request_date": "2026-11-30",
                                           "requests": [{"item": "Soma 350 mg #30"}]}) for i in range(3)) + "\n")

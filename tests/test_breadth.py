@@ -3,9 +3,9 @@ modalities, morphine equivalents, and items the MTUS leaves to other guidelines.
 
 import pytest
 
-from mtus_engine.case import (DIAGNOSIS_TYPES, GI_RISK_FACTORS, INGREDIENTS, MODALITIES, case_from_data,
+from mtus_engine.evaluation.case import (DIAGNOSIS_TYPES, GI_RISK_FACTORS, INGREDIENTS, MODALITIES, case_from_data,
                               derive_request, parse_item)
-from mtus_engine.engine import DerivedRequest, request_facts
+from mtus_engine.evaluation.engine import DerivedRequest, request_facts
 
 
 @pytest.mark.parametrize("item,expected", [

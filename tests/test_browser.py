@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from mtus_engine.service.launch import ServerProcess
+from mtus_engine.interfaces.service.launch import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 LETTER = ROOT / "cases" / "letters" / "000_76513b612d91b1e3.txt"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mtus_engine.case import case_to_data, derive, load_case, load_case_text, parse_item
+from mtus_engine.evaluation.case import case_to_data, derive, load_case, load_case_text, parse_item
 from mtus_engine.errors import InputError
 
 EXAMPLE = """\
@@ -437,7 +437,7 @@ def test_dates_after_the_request_date_are_all_reported_with_their_lines():
 
 
 def test_derived_values_out_of_bounds_are_reported_for_every_request(engine):
-    from mtus_engine.case import case_from_data, derived_error
+    from mtus_engine.evaluation.case import case_from_data, derived_error
     case = case_from_data({"id": "x", "requests": [{"item": "Cyclobenzaprine 7.5mg #999999"}, {"item": "Soma"},
                                                     {"item": "Norco 10/325 #60 refills x 99"}]})
     err = derived_error(case, engine.rulebook.drugs, "c.yaml")
@@ -448,7 +448,7 @@ def test_derived_values_out_of_bounds_are_reported_for_every_request(engine):
 def test_the_cli_exits_2_with_every_problem(tmp_path):
     from click.testing import CliRunner
 
-    from mtus_engine.cli import main
+    from mtus_engine.interfaces.cli import main
     bad = tmp_path / "bad.yaml"
     bad.write_text(SEVERAL_PROBLEMS)
     res = CliRunner().invoke(main, ["evaluate", str(bad)])
@@ -459,8 +459,8 @@ def test_the_cli_exits_2_with_every_problem(tmp_path):
 # ---- the case model is built from the fact vocabulary
 
 def test_case_fields_are_the_declared_facts():
-    from mtus_engine.case import CASE_FACTS, Findings, Patient, Request
-    from mtus_engine.rulebook import load_rulebook
+    from mtus_engine.evaluation.case import CASE_FACTS, Findings, Patient, Request
+    from mtus_engine.rules.rulebook import load_rulebook
     facts = load_rulebook().facts
     for model, source, own in ((Findings, "findings", set()), (Request, "request", {"item", "strength"}),
                                (Patient, "patient", {"sex"})):
@@ -486,7 +486,7 @@ def test_a_fact_added_to_the_vocabulary_is_a_case_field(tmp_path, root):
         "  night_pain_known:\n    type: boolean\n    source: derived\n    meaning: Derived.\n")
     script = """
 import json
-from mtus_engine.case import Findings, Request, case_from_data
+from mtus_engine.evaluation.case import Findings, Request, case_from_data
 from mtus_engine.errors import InputError
 case = case_from_data({"id": "x", "findings": {"night_pain": True, "night_pain_score": 3},
                        "requests": [{"item": "Knee brace", "brace_side": "left"}]})
@@ -510,7 +510,7 @@ print(json.dumps({"night_pain": case.findings.night_pain, "side": case.requests[
 
 
 def test_the_documented_facts_are_the_vocabulary(root):
-    from mtus_engine.case import fact_fields_markdown
+    from mtus_engine.evaluation.case import fact_fields_markdown
     doc = (root / "docs" / "case-fields.md").read_text()
     section = doc.split("do not edit -->\n", 1)[1].split("<!-- end of generated facts -->", 1)[0]
     assert section == fact_fields_markdown(), "regenerate: PYTHONPATH=src python scripts/case_fields.py"
@@ -521,8 +521,8 @@ def test_derived_request_has_exactly_the_request_fields():
     listed twice by hand, and a typo raises instead of reading as undocumented."""
     import pytest as _pytest
 
-    from mtus_engine.case import Request
-    from mtus_engine.derived import DerivedRequest
+    from mtus_engine.evaluation.case import Request
+    from mtus_engine.evaluation.derived import DerivedRequest
     assert set(DerivedRequest.__dataclass_fields__) - {"given"} == set(Request.model_fields)
     req = DerivedRequest.of({"item": "Norco 10/325 #60", "drug": "hydrocodone/acetaminophen"})
     assert dict(req.items()) == {"item": "Norco 10/325 #60", "drug": "hydrocodone/acetaminophen"}

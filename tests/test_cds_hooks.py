@@ -18,9 +18,9 @@ from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from mtus_engine.cli import main as cli
-from mtus_engine.service.fhir import bundle_case
-from mtus_engine.service.launch import ServerProcess
+from mtus_engine.interfaces.cli import main as cli
+from mtus_engine.interfaces.service.fhir import bundle_case
+from mtus_engine.interfaces.service.launch import ServerProcess
 
 
 def _bundle(resources, type_="collection", id_=None) -> Bundle:
@@ -108,7 +108,7 @@ def test_order_sign_one_card_per_draft_order(server):
 
 def test_mapping_reads_dispense_request_sessions_site_prior_use_and_patient():
     body = hook_request()
-    from mtus_engine.service.fhir import hook_case
+    from mtus_engine.interfaces.service.fhir import hook_case
     case = hook_case(body)
     assert case.patient.age == 52 and case.patient.sex == "male"
     assert str(case.request_date) == "2014-06-20" and str(case.injury_date) == "2013-01-30"

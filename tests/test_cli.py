@@ -2,7 +2,7 @@ import json
 
 from click.testing import CliRunner
 
-from mtus_engine.cli import main
+from mtus_engine.interfaces.cli import main
 
 EXAMPLE = "cases/example-chronic-cyclobenzaprine.yaml"
 
@@ -152,8 +152,8 @@ def test_extract_workers_give_the_same_files_and_the_c_dumper_the_same_yaml(root
 def test_derived_request_is_typed_and_a_misspelt_field_raises(engine):
     import pytest
 
-    from mtus_engine.case import Request, case_from_data, derive_request
-    from mtus_engine.derived import DerivedRequest
+    from mtus_engine.evaluation.case import Request, case_from_data, derive_request
+    from mtus_engine.evaluation.derived import DerivedRequest
     assert set(Request.model_fields) <= set(DerivedRequest.__dataclass_fields__)
     case = case_from_data({"id": "x", "requests": [{"item": "Cyclobenzaprine 7.5mg #60"}]})
     fields, _ = derive_request(case, 0, engine.rulebook.drugs)
@@ -169,11 +169,11 @@ def test_derived_request_is_typed_and_a_misspelt_field_raises(engine):
 def test_a_cold_json_evaluate_loads_no_renderer_service_or_pdf_library(root):
     import subprocess
     import sys
-    code = ("import sys\nfrom mtus_engine.cli import main\n"
+    code = ("import sys\nfrom mtus_engine.interfaces.cli import main\n"
             "try:\n    main(['evaluate', sys.argv[1], '--format', 'json'])\n"
             "except SystemExit:\n    pass\n"
             "heavy = ('jinja2', 'rich', 'matplotlib', 'fastapi', 'uvicorn', 'pypdf', 'pypdfium2', "
-            "'mtus_engine.letter', 'mtus_engine.whatif', 'mtus_engine.regress', 'mtus_engine.batch')\n"
+            "'mtus_engine.letters.letter', 'mtus_engine.evaluation.whatif', 'mtus_engine.rules.regress', 'mtus_engine.evaluation.batch')\n"
             "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n")
     res = subprocess.run([sys.executable, "-c", code, str(root / EXAMPLE)], capture_output=True, text=True,
                          timeout=120)

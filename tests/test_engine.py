@@ -2,10 +2,10 @@ import resource
 
 import pytest
 
-from mtus_engine.backend import RulesetHandle
-from mtus_engine.case import load_case_text
-from mtus_engine.compiler import compile_rulebook
-from mtus_engine.render import render_json
+from mtus_engine.evaluation.backend import RulesetHandle
+from mtus_engine.evaluation.case import load_case_text
+from mtus_engine.rules.compiler import compile_rulebook
+from mtus_engine.interfaces.render import render_json
 
 TWO = """\
 id: two
@@ -84,7 +84,7 @@ def test_a_session_where_no_rule_fires_does_not_crash_durable_rules():
     # fired (SIGSEGV); run in a subprocess so a regression fails this test, not the whole run
     import subprocess
     import sys
-    code = ("from mtus_engine.backend import RulesetHandle\n"
+    code = ("from mtus_engine.evaluation.backend import RulesetHandle\n"
             "rs = RulesetHandle('nothing-fires', {'x': {'all': [{'m': {'$and': [{'kind': 'request'}, {'a': 1}]}}]}})\n"
             "for i in range(2000):\n"
             "    assert rs.evaluate([{'kind': 'request', 'a': 2}]) == []\n"
@@ -96,9 +96,9 @@ def test_a_session_where_no_rule_fires_does_not_crash_durable_rules():
 # ------------------------------------------------------------------ derived facts
 
 def _compile(text, facts=None):
-    from mtus_engine.derivations import Compiler, Ctx
-    from mtus_engine.derived import DerivedRequest
-    from mtus_engine.rulebook import FactSpec
+    from mtus_engine.evaluation.derivations import Compiler, Ctx
+    from mtus_engine.evaluation.derived import DerivedRequest
+    from mtus_engine.rules.rulebook import FactSpec
     vocab = {n: FactSpec(type=t, source="findings", meaning="", values=["a", "b"] if t == "list" else None)
              for n, t in (facts or {"x": "number", "y": "number", "p": "boolean", "q": "boolean", "l": "list"}).items()}
     fn, reads = Compiler(vocab, {"item"}).compile(text)
@@ -138,14 +138,14 @@ def test_expressions_are_three_valued_and_propagate_the_undocumented():
     ("x +", "cannot parse"),
 ])
 def test_expressions_refuse_what_is_not_the_language(text, needle):
-    from mtus_engine.derivations import ExpressionError
+    from mtus_engine.evaluation.derivations import ExpressionError
     with pytest.raises(ExpressionError) as exc:
         _compile(text)
     assert needle in str(exc.value)
 
 
 def test_a_derivation_registers_once_with_its_inverse_stated():
-    from mtus_engine.derivations import DERIVATIONS, derivation
+    from mtus_engine.evaluation.derivations import DERIVATIONS, derivation
     assert all(hasattr(d, "inverse") for d in DERIVATIONS.values())
     with pytest.raises(ValueError, match="registered twice"):
         derivation("months_since_injury", inverse=None)(lambda ctx: None)
@@ -154,8 +154,8 @@ def test_a_derivation_registers_once_with_its_inverse_stated():
 
 
 def test_derivation_walks_only_what_the_rules_for_the_item_read(engine):
-    from mtus_engine.case import derive_request
-    from mtus_engine.engine import DerivedRequest, request_facts
+    from mtus_engine.evaluation.case import derive_request
+    from mtus_engine.evaluation.engine import DerivedRequest, request_facts
     case = load_case_text("id: w\nrequest_date: 2017-01-05\npatient: {age: 70}\ninjury_date: 2016-12-01\n"
                           "diagnoses: [fracture of the wrist]\nmedications: [{name: ibuprofen}]\nrequests:\n"
                           "  - item: 'Flexeril 7.5 mg #20'\n  - item: 'Norco 10/325 mg #60'\n"
@@ -196,7 +196,7 @@ def test_a_when_guard_tests_a_string_fact_directly(engine):
 def _gold_cases(root):
     import yaml
 
-    from mtus_engine.case import case_from_data
+    from mtus_engine.evaluation.case import case_from_data
     out = []
     for path in sorted((root / "cases/letters/real").glob("*.gold.yaml")):
         data = yaml.safe_load(path.read_text()).get("case")
@@ -210,8 +210,8 @@ def test_a_reused_session_judges_as_a_fresh_engine_does(engine, root, monkeypatc
     # the real corpus, shuffled through one engine, must give what fresh sessions give
     import random
 
-    import mtus_engine.backend as backend
-    from mtus_engine.engine import Engine
+    import mtus_engine.evaluation.backend as backend
+    from mtus_engine.evaluation.engine import Engine
     cases = _gold_cases(root)
     assert len(cases) > 100
     shuffled = list(cases)
@@ -237,7 +237,7 @@ def test_evaluate_request_is_that_request_of_evaluate(engine, root):
 def test_the_certify_stage_is_decided_in_durable_rules(engine):
     # stage two asserts one conclusions fact per applied rule; the certify rule fires in
     # durable_rules only when every decisive criterion is flagged met or not applicable
-    from mtus_engine.compiler import chained_facts
+    from mtus_engine.rules.compiler import chained_facts
     compiled = engine.compiled
     rule = engine.rulebook.by_id["cyclobenzaprine.short-course"]
     family = next(i for i, f in enumerate(compiled.families) if rule.id in f.rule_ids)
@@ -262,7 +262,7 @@ def test_ending_sessions_never_crashes_durable_rules():
     # the cleanup rule first (durable_rules 2.0.28 frees an uninitialised action context)
     import subprocess
     import sys
-    code = ("import mtus_engine.backend as b\n"
+    code = ("import mtus_engine.evaluation.backend as b\n"
             "b.RECYCLE_AFTER = 1\n"
             "rs = b.RulesetHandle('recycled', {'x': {'all': [{'m': {'$and': [{'kind': 'request'}, {'a': 1}]}}]}})\n"
             "for i in range(1500):\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from mtus_engine.case import case_from_data, load_case_text
+from mtus_engine.evaluation.case import case_from_data, load_case_text
 from mtus_engine.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def mutated_letters(draw):
 
 
 def _extract(text):
-    from mtus_engine.letter import letter_to_case, parse_letter
+    from mtus_engine.letters.letter import letter_to_case, parse_letter
     parsed = parse_letter(text, "fuzz.txt")
     return case_from_data(letter_to_case(parsed, "fuzz"), "fuzz.txt")
 
@@ -165,7 +165,7 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 
 from mtus_engine.api import case_error  # noqa: E402
-from mtus_engine.case import MAX_REQUESTS  # noqa: E402
+from mtus_engine.evaluation.case import MAX_REQUESTS  # noqa: E402
 from mtus_engine.yamlio import MAX_DEPTH  # noqa: E402
 
 HOSTILE = settings(max_examples=max(20, EXAMPLES // 5), deadline=None, suppress_health_check=list(HealthCheck))
@@ -293,7 +293,7 @@ def test_many_requests_are_capped_and_bounded_in_time(engine, n, item):
 @given(st.lists(st.one_of(st.just("good"), deep_documents(), derived_numbers(), bad_scalars(),
                           st.binary(max_size=200).map(lambda b: b.decode("latin-1"))), min_size=1, max_size=12))
 def test_a_batch_with_poison_lines_processes_every_line(tmp_path_factory, docs):
-    from mtus_engine.batch import run_batch
+    from mtus_engine.evaluation.batch import run_batch
     good = json.dumps({"id": "g", "request_date": "2014-06-20", "requests": [{"item": "Soma 350 mg #20"}]})
     lines = [good if d == "good" else " ".join(d.splitlines()) for d in docs]
     lines = [line for line in lines if line.strip()]

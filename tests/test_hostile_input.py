@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mtus_engine.batch import run_batch
-from mtus_engine.cli import main
+from mtus_engine.evaluation.batch import run_batch
+from mtus_engine.interfaces.cli import main
 from mtus_engine.errors import EngineError, InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_an_overlong_line_without_newline_is_one_error_and_memory_stays_bounded(
 # ------------------------------------------------------------------ dead workers
 
 def _crash_on(name):
-    import mtus_engine.batch as batch
+    import mtus_engine.evaluation.batch as batch
     real = batch.evaluate_one
 
     def evaluate_one(item, rules_dir=None):
@@ -195,7 +195,7 @@ def _crash_on(name):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_worker_that_dies_is_detected_its_case_reported_and_the_run_goes_on(tmp_path, monkeypatch, workers):
-    import mtus_engine.batch as batch
+    import mtus_engine.evaluation.batch as batch
     d = tmp_path / "cases"
     d.mkdir()
     for i in range(12):
@@ -298,7 +298,7 @@ def test_two_resumes_at_once_do_not_both_write(tmp_path):
 # ------------------------------------------------------------------ many requests
 
 def _big_case(n: int, item: str):
-    from mtus_engine.case import Case
+    from mtus_engine.evaluation.case import Case
     return Case.model_validate({"id": "big", "request_date": "2014-06-20", "injury_date": "2013-01-01",
                                 "medications": [{"name": "Tramadol 50 mg", "since": "2014-01-01"}],
                                 "requests": [{"item": item.format(60 + i % 50), "prior_sessions": i % 3}
@@ -325,7 +325,7 @@ def test_many_requests_are_linear(engine, item):
 # ------------------------------------------------------------------ engine errors
 
 def test_an_engine_failure_is_that_cases_error_line(root, monkeypatch, tmp_path):
-    from mtus_engine.engine import Engine
+    from mtus_engine.evaluation.engine import Engine
     good, bad = tmp_path / "good.yaml", tmp_path / "boom.yaml"
     good.write_text(GOOD.format(id="good"))
     bad.write_text(GOOD.format(id="boom"))
@@ -354,7 +354,7 @@ def _branchy(n):
 def test_a_match_stack_overflow_is_an_engine_error_not_a_crash():
     # error 303 used to kill the process in delete_state (free(): invalid size, SIGSEGV)
     code = """
-from mtus_engine.backend import RulesetHandle
+from mtus_engine.evaluation.backend import RulesetHandle
 from mtus_engine.errors import EngineError
 rs = RulesetHandle("overflow", {f"r{i}": {"all": [{"m": {"$and": [{"kind": "request"}, {f"p{i}": 1}]}}]} for i in range(80)})
 fact = {"kind": "request", "id": "x", **{f"p{i}": 1 for i in range(80)}}
@@ -373,8 +373,8 @@ print(errors, rs.evaluate([{"kind": "request", "id": "x", "p1": 1}]))
 
 
 def test_lint_flags_a_family_near_durable_rules_limits(monkeypatch):
-    import mtus_engine.backend as backend
-    from mtus_engine.backend import limit_problems
+    import mtus_engine.evaluation.backend as backend
+    from mtus_engine.evaluation.backend import limit_problems
     assert limit_problems("small", _branchy(10), 12, [("probe", [{"kind": "request", "id": "x", "p1": 1}])]) == []
     near = limit_problems("near", _branchy(70), 72, [("probe", [{"kind": "request", "id": "x",
                                                                   **{f"p{i}": 1 for i in range(70)}}])])
@@ -430,7 +430,7 @@ def noisy(source, **kw):
     warnings.warn_explicit("odd PDF", UserWarning, "pypdf/_reader.py", 1, module="pypdf._reader")
     return real(source, **kw)
 api.read_source = noisy
-from mtus_engine.cli import main
+from mtus_engine.interfaces.cli import main
 main(["evaluate", {str(good)!r}, "--format", "json", *sys.argv[1:]])
 """
     loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CLI_TIMEOUT)
@@ -441,8 +441,8 @@ main(["evaluate", {str(good)!r}, "--format", "json", *sys.argv[1:]])
 
 
 def test_a_case_that_runs_too_long_in_a_worker_is_its_error_line(tmp_path, monkeypatch):
-    import mtus_engine.batch as batch
-    from mtus_engine.engine import Engine
+    import mtus_engine.evaluation.batch as batch
+    from mtus_engine.evaluation.engine import Engine
     src = tmp_path / "in.jsonl"
     src.write_text(_case(id="slow") + "\n" + _case(id="fine") + "\n")
     real = Engine.evaluate

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtus_engine import case as C
+from mtus_engine.evaluation import case as C
 from mtus_engine.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_a_broken_item_entry_is_a_rulebook_lint_error(root, tmp_path):
 
     from click.testing import CliRunner
 
-    from mtus_engine.cli import main
+    from mtus_engine.interfaces.cli import main
     rules = tmp_path / "rules"
     shutil.copytree(root / "rules", rules)
     path = rules / "vocabulary" / "items.yaml"

@@ -14,9 +14,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtus_engine.case import Case
+from mtus_engine.evaluation.case import Case
 from mtus_engine.errors import InputError
-from mtus_engine.letter import (
+from mtus_engine.letters.letter import (
     ParsedLetter, detect_acute_exacerbation, detect_functional_improvement, letter_to_case,
     parse_letter, read_letter,
 )

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtus_engine.case import case_from_data
+from mtus_engine.evaluation.case import case_from_data
 from mtus_engine.errors import InputError
-from mtus_engine.letter import letter_to_case, parse_letter, read_letter
-from mtus_engine.notes import case_from_text, detect_document, extract_note, read_progress_note
+from mtus_engine.letters.letter import letter_to_case, parse_letter, read_letter
+from mtus_engine.letters.notes import case_from_text, detect_document, extract_note, read_progress_note
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = sorted((ROOT / "cases" / "notes").glob("*.txt"))

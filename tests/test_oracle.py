@@ -6,7 +6,7 @@ import os
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import oracle
-from mtus_engine.rulebook import load_rulebook
+from mtus_engine.rules.rulebook import load_rulebook
 from conftest import ROOT
 
 RULEBOOK = load_rulebook(ROOT / "rules")
@@ -93,7 +93,7 @@ def test_engine_agrees_with_the_oracle(engine, facts):
 
 @st.composite
 def cases(draw):
-    from mtus_engine.case import Case
+    from mtus_engine.evaluation.case import Case
     item = draw(st.sampled_from(["Flexeril 7.5 mg #{q}", "Soma #{q}", "Zanaflex 4mg #{q} refills x 2",
                                  "Baclofen 10 mg #{q}", "Norflex #{q}", "Chiropractic {s} sessions lumbar",
                                  "Acupuncture x {s}", "Ambien #{q}", "Chiropractic x {s} knee",
@@ -127,7 +127,7 @@ def cases(draw):
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cases())
 def test_engine_agrees_with_the_oracle_on_whole_cases(engine, case):
-    from mtus_engine.case import derive_request
+    from mtus_engine.evaluation.case import derive_request
     fields, _ = derive_request(case, 0, engine.rulebook.drugs)
     # the oracle's facts are derived by hand, not through the declarations the engine walks
     facts = oracle.request_facts(case, fields, engine.rulebook)

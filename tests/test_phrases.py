@@ -9,12 +9,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from mtus_engine.case import Case
-from mtus_engine.engine import Engine
-from mtus_engine.cli import main
+from mtus_engine.evaluation.case import Case
+from mtus_engine.evaluation.engine import Engine
+from mtus_engine.interfaces.cli import main
 from mtus_engine.errors import EngineError, RulebookError
-from mtus_engine.phrases import REQUIRED, load_phrases
-from mtus_engine.rulebook import load_rulebook
+from mtus_engine.rules.phrases import REQUIRED, load_phrases
+from mtus_engine.rules.rulebook import load_rulebook
 
 
 def _copy(root, tmp_path):

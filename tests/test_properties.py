@@ -9,9 +9,9 @@ from collections import Counter
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from mtus_engine.case import Case, case_to_data, load_case_text
-from mtus_engine.determination import SEVERITY
-from mtus_engine.render import render_json
+from mtus_engine.evaluation.case import Case, case_to_data, load_case_text
+from mtus_engine.evaluation.determination import SEVERITY
+from mtus_engine.interfaces.render import render_json
 
 RELAXANT_ITEMS = ["Flexeril 7.5 mg", "Robaxin 750 mg", "Skelaxin 800 mg", "Zanaflex 4 mg",
                   "Norflex 100 mg", "Soma 350 mg", "Baclofen 10 mg"]

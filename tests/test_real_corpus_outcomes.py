@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtus_engine.case import case_from_data
-from mtus_engine.regress import engine_outcome, run_regression
+from mtus_engine.evaluation.case import case_from_data
+from mtus_engine.rules.regress import engine_outcome, run_regression
 
 REAL = Path(__file__).resolve().parents[1] / "cases" / "letters" / "real"
 GOLDS = sorted(REAL.glob("*.gold.yaml"))

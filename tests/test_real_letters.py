@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtus_engine.letter import letter_to_case, parse_letter, read_letter
+from mtus_engine.letters.letter import letter_to_case, parse_letter, read_letter
 
 REAL = Path(__file__).resolve().parents[1] / "cases" / "letters" / "real"
 GOLDS = sorted(REAL.glob("*.gold.yaml"))

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from mtus_engine.case import case_from_data
-from mtus_engine.cli import main
-from mtus_engine.regress import engine_outcome, page_set, run_regression
+from mtus_engine.evaluation.case import case_from_data
+from mtus_engine.interfaces.cli import main
+from mtus_engine.rules.regress import engine_outcome, page_set, run_regression
 
 ROOT = Path(__file__).resolve().parents[1]
 LETTERS = ROOT / "cases" / "letters"
@@ -141,7 +141,7 @@ def test_min_agreement_fails_below(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ honest figures (issue 9)
 
-from mtus_engine.regress import Tally, item_citations  # noqa: E402
+from mtus_engine.rules.regress import Tally, item_citations  # noqa: E402
 
 
 def _item(letter_outcome, engine_outcome, *, mtus=True, parts=("cpmtg-2016",), gold=None, match=None):
@@ -156,7 +156,7 @@ def test_balanced_accuracy_is_na_on_a_one_class_corpus(monkeypatch):
     with run_regression(SEEDS) as run:
         s = run.summary
         out = __import__("io").StringIO()
-        from mtus_engine.report import write_markdown, write_text
+        from mtus_engine.interfaces.report import write_markdown, write_text
         write_text(run, out)
         md = __import__("io").StringIO()
         write_markdown(run, md)
@@ -197,7 +197,7 @@ def test_tally_coverage_recall_and_reasons():
 
 def test_cited_parts_come_from_the_extractors_citations(root):
     # one title matcher: the extractor resolves each citation against rulebook.yaml's part titles
-    from mtus_engine.letter import Citation, ParsedItem, parse_letter, read_letter
+    from mtus_engine.letters.letter import Citation, ParsedItem, parse_letter, read_letter
 
     def cited(name, index=0):
         path = root / "cases" / "letters" / name
@@ -259,7 +259,7 @@ def test_pdf_backend_reads_real_letters_line_for_line_as_pypdf():
 
     from pypdf import PdfReader
 
-    from mtus_engine.letter import read_letter
+    from mtus_engine.letters.letter import read_letter
 
     def lines(text):
         return [" ".join(l.split()) for l in re.split(r"[\r\n]", text) if l.strip()]
@@ -274,7 +274,7 @@ def test_pdf_backend_reads_real_letters_line_for_line_as_pypdf():
 
 
 def test_markdown_cells_carry_no_html_links_or_cell_breaks():
-    from mtus_engine.report import _md
+    from mtus_engine.interfaces.report import _md
     cell = _md("Soma <script>x</script> | [link](http://x)\nnext")
     assert "<script>" not in cell and "&lt;script&gt;" in cell
     assert "\\|" in cell and "\\[link\\](http://x)" in cell and "\n" not in cell
@@ -319,7 +319,7 @@ def test_two_regress_runs_never_share_a_temporary_report(tmp_path):
 
 
 def test_markup_in_a_letter_item_is_shown_not_interpreted(tmp_path):
-    from mtus_engine.letter import parse_letter
+    from mtus_engine.letters.letter import parse_letter
     seed = sorted((Path(__file__).resolve().parents[1] / "cases" / "letters").glob("*.txt"))[0]
     text = seed.read_text()
     item = parse_letter(text).items[0].item

@@ -3,8 +3,8 @@ import shutil
 import pytest
 
 from mtus_engine.errors import RulebookError
-from mtus_engine.rulebook import load_rulebook
-from mtus_engine.ruletests import rule_coverage, run_rule_tests
+from mtus_engine.rules.rulebook import load_rulebook
+from mtus_engine.rules.ruletests import rule_coverage, run_rule_tests
 
 
 def _results(engine):
@@ -27,7 +27,7 @@ def test_every_rule_is_fired_by_a_test_and_has_certify_and_deny(engine):
 
 
 def test_citations_cite_drug_entry_before_class(engine):
-    from mtus_engine.case import load_case_text
+    from mtus_engine.evaluation.case import load_case_text
     det = engine.evaluate(load_case_text(
         "id: x\nrequest_date: 2014-01-01\nrequests:\n  - item: Soma 350 mg\n")).determinations[0]
     assert [c.section for c in det.citations] == ["Carisoprodol (Soma)", "Muscle relaxants (for pain)"]
@@ -104,7 +104,7 @@ def test_lint_errors_name_file_and_line(rules_copy, file, old, new, needle):
 
 
 def test_coverage_doc_is_current(engine, root):
-    from mtus_engine.coverage import coverage_markdown, coverage_rows
+    from mtus_engine.rules.coverage import coverage_markdown, coverage_rows
     rows, totals = coverage_rows(engine)
     assert totals["rule_coverage"] == 1.0 and totals["tests_passed"] == totals["tests"]
     assert (root / "docs" / "coverage.md").read_text() == coverage_markdown(rows, totals), \
@@ -139,8 +139,8 @@ def test_no_page_is_marked_letter_unless_a_real_letter_cites_it(engine, root):
 def test_every_page_in_a_rationale_has_a_citation_entry(engine):
     # run every rule test case; any "page(s) X" or "(page X)" the rationale prints must be cited
     import re
-    from mtus_engine.case import case_from_data
-    from mtus_engine.ruletests import load_rule_tests
+    from mtus_engine.evaluation.case import case_from_data
+    from mtus_engine.rules.ruletests import load_rule_tests
     from mtus_engine.yamlio import plain
     pattern = re.compile(r"\bpages?(?:\(s\))?\s+(\d+(?:-\d+)?(?:,\s*\d+(?:-\d+)?)*)")
     checked = 0
@@ -155,7 +155,7 @@ def test_every_page_in_a_rationale_has_a_citation_entry(engine):
 
 
 def test_items_outside_the_mtus_say_no_rule_and_name_the_gap(engine):
-    from mtus_engine.case import load_case_text
+    from mtus_engine.evaluation.case import load_case_text
     res = engine.evaluate(load_case_text(
         "id: gap\nrequest_date: 2014-06-20\nrequests:\n  - item: 'Ambien 10 mg #30'\n  - item: Theramine #90\n"))
     for d in res.determinations:
@@ -164,7 +164,7 @@ def test_items_outside_the_mtus_say_no_rule_and_name_the_gap(engine):
 
 
 def test_a_misspelt_rule_test_expectation_fails_with_a_hint(engine, tmp_path):
-    from mtus_engine.ruletests import run_rule_tests
+    from mtus_engine.rules.ruletests import run_rule_tests
     path = tmp_path / "typo.test.yaml"
     path.write_text(
         "tests:\n"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from mtus_engine.cli import main
+from mtus_engine.interfaces.cli import main
 
 # the five seed letters (the real 2016-2017 corpus lives in cases/letters/real/)
 SEEDS = sorted(str(p.relative_to(Path(__file__).resolve().parents[1])) for p in (Path(__file__).resolve().parents[1] / "cases" / "letters").glob("*.txt"))

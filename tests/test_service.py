@@ -21,8 +21,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from mtus_engine.cli import main as cli
-from mtus_engine.service.launch import ServerProcess
+from mtus_engine.interfaces.cli import main as cli
+from mtus_engine.interfaces.service.launch import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "example-chronic-cyclobenzaprine.yaml"
@@ -254,7 +254,7 @@ def test_decision_log_records_without_content(server):
 
 
 def test_store_inputs_keeps_the_input(tmp_path):
-    from mtus_engine.service.decisions import DecisionLog, show_decision
+    from mtus_engine.interfaces.service.decisions import DecisionLog, show_decision
     log = DecisionLog(tmp_path / "d.db", store_inputs=True)
     uid = log.record(endpoint="evaluate", raw=b"id: x", content_type="application/yaml",
                      result={"case_id": "x", "rulebook": {"version": "v", "digest": "d", "edition": None},
@@ -275,7 +275,7 @@ def test_group_commit_keeps_every_row_once(tmp_path):
     still queued."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mtus_engine.service.decisions import DecisionLog, list_decisions
+    from mtus_engine.interfaces.service.decisions import DecisionLog, list_decisions
     db = tmp_path / "d.db"
     log = DecisionLog(db)
     commits = []
@@ -309,7 +309,7 @@ def test_group_commit_keeps_every_row_once(tmp_path):
 
 
 def test_a_bad_row_does_not_take_its_batch_with_it(tmp_path):
-    from mtus_engine.service.decisions import DecisionLog
+    from mtus_engine.interfaces.service.decisions import DecisionLog
     log = DecisionLog(tmp_path / "d.db")
     bad = _result(1)
     bad["determinations"][0]["decision"] = None  # NOT NULL: this one row fails
@@ -328,7 +328,7 @@ def test_a_bad_row_does_not_take_its_batch_with_it(tmp_path):
 def test_a_log_from_before_the_requests_column_reads_back_and_takes_new_rows(tmp_path):
     """A log written with one row per request in decision_requests: opened by the service it gains
     decisions.requests; old and new rows read back alike (list, show, export)."""
-    from mtus_engine.service.decisions import DecisionLog, export_decisions, list_decisions, show_decision
+    from mtus_engine.interfaces.service.decisions import DecisionLog, export_decisions, list_decisions, show_decision
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:
         conn.executescript("""
@@ -365,7 +365,7 @@ def test_a_log_from_before_the_requests_column_reads_back_and_takes_new_rows(tmp
 def test_the_event_loop_never_waits_for_another_writers_lock(tmp_path):
     """write_now(wait=False) while another connection holds the write lock: Busy at once, nothing
     written; once the lock is free the same rows go in once."""
-    from mtus_engine.service.decisions import Busy, DecisionLog
+    from mtus_engine.interfaces.service.decisions import Busy, DecisionLog
     db = tmp_path / "d.db"
     log = DecisionLog(db)
     other = sqlite3.connect(db, isolation_level=None)
@@ -466,7 +466,7 @@ def test_two_workers_token_and_a_killed_worker_lose_nothing(tmp_path):
 def test_evaluate_does_not_import_the_service_stack():
     import subprocess
     import sys
-    code = ("import sys\nfrom mtus_engine.cli import main\n"
+    code = ("import sys\nfrom mtus_engine.interfaces.cli import main\n"
             f"sys.argv = ['mtus', 'evaluate', {str(CASE)!r}, '--format', 'json']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "bad = sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'fhir', 'httpx') if m in sys.modules)\n"
@@ -478,7 +478,7 @@ def test_evaluate_does_not_import_the_service_stack():
 def test_evaluation_time_is_bounded():
     import asyncio
 
-    from mtus_engine.service.app import BadInput, Config, Service
+    from mtus_engine.interfaces.service.app import BadInput, Config, Service
     service = Service(Config(timeout=0.2))
     with pytest.raises(BadInput) as caught:
         asyncio.run(service.run(time.sleep, 2))
@@ -491,7 +491,7 @@ def test_an_internal_error_is_500_and_logs_no_content(caplog):
     import asyncio
     import logging
 
-    from mtus_engine.service.app import Config, create_app
+    from mtus_engine.interfaces.service.app import Config, create_app
     app = create_app(Config())
     service = app.state.service
 
@@ -556,7 +556,7 @@ def test_a_timed_out_letter_stops_working(tmp_path):
 def test_answer_bytes_are_the_cli_json_encoded():
     """The service answers to_json_bytes; the CLI prints to_json: the same UTF-8, whichever encoder
     ran (orjson, or json.dumps where orjson would differ: a short negative exponent, an int key)."""
-    from mtus_engine.render import to_json, to_json_bytes
+    from mtus_engine.interfaces.render import to_json, to_json_bytes
     for data in ({"a": "Flexeril – 7.5 mg ✓", "b": [1, 2.5, None, True]}, {"x": 1e-7}, {1: "int key"},
                  {"big": 2 ** 70}, [], {"error": "café"}):
         assert to_json_bytes(data) == to_json(data).encode("utf-8")
@@ -599,9 +599,9 @@ def test_the_protocol_fast_path_answers_what_the_asgi_path_answers(tmp_path):
 
     import uvicorn
 
-    from mtus_engine.service.app import Config, create_app
-    from mtus_engine.service.launch import free_port
-    from mtus_engine.service.protocol import protocol_name
+    from mtus_engine.interfaces.service.app import Config, create_app
+    from mtus_engine.interfaces.service.launch import free_port
+    from mtus_engine.interfaces.service.protocol import protocol_name
     if "HttpTools" not in protocol_name():
         pytest.skip("httptools is not installed")
     db = tmp_path / "d.db"
@@ -663,7 +663,7 @@ def test_row_time_is_isoformat_utc_microseconds():
     """The log's cheap timestamps read as datetime.isoformat(timespec="microseconds") in UTC."""
     import datetime as dt
 
-    from mtus_engine.service.decisions import _now
+    from mtus_engine.interfaces.service.decisions import _now
     for _ in range(3):
         before = dt.datetime.now(dt.timezone.utc)
         stamp = _now()
@@ -678,7 +678,7 @@ def test_row_time_is_isoformat_utc_microseconds():
 def test_the_wal_starts_over_under_writes_that_never_pause(tmp_path, monkeypatch, restart):
     """Commits back to back (as two busy workers make them): PASSIVE checkpoints alone never let
     the WAL start over; past WAL_RESTART_BYTES a RESTART checkpoint does, and no row is lost."""
-    from mtus_engine.service.decisions import Busy, DecisionLog
+    from mtus_engine.interfaces.service.decisions import Busy, DecisionLog
     db = tmp_path / "d.db"
     monkeypatch.setattr(DecisionLog, "WAL_RESTART_BYTES", 256 * 1024 if restart else 1 << 40)
     log = DecisionLog(db)
@@ -710,7 +710,7 @@ def test_the_wal_starts_over_under_writes_that_never_pause(tmp_path, monkeypatch
 def test_the_writer_thread_reports_a_lock_held_past_its_timeout(tmp_path):
     """The writer thread (what-if, CDS Hooks, the page) waits for the write lock up to its busy
     timeout; past it each queued evaluation gets the error and the thread goes on writing."""
-    from mtus_engine.service.decisions import DecisionLog
+    from mtus_engine.interfaces.service.decisions import DecisionLog
     db = tmp_path / "d.db"
     log = DecisionLog(db)
     log._connect_plain = log._connect

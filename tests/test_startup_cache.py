@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from mtus_engine import engine as engine_module
-from mtus_engine import rulebook as rb_module
-from mtus_engine.case import load_case
-from mtus_engine.engine import Engine
+from mtus_engine.evaluation import engine as engine_module
+from mtus_engine.rules import rulebook as rb_module
+from mtus_engine.evaluation.case import load_case
+from mtus_engine.evaluation.engine import Engine
 from mtus_engine.errors import RulebookError
-from mtus_engine.rulebook import load_rulebook
+from mtus_engine.rules.rulebook import load_rulebook
 
 EXAMPLE = "cases/example-chronic-cyclobenzaprine.yaml"
 
@@ -198,7 +198,7 @@ def test_a_family_durable_rules_refuses_fails_at_start_up_until_accepted(cache, 
 
 
 def test_the_case_models_facts_come_from_the_cached_rulebook(cache, rules_copy, monkeypatch):
-    from mtus_engine import case as case_module
+    from mtus_engine.evaluation import case as case_module
     from_yaml = case_module._read_case_facts(rules_copy / "vocabulary")
     assert from_yaml and set(from_yaml) < set(load_rulebook(rules_copy).facts)   # derived facts left out
     _fresh_process(monkeypatch)
@@ -213,7 +213,7 @@ def test_the_case_models_facts_come_from_the_cached_rulebook(cache, rules_copy, 
 
 
 def test_the_item_tables_come_from_the_cached_rulebook(cache, rules_copy, monkeypatch):
-    from mtus_engine import case as case_module
+    from mtus_engine.evaluation import case as case_module
     from_yaml = case_module._read_item_vocabulary(rules_copy / "vocabulary")
     assert load_rulebook(rules_copy).items == from_yaml          # checked and kept at load
     _fresh_process(monkeypatch)
@@ -235,7 +235,7 @@ def _python(code, **env):
 
 _PLUGIN_PROBE = """
 import sys
-import mtus_engine.cli
+import mtus_engine.interfaces.cli
 from pydantic import BaseModel
 class M(BaseModel):
     x: int

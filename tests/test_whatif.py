@@ -4,11 +4,11 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from mtus_engine.case import Case, load_case_text
-from mtus_engine.cli import main
+from mtus_engine.evaluation.case import Case, load_case_text
+from mtus_engine.interfaces.cli import main
 from mtus_engine.errors import InputError
-from mtus_engine.render import render_json
-from mtus_engine.whatif import apply_changes, flip, grid, parse_grid, what_if
+from mtus_engine.interfaces.render import render_json
+from mtus_engine.evaluation.whatif import apply_changes, flip, grid, parse_grid, what_if
 
 CHRONIC = """\
 id: chronic
@@ -101,9 +101,9 @@ PATHS = ["requests[0].quantity", "requests[0].refills", "requests[0].prior_use_w
 @given(st.sampled_from(PATHS))
 def test_setting_a_field_to_its_current_value_changes_nothing(engine, path):
     case = load_case_text(CHRONIC)
-    from mtus_engine.case import derive
+    from mtus_engine.evaluation.case import derive
     full, _ = derive(case, engine.rulebook.drugs)
-    from mtus_engine.whatif import _current
+    from mtus_engine.evaluation.whatif import _current
     current = _current(full, path)
     if current is None:
         return
@@ -147,9 +147,9 @@ def test_every_suggested_flip_really_flips(engine, case):
 def test_a_derived_ceiling_is_inverted_through_its_declaration(engine):
     """supply_days is declared as a formula with solve: {vary: quantity}; what-if proposes the
     largest quantity whose supply meets the rule's ceiling, and one more would not."""
-    from mtus_engine.case import derive_request
-    from mtus_engine.compiler import test_holds
-    from mtus_engine.derivations import DerivedRequest, derive_value
+    from mtus_engine.evaluation.case import derive_request
+    from mtus_engine.rules.compiler import test_holds
+    from mtus_engine.evaluation.derivations import DerivedRequest, derive_value
     case = load_case_text("id: q\nrequest_date: 2014-06-20\nfindings: {acute_exacerbation: true}\n"
                           "medications: [{name: naproxen}]\nrequests:\n  - item: 'Flexeril 7.5 mg #90 refills x 2'\n")
     ans = flip(case, engine)[0]

@@ -10,11 +10,12 @@ __version__ = "0.1.0"
 # The public names are imported on first use (PEP 562), not here: `mtus --help`, `mtus extract`
 # and the worker processes then load only the modules they need (start-up time).
 _EXPORTS = {
-    "Case": "case", "Request": "case", "load_case": "case", "load_case_text": "case",
-    "CaseDetermination": "determination", "Determination": "determination",
-    "Engine": "engine", "evaluate": "engine",
+    "Case": "evaluation.case", "Request": "evaluation.case",
+    "load_case": "evaluation.case", "load_case_text": "evaluation.case",
+    "CaseDetermination": "evaluation.determination", "Determination": "evaluation.determination",
+    "Engine": "evaluation.engine", "evaluate": "evaluation.engine",
     "InputError": "errors", "MtusError": "errors", "RulebookError": "errors",
-    "Rulebook": "rulebook", "load_rulebook": "rulebook",
+    "Rulebook": "rules.rulebook", "load_rulebook": "rules.rulebook",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

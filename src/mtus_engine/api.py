@@ -16,22 +16,22 @@ from .errors import InputError
 from .yamlio import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
-    from .case import Case
-    from .determination import CaseDetermination
-    from .engine import Engine
-    from .rulebook import Rulebook
+    from .evaluation.case import Case
+    from .evaluation.determination import CaseDetermination
+    from .evaluation.engine import Engine
+    from .rules.rulebook import Rulebook
 
 
 def load_engine(rules_dir: str | None = None) -> "Engine":
     """The rulebook in rules_dir (default: the bundled one) compiled into an engine. Raises
     RulebookError (its problems, file:line each) or MtusError (durable_rules refused a family)."""
-    from .engine import Engine
-    from .rulebook import load_rulebook
+    from .evaluation.engine import Engine
+    from .rules.rulebook import load_rulebook
     return Engine(load_rulebook(rules_dir))
 
 
 def load_rules(rules_dir: str | None = None) -> "Rulebook":
-    from .rulebook import load_rulebook
+    from .rules.rulebook import load_rulebook
     return load_rulebook(rules_dir)
 
 
@@ -45,7 +45,7 @@ class Evaluated:
 
 def read_case(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
     """A case from a path, or ``-`` for standard input."""
-    from .case import load_case, load_case_text
+    from .evaluation.case import load_case, load_case_text
     if source == "-":
         raw = sys.stdin.buffer.read(max_bytes + 1)
         if len(raw) > max_bytes:
@@ -80,7 +80,7 @@ def case_error(source: str, exc: BaseException, case: "Case | None" = None,
     named by its type, never a traceback."""
     from pydantic import ValidationError
 
-    from .case import derived_error
+    from .evaluation.case import derived_error
     from .errors import MtusError
     if isinstance(exc, InputError):
         return exc
@@ -103,9 +103,9 @@ def extract_letter(path: str, *, max_bytes: int | None = None, kind: str = "auto
     """A letter file -> {"letter": parsed letter, "case": derived case}; a progress note ->
     {"kind": "note", "note": parsed note, "case": ...}. ``kind`` is auto (detected), letter or
     note. Raises InputError."""
-    from .case import case_from_data, case_to_data
-    from .letter import letter_to_case, parse_letter, read_letter
-    from .notes import extract_note, letter_or_note
+    from .evaluation.case import case_from_data, case_to_data
+    from .letters.letter import letter_to_case, parse_letter, read_letter
+    from .letters.notes import extract_note, letter_or_note
     text = read_letter(path, max_bytes=max_bytes) if max_bytes else read_letter(path)
     if (kind if kind != "auto" else letter_or_note(text)) == "note":
         return extract_note(text, path, f"note-{Path(path).stem}")
@@ -192,10 +192,10 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
     import io
     import os
 
-    from .regress import compare_baseline, run_regression, use_engine
-    from .report import write_html, write_json, write_junit, write_markdown, write_text
+    from .rules.regress import compare_baseline, run_regression, use_engine
+    from .interfaces.report import write_html, write_json, write_junit, write_markdown, write_text
     if engine is None:
-        from .engine import process_engine
+        from .evaluation.engine import process_engine
         engine = process_engine(rules_dir)
     rb = {"version": engine.rulebook.version, "digest": engine.rulebook.digest}
     use_engine(engine, rules_dir)   # no second rulebook load, here or in a worker
@@ -241,8 +241,8 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
 def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
     """A case file, or an IMR letter or a progress note (.txt/.pdf), whose case is read first."""
     if source != "-" and Path(source).suffix.lower() in (".txt", ".pdf"):
-        from .letter import read_letter
-        from .notes import case_from_text, letter_or_note
+        from .letters.letter import read_letter
+        from .letters.notes import case_from_text, letter_or_note
         text = read_letter(source, max_bytes=max_bytes)
         return case_from_text(text, source, kind=letter_or_note(text), stem=Path(source).stem)[1]
     return read_case(source, max_bytes=max_bytes)
@@ -250,7 +250,7 @@ def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
 
 def case_data(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
     """A case file (or letter) read again, as plain data (for --log-cases)."""
-    from .case import case_to_data
+    from .evaluation.case import case_to_data
     return case_to_data(read_source(source, max_bytes=max_bytes))
 
 
@@ -261,7 +261,7 @@ def default_workers() -> int:
 
 def collect_letters(paths: list[str]) -> tuple[list[Path], list[dict]]:
     """The letters under files and directories, and every other path as an error."""
-    from .regress import collect_letters as collect
+    from .rules.regress import collect_letters as collect
     return collect(paths)
 
 
@@ -305,7 +305,7 @@ def run_batch(source: str, *, output: str | None = None, workers: int = 1, resum
               out: IO[str] | None = None) -> dict:
     """Evaluate many cases (a JSONL file, a directory of case files, or -) into JSON lines;
     returns the summary (see batch.run_batch)."""
-    from .batch import run_batch as _run
+    from .evaluation.batch import run_batch as _run
     return _run(source, out, output=output, workers=workers, resume=resume, rules_dir=rules_dir,
                 max_bytes=max_bytes, progress=progress, edition=edition)
 
@@ -325,7 +325,7 @@ def parse_sets(sets: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def what_if(case: "Case", engine: "Engine", sets: list[tuple[str, str]], unsets: list[str]):
-    from . import whatif
+    from .evaluation import whatif
     from .errors import MtusError
     if not (sets or unsets):
         raise MtusError("nothing to do: give --set, --unset, --flip or --grid")
@@ -334,7 +334,7 @@ def what_if(case: "Case", engine: "Engine", sets: list[tuple[str, str]], unsets:
 
 def flip(case: "Case", engine: "Engine", sets: list[tuple[str, str]] = (), unsets: list[str] = ()):
     """The smallest verified changes that change each decision (after the given changes)."""
-    from . import whatif
+    from .evaluation import whatif
     base = case if not (sets or unsets) else whatif.apply_changes(case, list(sets), list(unsets))
     return whatif.flip(base, engine)
 
@@ -342,7 +342,7 @@ def flip(case: "Case", engine: "Engine", sets: list[tuple[str, str]] = (), unset
 def grid(case: "Case", engine: "Engine", grids: list[str], request_index: int = 0,
          sets: list[tuple[str, str]] = (), unsets: list[str] = (), plot: str | None = None):
     """A decision table over one or two swept fields; drawn as a heat map (PNG) to ``plot``."""
-    from . import whatif
+    from .evaluation import whatif
     axes = [whatif.parse_grid(g, case) for g in grids]
     result = whatif.grid(case, engine, axes, request_index, list(sets), list(unsets))
     if plot:
@@ -379,12 +379,12 @@ def compiled_rule(engine: "Engine", rule_id: str) -> dict[str, Any]:
 
 def family_limit_problems(engine: "Engine") -> list[str]:
     """durable_rules limits per rule family, probed with the facts of the rulebook's own tests."""
-    from .backend import limit_problems
-    from .case import case_from_data, derive_request
-    from .compiler import chained_facts
-    from .engine import DerivedRequest, request_facts
+    from .evaluation.backend import limit_problems
+    from .evaluation.case import case_from_data, derive_request
+    from .rules.compiler import chained_facts
+    from .evaluation.engine import DerivedRequest, request_facts
     from .errors import MtusError
-    from .ruletests import load_rule_tests
+    from .rules.ruletests import load_rule_tests
     from .yamlio import plain
     compiled = engine.compiled
     probes: dict[int, list] = {}
@@ -421,12 +421,12 @@ def lint_summary(engine: "Engine") -> dict[str, Any]:
 
 def rule_tests(engine: "Engine"):
     """The rulebook's own tests run: (results, per-rule coverage). MtusError for a broken test file."""
-    from .ruletests import rule_coverage, run_rule_tests
+    from .rules.ruletests import rule_coverage, run_rule_tests
     results = run_rule_tests(engine)
     return results, rule_coverage(engine, results)
 
 
 def coverage(engine: "Engine") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per guideline section: rules, facts read, tests, page certainty; and the totals."""
-    from .coverage import coverage_rows
+    from .rules.coverage import coverage_rows
     return coverage_rows(engine)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from ..case import Case, load_case_text
-from ..errors import InputError
-from ..yamlio import DEFAULT_MAX_BYTES
+from ...evaluation.case import Case, load_case_text
+from ...errors import InputError
+from ...yamlio import DEFAULT_MAX_BYTES
 
 CASE_TYPES = ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 LETTER_TYPES = ("text/plain", "application/pdf")
@@ -26,7 +26,7 @@ def media_type(content_type: str | None) -> str:
 
 def letter_text(data: bytes, source: str) -> str:
     """read_letter's checks on bytes already in memory: empty, a PDF's text layer, binary, encoding."""
-    from ..letter import _looks_binary, _pdf_text
+    from ...letters.letter import _looks_binary, _pdf_text
     if not data.strip():
         raise InputError(source, "file is empty", expected="the text or PDF of an IMR letter")
     if data.lstrip()[:5] == b"%PDF-":
@@ -44,7 +44,7 @@ def letter_text(data: bytes, source: str) -> str:
 
 def letter_case(data: bytes, source: str) -> Case:
     """An IMR letter's or a progress note's case (told apart as the CLI tells them apart)."""
-    from ..notes import case_from_text, letter_or_note
+    from ...letters.notes import case_from_text, letter_or_note
     text = letter_text(data, source)
     stem = PurePath(source).stem.strip("<>") or "body"
     return case_from_text(text, source, kind=letter_or_note(text), stem=stem)[1]

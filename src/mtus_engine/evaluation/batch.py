@@ -33,8 +33,8 @@ from typing import IO, Any, Callable, Iterator
 import orjson
 
 from .determination import DECISIONS
-from .errors import InputError
-from .yamlio import DEFAULT_MAX_BYTES, read_limited
+from ..errors import InputError
+from ..yamlio import DEFAULT_MAX_BYTES, read_limited
 
 CASE_SUFFIXES = {".yaml", ".yml", ".json"}
 FORMAT = 2          # the output's layout: header line, case lines, summary line
@@ -136,7 +136,7 @@ def iter_inputs(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
 def _open_stream(source: str) -> IO[bytes]:
     """A JSONL input: a regular file, or a pipe (a FIFO, ``<(...)``); never a device such as
     /dev/zero, whose endless bytes have no lines."""
-    from .yamlio import _open_problem
+    from ..yamlio import _open_problem
     try:
         st = os.stat(source)
     except OSError as exc:
@@ -206,7 +206,7 @@ def evaluate_one(item: BatchInput, rules_dir: str | None = None) -> tuple[str, S
     a value out of bounds, an engine error or any other exception is this case's error line."""
     import signal
 
-    from .api import case_error
+    from ..api import case_error
     from .case import load_case_text
     if item.error is not None:
         return _error_line(item, f"{item.source}: {item.error}")
@@ -237,7 +237,7 @@ def _quiet_worker() -> None:
     CASE_SECONDS is its error line."""
     import signal
 
-    from .workers import quiet_worker
+    from ..workers import quiet_worker
     quiet_worker()
     signal.signal(signal.SIGALRM, _on_alarm)
     global _in_worker
@@ -250,7 +250,7 @@ def _work(job: tuple[BatchInput, str | None | tuple[str | None, str | None]]) ->
 
 
 def _dead(job: tuple[BatchInput, Any], code: int | None) -> tuple[str, Stats]:
-    from .workers import died
+    from ..workers import died
     item = job[0]
     return _error_line(item, f"{item.source}: the worker process {died(code)} evaluating this case "
                              "(expected a case the engine survives; please report this input)")
@@ -259,7 +259,7 @@ def _dead(job: tuple[BatchInput, Any], code: int | None) -> tuple[str, Stats]:
 def _run_jobs(items: Iterator[BatchInput], chunk_size: int, workers: int, rules_dir):
     """Each chunk's (line, stats) results, in input order, from ``workers`` processes (see
     workers.ordered_map: a dead worker's chunk is salvaged case by case)."""
-    from .workers import chunks, context, ordered_map
+    from ..workers import chunks, context, ordered_map
     if context().get_start_method() == "fork":
         _get_engine(rules_dir)  # compile once here; forked workers (and salvage processes) share it
     jobs = chunks(((item, rules_dir) for item in items), chunk_size)
@@ -385,7 +385,7 @@ def _open_output(output: str, resume: bool, source: str) -> tuple[int, bool]:
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        from .yamlio import _open_problem
+        from ..yamlio import _open_problem
         raise fail(_open_problem(output, exc)) from None
     if st is not None:
         for test, what in _KINDS:

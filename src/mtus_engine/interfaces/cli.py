@@ -58,8 +58,8 @@ from typing import NoReturn
 
 import click
 
-from . import __version__
-from .errors import MtusError, RulebookError
+from .. import __version__
+from ..errors import MtusError, RulebookError
 
 EXIT_BAD_INPUT = 2
 log = logging.getLogger("mtus_engine")
@@ -71,7 +71,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _engine(rules: str | None):
-    from .api import load_engine
+    from ..api import load_engine
     try:
         return load_engine(rules)
     except RulebookError as exc:
@@ -198,7 +198,7 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
         return
     if not cases:
         _fail("no CASE given (a file, - for stdin, or --batch INPUT)")
-    from . import api
+    from .. import api
     engine = _engine(rules_dir)
     _check_edition(engine.rulebook, edition)
     results = api.evaluate_sources(list(cases), engine, explain=explain, max_bytes=max_bytes, edition=edition)
@@ -229,7 +229,7 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
 
 
 def _log_cases(results, max_bytes: int) -> None:
-    from .api import case_data
+    from ..api import case_data
     logging.getLogger("mtus_engine").setLevel(logging.INFO)
     for item in results:
         if item.result is not None:
@@ -276,7 +276,7 @@ def batch(source: str, batch_output: str | None, workers: int, resume: bool, max
 
 def _run_batch(source: str, output: str | None, workers: int, resume: bool, max_bytes: int,
                quiet: bool, rules_dir: str | None, edition: str | None = None) -> None:
-    from .api import run_batch
+    from ..api import run_batch
     from .render import batch_summary
     engine = _engine(rules_dir)  # a broken rulebook fails before any output is written
     _check_edition(engine.rulebook, edition)
@@ -306,7 +306,7 @@ def rules_lint(rules_dir: str | None) -> None:
     and durable_rules' limits: each rule family (one durable_rules ruleset) must stay within half
     of the properties per fact (255) and rules per ruleset (4,096), and must still run at twice
     its size on every rule test's facts (the match stack, error 303)."""
-    from .api import family_limit_problems, lint_summary
+    from ..api import family_limit_problems, lint_summary
     from .render import lint_text
     engine = _engine(rules_dir)
     problems = family_limit_problems(engine)
@@ -322,7 +322,7 @@ def rules_lint(rules_dir: str | None) -> None:
 @rules_option
 def rules_list(fmt: str, rules_dir: str | None) -> None:
     """List every rule with its section, pages and what it applies to."""
-    from .api import rule_rows
+    from ..api import rule_rows
     rows = rule_rows(_engine(rules_dir).rulebook)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
@@ -337,7 +337,7 @@ def rules_list(fmt: str, rules_dir: str | None) -> None:
 @rules_option
 def rules_show(rule_id: str, compiled: bool, rules_dir: str | None) -> None:
     """Show one rule: citation, recommendation, criteria and their wording."""
-    from .api import compiled_rule, find_rule
+    from ..api import compiled_rule, find_rule
     from .render import rule_text
     engine = _engine(rules_dir)
     try:
@@ -355,7 +355,7 @@ def rules_coverage(fmt: str, rules_dir: str | None) -> None:
 
     Exit 1 when a rule is fired by no test (CI runs this through pytest).
     """
-    from .api import coverage
+    from ..api import coverage
     rows, totals = coverage(_engine(rules_dir))
     if fmt == "json":
         click.echo(json.dumps({"sections": rows, "totals": totals}, indent=2))
@@ -374,7 +374,7 @@ def rules_coverage(fmt: str, rules_dir: str | None) -> None:
 @rules_option
 def rules_test(verbose: bool, rules_dir: str | None) -> None:
     """Run the rulebook's own tests (*.test.yaml) and report rule coverage."""
-    from .api import rule_tests
+    from ..api import rule_tests
     from .render import rule_tests_text
     engine = _engine(rules_dir)
     try:
@@ -406,7 +406,7 @@ def extract(letters: tuple[str, ...], fmt: str, out_dir: str | None, max_bytes: 
     A letter that cannot be read or is not an IMR letter is reported on stderr; the others
     are still extracted; the exit code is then 2.
     """
-    from .api import case_error, collect_letters, extract_letters, write_extraction
+    from ..api import case_error, collect_letters, extract_letters, write_extraction
     if quiet:
         _silence_libraries()
     paths, skipped = collect_letters(letters)
@@ -463,7 +463,7 @@ def regress(paths: tuple[str, ...], fmt: str, output: str | None, baseline: str 
     agreement where a <letter>.gold.yaml sits beside a letter.
     Exit 1 when agreement is below --min-agreement or an item regressed against --baseline.
     """
-    from .api import default_workers, regression_report
+    from ..api import default_workers, regression_report
     # lint the rulebook up front: a broken rule file fails fast; the report reuses this engine
     engine = _engine(rules_dir)
     base = None
@@ -515,7 +515,7 @@ def whatif(source: str, sets: tuple[str, ...], unsets: tuple[str, ...], flip: bo
     mtus whatif case.yaml --flip
     mtus whatif case.yaml --grid requests[0].quantity=10..90:10 --grid requests[0].prior_use_weeks=0..12 --plot grid.png
     """
-    from . import api
+    from .. import api
     from . import render
     engine = _engine(rules_dir)
     _check_edition(engine.rulebook, edition)

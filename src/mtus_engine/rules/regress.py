@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import MtusError
+from ..errors import MtusError
 
 LETTER_SUFFIXES = {".txt", ".pdf"}
 COMPANION_SUFFIXES = (".gold.yaml",)   # hand-checked gold files kept beside the letters
@@ -127,17 +127,17 @@ def _get_engine(rules_dir: str | None):
             return engine
         mine = _forked.get(rules_dir)
         if mine is None:
-            from .engine import Engine
+            from ..evaluation.engine import Engine
             mine = _forked[rules_dir] = Engine(engine.rulebook)
         return mine
-    from .engine import process_engine
+    from ..evaluation.engine import process_engine
     return process_engine(rules_dir)
 
 
 def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | None = None) -> dict[str, Any]:
     """One letter -> {"items": [...]} or {"error": ...}. Never raises on bad input."""
-    from .case import case_from_data
-    from .letter import letter_to_case, parse_letter, read_letter
+    from ..evaluation.case import case_from_data
+    from ..letters.letter import letter_to_case, parse_letter, read_letter
     try:
         text = read_letter(path, max_bytes=max_bytes) if max_bytes else read_letter(path)
         parsed = parse_letter(text, path)
@@ -322,7 +322,7 @@ def _warm_extractor(path: str) -> None:
     fork (durable_rules state inherited through fork crashes on free)."""
     import inspect
 
-    from . import letter
+    from ..letters import letter
     try:
         letter.letter_to_case(letter.parse_letter(letter.read_letter(path), path), "warm-up")
     except Exception:  # noqa: BLE001 - the worker reports this letter's error
@@ -342,7 +342,7 @@ def _work(args: tuple[str, str | None, int | None]) -> dict[str, Any]:
 
 
 def _dead(args: tuple[str, str | None, int | None], code: int | None) -> dict[str, Any]:
-    from .workers import died
+    from ..workers import died
     return {"letter": args[0], "error": f"extraction failed: the worker process {died(code)} on this letter"}
 
 
@@ -536,7 +536,7 @@ def run_regression(paths: Iterable[str | Path], *, workers: int = 1, rules_dir: 
                     progress(n, total)
 
         if workers > 1 and total > 1:
-            from .workers import chunks, context, ordered_map
+            from ..workers import chunks, context, ordered_map
             if context().get_start_method() == "fork":
                 _warm_extractor(jobs[0][0])
             # small chunks for a small corpus: PDFs differ in cost and the last chunk sets the end;

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .case import case_from_data
-from .engine import Engine
-from .errors import InputError
-from .yamlio import line_of, parse_document, plain, read_bytes
+from ..evaluation.case import case_from_data
+from ..evaluation.engine import Engine
+from ..errors import InputError
+from ..yamlio import line_of, parse_document, plain, read_bytes
 
 
 @dataclass

@@ -10,15 +10,15 @@ from typing import Any, NamedTuple
 
 from .backend import RulesetHandle
 from .case import Case, derive_request
-from .compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebook, chained_facts,
+from ..rules.compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebook, chained_facts,
                        compile_rulebook, flag)
 from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
                             Determination, ModifiedRequest, RulebookRef)
 from .derivations import request_facts  # noqa: F401 - re-exported (cli, tests)
 from .derived import DerivedRequest
-from .errors import EngineError
-from .phrases import Phrases, load_phrases
-from .rulebook import Criterion, Edition, Rule, Rulebook, load_rulebook
+from ..errors import EngineError
+from ..rules.phrases import Phrases, load_phrases
+from ..rules.rulebook import Criterion, Edition, Rule, Rulebook, load_rulebook
 
 
 def _show(value: Any) -> str:

@@ -12,8 +12,8 @@ import math
 import uuid
 from typing import Any
 
-from ..case import Case, body_regions, case_from_data
-from ..errors import InputError
+from ...evaluation.case import Case, body_regions, case_from_data
+from ...errors import InputError
 
 # Timing.repeat.periodUnit -> days
 _UNIT_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1, "wk": 7, "mo": 30, "a": 365}

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import durable_rules_engine as _dre
 import orjson
 
-from .errors import EngineError
+from ..errors import EngineError
 
 # result codes of durable_rules_engine.assert_*: 0 handled, 1 not handled, 2 observed
 _OBSERVED = 2

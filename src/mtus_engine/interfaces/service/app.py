@@ -33,12 +33,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from .. import __version__
-from ..errors import InputError, MtusError
+from ... import __version__
+from ...errors import InputError, MtusError
 from ..render import to_json, to_json_bytes
 from . import documents
 
-log = logging.getLogger("mtus_engine.service")
+log = logging.getLogger("mtus_engine.interfaces.service")
 CONFIG_ENV = "MTUS_SERVICE_CONFIG"
 JSON_TYPE = "application/json"
 # Cases up to this size are evaluated on the event loop (bounded by their size: at most ~100
@@ -165,8 +165,8 @@ class Service:
     """The engine, the decision log and the worker threads of one process."""
 
     def __init__(self, config: Config):
-        from ..engine import Engine
-        from ..rulebook import load_rulebook
+        from ...evaluation.engine import Engine
+        from ...rules.rulebook import load_rulebook
         self.config = config
         self.engine = Engine(load_rulebook(config.rules_dir))
         self.log = None
@@ -253,7 +253,7 @@ class Service:
         except BadInput:
             raise
         except Exception as exc:  # noqa: BLE001 - the CLI's one line, and the server keeps serving
-            from ..api import case_error
+            from ...api import case_error
             raise BadInput(case_error(name or "<body>", exc, case, engine).message) from None
         if record:
             self.record(endpoint, raw, content_type, data)
@@ -411,8 +411,8 @@ class Service:
 
 def _whatif_request(service: Service, body: Any, edition: str | None) -> tuple[bytes, Any]:
     """POST /v1/whatif: the CLI's what-if (or --flip) on a case given inline."""
-    from .. import whatif as wi
-    from ..case import case_from_data
+    from ...evaluation import whatif as wi
+    from ...evaluation.case import case_from_data
     engine = service.engine_for(edition)
     if not isinstance(body, dict):
         raise BadInput("<body>: top level is not a JSON object (expected {\"case\": ..., \"set\": {...}, "
@@ -450,7 +450,7 @@ def _whatif_request(service: Service, body: Any, edition: str | None) -> tuple[b
     except BadInput:
         raise
     except Exception as exc:  # noqa: BLE001
-        from ..api import case_error
+        from ...api import case_error
         raise BadInput(case_error("case", exc, case, engine).message) from None
     return result.to_json_data()
 
@@ -459,8 +459,8 @@ def toggles(engine, case, result: dict) -> dict[str, dict]:
     """For each criterion on the page ("<request>|<rule>|<criterion>"): the case change that flips its
     state (met <-> not met), from the what-if module's own fixes. Left out where no single documented
     fact decides it (a derived fact such as the agent's sedation)."""
-    from ..case import derive_request
-    from ..whatif import _fixes
+    from ...evaluation.case import derive_request
+    from ...evaluation.whatif import _fixes
     out: dict[str, dict] = {}
     for idx, det in enumerate(result["determinations"]):
         try:
@@ -583,7 +583,7 @@ def create_app(config: Config | None = None) -> FastAPI:
     app.add_middleware(Guard, max_bytes=config.max_bytes, token=config.token)
     app.fast_evaluate = evaluate_asgi(service, Guard(None, max_bytes=config.max_bytes, token=config.token))
     app.fast_path = service  # the HTTP protocol answers small cases itself (protocol.py)
-    static_dir = Path(str(resources.files("mtus_engine.service") / "static"))
+    static_dir = Path(str(resources.files("mtus_engine.interfaces.service") / "static"))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
     _offline_docs(app)
@@ -662,7 +662,7 @@ def create_app(config: Config | None = None) -> FastAPI:
         raw = await body_of(request)
 
         def work():
-            from ..api import case_error
+            from ...api import case_error
             case = None
             try:
                 body = json.loads(raw)
@@ -735,7 +735,8 @@ def serve(config: Config, *, host: str = "127.0.0.1", port: int = 8000, workers:
         from .decisions import DecisionLog
         DecisionLog(config.db).close()  # the schema exists before any worker writes
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
-    uvicorn.run("mtus_engine.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("mtus_engine.interfaces.service.app:app_from_env", factory=True, host=host, port=port,
+                workers=workers,
                 access_log=access_log, log_level="info", server_header=False, proxy_headers=False,
                 http=protocol_name(),
                 limit_concurrency=1024, timeout_keep_alive=5)

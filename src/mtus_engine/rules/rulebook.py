@@ -20,9 +20,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from .errors import RulebookError
-from .yamlio import line_of, parse_document, plain, read_bytes
-from .errors import InputError
+from ..errors import RulebookError
+from ..yamlio import line_of, parse_document, plain, read_bytes
+from ..errors import InputError
 from .phrases import phrase_problems
 
 Certainty = Literal["letter", "public", "recalled"]
@@ -459,10 +459,10 @@ def default_rules_dir() -> Path:
     if env:
         return Path(env)
     here = Path(__file__).resolve()
-    checkout = here.parents[2] / "rules"
+    checkout = here.parents[3] / "rules"
     if (checkout / "rulebook.yaml").exists():
         return checkout
-    return here.parent / "rules"
+    return here.parents[1] / "rulebook"
 
 
 class Rulebook:
@@ -542,7 +542,7 @@ class Rulebook:
     def derivation_plan(self):
         """Every derived fact compiled from its declaration, in dependency order: the plan the
         loader compiled while linting, else compiled here once (a Rulebook built by hand)."""
-        from .derivations import Plan
+        from ..evaluation.derivations import Plan
         plan = self.__dict__.pop("_plan", None) or Plan(self.facts, self.reads)
         plan.reads = self.reads
         return plan
@@ -630,15 +630,15 @@ def _code_key() -> tuple:
     """What the pickled objects' classes depend on: this package's modules (a changed model or
     compiler invalidates every entry) and the Python version. Taken once: the code this process
     runs is the code it imported, even if the files change under a long-running service."""
-    from . import __version__
-    here = Path(__file__).parent
+    from .. import __version__
+    here = Path(__file__).parents[1]
     out = []
-    for p in sorted(here.glob("*.py")):
+    for p in sorted(here.rglob("*.py")):
         try:
             st = p.stat()
         except OSError:
             continue
-        out.append((p.name, st.st_size, st.st_mtime_ns))
+        out.append((str(p.relative_to(here)), st.st_size, st.st_mtime_ns))
     # the `accepted` mark vouches for durable_rules' own parser: an upgrade of its C engine
     # must check every family's ruleset again (found, not imported: no start-up cost)
     import importlib.util
@@ -901,7 +901,7 @@ def item_tables(data: Any, source: str, compile_patterns: bool = False
 def _lint_derivations(facts: dict[str, FactSpec], where: dict[str, tuple[str, Any]]) -> tuple[list[str], Any]:
     """The compiled derivation plan, or the derived facts whose declaration does not compile:
     an unknown function or name, an input that is no fact, a cycle; each at its file and line."""
-    from .derivations import Plan, PlanError
+    from ..evaluation.derivations import Plan, PlanError
     try:
         return [], Plan(facts, lambda drug, modality: frozenset())
     except PlanError as exc:

@@ -14,7 +14,7 @@ import re
 from typing import IO, Any
 from xml.sax.saxutils import escape, quoteattr
 
-from .regress import OUTCOMES, RegressionRun
+from ..rules.regress import OUTCOMES, RegressionRun
 
 # jinja2 (html) and rich (text) are imported by the writers that use them: a JSON report
 # never loads them
@@ -285,7 +285,7 @@ def _confusion_png(run: RegressionRun) -> str:
 
 def write_html(run: RegressionRun, out: IO[str], *, rulebook: dict, changes: list[dict] | None = None) -> None:
     from jinja2 import Environment, PackageLoader, select_autoescape
-    env = Environment(loader=PackageLoader("mtus_engine", "templates"),
+    env = Environment(loader=PackageLoader("mtus_engine.interfaces", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     disagreements = []
     total_disagree = 0

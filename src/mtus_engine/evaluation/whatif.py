@@ -20,11 +20,11 @@ import yaml
 from pydantic import BaseModel
 
 from .case import Case, Findings, Medication, Patient, Request, case_from_data, derive_request
-from .compiler import test_holds
+from ..rules.compiler import test_holds
 from .derivations import solve
 from .determination import DECISIONS, CaseDetermination, Determination
 from .engine import Engine
-from .errors import InputError
+from ..errors import InputError
 
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")
 _MODELS: dict[str, type[BaseModel]] = {"patient": Patient, "findings": Findings,

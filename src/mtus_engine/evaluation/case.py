@@ -17,9 +17,9 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
                       model_validator)
 
-from .errors import InputError
-from .rulebook import FactSpec, cached_rulebook, default_rules_dir, item_tables
-from .yamlio import DEFAULT_MAX_BYTES, line_of, parse_document, read_bytes
+from ..errors import InputError
+from ..rules.rulebook import FactSpec, cached_rulebook, default_rules_dir, item_tables
+from ..yamlio import DEFAULT_MAX_BYTES, line_of, parse_document, read_bytes
 
 # Per case: a UR request names a handful of items; thousands are a malformed or hostile case.
 # Documented in `mtus evaluate --help`; the engine stays linear in requests below it.

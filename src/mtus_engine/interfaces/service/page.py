@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from . import documents
 
-_env = Environment(loader=PackageLoader("mtus_engine.service", "templates"),
+_env = Environment(loader=PackageLoader("mtus_engine.interfaces.service", "templates"),
                    autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
 
 # The page loads nothing but this server's own files; no framing, no referrer, no sniffing
@@ -82,7 +82,7 @@ def register(app: FastAPI, service, body_of, toggles) -> None:
 
     def evaluate_for_page(raw: bytes, ctype: str, name: str | None, edition: str | None) -> dict:
         case, data = service.evaluate_bytes(raw, ctype, name, edition, "page")
-        from ..case import case_to_data
+        from ...evaluation.case import case_to_data
         return {"result": data, "case": case_to_data(case), "toggles": toggles(service.engine_for(edition), case, data)}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-    from .determination import CaseDetermination
+    from ..evaluation.determination import CaseDetermination
 
 DECISION_STYLE = {"certify": "bold green", "modify": "bold yellow", "non-certify": "bold red",
                   "no-rule": "bold magenta"}
@@ -40,7 +40,7 @@ def md_escape(value: Any) -> str:
 def markdown_env() -> "Environment":
     """The Jinja environment of the Markdown templates (built on first use)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
-    env = Environment(loader=PackageLoader("mtus_engine", "templates"), undefined=StrictUndefined,
+    env = Environment(loader=PackageLoader("mtus_engine.interfaces", "templates"), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       autoescape=False)
     env.filters["md"] = md_escape

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine import Engine
-from .render import coverage_markdown  # noqa: F401 - its Markdown, formatted with the other text
+from ..evaluation.engine import Engine
+from ..interfaces.render import coverage_markdown  # noqa: F401 - its Markdown, formatted with the other text
 from .ruletests import rule_coverage, run_rule_tests
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .errors import InputError
+from ..errors import InputError
 from .letter import (_AGE_SEX, _DATE, _H_ITEMS_A, _H_ITEMS_B, _LETTER_MARKERS, _date, _drug_mentions,
                      _lines, _parse_item_text, _sentences, _split_outside_parens, narrative_case,
                      read_narrative)
@@ -141,7 +141,7 @@ class ParsedNote(BaseModel):
 
     def to_case(self) -> Any:
         """The case, validated (case.Case). Raises InputError naming the note."""
-        from .case import case_from_data
+        from ..evaluation.case import case_from_data
         return case_from_data(self.case, self.source)
 
 
@@ -601,7 +601,7 @@ def _monitoring(lines_of_sent: list[tuple[str, int]]) -> dict[str, tuple[bool, i
 def extract_note(text: str, source: str = "<note>", case_id: str | None = None) -> dict[str, Any]:
     """{"source", "kind": "note", "note": parsed note, "case": validated case data}; the shape
     api.extract_letter returns for a letter. Raises InputError."""
-    from .case import case_to_data
+    from ..evaluation.case import case_to_data
     parsed = read_progress_note(text, source, case_id)
     case = parsed.to_case()
     return {"source": source, "kind": "note", "note": parsed.model_dump(mode="json"),
@@ -619,7 +619,7 @@ def case_from_text(text: str, source: str, *, kind: str = "auto", stem: str | No
     progress note or a case (YAML/JSON). ``kind`` 'auto' detects it (detect_document); 'letter',
     'note' or 'case' insists. A letter's or note's case id is '<kind>-<stem>' (the CLI's
     'letter-<file stem>'), or '<kind>' without a stem. Raises InputError."""
-    from .case import case_from_data, load_case_text
+    from ..evaluation.case import case_from_data, load_case_text
     found = detect_document(text) if kind == "auto" else kind
     case_id = f"{found}-{stem}" if stem else found
     if found == "letter":

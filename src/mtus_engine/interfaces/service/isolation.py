@@ -13,7 +13,7 @@ import multiprocessing as mp
 import threading
 from typing import Any, Callable
 
-PRELOAD = ["mtus_engine.service.reader_preload"]
+PRELOAD = ["mtus_engine.interfaces.service.reader_preload"]
 
 
 class Expired(Exception):
@@ -22,7 +22,7 @@ class Expired(Exception):
 
 def _serve(conn) -> None:
     """A child's loop: (fn, args, source) in, ("ok", value) or ("error", the CLI's one line) out."""
-    from ..api import case_error
+    from ...api import case_error
     while True:
         try:
             fn, args, source = conn.recv()

@@ -2,7 +2,7 @@
 loads on first use (the rulebook's vocabulary) is loaded here, so each reader process forked from
 it, including one that replaces a killed reader, starts warm."""
 
-from .. import letter
+from ...letters import letter
 from . import documents  # noqa: F401
 
 letter._rulebook()

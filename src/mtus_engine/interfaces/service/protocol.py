@@ -169,5 +169,5 @@ def protocol_name() -> str:
     try:
         import httptools  # noqa: F401
     except ImportError:
-        return "mtus_engine.service.protocol:NoDelayH11Protocol"
-    return "mtus_engine.service.protocol:NoDelayHttpToolsProtocol"
+        return "mtus_engine.interfaces.service.protocol:NoDelayH11Protocol"
+    return "mtus_engine.interfaces.service.protocol:NoDelayHttpToolsProtocol"

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from .errors import EngineError, InputError
-from .yamlio import line_of, parse_document, read_bytes
+from ..errors import EngineError, InputError
+from ..yamlio import line_of, parse_document, read_bytes
 
 # every key the engine uses, with the placeholders each may name
 REQUIRED: dict[str, set[str]] = {

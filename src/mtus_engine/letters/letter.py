@@ -27,8 +27,8 @@ from typing import Any, Iterable, Literal, Protocol, Sequence
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from .case import BODY_REGIONS, MODALITY_PATTERNS, body_regions
-from .errors import InputError
+from ..evaluation.case import BODY_REGIONS, MODALITY_PATTERNS, body_regions
+from ..errors import InputError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
@@ -107,7 +107,7 @@ class ParsedLetter(BaseModel):
 def read_letter(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """Text of a letter: a .txt file as is, a PDF's text layer (PDFium, else pypdf)."""
     source = str(path)
-    from .yamlio import read_limited  # regular files only (no FIFO, device, loop), at most max_bytes
+    from ..yamlio import read_limited  # regular files only (no FIFO, device, loop), at most max_bytes
     data = read_limited(path, max_bytes=max_bytes, what="a letter file (.txt or .pdf)")
     if not data.strip():
         raise InputError(source, "file is empty", expected="the text or PDF of an IMR letter")
@@ -245,7 +245,7 @@ def _rulebook() -> Any:
     key = os.environ.get("MTUS_RULES")
     found = _rulebooks.get(key)
     if found is None:
-        from .rulebook import load_rulebook
+        from ..rules.rulebook import load_rulebook
         found = _rulebooks[key] = load_rulebook()
     return found
 
@@ -2341,7 +2341,7 @@ def _drug_lookup() -> Any:
 
 
 def _parse_item_text(text: str) -> dict[str, Any]:
-    from .case import parse_item
+    from ..evaluation.case import parse_item
     return parse_item(text, _drug_lookup())
 
 

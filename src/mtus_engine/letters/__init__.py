@@ -1,0 +1,1 @@
+"""Reading IMR letters and progress notes into cases (the first stage of the data flow)."""
