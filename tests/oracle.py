@@ -217,6 +217,12 @@ def request_facts(case: Any, fields: dict[str, Any], rulebook: Rulebook) -> dict
         put("corticosteroid_injection", not re.search(
             r"platelet|\bprp\b|hyaluron|visco|synvisc|orthovisc|euflexxa|supartz|monovisc|gel-?one|durolane|"
             r"gelsyn|hyalgan|stem cell|prolother|botox|botulinum|ozone|dextrose", fields["item"], re.I))
+        flare = bool(re.search(r"\bflare|\brecurren", fields["item"], re.I))
+        put("flare_up_request", flare)
+        if g("prior_treatment") is True and not flare:
+            put("manipulation_course_continued", True)
+        elif g("prior_treatment") is False or flare:
+            put("manipulation_course_continued", False)
     entrapment = any(re.search(r"carpal tunnel|cubital tunnel|tarsal tunnel|radial tunnel|nerve entrapment|"
                                r"entrapment neuropath|ulnar neuropath|ulnar neuritis|median neuropath", d, re.I)
                      for d in case.diagnoses)

@@ -194,7 +194,9 @@ def test_imaging_and_electrodiagnostics(engine, item, expected):
     ("Follow-up visit", "office_visit"),
     ("Office visit in 4 weeks", "office_visit"),
     ("Re-evaluation with the treating physician", "office_visit"),
-    ("Re-exam with chiropractor for the lumbar spine flare-up", "office_visit"),
+    # a chiropractic re-exam is an office visit, unless it is for a flare-up (manual therapy's own)
+    ("Re-exam with chiropractor", "office_visit"),
+    ("Re-exam with chiropractor for the lumbar spine flare-up", "chiropractic"),
     ("Physical therapy evaluation, cervical spine", "office_visit"),
     ("Initial exam", "office_visit"),
     ("Consult with pain management", "consultation"),

@@ -40,7 +40,13 @@ def test_the_parser_honours_the_tables_order(monkeypatch):
     table = C._modality_table()
     monkeypatch.setattr(C, "_item_table", list(reversed(table)))
     for example in EXAMPLES:
-        assert C.item_modality(example["item"])[0] != example["wins"], example
+        # reversed, the last entry that matches wins; where that is another entry of the same
+        # modality (a narrower entry placed ahead of its general one), the winner stays
+        last = max(n for n in range(len(C._ITEM_MODALITIES)) if _matches(n, example["item"]))
+        assert C.item_modality(example["item"])[0] == C._ITEM_MODALITIES[last][0], example
+    # and for all but such narrower entries, reversing the table hands the item to the loser
+    flipped = [e for e in EXAMPLES if C.item_modality(e["item"])[0] != e["wins"]]
+    assert len(flipped) >= len(EXAMPLES) - 1, "reversing the table must change the examples' winners"
 
 
 def test_the_table_is_the_yaml_in_order():
