@@ -310,7 +310,6 @@ def test_a_test_counted_times_n_is_a_quantity_not_visits(engine):
 
 
 @pytest.mark.parametrize("item,expected", [
-    ("Diclofenac sodium 3% 300mg/g #1", {"drug": "diclofenac", "strength": "3%", "quantity": 1}),
     ("Diclofenac/misoprostol 75-0.2mg #60 with 2 refills",
      {"drug": "diclofenac", "strength": "75-0.2 mg", "quantity": 60, "refills": 2}),
     ("Lidocaine 5% patch #1", {"drug": "lidocaine patch", "strength": "5%", "quantity": 1}),
@@ -330,6 +329,10 @@ def test_a_test_counted_times_n_is_a_quantity_not_visits(engine):
                                             "ingredients": ["lidocaine", "methyl_salicylate", "capsaicin", "menthol"],
                                             "quantity": 1}),
     ("Lidocaine ointment 5% #1", {"drug": "compounded topical", "ingredients": ["lidocaine"], "quantity": 1}),
+    # an oral drug in percent is its topical form; in mg it stays oral; a topical product of its own stays itself
+    ("Diclofenac sodium 3% 300mg/g #1", {"drug": "compounded topical", "ingredients": ["diclofenac"], "quantity": 1}),
+    ("Diclofenac sodium 75mg #60", {"drug": "diclofenac", "strength": "75 mg", "quantity": 60}),
+    ("Flector 1.3% patch #30", {"drug": "diclofenac epolamine patch", "strength": "1.3%", "quantity": 30}),
     # a drug the vocabulary does not name still has its strength and quantity
     ("Zyxoprofen 20mg #30", {"strength": "20 mg", "quantity": 30}),
 ])

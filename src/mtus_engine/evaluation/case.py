@@ -865,12 +865,15 @@ def _judged_as_compound(drug: str | None, drugs: DrugLookup) -> bool:
 def _compound(item: str, drug: str | None, drugs: DrugLookup) -> list[str] | None:
     """The ingredients when the item is a compounded topical, else None."""
     as_compound = _judged_as_compound(drug, drugs)
-    if not as_compound and not _TOPICAL_FORM.search(item) and (len(_PERCENT.findall(item)) < 2 or any(
-            pattern.search(item) for _, pattern in MODALITY_PATTERNS)):
+    spec = drugs.spec(drug) if drug and hasattr(drugs, "spec") else None
+    # an oral drug given a strength in percent is its topical form (tablets are dosed in mg):
+    # "Diclofenac sodium 3% 300mg/g"; a topical product of its own (Flector 1.3% patch) is not
+    in_percent = spec is not None and "topical" not in spec.classes and bool(_PERCENT.search(item))
+    if not as_compound and not in_percent and not _TOPICAL_FORM.search(item) and (
+            len(_PERCENT.findall(item)) < 2 or any(pattern.search(item) for _, pattern in MODALITY_PATTERNS)):
         return None  # e.g. an injection of lidocaine 1% and bupivacaine 0.25%
     ingredients = [i for i in _ingredients(item, drugs) if not (as_compound and i == "other")] \
         if as_compound else _ingredients(item, drugs)
-    spec = drugs.spec(drug) if drug and hasattr(drugs, "spec") else None
     if not as_compound and spec is not None and "topical" in spec.classes and drug != COMPOUND \
             and set(ingredients) <= set(_own_ingredients(drug)):
         return None  # a product of its own (Menthoderm gel, capsaicin cream)
