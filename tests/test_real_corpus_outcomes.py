@@ -32,15 +32,15 @@ def test_mtus_cited_items_get_determinations_that_agree_with_the_reviewers(regre
     m = regressed[0]["mtus"]
     assert m["items"] == 234
     assert m["coverage"] >= 0.97                       # 0.987 measured
-    assert m["recall"]["upheld"] >= 0.93               # 0.948 (199 of 210)
+    assert m["recall"]["upheld"] >= 0.94               # 0.952 (200 of 210)
     assert m["recall"]["overturned"] >= 0.83           # 0.875 (21 of 24)
-    assert m["balanced_accuracy"] >= 0.88              # 0.911; no-rule counts as a miss
+    assert m["balanced_accuracy"] >= 0.89              # 0.914; no-rule counts as a miss
 
 
 def test_the_reviewers_decisive_reason_is_the_engines(regressed):
     r = regressed[0]["reasons"]
     assert r["gold_letters"] == 129
-    assert r["rate"] >= 0.68                           # 0.710 of the agreeing items (0.812 of the mapped)
+    assert r["rate"] >= 0.71                           # 0.733 of the agreeing items (0.821 of the mapped)
 
 
 def test_items_judged_outside_the_mtus_say_so(regressed):
