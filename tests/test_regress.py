@@ -192,7 +192,7 @@ def test_tally_coverage_recall_and_reasons():
     assert list(s["by_part"])[-1] == "non-mtus"
     # reasons: of the 3 agreeing items with a gold reason, 1 matched; 1 gold reason is unmapped
     assert s["reasons"] == {"gold_letters": 1, "gold_items": 4, "agreeing": 3, "matched": 1,
-                            "rate": 0.3333, "unmapped": 1, "rate_mapped": 0.5}
+                            "rate": 0.3333, "unmapped": 1, "unknown": 0, "rate_mapped": 0.5}
 
 
 def test_cited_parts_come_from_the_extractors_citations(root):
@@ -246,7 +246,9 @@ def test_coverage_and_reason_agreement_on_letters_with_gold_files(tmp_path):
         items = list(run.items())
     assert [i["reason_match"] for i in items] == [True, False, False, None, None]
     assert s["reasons"] == {"gold_letters": 2, "gold_items": 3, "agreeing": 3, "matched": 1, "rate": 0.3333,
-                            "unmapped": 1, "rate_mapped": 0.5}
+                            "unmapped": 1, "unknown": 1, "rate_mapped": 0.5}
+    # "no-such" is no criterion of the rule: a gap in the rules, told apart from a miss
+    assert [i["reason_known"] for i in items] == [True, True, False, None, None]
     mtus = [i for i in items if i["mtus_cited"]]
     assert s["mtus"]["items"] == len(mtus) == 4 and s["outside_mtus"]["items"] == 1
     assert s["coverage"] == round(sum(i["engine_outcome"] != "no-rule" for i in mtus) / len(mtus), 4)
@@ -329,3 +331,15 @@ def test_markup_in_a_letter_item_is_shown_not_interpreted(tmp_path):
         r = CliRunner().invoke(main, ["regress", str(tmp_path / "letter.txt"), "--quiet", "--format", fmt])
         assert r.exception is None or isinstance(r.exception, SystemExit), (fmt, r.exception)
         assert "Traceback" not in r.output
+
+
+def test_possible_reasons_are_what_the_engine_can_name(engine):
+    from mtus_engine.rules.regress import possible_reasons
+    known = possible_reasons(engine.rulebook)
+    rules = engine.rulebook.rules
+    not_recommended = next(r for r in rules if r.recommendation == "not-recommended")
+    guarded = next((r, c) for r in rules for c in r.criteria if c.when is not None)
+    assert f"{not_recommended.id}/not-recommended" in known
+    assert f"{guarded[0].id}/{guarded[1].when.fact.replace('_', '-')}" in known
+    assert all(f"{r.id}/{c.id}" in known for r in rules for c in r.criteria)
+    assert "imaging.shoulder/no-such-criterion" not in known

@@ -87,6 +87,9 @@ def reason_line(s: dict[str, Any]) -> str:
     if r["unmapped"]:
         line += (f"; {r['unmapped']} of those reasons name no rule criterion (unmapped), "
                  f"{_of(r['matched'], r['agreeing'] - r['unmapped'])} of the rest")
+    if r.get("unknown"):
+        # the reviewer's reason as a criterion the rules lack: what to write next, not a miss
+        line += f"; {r['unknown']} name a criterion no rule of this rulebook has (a gap in the rules)"
     return line
 
 

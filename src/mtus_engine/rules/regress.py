@@ -159,6 +159,7 @@ def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | Non
         return {"letter": path, "error": f"evaluation failed: {type(exc).__name__}: {exc}"}
     gold = _gold_items(path, parsed.items)
     items = []
+    known: set[str] | None = None
     for i, (litem, det) in enumerate(zip(parsed.items, result.determinations)):
         eng = engine_outcome(det.decision)
         letter_pages = list(litem.pages)
@@ -167,6 +168,8 @@ def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | Non
         reasons = engine_reasons(det, engine.rulebook)
         g = gold[i]
         gold_reason = ((g.get("reason") or {}).get("criterion") if g else None) or None
+        if gold_reason and not gold_reason.startswith("unmapped:") and known is None:
+            known = possible_reasons(engine.rulebook)
         agree = eng == litem.outcome
         items.append({
             "letter": path, "index": i, "item": litem.item,
@@ -181,6 +184,9 @@ def regress_letter(path: str, rules_dir: str | None = None, max_bytes: int | Non
             "parts": parts, "mtus_cited": mtus, "outside_mtus": not mtus,
             "engine_reasons": reasons, "gold_reason": gold_reason,
             "reason_match": (gold_reason in reasons) if (agree and gold_reason) else None,
+            # a gold reason no rule of this rulebook can give: a gap in the rules, not a miss
+            "reason_known": (gold_reason.startswith("unmapped:") or gold_reason in known)
+            if gold_reason else None,
             "trace": [f"{c.rule}/{c.criterion}: {c.state} ({c.fact} = {c.value!r})"
                       for c in det.criteria if c.decisive],
         })
@@ -249,6 +255,20 @@ def engine_reasons(det: Any, rulebook: Any) -> list[str]:
             if rule is not None and rule.recommendation == "not-recommended":
                 out.append(f"{rid}/not-recommended")
     return list(dict.fromkeys(out))
+
+
+def possible_reasons(rulebook: Any) -> set[str]:
+    """Every reason engine_reasons can give under this rulebook: each rule's criteria, a
+    not-recommended rule, and the guard fact of a guarded criterion."""
+    out = set()
+    for rule in rulebook.rules:
+        if rule.recommendation == "not-recommended":
+            out.add(f"{rule.id}/not-recommended")
+        for crit in rule.criteria:
+            out.add(f"{rule.id}/{crit.id}")
+            if crit.when is not None:
+                out.add(f"{rule.id}/{crit.when.fact.replace('_', '-')}")
+    return out
 
 
 def gold_path(letter: str | Path) -> Path:
@@ -408,6 +428,7 @@ class Tally:
     reason_items: int = 0          # agreeing items with a gold reason
     reason_matched: int = 0
     reason_unmapped: int = 0       # ... whose gold reason names no rule criterion ("unmapped:...")
+    reason_unknown: int = 0        # ... whose gold reason names a criterion no rule has (a rule gap)
 
     @property
     def items(self) -> int:
@@ -437,6 +458,8 @@ class Tally:
                 self.reason_matched += bool(item.get("reason_match"))
                 if gold.startswith("unmapped:"):
                     self.reason_unmapped += 1
+                elif item.get("reason_known") is False:
+                    self.reason_unknown += 1
 
     def summary(self) -> dict[str, Any]:
         a = self.all.figures()
@@ -462,6 +485,7 @@ class Tally:
                 "agreeing": self.reason_items, "matched": self.reason_matched,
                 "rate": _ratio(self.reason_matched, self.reason_items),
                 "unmapped": self.reason_unmapped,
+                "unknown": self.reason_unknown,
                 "rate_mapped": _ratio(self.reason_matched, mapped),
             },
         }
