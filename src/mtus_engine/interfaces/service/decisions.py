@@ -274,6 +274,10 @@ class DecisionLog:
         finally:
             conn.close()
 
+    # rows retried alone wait for another worker's write lock at most this long in all, as a
+    # blocked commit does (busy timeout); then each one still waiting gets the lock error
+    ROW_BUSY_GIVE_UP = 30.0
+
     def _outcomes(self, conn: sqlite3.Connection, groups: list[list[tuple]]) -> list[list]:
         """Commit the groups of rows in one transaction; each row's uid, or the error that kept
         it out (then each row is tried alone: one bad row does not take its batch with it).
@@ -285,15 +289,18 @@ class DecisionLog:
             raise
         except Exception:  # noqa: BLE001
             outcomes = []
+            give_up = time.monotonic() + self.ROW_BUSY_GIVE_UP
             for rows in groups:
                 mine = []
                 for row in rows:
                     while True:
                         try:
                             self._commit(conn, [row])
-                        except Busy:  # the lock went elsewhere between two rows: wait for it
-                            threading.Event().wait(0.001)
-                            continue
+                        except Busy as exc:  # the lock went elsewhere between two rows: wait for it
+                            if time.monotonic() < give_up:
+                                threading.Event().wait(0.001)
+                                continue
+                            mine.append(sqlite3.OperationalError(f"database is locked ({exc.__cause__})"))
                         except Exception as exc:  # noqa: BLE001
                             mine.append(exc)
                         else:
