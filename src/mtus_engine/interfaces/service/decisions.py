@@ -8,8 +8,8 @@ the same. Case content (the input, the request items) is stored only when the se
 --store-inputs: it is medical data.
 
 Each evaluation is committed before its answer is sent, under a unique id. A worker's event loop
-commits the evaluations of one turn in one transaction (write_now); other callers queue them for a
-writer thread that commits whatever has queued up in one transaction (group commit): under load
+commits the evaluations of one turn in one transaction (row, then write_rows: Service._hand_off);
+other callers queue them for a writer thread that commits whatever has queued up in one transaction (group commit): under load
 one commit serves many answers. Several worker processes share the file (WAL mode,
 synchronous=NORMAL: a commit is not fsynced, the checkpoint is; a killed process loses nothing
 committed, a power loss may lose the last commits, neither corrupts the file). A worker killed
