@@ -762,3 +762,19 @@ def test_a_row_retried_alone_waits_for_the_lock_a_bounded_time(tmp_path, monkeyp
     assert len(out) == 2 and all(isinstance(o, sqlite3.OperationalError) and "locked" in str(o) for o in out)
     log.close()
     assert _count(db) == 0
+
+
+@pytest.mark.parametrize("auth, ok", [
+    (b"Bearer s3cret", True), (b"bearer  s3cret ", True), (None, False), (b"", False), (b"Bearer", False),
+    (b"Bearer s3cre", False), (b"Bearer s3crets", False), (b"Basic s3cret", False), (b"s3cret", False),
+])
+def test_one_bearer_check_for_the_guard_and_both_fast_paths(auth, ok):
+    """The Guard, the raw /v1/evaluate handler and the protocol's fast path share one check."""
+    from mtus_engine.interfaces.service.app import Service, _bearer_ok
+    assert _bearer_ok(b"s3cret", auth) is ok
+    service = Service.__new__(Service)     # fast_accepts reads only these two
+    service._token, service._fast_limit = b"s3cret", 1024
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"10")]
+    if auth is not None:
+        headers.append((b"authorization", auth))
+    assert service.fast_accepts(headers) == ("application/json" if ok else False)

@@ -105,8 +105,7 @@ class Guard:
             if too_big:
                 return await _send_error(send, 413, f"body is over the {self.max_bytes}-byte limit")
         if self.token is not None and not self.open_path(scope["path"]):
-            scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+            if not _bearer_ok(self.token, headers.get(b"authorization")):
                 return await _send_error(send, 401, "missing or wrong bearer token",
                                          [(b"www-authenticate", b"Bearer")])
         seen = 0
@@ -144,6 +143,13 @@ class Guard:
 
 class _TooLarge(Exception):
     pass
+
+
+def _bearer_ok(token: bytes, auth: bytes | None) -> bool:
+    """Does an Authorization header carry this bearer token? (compared in constant time; the
+    Guard, the raw /v1/evaluate handler and the protocol's fast path all ask here)"""
+    scheme, _, given = (auth or b"").partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
 
 
 def _internal_error(exc: BaseException) -> tuple[int, bytes]:
@@ -338,10 +344,8 @@ class Service:
         if length is None or not length.isdigit() or int(length) > self._fast_limit:
             return False
         token = self._token
-        if token is not None:
-            scheme, _, given = (auth or b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):
-                return False
+        if token is not None and not _bearer_ok(token, auth):
+            return False
         if ctype is None:
             return None
         ctype = ctype.decode("latin-1")
@@ -525,10 +529,8 @@ def evaluate_asgi(service: "Service", guard: Guard):
                 over = True
             if over:
                 return await _send_error(send, 413, too_big)
-        if token is not None:
-            scheme, _, given = (auth or b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):
-                return await _send_error(send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")])
+        if token is not None and not _bearer_ok(token, auth):
+            return await _send_error(send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")])
         message = await receive()
         if message["type"] == "http.disconnect":
             return
