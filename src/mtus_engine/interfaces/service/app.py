@@ -76,8 +76,8 @@ def _error(message: str, status: int = 422) -> Response:
 
 
 class Guard:
-    """Pure ASGI, one layer (just inside Starlette's error middleware, and in front of the
-    /v1/evaluate fast path):
+    """Pure ASGI, one layer, just inside Starlette's error middleware (POST /v1/evaluate skips the
+    stack: evaluate_asgi and Service.fast_accepts make the same checks themselves):
     - a body over the limit is refused 413 (by Content-Length, or while it streams in);
     - with a token, every path but /healthz, the page and its assets needs
       ``Authorization: Bearer <token>`` (the page's plain form may send a ``token`` field instead);
@@ -490,8 +490,8 @@ def toggles(engine, case, result: dict) -> dict[str, dict]:
 
 
 class _App(FastAPI):
-    """FastAPI, with POST /v1/evaluate (the hot path) answered by a raw ASGI handler behind the same
-    Guard (body limit, token, exception shield): no per-request middleware stack, routing,
+    """FastAPI, with POST /v1/evaluate (the hot path) answered by a raw ASGI handler making the
+    Guard's checks itself (body limit, token, exception shield): no per-request middleware stack, routing,
     dependency solving or Response object. Everything else goes through FastAPI as usual."""
 
     fast_evaluate = None
