@@ -548,11 +548,6 @@ class Rulebook:
         return plan
 
     @cached_property
-    def list_values(self) -> dict[str, list[str]]:
-        """Each list fact's declared values (request_facts turns them into member flags)."""
-        return {name: spec.values or [] for name, spec in self.facts.items() if spec.type == "list"}
-
-    @cached_property
     def _reads(self) -> dict[tuple[str, str], frozenset[str]]:
         """Facts read by the rules that can apply to a drug or a modality, worked out for each
         when first asked (for every drug at once it was ~5 ms of a cold evaluate)."""

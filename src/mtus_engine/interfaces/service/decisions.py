@@ -82,10 +82,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
             raise
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 _second: tuple[int, str] = (-1, "")  # replaced whole: threads read it without a lock
 
 
