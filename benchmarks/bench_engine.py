@@ -33,7 +33,7 @@ import yaml  # noqa: E402
 
 from bench_items import synthetic_request  # noqa: E402
 from durable_yardstick import RULES, host_trivial_rate, trivial_ruleset_rate  # noqa: E402
-from mtus_engine import case as case_module  # noqa: E402
+from mtus_engine.evaluation import case as case_module  # noqa: E402
 from mtus_engine.evaluation.case import Case, case_from_data  # noqa: E402
 from mtus_engine.rules.compiler import compile_rulebook  # noqa: E402
 from mtus_engine.evaluation.engine import Engine  # noqa: E402

@@ -25,7 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from mtus_engine import letter as L  # noqa: E402
+from mtus_engine.letters import letter as L  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--cache", type=Path, required=True, help="folder of <CASE>.txt letter texts")

@@ -27,3 +27,19 @@ def engine() -> Engine:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def flexmax_rules(root, tmp_path) -> tuple[Path, Path]:
+    """(a copy of the rulebook whose drugs add the brand Flexmax for cyclobenzaprine, a progress
+    note that names the drug only as Flexmax): the note has a request only under the copy."""
+    rules = tmp_path / "rules"
+    shutil.copytree(root / "rules", rules)
+    drugs = rules / "vocabulary" / "drugs.yaml"
+    old = "brands: [Flexeril, Fexmid, Amrix]"
+    assert old in drugs.read_text()
+    drugs.write_text(drugs.read_text().replace(old, "brands: [Flexeril, Fexmid, Amrix, Flexmax]"))
+    note = tmp_path / "note.txt"
+    text = (root / "cases" / "notes" / "04-muscle-relaxant-chronic.txt").read_text()
+    note.write_text(text.replace("Cyclobenzaprine", "Flexmax").replace("cyclobenzaprine", "Flexmax"))
+    return rules, note

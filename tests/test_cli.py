@@ -193,20 +193,12 @@ def test_regression_report_writes_to_the_stream_given_and_prints_nothing(capsys)
     assert buf.getvalue().startswith("Rulebook ") and f"{outcome['summary']['letters']} letters" in buf.getvalue()
 
 
-def test_rules_dir_is_the_readers_vocabulary_too(root, tmp_path):
+def test_rules_dir_is_the_readers_vocabulary_too(root, flexmax_rules):
     """--rules DIR changes the engine and the vocabulary the note and letter readers use: a
     brand added to the copied rulebook's drugs is read from a note only under --rules."""
-    import shutil
     import subprocess
     import sys
-    rules = tmp_path / "rules"
-    shutil.copytree(root / "rules", rules)
-    drugs = rules / "vocabulary" / "drugs.yaml"
-    drugs.write_text(drugs.read_text().replace("brands: [Flexeril, Fexmid, Amrix]",
-                                               "brands: [Flexeril, Fexmid, Amrix, Flexmax]"))
-    note = tmp_path / "note.txt"
-    text = (root / "cases" / "notes" / "04-muscle-relaxant-chronic.txt").read_text()
-    note.write_text(text.replace("Cyclobenzaprine", "Flexmax").replace("cyclobenzaprine", "Flexmax"))
+    rules, note = flexmax_rules
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "mtus_engine", "evaluate", *args, str(note), "--format", "json"],

@@ -141,3 +141,42 @@ def test_a_broken_item_entry_is_a_rulebook_lint_error(root, tmp_path):
     assert f"{path}:{bad_line}: item_modalities[0]: invalid entry (expected modality: a name" in res.stderr
     assert f"{path}:{bone_line}: item_modalities[{bone_index}]: pattern does not compile" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_an_unknown_name_or_key_in_the_item_table_is_a_lint_error(root, tmp_path):
+    """A modality or region the fact vocabulary does not declare ("fcee") would reach the engine
+    as a request no rule covers, and a misspelt key ("stong") would be dropped: both are lint
+    problems naming the file, line and entry (exit 2), not a silent change of what items mean."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from mtus_engine.interfaces.cli import main
+    rules = tmp_path / "rules"
+    shutil.copytree(root / "rules", rules)
+    path = rules / "vocabulary" / "items.yaml"
+    text = path.read_text()
+    fce, knee = "  - modality: fce\n    strong: true\n", "  - region: lumbar\n    pattern: '(?<!upper )"
+    assert fce in text and knee in text
+    text = text.replace(fce, "  - modality: fcee\n    stong: true\n", 1).replace(knee, "  - region: lumbr\n    pattern: '(?<!upper )", 1)
+    path.write_text(text)
+    lines = text.splitlines()
+    fce_line = next(n for n, line in enumerate(lines, 1) if "modality: fcee" in line)
+    region_line = next(n for n, line in enumerate(lines, 1) if "region: lumbr" in line)
+    region_index = next(n for n, row in enumerate(VOCAB["item_regions"]) if row["region"] == "lumbar")
+    res = CliRunner().invoke(main, ["rules", "lint", "--rules", str(rules)])
+    assert res.exit_code == 2, res.output
+    assert f"{path}:{fce_line}: item_modalities[0]: unknown key stong" in res.stderr
+    assert f"{path}:{fce_line}: item_modalities[0]: unknown modality 'fcee'" in res.stderr
+    assert f"{path}:{region_line}: item_regions[{region_index}]: unknown region 'lumbr'" in res.stderr
+    assert "Traceback" not in res.stderr
+    # a fresh process without the start-up cache: the case model's import reads the table before
+    # the lint does, and says the same, with the lines
+    import os
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "mtus_engine", "rules", "lint", "--rules", str(rules)],
+                         capture_output=True, text=True, env={**os.environ, "MTUS_NO_CACHE": "1"})
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert f"{path}:{fce_line}: item_modalities[0]: unknown key stong" in run.stderr
+    assert f"{path}:{region_line}: item_regions[{region_index}]: unknown region 'lumbr'" in run.stderr

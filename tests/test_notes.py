@@ -318,21 +318,12 @@ def test_cli_extract_kind_note_on_a_letter_is_one_clear_error():
     assert run.stderr.startswith(f"error: {SEED_LETTERS[0]}")
 
 
-def test_the_readers_vocabulary_follows_the_rules_dir_in_one_process(root, tmp_path, monkeypatch):
+def test_the_readers_vocabulary_follows_the_rules_dir_in_one_process(root, flexmax_rules, monkeypatch):
     """Read under one rulebook, then under a copy with an added brand, in one process: the second
     read uses the copy's drugs (the reader's tables are kept per rulebook, not the first's for
     good), and going back gives the first rulebook's reading again."""
-    import shutil
-
     from mtus_engine.api import extract_letter
-    rules = tmp_path / "rules"
-    shutil.copytree(root / "rules", rules)
-    drugs = rules / "vocabulary" / "drugs.yaml"
-    drugs.write_text(drugs.read_text().replace("brands: [Flexeril, Fexmid, Amrix]",
-                                               "brands: [Flexeril, Fexmid, Amrix, Flexmax]"))
-    note = tmp_path / "note.txt"
-    text = (root / "cases" / "notes" / "04-muscle-relaxant-chronic.txt").read_text()
-    note.write_text(text.replace("Cyclobenzaprine", "Flexmax").replace("cyclobenzaprine", "Flexmax"))
+    rules, note = flexmax_rules
 
     monkeypatch.setenv("MTUS_RULES", str(root / "rules"))
     with pytest.raises(InputError, match="no requested item"):

@@ -61,6 +61,7 @@ def test_modified_request_is_fields_and_its_phrase(engine):
 
 @pytest.mark.parametrize("change, message", [
     (lambda d: d["rationale"].pop("certify"), "rationale.certify: missing"),
+    (lambda d: d["rationale"].update(certify=3), "rationale.certify: not a sentence (3; expected a sentence)"),
     (lambda d: d["rationale"].update(certify="ok {item} {dose}"), "rationale.certify: unknown placeholder(s) dose"),
     (lambda d: d["rationale"].update(extra="x"), "rationale.extra: not a phrase the engine uses"),
     (lambda d: d["rationale"].update(certify="ok {item"), "rationale.certify: "),

@@ -729,3 +729,52 @@ def test_the_writer_thread_reports_a_lock_held_past_its_timeout(tmp_path):
     assert isinstance(log.submit(endpoint="whatif", raw=b"y", content_type=None, result=_result(1)).result(timeout=30), str)
     log.close()
     assert _count(db) == 1
+
+
+def test_a_row_retried_alone_waits_for_the_lock_a_bounded_time(tmp_path, monkeypatch):
+    """After a batch fails for another reason, each row is committed alone; while another worker
+    holds the write lock then, a row waits for it no longer than a blocked commit would, and
+    gets the lock error as its outcome (never an endless wait holding the event loop)."""
+    from mtus_engine.interfaces.service.decisions import DecisionLog
+    db = tmp_path / "d.db"
+    log = DecisionLog(db)
+    monkeypatch.setattr(DecisionLog, "ROW_BUSY_GIVE_UP", 0.2, raising=False)
+    real = DecisionLog._commit
+
+    def batch_fails(conn, rows):
+        if len(rows) > 1:
+            raise sqlite3.OperationalError("disk I/O error")  # the batch fails for its own reason
+        return real(conn, rows)
+    monkeypatch.setattr(DecisionLog, "_commit", staticmethod(batch_fails))
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    evals = [{"endpoint": "evaluate", "raw": b"%d" % i, "content_type": None, "result": _result(i)} for i in range(2)]
+    out: list = []
+    writer = threading.Thread(target=lambda: out.extend(log.write_now(evals, wait=False)), daemon=True)
+    writer.start()
+    try:
+        writer.join(10)
+        assert not writer.is_alive(), "a row waited for the write lock without end"
+    finally:
+        other.execute("COMMIT")
+        other.close()
+        writer.join(10)
+    assert len(out) == 2 and all(isinstance(o, sqlite3.OperationalError) and "locked" in str(o) for o in out)
+    log.close()
+    assert _count(db) == 0
+
+
+@pytest.mark.parametrize("auth, ok", [
+    (b"Bearer s3cret", True), (b"bearer  s3cret ", True), (None, False), (b"", False), (b"Bearer", False),
+    (b"Bearer s3cre", False), (b"Bearer s3crets", False), (b"Basic s3cret", False), (b"s3cret", False),
+])
+def test_one_bearer_check_for_the_guard_and_both_fast_paths(auth, ok):
+    """The Guard, the raw /v1/evaluate handler and the protocol's fast path share one check."""
+    from mtus_engine.interfaces.service.app import Service, _bearer_ok
+    assert _bearer_ok(b"s3cret", auth) is ok
+    service = Service.__new__(Service)     # fast_accepts reads only these two
+    service._token, service._fast_limit = b"s3cret", 1024
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"10")]
+    if auth is not None:
+        headers.append((b"authorization", auth))
+    assert service.fast_accepts(headers) == ("application/json" if ok else False)

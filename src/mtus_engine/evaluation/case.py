@@ -419,12 +419,13 @@ def _read_item_vocabulary(vocabulary: Path) -> dict[str, list[dict[str, Any]]]:
     """The tables of items.yaml read from the YAML, each entry checked (rulebook.item_tables). A
     broken file is an error naming it and the entry: the parser must not silently recognise nothing."""
     path = vocabulary / "items.yaml"
-    try:
-        data = yaml.load(path.read_bytes(), Loader=_YamlLoader)  # noqa: S506 (a safe loader)
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(str(path), f"cannot read the item vocabulary: {exc}") from None
+    # read with lines, as the rulebook's lint reads it: without the start-up cache this import
+    # comes before the lint, and its message is the one the user sees
+    data = parse_document(read_bytes(path), str(path))
+    names = {label: CASE_FACTS[fact].values for label, fact in (("modality", "modality"), ("region", "body_region"))
+             if fact in CASE_FACTS and CASE_FACTS[fact].values}
     # compiled on first use, not here (import time): tests/test_item_vocabulary.py compiles them all
-    tables, problems = item_tables(data, str(path))
+    tables, problems = item_tables(data, str(path), names=names)
     if problems:
         raise InputError.of(problems)
     return tables

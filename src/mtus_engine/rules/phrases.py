@@ -83,8 +83,11 @@ def _check(path: Path, data: Any) -> tuple[dict[str, str], list[str]]:
     for key, allowed in REQUIRED.items():
         group, name = key.split(".", 1)
         text = table.get(key)
-        if not isinstance(text, str):
+        if text is None:
             problems.append(f"{_where(path, data, (group, name))}: {key}: missing (expected a sentence)")
+            continue
+        if not isinstance(text, str):
+            problems.append(f"{_where(path, data, (group, name))}: {key}: not a sentence ({text!r}; expected a sentence)")
             continue
         try:
             names = {f for _, f, _, _ in string.Formatter().parse(text) if f}

@@ -548,11 +548,6 @@ class Rulebook:
         return plan
 
     @cached_property
-    def list_values(self) -> dict[str, list[str]]:
-        """Each list fact's declared values (request_facts turns them into member flags)."""
-        return {name: spec.values or [] for name, spec in self.facts.items() if spec.type == "list"}
-
-    @cached_property
     def _reads(self) -> dict[tuple[str, str], frozenset[str]]:
         """Facts read by the rules that can apply to a drug or a modality, worked out for each
         when first asked (for every drug at once it was ~5 ms of a cold evaluate)."""
@@ -793,7 +788,9 @@ def _load_rulebook(root: Path) -> Rulebook:
     # the item table: hashed into the digest below with the other vocabulary (as before)
     items_path = root / "vocabulary" / "items.yaml"
     items_data = _load_yaml(items_path, problems)
-    items, found = item_tables(items_data, str(items_path), compile_patterns=True) \
+    declared = {label: (facts or {}).get(fact) for label, fact in (("modality", "modality"), ("region", "body_region"))}
+    items, found = item_tables(items_data, str(items_path), compile_patterns=True,
+                               names={label: spec.values for label, spec in declared.items() if spec and spec.values}) \
         if items_data is not None else ({}, [])
     problems.extend(p.message for p in found)
     facts = facts or {}
@@ -862,12 +859,14 @@ ITEM_TABLES = (("item_modalities", "modality"), ("text_modalities", "modality"),
                ("text_regions", "region"), ("item_regions", "region"))
 
 
-def item_tables(data: Any, source: str, compile_patterns: bool = False
+def item_tables(data: Any, source: str, compile_patterns: bool = False, names: dict[str, Any] | None = None
                 ) -> tuple[dict[str, list[dict[str, Any]]], list[InputError]]:
     """vocabulary/items.yaml's tables, each entry checked: a name, a pattern (a string or a list
-    of pieces, joined), ``strong`` and ``ignore_case`` booleans; and the problems, each naming
-    the file, line and entry. With compile_patterns (the rulebook load, cached after) a pattern
-    that does not compile is one too; the case model's YAML fallback leaves that to first use."""
+    of pieces, joined), ``strong`` and ``ignore_case`` booleans, no other key; and the problems,
+    each naming the file, line and entry. ``names`` (label -> the values the fact vocabulary
+    declares for it) makes a modality or region it does not declare one too. With
+    compile_patterns (the rulebook load, cached after) a pattern that does not compile is one
+    too; the case model's YAML fallback leaves that to first use."""
     tables: dict[str, list[dict[str, Any]]] = {}
     problems: list[InputError] = []
     for key, label in ITEM_TABLES:
@@ -875,8 +874,20 @@ def item_tables(data: Any, source: str, compile_patterns: bool = False
         if not isinstance(rows, list) or not rows:
             problems.append(InputError(source, f"{key} is missing", expected=f"a list of entries with {label} and pattern"))
             continue
+        known = {label, "pattern", "strong", "ignore_case"}
         for n, row in enumerate(rows):
             where, line = f"{key}[{n}]", line_of(data, (key, n))
+            # a misspelt key would be dropped, a name outside the vocabulary reach the engine
+            # as a request no rule covers: both silently change what items mean
+            extra = sorted(str(k) for k in row if k not in known) if isinstance(row, dict) else []
+            if extra:
+                problems.append(InputError(source, f"unknown key {', '.join(extra)}", location=where, line=line,
+                                           expected=f"only {label}, pattern, strong and ignore_case"))
+            allowed = (names or {}).get(label)
+            if allowed is not None and isinstance(row, dict) and isinstance(row.get(label), str) \
+                    and row[label] not in allowed:
+                problems.append(InputError(source, f"unknown {label} {row[label]!r}", location=where, line=line,
+                                           expected=f"one the fact vocabulary declares: {', '.join(allowed)}"))
             pattern = row.get("pattern") if isinstance(row, dict) else None
             if isinstance(pattern, list) and pattern and all(isinstance(p, str) for p in pattern):
                 pattern = "".join(pattern)

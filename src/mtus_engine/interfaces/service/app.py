@@ -76,8 +76,8 @@ def _error(message: str, status: int = 422) -> Response:
 
 
 class Guard:
-    """Pure ASGI, one layer (just inside Starlette's error middleware, and in front of the
-    /v1/evaluate fast path):
+    """Pure ASGI, one layer, just inside Starlette's error middleware (POST /v1/evaluate skips the
+    stack: evaluate_asgi and Service.fast_accepts make the same checks themselves):
     - a body over the limit is refused 413 (by Content-Length, or while it streams in);
     - with a token, every path but /healthz, the page and its assets needs
       ``Authorization: Bearer <token>`` (the page's plain form may send a ``token`` field instead);
@@ -105,8 +105,7 @@ class Guard:
             if too_big:
                 return await _send_error(send, 413, f"body is over the {self.max_bytes}-byte limit")
         if self.token is not None and not self.open_path(scope["path"]):
-            scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+            if not _bearer_ok(self.token, headers.get(b"authorization")):
                 return await _send_error(send, 401, "missing or wrong bearer token",
                                          [(b"www-authenticate", b"Bearer")])
         seen = 0
@@ -144,6 +143,13 @@ class Guard:
 
 class _TooLarge(Exception):
     pass
+
+
+def _bearer_ok(token: bytes, auth: bytes | None) -> bool:
+    """Does an Authorization header carry this bearer token? (compared in constant time; the
+    Guard, the raw /v1/evaluate handler and the protocol's fast path all ask here)"""
+    scheme, _, given = (auth or b"").partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
 
 
 def _internal_error(exc: BaseException) -> tuple[int, bytes]:
@@ -338,10 +344,8 @@ class Service:
         if length is None or not length.isdigit() or int(length) > self._fast_limit:
             return False
         token = self._token
-        if token is not None:
-            scheme, _, given = (auth or b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):
-                return False
+        if token is not None and not _bearer_ok(token, auth):
+            return False
         if ctype is None:
             return None
         ctype = ctype.decode("latin-1")
@@ -486,8 +490,8 @@ def toggles(engine, case, result: dict) -> dict[str, dict]:
 
 
 class _App(FastAPI):
-    """FastAPI, with POST /v1/evaluate (the hot path) answered by a raw ASGI handler behind the same
-    Guard (body limit, token, exception shield): no per-request middleware stack, routing,
+    """FastAPI, with POST /v1/evaluate (the hot path) answered by a raw ASGI handler making the
+    Guard's checks itself (body limit, token, exception shield): no per-request middleware stack, routing,
     dependency solving or Response object. Everything else goes through FastAPI as usual."""
 
     fast_evaluate = None
@@ -525,10 +529,8 @@ def evaluate_asgi(service: "Service", guard: Guard):
                 over = True
             if over:
                 return await _send_error(send, 413, too_big)
-        if token is not None:
-            scheme, _, given = (auth or b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):
-                return await _send_error(send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")])
+        if token is not None and not _bearer_ok(token, auth):
+            return await _send_error(send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")])
         message = await receive()
         if message["type"] == "http.disconnect":
             return

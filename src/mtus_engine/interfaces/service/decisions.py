@@ -8,8 +8,8 @@ the same. Case content (the input, the request items) is stored only when the se
 --store-inputs: it is medical data.
 
 Each evaluation is committed before its answer is sent, under a unique id. A worker's event loop
-commits the evaluations of one turn in one transaction (write_now); other callers queue them for a
-writer thread that commits whatever has queued up in one transaction (group commit): under load
+commits the evaluations of one turn in one transaction (row, then write_rows: Service._hand_off);
+other callers queue them for a writer thread that commits whatever has queued up in one transaction (group commit): under load
 one commit serves many answers. Several worker processes share the file (WAL mode,
 synchronous=NORMAL: a commit is not fsynced, the checkpoint is; a killed process loses nothing
 committed, a power loss may lose the last commits, neither corrupts the file). A worker killed
@@ -80,10 +80,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except sqlite3.OperationalError:  # another worker added it first
         if not any(r[1] == "requests" for r in conn.execute("PRAGMA table_info(decisions)")):
             raise
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 _second: tuple[int, str] = (-1, "")  # replaced whole: threads read it without a lock
@@ -274,6 +270,10 @@ class DecisionLog:
         finally:
             conn.close()
 
+    # rows retried alone wait for another worker's write lock at most this long in all, as a
+    # blocked commit does (busy timeout); then each one still waiting gets the lock error
+    ROW_BUSY_GIVE_UP = 30.0
+
     def _outcomes(self, conn: sqlite3.Connection, groups: list[list[tuple]]) -> list[list]:
         """Commit the groups of rows in one transaction; each row's uid, or the error that kept
         it out (then each row is tried alone: one bad row does not take its batch with it).
@@ -285,15 +285,18 @@ class DecisionLog:
             raise
         except Exception:  # noqa: BLE001
             outcomes = []
+            give_up = time.monotonic() + self.ROW_BUSY_GIVE_UP
             for rows in groups:
                 mine = []
                 for row in rows:
                     while True:
                         try:
                             self._commit(conn, [row])
-                        except Busy:  # the lock went elsewhere between two rows: wait for it
-                            threading.Event().wait(0.001)
-                            continue
+                        except Busy as exc:  # the lock went elsewhere between two rows: wait for it
+                            if time.monotonic() < give_up:
+                                threading.Event().wait(0.001)
+                                continue
+                            mine.append(sqlite3.OperationalError(f"database is locked ({exc.__cause__})"))
                         except Exception as exc:  # noqa: BLE001
                             mine.append(exc)
                         else:
