@@ -162,19 +162,19 @@ class CompiledRulebook:
 
     def families_for(self, facts: dict[str, Any]) -> list[int]:
         """Indices of every family with a rule that could match this request fact (usually one)."""
-        idx = set()
+        # the class flags the fact carries, by one key-set intersection rather than a look-up
+        # per class (the result is sorted, so the set's order does not matter)
+        flags = self._class_flags
+        idx = {flags[key] for key in flags.keys() & facts.keys() if facts[key] is True}
         if (d := facts.get("drug")) in self.by_drug:
             idx.add(self.by_drug[d])
         if (m := facts.get("modality")) in self.by_modality:
             idx.add(self.by_modality[m])
-        for key, i in self._class_flags:
-            if facts.get(key) is True:
-                idx.add(i)
         return sorted(idx)
 
     @cached_property
-    def _class_flags(self) -> list[tuple[str, int]]:
-        return [(flag("drug_class", cls), i) for cls, i in self.by_class.items()]
+    def _class_flags(self) -> dict[str, int]:
+        return {flag("drug_class", cls): i for cls, i in self.by_class.items()}
 
 
 def _keys(node: Any, out: set[str]) -> None:
