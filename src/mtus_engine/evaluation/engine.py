@@ -37,7 +37,7 @@ class _CriterionText:
 
     __slots__ = ("key", "id", "asks", "fact", "test", "decisive", "missing", "source", "documentable",
                  "modifies", "modify", "assume", "because", "finding", "placeholder", "assumed_finding",
-                 "_flag", "_excludes")
+                 "plain", "_flag", "_excludes")
 
     def __init__(self, rule: Rule, crit: Criterion, spec: Any, documentable: bool, say: Phrases):
         self.key = (rule.id, crit.id)
@@ -49,6 +49,7 @@ class _CriterionText:
         op = crit.test.op
         self._flag = flag(crit.fact, crit.test.includes) if op == "includes" else None
         self._excludes = [(flag(crit.fact, v), v) for v in crit.test.excludes] if op == "excludes" else None
+        self.plain = self._flag is None and self._excludes is None   # value is facts.get(fact)
         na = (say.say("finding.not_applicable_when", fact=crit.when.fact,
                       negation=crit.when.test.describe_negation()) if crit.when
               else say["finding.not_applicable"])
@@ -209,13 +210,20 @@ class Engine:
         return self._fire(request_facts(case, DerivedRequest.of(fields), self.rulebook))
 
     def _fire(self, facts: dict[str, Any]) -> list[str]:
-        fired: list[str] = []
         compiled = self.compiled
         # a family holds every rule that can match this fact; no family, no rule can
-        for i in compiled.families_for(facts):
+        found = compiled.families_for(facts)
+        items = facts.items()
+        rulesets, families, chain = self._rulesets, compiled.families, self._chain
+        if len(found) == 1:   # the usual case: one family, its fired rules as they come
+            i = found[0]
+            used = families[i].request_keys
             # only the keys some rule reads cross into durable_rules: less JSON, smaller facts
-            used = compiled.families[i].request_keys
-            fired += self._rulesets[i].evaluate([{k: v for k, v in facts.items() if k in used}], self._chain)
+            return rulesets[i].evaluate([{k: v for k, v in items if k in used}], chain)
+        fired: list[str] = []
+        for i in found:
+            used = families[i].request_keys
+            fired += rulesets[i].evaluate([{k: v for k, v in items if k in used}], chain)
         return fired
 
     # -------------------------------------------------------------- internals
@@ -288,7 +296,7 @@ class Engine:
                     add(CriterionResult(rule_id, m.id, m.asks, m.fact, m.assume, "assumed", m.test, state,
                                         m.decisive, m.assumed_finding[state], m.because))
                 else:
-                    value = m.value(facts)
+                    value = facts.get(m.fact) if m.plain else m.value(facts)
                     finding = m.finding[state]
                     if m.placeholder[state]:
                         finding = finding.replace("{value}", _show(value) if value is not None
