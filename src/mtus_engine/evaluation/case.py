@@ -787,13 +787,18 @@ _item_cache: dict[tuple[int, str], dict[str, Any]] = {}
 
 def parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
     """What the item text itself says: drug, strength, quantity, refills, sessions, modality."""
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in _parsed(item, drugs).items()}
+
+
+def _parsed(item: str, drugs: DrugLookup) -> dict[str, Any]:
+    """parse_item's cached answer itself: read it, never change it."""
     key = (id(drugs), item)
     hit = _item_cache.get(key)
     if hit is None:
         if len(_item_cache) > 50_000:  # bounded: batches repeat item texts, but memory stays flat
             _item_cache.clear()
         hit = _item_cache[key] = _parse_item(item, drugs)
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in hit.items()}
+    return hit
 
 
 def strength_mg(text: str | None) -> list[float] | None:
@@ -1015,9 +1020,10 @@ def derive_request(case: Case, index: int, drugs: DrugLookup) -> tuple[dict[str,
     given = {k: (list(v) if type(v) is list else v) for k, v in req.__dict__.items() if v is not None}
     src = {k: "case" for k in given if k != "item"}
     filled = dict(given)
-    for key, value in parse_item(req.item, drugs).items():
+    # the cached parse read in place: only what is taken from it is copied (its lists)
+    for key, value in _parsed(req.item, drugs).items():
         if key not in filled:
-            filled[key] = value
+            filled[key] = list(value) if type(value) is list else value
             src[key] = "item"
     if filled.get("drug"):
         generic = drugs.generic(filled["drug"]) or filled["drug"]
