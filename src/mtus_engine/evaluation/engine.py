@@ -148,6 +148,7 @@ class Engine:
                          for name, a in self.compiled.actions.items()}
         self._chain = functools.partial(chained_facts, self.compiled)
         self._in_effect: dict[tuple[str, Any], tuple[str, ...]] = {}
+        self._part_of: dict[tuple[str, tuple[str, ...]], str | None] = {}   # (rule, parts in effect) -> part
 
     def under_edition(self, edition: str | None) -> "Engine":
         """This engine, evaluating every case under a named edition (what-if, batch, service).
@@ -265,7 +266,16 @@ class Engine:
             return self._no_rule(req, self._why_no_rule(req))
         by_id = self.rulebook.by_id
         in_effect = self._parts_in_effect(edition, request_date)
-        parts = {rule_id: p for rule_id in applied if (p := _first_part(in_effect, by_id[rule_id].parts))}
+        part_of = self._part_of
+        parts = {}
+        for rule_id in applied:
+            # the rule's part among those in effect, looked up once per rule and set of parts
+            key = (rule_id, in_effect)
+            p = part_of.get(key, part_of)
+            if p is part_of:
+                p = part_of[key] = _first_part(in_effect, by_id[rule_id].parts)
+            if p:
+                parts[rule_id] = p
         if not parts:
             return self._no_rule(req, self.phrases.say("no_rule.no_part", edition=edition.id,
                                                        date=request_date or self.phrases["no_rule.no_part_date"]))
@@ -335,7 +345,8 @@ class Engine:
             modified = self._modified(req, facts, modify_supply, modify_sessions)
             if modified.sessions == 0:   # UR already certified all the guideline allows
                 decision, modified = "non-certify", None
-        texts = [self._rule_text(rule, parts[rule.id]) for rule in rules]
+        known = self._texts
+        texts = [known.get((rule.id, parts[rule.id])) or self._rule_text(rule, parts[rule.id]) for rule in rules]
         citations = self._citations(texts)
         rationale = self._rationale(req, rules, texts, criteria, decision, modified, parts)
         return Determination(
