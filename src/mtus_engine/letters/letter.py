@@ -1436,7 +1436,6 @@ _DIAG_QUALIFIER = re.compile(r"^(?:left|right|bilateral|subsequent|initial|seque
                              r"(?:limb|hand|arm|leg|encounter|side|region|level|knee|shoulder|wrist|hip|"
                              r"ankle|foot|elbow|spine)?$|^\w+ (?:region|level|limb)$", re.I)
 _LEADING_CONJ = re.compile(r"^(?:and|or)\s+")
-_LAST_AND = re.compile(r"^(.*\S)\s+and\s+(\S.*)$")
 _DIAG_GLUED = re.compile(r"(?<=(?:sis|thy|tis))\s+(?=(?:lumbar|cervical|thoracic)\b)", re.I)
 
 
