@@ -30,11 +30,18 @@ def root() -> Path:
 
 
 @pytest.fixture
-def flexmax_rules(root, tmp_path) -> tuple[Path, Path]:
-    """(a copy of the rulebook whose drugs add the brand Flexmax for cyclobenzaprine, a progress
-    note that names the drug only as Flexmax): the note has a request only under the copy."""
+def rules_copy(root, tmp_path) -> Path:
+    """A copy of the rulebook, for a test to edit."""
     rules = tmp_path / "rules"
     shutil.copytree(root / "rules", rules)
+    return rules
+
+
+@pytest.fixture
+def flexmax_rules(root, tmp_path, rules_copy) -> tuple[Path, Path]:
+    """(a copy of the rulebook whose drugs add the brand Flexmax for cyclobenzaprine, a progress
+    note that names the drug only as Flexmax): the note has a request only under the copy."""
+    rules = rules_copy
     drugs = rules / "vocabulary" / "drugs.yaml"
     old = "brands: [Flexeril, Fexmid, Amrix]"
     assert old in drugs.read_text()

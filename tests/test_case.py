@@ -476,12 +476,10 @@ def test_case_fields_are_the_declared_facts():
     assert {spec.source for spec in CASE_FACTS.values()} == {"findings", "request", "patient"}
 
 
-def test_a_fact_added_to_the_vocabulary_is_a_case_field(tmp_path, root):
-    import shutil
+def test_a_fact_added_to_the_vocabulary_is_a_case_field(tmp_path, root, rules_copy):
     import subprocess
     import sys
-    rules = tmp_path / "rules"
-    shutil.copytree(root / "rules", rules)
+    rules = rules_copy
     (rules / "vocabulary" / "facts-zz-test.yaml").write_text(
         "facts:\n"
         "  night_pain:\n    type: boolean\n    source: findings\n    meaning: Pain at night.\n"

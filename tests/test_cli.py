@@ -74,10 +74,8 @@ def test_version():
     assert run("--version").output.startswith("mtus, version")
 
 
-def test_broken_rule_files_exit_2_with_file_and_line(root, tmp_path):
-    import shutil
-    rules = tmp_path / "rules"
-    shutil.copytree(root / "rules", rules)
+def test_broken_rule_files_exit_2_with_file_and_line(rules_copy):
+    rules = rules_copy
     (rules / "chronic-pain" / "binary.yaml").write_bytes(b"\x00\x01\x02")
     (rules / "chronic-pain" / "empty.yaml").write_text("")
     bad = rules / "chronic-pain" / "baclofen.yaml"

@@ -116,16 +116,13 @@ def test_a_broken_item_vocabulary_names_the_file_and_entry(tmp_path):
     assert "items.yaml" in str(err.value) and "item_modalities[0]" in str(err.value)
 
 
-def test_a_broken_item_entry_is_a_rulebook_lint_error(root, tmp_path):
+def test_a_broken_item_entry_is_a_rulebook_lint_error(rules_copy):
     """items.yaml is part of the rulebook: `mtus rules lint` names the file, line and entry of a
     malformed entry and of a pattern that does not compile, and exits 2."""
-    import shutil
-
     from click.testing import CliRunner
 
     from mtus_engine.interfaces.cli import main
-    rules = tmp_path / "rules"
-    shutil.copytree(root / "rules", rules)
+    rules = rules_copy
     path = rules / "vocabulary" / "items.yaml"
     text = path.read_text()
     fce, bone = "pattern: 'functional capacity|", "pattern: 'bone scan|scintigra"
@@ -143,17 +140,14 @@ def test_a_broken_item_entry_is_a_rulebook_lint_error(root, tmp_path):
     assert "Traceback" not in res.stderr
 
 
-def test_an_unknown_name_or_key_in_the_item_table_is_a_lint_error(root, tmp_path):
+def test_an_unknown_name_or_key_in_the_item_table_is_a_lint_error(rules_copy):
     """A modality or region the fact vocabulary does not declare ("fcee") would reach the engine
     as a request no rule covers, and a misspelt key ("stong") would be dropped: both are lint
     problems naming the file, line and entry (exit 2), not a silent change of what items mean."""
-    import shutil
-
     from click.testing import CliRunner
 
     from mtus_engine.interfaces.cli import main
-    rules = tmp_path / "rules"
-    shutil.copytree(root / "rules", rules)
+    rules = rules_copy
     path = rules / "vocabulary" / "items.yaml"
     text = path.read_text()
     fce, knee = "  - modality: fce\n    strong: true\n", "  - region: lumbar\n    pattern: '(?<!upper )"

@@ -3,7 +3,6 @@ broken phrasebook is refused at load, and by `mtus rules lint`, with the file, l
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import yaml
@@ -15,12 +14,6 @@ from mtus_engine.interfaces.cli import main
 from mtus_engine.errors import EngineError, RulebookError
 from mtus_engine.rules.phrases import REQUIRED, load_phrases
 from mtus_engine.rules.rulebook import load_rulebook
-
-
-def _copy(root, tmp_path):
-    rules = tmp_path / "rules"
-    shutil.copytree(root / "rules", rules)
-    return rules
 
 
 def _edit(rules, change):
@@ -37,8 +30,8 @@ def test_every_phrase_the_engine_uses_is_in_the_rulebook(root):
         assert isinstance(phrases[key], str) and phrases[key]
 
 
-def test_a_reworded_phrase_changes_the_rationale(root, tmp_path):
-    rules = _copy(root, tmp_path)
+def test_a_reworded_phrase_changes_the_rationale(rules_copy):
+    rules = rules_copy
     _edit(rules, lambda d: d["rationale"].update(certify="Certified: {item} meets the guideline."))
     engine = Engine(load_rulebook(rules))
     case = Case.model_validate({"id": "p", "request_date": "2014-06-20", "findings": {"acute_exacerbation": True},
@@ -66,16 +59,16 @@ def test_modified_request_is_fields_and_its_phrase(engine):
     (lambda d: d["rationale"].update(extra="x"), "rationale.extra: not a phrase the engine uses"),
     (lambda d: d["rationale"].update(certify="ok {item"), "rationale.certify: "),
 ])
-def test_a_broken_phrasebook_is_refused_naming_file_and_key(root, tmp_path, change, message):
-    rules = _copy(root, tmp_path)
+def test_a_broken_phrasebook_is_refused_naming_file_and_key(rules_copy, change, message):
+    rules = rules_copy
     path = _edit(rules, change)
     with pytest.raises(EngineError) as err:
         load_phrases(rules)
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
 
 
-def test_lint_reports_a_broken_phrasebook_as_a_rulebook_problem_with_file_and_line(root, tmp_path):
-    rules = _copy(root, tmp_path)
+def test_lint_reports_a_broken_phrasebook_as_a_rulebook_problem_with_file_and_line(rules_copy):
+    rules = rules_copy
 
     def change(d):
         d["rationale"].pop("certify")

@@ -1,4 +1,3 @@
-import shutil
 
 import pytest
 
@@ -31,13 +30,6 @@ def test_citations_cite_drug_entry_before_class(engine):
     det = engine.evaluate(load_case_text(
         "id: x\nrequest_date: 2014-01-01\nrequests:\n  - item: Soma 350 mg\n")).determinations[0]
     assert [c.section for c in det.citations] == ["Carisoprodol (Soma)", "Muscle relaxants (for pain)"]
-
-
-@pytest.fixture
-def rules_copy(tmp_path, root):
-    dest = tmp_path / "rules"
-    shutil.copytree(root / "rules", dest)
-    return dest
 
 
 def _break(path, old, new):

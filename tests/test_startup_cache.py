@@ -3,7 +3,6 @@ directory, reused while nothing it depends on changed, and never a reason for a 
 
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 
@@ -25,13 +24,6 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MTUS_CACHE_DIR", str(d))
     monkeypatch.delenv("MTUS_NO_CACHE", raising=False)
     return d
-
-
-@pytest.fixture
-def rules_copy(tmp_path, root):
-    dest = tmp_path / "rules"
-    shutil.copytree(root / "rules", dest)
-    return dest
 
 
 def _fresh_process(monkeypatch):
