@@ -152,6 +152,24 @@ def _bearer_ok(token: bytes, auth: bytes | None) -> bool:
     return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token)
 
 
+def _evaluate_headers(headers) -> tuple[bytes | None, bytes | None, bytes | None, bool]:
+    """(content type, content length, authorization, whether Expect or Transfer-Encoding is sent)
+    of a POST /v1/evaluate: the headers both its paths read, the first content type winning."""
+    ctype = length = auth = None
+    streamed = False
+    for key, value in headers:
+        if key == b"content-type":
+            if ctype is None:
+                ctype = value
+        elif key == b"content-length":
+            length = value
+        elif key == b"authorization":
+            auth = value
+        elif key == b"expect" or key == b"transfer-encoding":
+            streamed = True
+    return ctype, length, auth, streamed
+
+
 def _internal_error(exc: BaseException) -> tuple[int, bytes]:
     """An unexpected exception as the Guard answers it: 500, logged by its type only (its message
     could quote the case)."""
@@ -330,18 +348,8 @@ class Service:
         """For the HTTP protocol's fast path (protocol.py): the content type of a POST /v1/evaluate
         this process answers at once on the loop (a small case with its Content-Length, the token
         right if one is required, no Expect), or False: the request takes the ASGI path."""
-        ctype = length = auth = None
-        for key, value in headers:
-            if key == b"content-type":
-                if ctype is None:
-                    ctype = value
-            elif key == b"content-length":
-                length = value
-            elif key == b"authorization":
-                auth = value
-            elif key == b"expect" or key == b"transfer-encoding":
-                return False
-        if length is None or not length.isdigit() or int(length) > self._fast_limit:
+        ctype, length, auth, streamed = _evaluate_headers(headers)
+        if streamed or length is None or not length.isdigit() or int(length) > self._fast_limit:
             return False
         token = self._token
         if token is not None and not _bearer_ok(token, auth):
@@ -513,15 +521,9 @@ def evaluate_asgi(service: "Service", guard: Guard):
     too_big = f"body is over the {max_bytes}-byte limit"
 
     async def app(scope, receive, send):
-        ctype = length = auth = None
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                if ctype is None:
-                    ctype = value.decode("latin-1")
-            elif key == b"content-length":
-                length = value
-            elif key == b"authorization":
-                auth = value
+        ctype, length, auth, _ = _evaluate_headers(scope["headers"])
+        if ctype is not None:
+            ctype = ctype.decode("latin-1")
         if length is not None:
             try:
                 over = int(length) > limit
@@ -557,8 +559,7 @@ def evaluate_asgi(service: "Service", guard: Guard):
         except BadInput as exc:
             body, status = to_json_bytes({"error": exc.message}), exc.status
         except Exception as exc:  # noqa: BLE001 - as the Guard: logged by its type only, answered 500
-            log.error("internal error on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
-            body, status = to_json_bytes({"error": f"internal error ({type(exc).__name__})"}), 500
+            status, body = _internal_error(exc)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
