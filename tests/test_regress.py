@@ -343,3 +343,27 @@ def test_possible_reasons_are_what_the_engine_can_name(engine):
     assert f"{guarded[0].id}/{guarded[1].when.fact.replace('_', '-')}" in known
     assert all(f"{r.id}/{c.id}" in known for r in rules for c in r.criteria)
     assert "imaging.shoulder/no-such-criterion" not in known
+
+
+@pytest.mark.parametrize("findings, named, not_named", [
+    # one alternative holds: it is named, met; the others set aside by it are not
+    ({"invasive_procedure_planned": True}, {"imaging.shoulder/surgery-considered"},
+     {"imaging.shoulder/red-flags", "imaging.shoulder/conservative-care-failed"}),
+    # two hold: each sets the other aside, and both are named from their values
+    ({"red_flags": True, "conservative_care_failed": True},
+     {"imaging.shoulder/red-flags", "imaging.shoulder/conservative-care-failed"},
+     {"imaging.shoulder/surgery-considered", "imaging.shoulder/neurologic-deficit"}),
+    # none holds: a denial names every alternative that failed or is not documented
+    ({"red_flags": False}, {"imaging.shoulder/red-flags", "imaging.shoulder/neurologic-deficit",
+                            "imaging.shoulder/conservative-care-failed", "imaging.shoulder/surgery-considered"}, set()),
+])
+def test_reasons_name_the_alternatives_of_a_rule(engine, findings, named, not_named):
+    from mtus_engine.rules.regress import engine_reasons, possible_reasons
+    case = case_from_data({"id": "alt", "request_date": "2016-12-15", "findings": findings,
+                           "requests": [{"item": "Right shoulder MRI", "modality": "mri",
+                                         "body_region": ["shoulder"]}]}, "alt")
+    det = engine.evaluate(case).determinations[0]
+    reasons = set(engine_reasons(det, engine.rulebook))
+    assert named <= reasons and not (not_named & reasons), (det.decision, reasons)
+    # the derived guard facts are never named, nor counted as a reason the engine can give
+    assert not any("other-than" in r for r in reasons | possible_reasons(engine.rulebook))

@@ -241,13 +241,20 @@ def engine_reasons(det: Any, rulebook: Any) -> list[str]:
     out = [f"{c.rule}/{c.criterion}" for c in det.criteria if c.decisive and c.state in states]
     if det.decision == "certify":
         # a criterion set aside by its guard ("with red flags imaging is indicated"): the guard's
-        # fact is the reason, named as a criterion id (red_flags -> <rule>/red-flags)
+        # fact is the reason, named as a criterion id (red_flags -> <rule>/red-flags). A guard over
+        # a derived any_of of the facts of the rule's other criteria (alternatives: "no other
+        # criterion for imaging is documented") names instead the alternatives that hold.
         for c in det.criteria:
             if c.decisive and c.state == "not applicable":
                 rule = rulebook.by_id.get(c.rule)
                 crit = next((k for k in getattr(rule, "criteria", ()) if k.id == c.criterion), None)
                 guard = getattr(crit, "when", None)
-                if guard is not None:
+                if guard is None:
+                    continue
+                members = _alternatives(rulebook, rule, guard.fact)
+                if members:
+                    out.extend(_alternatives_held(det, rule, members))
+                else:
                     out.append(f"{c.rule}/{guard.fact.replace('_', '-')}")
     else:
         for rid in det.rules_fired:
@@ -257,16 +264,42 @@ def engine_reasons(det: Any, rulebook: Any) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _alternatives(rulebook: Any, rule: Any, fact: str) -> set[str] | None:
+    """A guard fact that is a derived any_of of facts the rule's own decisive criteria read (the
+    rule's alternatives): those facts; else None."""
+    members = getattr(rulebook.facts.get(fact), "any_of", None)
+    own = {k.fact for k in getattr(rule, "criteria", ()) if k.decisive}
+    return set(members) if members and set(members) <= own else None
+
+
+def _alternatives_held(det: Any, rule: Any, facts: set[str]) -> list[str]:
+    """The rule's decisive criteria over those facts whose value recorded on the determination
+    passes the criterion's test: the alternatives that hold, met or set aside by another."""
+    from .compiler import test_holds
+    tests = {k.id: k.test for k in getattr(rule, "criteria", ())}
+    return [f"{c.rule}/{c.criterion}" for c in det.criteria
+            if c.rule == rule.id and c.decisive and c.fact in facts and c.value is not None
+            and c.criterion in tests and _holds(test_holds, tests[c.criterion], c.value)]
+
+
+def _holds(test_holds: Any, test: Any, value: Any) -> bool:
+    try:
+        return bool(test_holds(test, value))
+    except TypeError:   # a value of another type than the test's
+        return False
+
+
 def possible_reasons(rulebook: Any) -> set[str]:
     """Every reason engine_reasons can give under this rulebook: each rule's criteria, a
-    not-recommended rule, and the guard fact of a guarded criterion."""
+    not-recommended rule, and the guard fact of a guarded criterion (not a guard over the rule's
+    own alternatives, which names those criteria instead)."""
     out = set()
     for rule in rulebook.rules:
         if rule.recommendation == "not-recommended":
             out.add(f"{rule.id}/not-recommended")
         for crit in rule.criteria:
             out.add(f"{rule.id}/{crit.id}")
-            if crit.when is not None:
+            if crit.when is not None and not _alternatives(rulebook, rule, crit.when.fact):
                 out.add(f"{rule.id}/{crit.when.fact.replace('_', '-')}")
     return out
 
