@@ -859,3 +859,24 @@ def test_office_visit_already_authorized():
     req = _case(SUMMARY, "Follow-up office visit with orthopedist",
                 "A follow-up office visit with the orthopedist was previously authorized.")["requests"][0]
     assert req["modality"] == "office_visit" and "already_authorized" not in req
+
+
+_CHIRO_ITEM = ("Chiropractic physiotherapy treatment 12 visits was the original request. Chiropractic "
+               "physiotherapy treatment 6 visits was authorized by the Claims Administrator. The "
+               "remaining IMR eligible portion of the original request, Chiropractic physiotherapy "
+               "treatment 6 visits")
+
+
+@pytest.mark.parametrize("extra, prior_sessions", [
+    # the request's own certified part is authorized_sessions, not visits had before it
+    ("", None),
+    # visits completed before are still read beside it
+    (" She has completed 4 chiropractic visits.", 4),
+])
+def test_the_certified_part_of_a_request_is_not_prior_visits(extra, prior_sessions):
+    summary = SUMMARY + " Chiropractic physiotherapy treatment 12 visits was the original request. " \
+        "Chiropractic physiotherapy treatment 6 visits was authorized by the Claims Administrator." + extra
+    req = _case(summary, _CHIRO_ITEM, "The patient has ongoing pain.")["requests"][0]
+    assert req.get("authorized_sessions") == 6
+    assert req.get("prior_sessions") == prior_sessions
+    assert (req.get("prior_treatment") is True) == bool(prior_sessions)

@@ -2265,10 +2265,15 @@ class _Narrative:
         related = [s for s in self.sents if s.fact and (
             modality in s.refers or (s.item == k and not s.refers))]
         prior_sessions = None
+        # the sentence stating this request's own certified part ("... 6 visits was authorized by
+        # the Claims Administrator") gives authorized_sessions, not visits had before
+        own_part = " ".join(item.authorized.lower().split()) if authorized and item.authorized else None
         # visits already had, or approved before (a UR approval counts): the summary and the
         # rationale's narrative about this therapy, whether or not a UR sentence
         for s in self.sents:
             if s.conclusion or not (modality in s.modalities or (s.item == k and not s.refers)):
+                continue
+            if own_part and own_part in " ".join(s.low.split()):
                 continue
             if s.block == "rationale" and not s.narrative:
                 continue
