@@ -870,8 +870,11 @@ _CHIRO_ITEM = ("Chiropractic physiotherapy treatment 12 visits was the original 
 @pytest.mark.parametrize("extra, prior_sessions", [
     # the request's own certified part is authorized_sessions, not visits had before it
     ("", None),
-    # visits completed before are still read beside it
+    # visits completed before are still read beside it, even as many as the certified part
     (" She has completed 4 chiropractic visits.", 4),
+    (" She has completed 6 chiropractic visits.", 6),
+    # the same certification in other words: approved, as many visits as the certified part
+    (" She was authorized 6 chiropractic sessions by the previous reviewer.", None),
 ])
 def test_the_certified_part_of_a_request_is_not_prior_visits(extra, prior_sessions):
     summary = SUMMARY + " Chiropractic physiotherapy treatment 12 visits was the original request. " \

@@ -1388,6 +1388,9 @@ _PRIOR_WORDS = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b|\b
                           r"\bpreviously\b|\balready\b|\breceived\b|\bcompleted\b|\battempted\b|"
                           r"\btreated with\b|\bhas had\b", re.I)
 _INITIAL_ITEM = re.compile(r"\binitial\b|\btrial\b|\bfirst\b", re.I)
+# an approval, not visits had: with the count of a partly authorized request's certified part, it is that part
+_APPROVED_ONLY = re.compile(r"\b(?:authoriz|approv|certifi|modifi)\w*", re.I)
+_DONE = re.compile(r"\b(?:completed|attended|had|received|undergone|underwent|finished|gone to)\b", re.I)
 _MORE_OF_SAME = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b", re.I)
 _RECEIVED = re.compile(r"\b(?:prior|previous(?:ly)?|already|received|completed|attempted|attended|"
                        r"treated with|has had|had|underwent|undergone|tried|failed|helped|"
@@ -2280,7 +2283,11 @@ class _Narrative:
             m = _PRIOR_SESSIONS.search(s.text)
             if m and not _negated(s.text[:m.start()]) and s.text[m.start():m.end()].lower() \
                     not in text.lower():
-                prior_sessions = _to_int(next(g for g in m.groups() if g))
+                count = _to_int(next(g for g in m.groups() if g))
+                if authorized and count == authorized and _APPROVED_ONLY.search(m.group(0)) \
+                        and not _DONE.search(m.group(0)):
+                    continue  # "authorized 6 sessions by previous reviewer": this request's part
+                prior_sessions = count
                 break
         if prior_sessions is None and any(
                 _NO_PRIOR_SESSIONS.search(s.text) and modality in s.modalities and not s.conclusion
