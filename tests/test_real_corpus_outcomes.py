@@ -40,7 +40,7 @@ def test_mtus_cited_items_get_determinations_that_agree_with_the_reviewers(regre
 def test_the_reviewers_decisive_reason_is_the_engines(regressed):
     r = regressed[0]["reasons"]
     assert r["gold_letters"] == 129
-    assert r["rate"] >= 0.73                           # 0.754 of the agreeing items (0.841 of the mapped)
+    assert r["rate"] >= 0.75                           # 0.776 of the agreeing items (0.861 of the mapped)
 
 
 def test_items_judged_outside_the_mtus_say_so(regressed):
