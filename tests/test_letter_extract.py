@@ -875,6 +875,7 @@ _CHIRO_ITEM = ("Chiropractic physiotherapy treatment 12 visits was the original 
     (" She has completed 6 chiropractic visits.", 6),
     # the same certification in other words: approved, as many visits as the certified part
     (" She was authorized 6 chiropractic sessions by the previous reviewer.", None),
+    (" She had been authorized 6 chiropractic sessions in 2015 and completed them.", 6),
 ])
 def test_the_certified_part_of_a_request_is_not_prior_visits(extra, prior_sessions):
     summary = SUMMARY + " Chiropractic physiotherapy treatment 12 visits was the original request. " \

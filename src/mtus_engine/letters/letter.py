@@ -1390,7 +1390,7 @@ _PRIOR_WORDS = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b|\b
 _INITIAL_ITEM = re.compile(r"\binitial\b|\btrial\b|\bfirst\b", re.I)
 # an approval, not visits had: with the count of a partly authorized request's certified part, it is that part
 _APPROVED_ONLY = re.compile(r"\b(?:authoriz|approv|certifi|modifi)\w*", re.I)
-_DONE = re.compile(r"\b(?:completed|attended|had|received|undergone|underwent|finished|gone to)\b", re.I)
+_DONE = re.compile(r"\b(?:completed|attended|received|undergone|underwent|finished|gone to|(?:has|have|had) had)\b", re.I)
 _MORE_OF_SAME = re.compile(r"\badditional\b|\bcontinued\b|\bfurther\b|\bmore\b", re.I)
 _RECEIVED = re.compile(r"\b(?:prior|previous(?:ly)?|already|received|completed|attempted|attended|"
                        r"treated with|has had|had|underwent|undergone|tried|failed|helped|"
@@ -2285,7 +2285,7 @@ class _Narrative:
                     not in text.lower():
                 count = _to_int(next(g for g in m.groups() if g))
                 if authorized and count == authorized and _APPROVED_ONLY.search(m.group(0)) \
-                        and not _DONE.search(m.group(0)):
+                        and not _DONE.search(s.text):
                     continue  # "authorized 6 sessions by previous reviewer": this request's part
                 prior_sessions = count
                 break
