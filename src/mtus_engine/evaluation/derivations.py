@@ -776,6 +776,22 @@ def _morphine_equivalent_total(ctx: Ctx, drug_class: str = "opioid") -> int | No
     return None if total is None else round(total)
 
 
+@derivation("finding_in_region", inverse=None)   # where a finding was made is what it is
+def _finding_in_region(ctx: Ctx, finding: str, regions: str,
+                       bears_on: dict[str, list[str]] | None = None) -> bool | None:
+    """A region-bound finding (``finding``, a boolean) as it holds for this request's body part:
+    the finding itself where the case does not place it (``regions`` left out) or the request
+    names no region; else whether a region it was found in bears on a region of the request
+    (``bears_on``: request region -> finding regions; a region not listed bears on itself)."""
+    value = ctx.facts.get(finding)
+    where = getattr(ctx.case.findings, regions, None)
+    wanted = ctx.req.body_region
+    if value is not True or not where or not wanted:
+        return value
+    bears_on = bears_on or {}
+    return any(r in bears_on.get(w, (w,)) for w in wanted for r in where)
+
+
 # ----------------------------------------------------------------------------- what-if inverse
 
 def solve(case: Case, fields: dict[str, Any], rulebook: Any, fact: str, holds: Callable[[Any], bool],
