@@ -534,3 +534,37 @@ def test_derived_request_has_exactly_the_request_fields():
         req.quantiy  # noqa: B018 - the typo must raise
     with _pytest.raises(TypeError):
         DerivedRequest.of({"item": "x", "quantiy": 3})
+
+
+# ---- region-bound findings: where a deficit was found or a procedure is planned
+
+REGIONED = ("id: x\nfindings:\n  neurologic_deficit: true\n  neurologic_deficit_regions: {regions}\n"
+            "requests:\n  - item: MRI of the right shoulder\n")
+
+
+def test_finding_regions_take_the_body_region_vocabulary():
+    from mtus_engine.evaluation.case import BODY_REGIONS, fact_values
+    case = load_case_text(REGIONED.format(regions="[lumbar, foot]"), "c.yaml")
+    assert case.findings.neurologic_deficit_regions == ["lumbar", "foot"]
+    # one vocabulary: the regions a finding is placed in are the requests' body regions
+    for name in ("neurologic_deficit_regions", "invasive_procedure_regions"):
+        assert fact_values(name) == BODY_REGIONS
+
+
+@pytest.mark.parametrize("regions", ["[lumber]", "[low back]", "[[lumbar]]"])
+def test_a_bad_finding_region_names_the_field(regions):
+    with pytest.raises(InputError) as exc:
+        load_case_text(REGIONED.format(regions=regions), "bad.yaml")
+    assert exc.value.message.startswith("bad.yaml:4: findings.neurologic_deficit_regions")
+
+
+def test_the_cli_exits_2_on_a_bad_finding_region(tmp_path):
+    from click.testing import CliRunner
+
+    from mtus_engine.interfaces.cli import main
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(REGIONED.format(regions="[lumbar]").replace("neurologic_deficit_regions: [lumbar]",
+                                                                 "invasive_procedure_regions: [spine]"))
+    res = CliRunner().invoke(main, ["evaluate", str(bad)])
+    assert res.exit_code == 2
+    assert f"{bad}:4: findings.invasive_procedure_regions" in res.stderr and "Traceback" not in res.output

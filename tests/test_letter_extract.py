@@ -884,3 +884,59 @@ def test_the_certified_part_of_a_request_is_not_prior_visits(extra, prior_sessio
     assert req.get("authorized_sessions") == 6
     assert req.get("prior_sessions") == prior_sessions
     assert (req.get("prior_treatment") is True) == bool(prior_sessions)
+
+
+# A case covering several body parts: a finding is read where the records place it, and a
+# finding about one part does not decide imaging of another (no letter of the corpus shows it).
+MULTI_PART = ("The injured worker is a 50 year old female who sustained an industrial injury on "
+              "1/2/2012. The diagnoses are lumbar radiculopathy and right shoulder impingement. "
+              "Treatment to date has included physical therapy and naproxen, which helped. "
+              "{exam} The Utilization Review dated 3/4/2014 non-certified the request.")
+
+
+@pytest.mark.parametrize("exam, key, regions", [
+    ("Examination of the lumbar spine revealed decreased sensation in the left foot.",
+     "neurologic_deficit_regions", ["lumbar", "foot"]),
+    # a spinal sign or root level places a finding though its sentence names no region
+    ("On examination there was a positive straight leg raise on the left.",
+     "neurologic_deficit_regions", ["lumbar"]),
+    ("There was decreased sensation in the C6 dermatome on the right.", "neurologic_deficit_regions",
+     ["cervical"]),
+    ("She is scheduled for an epidural steroid injection at L4-5.", "invasive_procedure_regions", ["lumbar"]),
+    ("A right shoulder corticosteroid injection is contemplated.", "invasive_procedure_regions",
+     ["shoulder"]),
+    # placed nowhere: the finding holds for the whole case, as before
+    ("On examination moderate weakness was noted.", "neurologic_deficit_regions", None),
+    ("A corticosteroid injection is contemplated to treat the continued symptoms.",
+     "invasive_procedure_regions", None),
+])
+def test_where_a_region_bound_finding_holds(exam, key, regions):
+    findings = _case(MULTI_PART.format(exam=exam), "MRI of the right shoulder", "The patient has pain.")["findings"]
+    assert findings.get(key) == regions
+    assert findings.get(key.replace("_regions", "").replace("invasive_procedure", "invasive_procedure_planned")) is True
+
+
+@pytest.mark.parametrize("exam, unplaced, criterion", [
+    ("Examination of the lumbar spine revealed a positive straight leg raise and decreased sensation "
+     "in the left L5 dermatome.", "There was decreased sensation in the left leg.",
+     "imaging.shoulder/neurologic-deficit"),
+    ("A lumbar epidural steroid injection is scheduled.", "An epidural steroid injection is scheduled.",
+     "imaging.shoulder/surgery-considered"),
+])
+def test_a_finding_about_the_low_back_does_not_certify_a_shoulder_mri(engine, exam, unplaced, criterion):
+    text = make_letter(MULTI_PART.format(exam=exam),
+                       [("MRI of the right shoulder", "Upheld", "The patient has pain."),
+                        ("MRI of the lumbar spine", "Upheld", "The patient has pain.")],
+                       guideline="MTUS Shoulder Complaints 2004, Section(s): Special Studies.")
+    case = Case.model_validate(letter_to_case(parse_letter(text), "t"))
+    shoulder, lumbar = engine.evaluate(case).determinations
+    assert shoulder.decision == "non-certify"
+    assert any(f"{c.rule}/{c.criterion}" == criterion and c.state == "failed" for c in shoulder.criteria)
+    if criterion.endswith("neurologic-deficit"):   # the deficit still counts for the low back
+        assert any(c.criterion == "neurologic-deficit" and c.state == "met" for c in lumbar.criteria)
+    # said of no body part, the finding holds for the whole case, as for a single body part
+    text = make_letter(MULTI_PART.format(exam=unplaced), [("MRI of the right shoulder", "Upheld", "The patient has pain.")])
+    case = Case.model_validate(letter_to_case(parse_letter(text), "t"))
+    det = engine.evaluate(case).determinations[0]
+    assert det.decision == "certify"
+    assert any(f"{c.rule}/{c.criterion}" == criterion and c.state == "met" for c in det.criteria)

@@ -175,3 +175,19 @@ def test_a_misspelt_rule_test_expectation_fails_with_a_hint(engine, tmp_path):
     assert any("'criterias' (did you mean 'criteria'?)" in p for p in typo.problems), typo.problems
     assert not exact.passed and "expected exactly" in exact.problems[0]
     assert subset.passed, subset.problems
+
+
+def test_region_bound_findings_name_declared_facts_and_regions():
+    # finding_in_region's params are data: a misspelt region would silently never match
+    from mtus_engine.rules.rulebook import load_rulebook
+    facts = load_rulebook().facts
+    regions = set(facts["body_region"].values)
+    users = {n: s for n, s in facts.items() if s.function == "finding_in_region"}
+    assert {"neurologic_deficit_in_region", "invasive_procedure_in_region"} <= set(users)
+    for name, spec in users.items():
+        p = spec.params
+        assert facts[p["finding"]].type == "boolean" and facts[p["finding"]].source == "findings", name
+        assert facts[p["regions"]].type == "list" and set(facts[p["regions"]].values) == regions, name
+        assert set(spec.inputs) == {p["finding"], p["regions"], "body_region"}, name
+        for wanted, bearing in p.get("bears_on", {}).items():
+            assert wanted in regions and set(bearing) <= regions and wanted in bearing, (name, wanted)

@@ -1290,6 +1290,16 @@ _REGION_GROUP = {"forearm": "hand", "wrist": "hand", "carpal_tunnel": "hand", "a
 _PAIN_LIMITED = re.compile(r"\b(?:strength|weakness|/5|of 5)\b[^.;]{0,40}?\bwith (?:significant |severe |)pain\b|"
                            r"\bpain[- ]limited\b|\b(?:due|secondary) to pain\b|"
                            r"\b(?:hip|shoulder|knee|joint) strength\b", re.I)
+# where a sign or a procedure places a finding though no region word is said: the straight-leg
+# raise and lumbosacral roots are the low back's, Spurling's and the arm's roots the neck's, a
+# subacromial injection the shoulder's
+_SIGN_REGIONS = (
+    (re.compile(r"\bstraight[- ]legs?[- ]rais|\bSLR\b|\blumbosacral\b", re.I), "lumbar"),
+    (re.compile(r"\b(?:L[1-5]|S1)\b"), "lumbar"),
+    (re.compile(r"\bSpurling", re.I), "cervical"),
+    (re.compile(r"\bC[4-8]\b"), "cervical"),
+    (re.compile(r"\bsubacromial\b", re.I), "shoulder"),
+)
 _K_SLR = ("slr", "straight", "spurling", "leg rais", "leg-rais")
 _K_INVASIVE = ("inject", "surg", "arthroscop", "decompress", "fusion", "arthroplast", "repair")
 # imaging that shows a lesion surgery treats
@@ -1603,6 +1613,41 @@ def _asserted(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = Fals
                 if p or (hedged_ok and p is None):
                     return True
     return False
+
+
+def _asserting(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = False) -> list[tuple[str, str]]:
+    """Each (sentence, clause) where the term is asserted, as _asserted reads them."""
+    out = []
+    for s in sentences:
+        if not term.search(s):
+            continue
+        guarded = isinstance(s, _Rationale)
+        for clause in _clauses(s):
+            for m in term.finditer(clause):
+                if guarded and _guideline_words_before(clause, m.start()):
+                    continue
+                p = _polarity(clause, m.start())
+                if p or (hedged_ok and p is None):
+                    out.append((s, clause))
+                    break
+    return out
+
+
+def _finding_regions(found: list[tuple[str, str]]) -> list[str] | None:
+    """The body regions where a finding holds, from the clauses (else the sentences) asserting it:
+    the region words they name, and the spine a spinal sign or root level points to. None when
+    one of them places it nowhere: the finding then holds for the whole case."""
+    regions: set[str] = set()
+    for sentence, clause in found:
+        here = _placed(clause) or _placed(sentence)
+        if not here:
+            return None
+        regions |= here
+    return [r for r in BODY_REGIONS if r in regions] or None
+
+
+def _placed(text: str) -> set[str]:
+    return set(body_regions(text)) | {r for pattern, r in _SIGN_REGIONS if pattern.search(text)}
 
 
 def _denied(sentences: Iterable[str], term: re.Pattern) -> bool:
@@ -2131,6 +2176,12 @@ class _Narrative:
             or _asserted(sents, _RADIC_EXAM)
         if deficit:
             out["neurologic_deficit"] = True
+            # where: a multi-part case's deficit of the low back is no reason to image the shoulder
+            regions = _finding_regions(
+                _asserting([t for t in sents if not _PAIN_LIMITED.search(t)], _NEURO_DEFICIT)
+                + _asserting(sents, _RADIC_EXAM))
+            if regions:
+                out["neurologic_deficit_regions"] = regions
         elif _asserted(sents, _NEURO_NORMAL) or _denied(sents, _NEURO_DEFICIT) \
                 or _denied(sents, _NEURO_FINDING) \
                 or any(_RADIC_NEG.search(t) for t in sents):
@@ -2175,6 +2226,9 @@ class _Narrative:
                  for t in (s.text,)]
         if _asserted(sents, _INVASIVE_PLANNED, hedged_ok=True):
             out["invasive_procedure_planned"] = True
+            regions = _finding_regions(_asserting(sents, _INVASIVE_PLANNED, hedged_ok=True))
+            if regions:
+                out["invasive_procedure_regions"] = regions
         sents = [t for t in _having(record, _K_LESION, lows) if _IMAGING_WORDS.search(t)]
         if _asserted(sents, _SURGICAL_LESION):
             out["surgical_lesion_imaging"] = True
