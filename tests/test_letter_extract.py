@@ -82,7 +82,8 @@ def test_reviewer_matches_gold(path):
 
 # findings added for the 2016-2017 letters (issue 9); the seed gold files predate them and are
 # measured against the real letters' gold files instead (tests/test_real_letters.py)
-_LATER_FINDINGS = {"red_flags", "neurologic_deficit", "surgery_considered", "conservative_care_failed"}
+_LATER_FINDINGS = {"red_flags", "neurologic_deficit", "surgery_considered", "conservative_care_failed",
+                   "neurologic_deficit_regions", "invasive_procedure_regions"}
 
 
 @pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
@@ -900,6 +901,12 @@ MULTI_PART = ("The injured worker is a 50 year old female who sustained an indus
     # a spinal sign or root level places a finding though its sentence names no region
     ("On examination there was a positive straight leg raise on the left.",
      "neurologic_deficit_regions", ["lumbar"]),
+    ("Straight leg raise test on the left is positive.", "neurologic_deficit_regions", ["lumbar"]),
+    ("There was decreased sensation in the left lower extremity.", "neurologic_deficit_regions", ["lumbar"]),
+    ("Reflexes were diminished at the left triceps and biceps.", "neurologic_deficit_regions", ["cervical"]),
+    ("Strength of the left deltoid was 4/5.", "neurologic_deficit_regions", ["shoulder"]),
+    # the arm is no one region: said of it, the deficit stays case-wide
+    ("There was moderate weakness of the right arm and leg.", "neurologic_deficit_regions", None),
     ("There was decreased sensation in the C6 dermatome on the right.", "neurologic_deficit_regions",
      ["cervical"]),
     ("She is scheduled for an epidural steroid injection at L4-5.", "invasive_procedure_regions", ["lumbar"]),
@@ -918,7 +925,7 @@ def test_where_a_region_bound_finding_holds(exam, key, regions):
 
 @pytest.mark.parametrize("exam, unplaced, criterion", [
     ("Examination of the lumbar spine revealed a positive straight leg raise and decreased sensation "
-     "in the left L5 dermatome.", "There was decreased sensation in the left leg.",
+     "in the left L5 dermatome.", "There was decreased sensation on the left.",
      "imaging.shoulder/neurologic-deficit"),
     ("A lumbar epidural steroid injection is scheduled.", "An epidural steroid injection is scheduled.",
      "imaging.shoulder/surgery-considered"),

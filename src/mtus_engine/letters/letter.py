@@ -1138,7 +1138,8 @@ _FI_GENERAL = re.compile(r"\bbased (?:up)?on\b|\bgoals?\b|\bintended\b|\bassesse
 # radiculopathy on examination: the provocative tests letters report
 _SLR = r"(?:straight[- ]legs?[- ]rais\w*|SLR|Spurling\W?s?)"
 _RADIC_EXAM = re.compile(r"\b(?:positive|\+)\s+(?:bilateral\s+|seated\s+|supine\s+)?" + _SLR + r"\b|"
-                         r"\b" + _SLR + r"(?:\s+tests?)?\s+(?:was|were|is|are)?\s*positive\b|"
+                         r"\b" + _SLR + r"(?:\s+tests?)?(?:\s+(?:on the\s+)?(?:left|right|bilaterally))?"
+                         r"\s+(?:was|were|is|are)?\s*positive\b|"
                          r"\bpositive\b[^.;]{0,60}?\bstraight[- ]legs?[- ]rais\w*|"
                          r"\bradicul\w+\s+[^.;]{0,40}?\bupon\s+straight[- ]legs?[- ]rais\w*", re.I)
 _RADIC_NEG = re.compile(r"\bnegative\s+(?:bilateral\s+|seated\s+|supine\s+)?(?:[a-z]+\s+){0,3}?(?:and\s+)?"
@@ -1290,14 +1291,27 @@ _REGION_GROUP = {"forearm": "hand", "wrist": "hand", "carpal_tunnel": "hand", "a
 _PAIN_LIMITED = re.compile(r"\b(?:strength|weakness|/5|of 5)\b[^.;]{0,40}?\bwith (?:significant |severe |)pain\b|"
                            r"\bpain[- ]limited\b|\b(?:due|secondary) to pain\b|"
                            r"\b(?:hip|shoulder|knee|joint) strength\b", re.I)
-# where a sign or a procedure places a finding though no region word is said: the straight-leg
-# raise and lumbosacral roots are the low back's, Spurling's and the arm's roots the neck's, a
-# subacromial injection the shoulder's
-_SIGN_REGIONS = (
-    (re.compile(r"\bstraight[- ]legs?[- ]rais|\bSLR\b|\blumbosacral\b", re.I), "lumbar"),
+# where a sign places a neurologic finding though no region word is said: the straight-leg raise,
+# the lumbosacral roots and a deficit of the leg are the low back's (its roots supply the leg; no
+# finding of the leg bears on the neck or an arm), Spurling's, the arm's roots and reflexes the
+# neck's, the deltoid and the rotator cuff the shoulder's
+_NEURO_SIGN_REGIONS = (
+    (re.compile(r"\bstraight[- ]legs?[- ]rais|\bSLR\b|\blower extremit\w*|\blegs?\b|\bcalf\b|\bthighs?\b|"
+                r"\btoes?\b", re.I), "lumbar"),
     (re.compile(r"\b(?:L[1-5]|S1)\b"), "lumbar"),
-    (re.compile(r"\bSpurling", re.I), "cervical"),
+    (re.compile(r"\b(?:patellar|achilles)\b", re.I), "lumbar"),
+    (re.compile(r"\bSpurling|\b(?:biceps|triceps|brachioradialis)\b[^.;]{0,60}\breflex|"
+                r"\breflex\w*[^.;]{0,60}\b(?:biceps|triceps|brachioradialis)\b", re.I), "cervical"),
     (re.compile(r"\bC[4-8]\b"), "cervical"),
+    (re.compile(r"\b(?:deltoid|supraspinatus|infraspinatus)\b", re.I), "shoulder"),
+    # the arm is the neck's roots, or the shoulder or the hand: said of the arm, a deficit stays
+    # case-wide ("weakness of the right arm and leg" is not the low back's alone)
+    (re.compile(r"\bupper extremit\w*|\barms?\b", re.I), None),
+)
+# where a procedure is planned though no region word is said
+_PROCEDURE_SIGN_REGIONS = (
+    (re.compile(r"\b(?:L[1-5]|S1)\b"), "lumbar"),
+    (re.compile(r"\bC[2-7]\b"), "cervical"),
     (re.compile(r"\bsubacromial\b", re.I), "shoulder"),
 )
 _K_SLR = ("slr", "straight", "spurling", "leg rais", "leg-rais")
@@ -1633,21 +1647,23 @@ def _asserting(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = Fal
     return out
 
 
-def _finding_regions(found: list[tuple[str, str]]) -> list[str] | None:
+def _finding_regions(found: list[tuple[str, str]], signs: tuple = ()) -> list[str] | None:
     """The body regions where a finding holds, from the clauses (else the sentences) asserting it:
-    the region words they name, and the spine a spinal sign or root level points to. None when
-    one of them places it nowhere: the finding then holds for the whole case."""
+    the region words they name, and the regions ``signs`` (pattern, region) point to. None when
+    one of them places it nowhere, or in a part no region stands for (a sign's region None): the
+    finding then holds for the whole case."""
     regions: set[str] = set()
     for sentence, clause in found:
-        here = _placed(clause) or _placed(sentence)
-        if not here:
+        here = _placed(clause, signs) or _placed(sentence, signs)
+        if not here or None in here:
             return None
         regions |= here
     return [r for r in BODY_REGIONS if r in regions] or None
 
 
-def _placed(text: str) -> set[str]:
-    return set(body_regions(text)) | {r for pattern, r in _SIGN_REGIONS if pattern.search(text)}
+def _placed(text: str, signs: tuple) -> set[str | None]:
+    """The regions a text names; None among them for a part no region stands for (the arm)."""
+    return set(body_regions(text)) | {r for pattern, r in signs if pattern.search(text)}
 
 
 def _denied(sentences: Iterable[str], term: re.Pattern) -> bool:
@@ -2179,7 +2195,7 @@ class _Narrative:
             # where: a multi-part case's deficit of the low back is no reason to image the shoulder
             regions = _finding_regions(
                 _asserting([t for t in sents if not _PAIN_LIMITED.search(t)], _NEURO_DEFICIT)
-                + _asserting(sents, _RADIC_EXAM))
+                + _asserting(sents, _RADIC_EXAM), _NEURO_SIGN_REGIONS)
             if regions:
                 out["neurologic_deficit_regions"] = regions
         elif _asserted(sents, _NEURO_NORMAL) or _denied(sents, _NEURO_DEFICIT) \
@@ -2226,7 +2242,8 @@ class _Narrative:
                  for t in (s.text,)]
         if _asserted(sents, _INVASIVE_PLANNED, hedged_ok=True):
             out["invasive_procedure_planned"] = True
-            regions = _finding_regions(_asserting(sents, _INVASIVE_PLANNED, hedged_ok=True))
+            regions = _finding_regions(_asserting(sents, _INVASIVE_PLANNED, hedged_ok=True),
+                                       _PROCEDURE_SIGN_REGIONS)
             if regions:
                 out["invasive_procedure_regions"] = regions
         sents = [t for t in _having(record, _K_LESION, lows) if _IMAGING_WORDS.search(t)]
