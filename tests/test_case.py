@@ -547,7 +547,7 @@ def test_finding_regions_take_the_body_region_vocabulary():
     case = load_case_text(REGIONED.format(regions="[lumbar, foot]"), "c.yaml")
     assert case.findings.neurologic_deficit_regions == ["lumbar", "foot"]
     # one vocabulary: the regions a finding is placed in are the requests' body regions
-    for name in ("neurologic_deficit_regions", "invasive_procedure_regions"):
+    for name in ("neurologic_deficit_regions", "invasive_procedure_regions", "surgery_considered_regions"):
         assert fact_values(name) == BODY_REGIONS
 
 

@@ -83,7 +83,7 @@ def test_reviewer_matches_gold(path):
 # findings added for the 2016-2017 letters (issue 9); the seed gold files predate them and are
 # measured against the real letters' gold files instead (tests/test_real_letters.py)
 _LATER_FINDINGS = {"red_flags", "neurologic_deficit", "surgery_considered", "conservative_care_failed",
-                   "neurologic_deficit_regions", "invasive_procedure_regions"}
+                   "neurologic_deficit_regions", "invasive_procedure_regions", "surgery_considered_regions"}
 
 
 @pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
@@ -912,6 +912,8 @@ MULTI_PART = ("The injured worker is a 50 year old female who sustained an indus
     ("She is scheduled for an epidural steroid injection at L4-5.", "invasive_procedure_regions", ["lumbar"]),
     ("A right shoulder corticosteroid injection is contemplated.", "invasive_procedure_regions",
      ["shoulder"]),
+    ("The patient is a candidate for a right shoulder arthroscopic repair.", "surgery_considered_regions",
+     ["shoulder"]),
     # placed nowhere: the finding holds for the whole case, as before
     ("On examination moderate weakness was noted.", "neurologic_deficit_regions", None),
     ("A corticosteroid injection is contemplated to treat the continued symptoms.",
@@ -920,7 +922,9 @@ MULTI_PART = ("The injured worker is a 50 year old female who sustained an indus
 def test_where_a_region_bound_finding_holds(exam, key, regions):
     findings = _case(MULTI_PART.format(exam=exam), "MRI of the right shoulder", "The patient has pain.")["findings"]
     assert findings.get(key) == regions
-    assert findings.get(key.replace("_regions", "").replace("invasive_procedure", "invasive_procedure_planned")) is True
+    finding = {"neurologic_deficit_regions": "neurologic_deficit", "surgery_considered_regions": "surgery_considered",
+               "invasive_procedure_regions": "invasive_procedure_planned"}[key]
+    assert findings.get(finding) is True
 
 
 @pytest.mark.parametrize("exam, unplaced, criterion", [

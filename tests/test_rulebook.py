@@ -183,7 +183,7 @@ def test_region_bound_findings_name_declared_facts_and_regions():
     facts = load_rulebook().facts
     regions = set(facts["body_region"].values)
     users = {n: s for n, s in facts.items() if s.function == "finding_in_region"}
-    assert {"neurologic_deficit_in_region", "invasive_procedure_in_region"} <= set(users)
+    assert {"neurologic_deficit_in_region", "invasive_procedure_in_region", "surgery_considered_in_region"} <= set(users)
     for name, spec in users.items():
         p = spec.params
         assert facts[p["finding"]].type == "boolean" and facts[p["finding"]].source == "findings", name

@@ -2218,6 +2218,10 @@ class _Narrative:
             out["surgery_considered"] = False
         elif _asserted(sents, _SURGERY_CONSIDERED, hedged_ok=True):
             out["surgery_considered"] = True
+            regions = _finding_regions(_asserting(sents, _SURGERY_CONSIDERED, hedged_ok=True),
+                                       _PROCEDURE_SIGN_REGIONS)
+            if regions:
+                out["surgery_considered_regions"] = regions
         # conservative care failed
         sents = [t for t in _having(record, _K_CONSERVATIVE, lows)
                  if "conservative" in t.lower() or not _FIRST_LINE_WORD.search(t)]  # neuropathic
