@@ -176,3 +176,22 @@ def test_sessions_are_inverted_through_total_sessions(engine):
     assert what_if(case, engine, [("requests[0].sessions", str(sessions[0]))]).changes[0].to == "certify"
     assert what_if(case, engine, [("requests[0].sessions", str(sessions[0] + 1))]).changes == [] \
         or what_if(case, engine, [("requests[0].sessions", str(sessions[0] + 1))]).changes[0].to != "certify"
+
+
+@pytest.mark.parametrize("findings, change", [
+    # nothing documented: document the planned procedure (the criterion's own words)
+    ("{conservative_care_failed: false}", ("findings.invasive_procedure_planned", True)),
+    # planned for the low back: place it at the shoulder as well
+    ("{conservative_care_failed: false, invasive_procedure_planned: true, invasive_procedure_regions: [lumbar]}",
+     ("findings.invasive_procedure_regions", ["lumbar", "shoulder"])),
+])
+def test_flip_of_a_region_bound_finding_documents_it_for_the_body_part(engine, findings, change):
+    case = load_case_text(f"id: r\nrequest_date: 2016-12-15\nfindings: {findings}\n"
+                          "requests:\n  - item: MRI of the right shoulder\n")
+    ans = flip(case, engine)[0]
+    assert ans.decision == "non-certify"
+    assert any(s.changes == [change] and s.verified for s in ans.suggestions), ans.suggestions
+    # and a certification on a finding placed at the shoulder is denied by its opposite
+    ok = apply_changes(case, [("findings.invasive_procedure_planned", True),
+                              ("findings.invasive_procedure_regions", ["shoulder"])])
+    assert any(s.changes == [("findings.invasive_procedure_planned", False)] for s in flip(ok, engine)[0].suggestions)

@@ -776,7 +776,27 @@ def _morphine_equivalent_total(ctx: Ctx, drug_class: str = "opioid") -> int | No
     return None if total is None else round(total)
 
 
-@derivation("finding_in_region", inverse=None)   # where a finding was made is what it is
+def _finding_in_region_inverse(case: Case, fields: dict[str, Any], rulebook: Any, op: str, bound: Any,
+                               want_met: bool, finding: str, regions: str,
+                               bears_on: dict[str, list[str]] | None = None) -> list:
+    """What-if: document the finding (true, or false to deny); to hold it for this request where
+    the case places it elsewhere, place it in the request's regions too. Words None: the
+    criterion's own (what-if says "document <missing>")."""
+    if op != "equals" or not isinstance(bound, bool):
+        return []
+    value = bound if want_met else not bound
+    change = [(f"findings.{finding}", value, None)]
+    where = getattr(case.findings, regions, None)
+    wanted = fields.get("body_region") if isinstance(fields, dict) else getattr(fields, "body_region", None)
+    if value and where and wanted:
+        order = list(rulebook.facts["body_region"].values or ())
+        placed = [r for r in order if r in {*where, *wanted}]
+        change.append((f"findings.{regions}", placed, f"document that the {finding.replace('_', ' ')} concerns "
+                                                       f"the {' and '.join(wanted).replace('_', ' ')}"))
+    return [change]
+
+
+@derivation("finding_in_region", inverse=_finding_in_region_inverse)
 def _finding_in_region(ctx: Ctx, finding: str, regions: str,
                        bears_on: dict[str, list[str]] | None = None) -> bool | None:
     """A region-bound finding (``finding``, a boolean) as it holds for this request's body part:

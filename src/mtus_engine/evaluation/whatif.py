@@ -228,6 +228,12 @@ def _derived_fixes(case: Case, fields: dict[str, Any], rb: Any, step: Any, crit:
     """Through a derived fact's declaration: a formula's ``solve`` (the request field to vary,
     searched over the formula itself), or a registered function's inverse."""
     t = crit.test
+    if t.op == "equals" and step.inverse is not None:
+        # a derived yes/no (a finding held for the request's body part): the inverse names the
+        # findings to document; words it leaves out are the criterion's own
+        words = f"document {crit.missing}" if want_met else f"records showing the opposite of: {crit.missing}"
+        return [[(p, v, w or words) for p, v, w in alt]
+                for alt in step.inverse(case, fields, rb, t.op, t.operand, want_met, **step.params)]
     if t.op not in ("lt", "lte", "gt", "gte"):
         return []
     if step.solve is not None:
