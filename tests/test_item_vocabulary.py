@@ -3,6 +3,7 @@ examples, and the needle prefilter that must never change what a pattern finds."
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from pathlib import Path
@@ -18,12 +19,25 @@ VOCAB = yaml.safe_load((ROOT / "rules" / "vocabulary" / "items.yaml").read_text(
 EXAMPLES = VOCAB["order_examples"]
 
 
+def _modalities():
+    return C._tables().item_modalities     # (name, strong, pattern, needles), in the YAML's order
+
+
 def _entries(name: str) -> list[int]:
-    return [n for n, row in enumerate(C._ITEM_MODALITIES) if row[0] == name]
+    return [n for n, row in enumerate(_modalities()) if row[0] == name]
 
 
 def _matches(n: int, item: str) -> bool:
-    return bool(re.compile(*C._ITEM_MODALITIES[n][2]._args).search(item))
+    return bool(re.compile(*_modalities()[n][2]._args).search(item))
+
+
+def _fresh_tables(monkeypatch, needles: bool) -> "C._ItemTables":
+    """The rulebook in effect's tables as a new process has them: needles from the start-up
+    cache or none (worked out after the warm-up), no pattern compiled, no finder."""
+    vocabulary = C._tables().vocabulary
+    fresh = C._ItemTables(vocabulary, C._vocabulary_needles(vocabulary) if needles else None)
+    monkeypatch.setitem(C._tables_by_rules, os.environ.get("MTUS_RULES"), fresh)
+    return fresh
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e["item"] for e in EXAMPLES])
@@ -36,14 +50,18 @@ def test_order_example_is_matched_by_both_and_won_by_the_earlier(example):
     assert C.item_modality(item)[0] == wins
 
 
-def test_the_parser_honours_the_tables_order(monkeypatch):
-    table = C._modality_table()
-    monkeypatch.setattr(C, "_item_table", list(reversed(table)))
+@pytest.mark.parametrize("warm", [False, True], ids=["first items", "after the warm-up"])
+def test_the_parser_honours_the_tables_order(monkeypatch, warm):
+    tables = _fresh_tables(monkeypatch, needles=True)
+    original = tables.item_modalities
+    if warm:
+        tables.parses = C.WARM_UP_ITEMS
+    monkeypatch.setattr(tables, "item_modalities", tuple(reversed(original)))
     for example in EXAMPLES:
         # reversed, the last entry that matches wins; where that is another entry of the same
         # modality (a narrower entry placed ahead of its general one), the winner stays
-        last = max(n for n in range(len(C._ITEM_MODALITIES)) if _matches(n, example["item"]))
-        assert C.item_modality(example["item"])[0] == C._ITEM_MODALITIES[last][0], example
+        last = max(n for n in range(len(original)) if bool(re.compile(*original[n][2]._args).search(example["item"])))
+        assert C.item_modality(example["item"])[0] == original[last][0], example
     # and for all but such narrower entries, reversing the table hands the item to the loser
     flipped = [e for e in EXAMPLES if C.item_modality(e["item"])[0] != e["wins"]]
     assert len(flipped) >= len(EXAMPLES) - 1, "reversing the table must change the examples' winners"
@@ -51,7 +69,7 @@ def test_the_parser_honours_the_tables_order(monkeypatch):
 
 def test_the_table_is_the_yaml_in_order():
     assert [(r["modality"], r.get("strong", False)) for r in VOCAB["item_modalities"]] == \
-        [(name, strong) for name, strong, _ in C._ITEM_MODALITIES]
+        [(name, strong) for name, strong, *_ in _modalities()]
 
 
 def _corpus() -> list[str]:
@@ -72,39 +90,53 @@ def _cases():
 
 
 def test_every_pattern_compiles():
-    for _, _, pattern in C._ITEM_MODALITIES:
-        re.compile(*pattern._args)
-    for _, pattern in (*C.MODALITY_PATTERNS, *C._REGION_PATTERNS, *C._ITEM_REGION_PATTERNS):
-        re.compile(*pattern._args)
+    tables = C._tables()
+    for table in (tables.item_modalities, tables.text_modalities, tables.text_regions, tables.item_regions):
+        for _, _, pattern, _ in table:
+            re.compile(*pattern._args)
 
 
-def test_needles_never_change_a_match():
-    C._modality_table(), C._regions_tables()   # the needle path, as after the warm-up
-    plain = [(n, s, re.compile(*p._args)) for n, s, p in C._ITEM_MODALITIES]
-    regions = [(n, re.compile(*p._args)) for n, p in C._REGION_PATTERNS]
+@pytest.mark.parametrize("warm", [False, True], ids=["needles checked one by one", "the needle finder"])
+def test_needles_never_change_a_match(monkeypatch, warm):
+    tables = _fresh_tables(monkeypatch, needles=True)
+    if warm:
+        tables.parses = C.WARM_UP_ITEMS
+    plain = [(n, s, re.compile(*p._args)) for n, s, p, _ in tables.item_modalities]
+    regions = [(n, re.compile(*p._args)) for n, _, p, _ in tables.text_regions]
     for text in _corpus():
         expect = next(((n, s) for n, s, rx in plain if rx.search(text)), (None, False))
         assert C.item_modality(text) == expect, text
         assert C.body_regions(text) == [n for n, rx in regions if rx.search(text)], text
+        if not warm:
+            tables.parses = 0     # stays before the warm-up
+    assert (tables.finder is not None) == warm
+
+
+def test_a_drug_item_compiles_no_modality_pattern(monkeypatch):
+    # with the needles from the start-up cache, a cold evaluate of a drug request tries none of
+    # the ~40 item patterns (compiling them was a fifth of its first evaluate)
+    tables = _fresh_tables(monkeypatch, needles=True)
+    assert C.item_modality("Cyclobenzaprine 7.5mg #60 refills x 3") == (None, False)
+    assert all(pattern._compiled is None for _, _, pattern, _ in tables.item_modalities)
+    assert tables.finder is None
 
 
 def test_the_first_items_take_the_plain_path_and_agree(monkeypatch):
-    monkeypatch.setattr(C, "_item_table", None)
-    monkeypatch.setattr(C, "_region_tables", None)
-    monkeypatch.setattr(C, "_plain_parses", 0)
-    plain = [(C.item_modality(t), C.item_regions(t)) for t in _corpus()[:C.WARM_UP_ITEMS]]
-    assert C._item_table is None     # no needle tables built for a one-case command
-    C._modality_table(), C._regions_tables()
-    assert plain == [(C.item_modality(t), C.item_regions(t)) for t in _corpus()[:C.WARM_UP_ITEMS]]
+    tables = _fresh_tables(monkeypatch, needles=False)     # no needles cached: worked out later
+    corpus = _corpus()[:C.WARM_UP_ITEMS]
+    plain = [(C.item_modality(t), C.item_regions(t)) for t in corpus]
+    assert not tables.has_needles and tables.finder is None     # nothing built for a one-case command
+    C.item_modality("x")
+    assert tables.has_needles and tables.finder is not None
+    assert plain == [(C.item_modality(t), C.item_regions(t)) for t in corpus]
 
 
-def test_needles_are_lower_case_and_found_in_what_they_guard():
-    C._modality_table()
-    for name, _, search, needles in C._modality_table():
-        if needles:
-            assert all(n == n.lower() for n in needles)
+def test_needles_are_lower_case_and_found_in_what_they_guard(monkeypatch):
+    tables = _fresh_tables(monkeypatch, needles=True)
+    for table in (tables.item_modalities, tables.text_regions, tables.item_regions):
+        for *_, needles in table:
+            assert needles and all(n == n.lower() for n in needles)
     # "Knee" with a Kelvin sign matches \bknees?\b case-insensitively: non-ASCII text skips needles
-    C._regions_tables()
     assert C.item_regions("\u212anee brace") == ["knee"]
 
 
@@ -174,3 +206,32 @@ def test_an_unknown_name_or_key_in_the_item_table_is_a_lint_error(rules_copy):
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert f"{path}:{fce_line}: item_modalities[0]: unknown key stong" in run.stderr
     assert f"{path}:{region_line}: item_regions[{region_index}]: unknown region 'lumbr'" in run.stderr
+
+
+def test_the_item_tables_follow_the_rulebook_in_effect(rules_copy, monkeypatch):
+    """A process that switches rulebook (MTUS_RULES, --rules) reads the second one's items.yaml,
+    as the letter reader takes its vocabulary: the item parser, the region finder and the
+    letter extractor's therapies alike."""
+    from mtus_engine.letters import letter
+    from mtus_engine.rules.rulebook import load_rulebook
+    path = rules_copy / "vocabulary" / "items.yaml"
+    text = path.read_text()
+    fce, knee, pt = ("pattern: 'functional capacity|", "pattern: '\\bknees?\\b'",
+                     "pattern: '\\b(?i:physical therap\\w*|physiotherap\\w*)|\\bPT\\b'")
+    assert fce in text and knee in text and pt in text
+    path.write_text(text.replace(fce, "pattern: 'work tolerance screen|functional capacity|", 1)
+                    .replace(knee, "pattern: '\\bknees?\\b|\\bpatella\\b'", 1)
+                    .replace(pt, "pattern: '\\b(?i:physical therap\\w*|physiotherap\\w*|kinesiotherap\\w*)|\\bPT\\b'", 1))
+    item, region, therapy = "Work tolerance screen", "pain over the patella", "kinesiotherapy twice a week"
+    monkeypatch.delenv("MTUS_RULES", raising=False)
+    assert C.item_modality(item) == (None, False) and C.body_regions(region) == []
+    assert not letter._therapy_patterns()["physical_therapy"].search(therapy)
+    drugs = load_rulebook(rules_copy).drugs
+    monkeypatch.setenv("MTUS_RULES", str(rules_copy))
+    assert C.item_modality(item) == ("fce", True)
+    assert C.parse_item(item, drugs)["modality"] == "fce"
+    assert C.body_regions(region) == ["knee"] and C.item_regions("brace for the patella") == ["knee"]
+    assert letter._therapy_patterns()["physical_therapy"].search(therapy)
+    monkeypatch.delenv("MTUS_RULES")      # and back
+    assert C.item_modality(item) == (None, False) and C.body_regions(region) == []
+    assert not letter._therapy_patterns()["physical_therapy"].search(therapy)

@@ -29,6 +29,7 @@ def cache(tmp_path, monkeypatch):
 def _fresh_process(monkeypatch):
     """What a new process sees: no rulebook in memory."""
     monkeypatch.setattr(rb_module, "_loaded", {})
+    monkeypatch.setattr(rb_module, "_handed_over", None)
 
 
 def _entries(cache, kind):
@@ -217,6 +218,34 @@ def test_the_item_tables_come_from_the_cached_rulebook(cache, rules_copy, monkey
     monkeypatch.setenv("MTUS_NO_CACHE", "1")
     monkeypatch.setattr(case_module, "_read_item_vocabulary", lambda vocabulary: {"read": vocabulary})
     assert case_module._item_vocabulary(rules_copy) == {"read": rules_copy / "vocabulary"}
+
+
+def test_the_item_needles_come_from_the_start_up_cache(cache, rules_copy, monkeypatch):
+    from mtus_engine.evaluation import case as case_module
+    first = case_module._tables_of(rules_copy, load_rulebook(rules_copy))    # worked out, then kept
+    assert first.has_needles and _entries(cache, "item-needles")
+    _fresh_process(monkeypatch)
+    monkeypatch.setattr(case_module, "_vocabulary_needles", lambda vocabulary: pytest.fail("worked them out again"))
+    again = case_module._tables_of(rules_copy, case_module.cached_rulebook(rules_copy))
+    assert again.has_needles
+    assert [e[3] for e in again.item_modalities] == [e[3] for e in first.item_modalities]
+    # the cache off: no needles until the warm-up (then worked out), nothing written
+    _fresh_process(monkeypatch)
+    monkeypatch.setenv("MTUS_NO_CACHE", "1")
+    assert not case_module._tables_of(rules_copy, load_rulebook(rules_copy)).has_needles
+
+
+def test_a_start_walks_the_rules_directory_once(cache, rules_copy, monkeypatch):
+    load_rulebook(rules_copy)          # the entry exists
+    _fresh_process(monkeypatch)
+    walks = []
+    real = rb_module._files_key
+    monkeypatch.setattr(rb_module, "_files_key", lambda root: walks.append(root) or real(root))
+    found = rb_module.cached_rulebook(rules_copy)     # the case model's import
+    assert load_rulebook(rules_copy) is found and len(walks) == 1   # the command's engine
+    # a later load looks at the files again: an edited rule file is loaded afresh
+    load_rulebook(rules_copy)
+    assert len(walks) == 2
 
 
 def _python(code, **env):

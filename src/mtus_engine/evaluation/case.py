@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Literal, Protocol, get_args, get_origin
+from typing import Any, Callable, Iterator, Literal, Protocol, get_args, get_origin
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
@@ -67,7 +68,9 @@ def _case_facts(root: Path, cached: Any = ...) -> dict[str, FactSpec]:
 
 _SOURCES = ("findings", "request", "patient")
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# looked up once for the import: the facts here, the item table below (each look-up walks the rules)
+# looked up once for the import: the facts here, and the item tables of this rulebook on first
+# use (each look-up walks the rules directory)
+_STARTUP_RULES = os.environ.get("MTUS_RULES")
 _STARTUP_RULEBOOK = cached_rulebook(default_rules_dir())
 CASE_FACTS = _case_facts(default_rules_dir(), _STARTUP_RULEBOOK)
 
@@ -411,20 +414,21 @@ _REFILLS = (
     _LazyPattern(r"\bx\s*(\d+)\s*refills?", re.I),
     _LazyPattern(r"(?<![#\d])(\d+)\s*refills?", re.I),
 )
-# ---- what items and sentences name, by pattern: rules/vocabulary/items.yaml (taken once here,
-# from the rulebook in the start-up cache, else the YAML; the letter extractor takes
-# MODALITY_PATTERNS and body_regions from this module, so both read the same table).
+# ---- what items and sentences name, by pattern: rules/vocabulary/items.yaml, from the rulebook
+# in effect ($MTUS_RULES, else the bundled one) as the letter reader's vocabulary is: taken from
+# the rulebook in memory or in the start-up cache, else the YAML. The letter extractor takes
+# modality_patterns() and body_regions from this module, so both read the same table.
 
 def _read_item_vocabulary(vocabulary: Path) -> dict[str, list[dict[str, Any]]]:
     """The tables of items.yaml read from the YAML, each entry checked (rulebook.item_tables). A
     broken file is an error naming it and the entry: the parser must not silently recognise nothing."""
     path = vocabulary / "items.yaml"
-    # read with lines, as the rulebook's lint reads it: without the start-up cache this import
-    # comes before the lint, and its message is the one the user sees
+    # read with lines, as the rulebook's lint reads it: without the start-up cache this can come
+    # before the lint, and its message is the one the user sees
     data = parse_document(read_bytes(path), str(path))
     names = {label: CASE_FACTS[fact].values for label, fact in (("modality", "modality"), ("region", "body_region"))
              if fact in CASE_FACTS and CASE_FACTS[fact].values}
-    # compiled on first use, not here (import time): tests/test_item_vocabulary.py compiles them all
+    # compiled on first use, not here: tests/test_item_vocabulary.py compiles them all
     tables, problems = item_tables(data, str(path), names=names)
     if problems:
         raise InputError.of(problems)
@@ -442,22 +446,6 @@ def _item_vocabulary(root: Path, cached: Any = ...) -> dict[str, list[dict[str, 
 
 def _flags(row: dict[str, Any]) -> int:
     return re.I if row.get("ignore_case", True) else 0
-
-
-_ITEM_VOCABULARY = _item_vocabulary(default_rules_dir(), _STARTUP_RULEBOOK)
-del _STARTUP_RULEBOOK
-# Word boundaries keep "Pt" (patient) and words that merely contain a term from counting; PT is
-# matched in capitals only for the same reason. The item parser reads items with item_modalities.
-MODALITY_PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple(
-    (row["modality"], _LazyPattern(row["pattern"], _flags(row))) for row in _ITEM_VOCABULARY["text_modalities"])
-_REGION_PATTERNS = tuple((row["region"], _LazyPattern(row["pattern"], _flags(row)))
-                         for row in _ITEM_VOCABULARY["text_regions"])
-_ITEM_REGION_PATTERNS = tuple((row["region"], _LazyPattern(row["pattern"], _flags(row)))
-                              for row in _ITEM_VOCABULARY["item_regions"])
-# the modality an item names: tried in order, the first that matches wins (see items.yaml)
-_ITEM_MODALITIES: tuple[tuple[str, bool, re.Pattern], ...] = tuple(
-    (row["modality"], row.get("strong", False), _LazyPattern(row["pattern"], _flags(row)))
-    for row in _ITEM_VOCABULARY["item_modalities"])
 
 
 def _needles(pattern: str, flags: int) -> tuple[str, ...] | None:
@@ -504,44 +492,107 @@ def _needles(pattern: str, flags: int) -> tuple[str, ...] | None:
     return tuple(sorted(n for n in found if not any(m != n and m in n for m in found)))
 
 
-def _guarded(pattern: _LazyPattern) -> tuple[Callable[[str], Any], tuple[str, ...] | None]:
-    return re.compile(*pattern._args).search, _needles(*pattern._args)
+def _vocabulary_needles(vocabulary: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[str, ...] | None]]:
+    """Every entry's needles, table by table (parsing ~70 patterns: tens of ms, so kept in the
+    start-up cache beside the rulebook)."""
+    return {key: [_needles(row["pattern"], _flags(row)) for row in rows] for key, rows in vocabulary.items()}
 
 
-_item_table: list[tuple[str, bool, Callable[[str], Any], tuple[str, ...] | None]] | None = None
-_region_tables: tuple[list, list] | None = None
-
-
-_needle_finder: tuple[Callable[[str], list[str]], dict[str, frozenset[str]]] | None = None
-
-
-def _modality_table() -> list[tuple[str, bool, Callable[[str], Any], frozenset[str] | None]]:
-    """item_modalities compiled, each with its needles (built on the first item parsed), and
-    one finder of every needle in a text (see _needles_in)."""
-    global _item_table, _needle_finder
-    if _item_table is None:
-        table = [(name, strong, *_guarded(pattern)) for name, strong, pattern in _ITEM_MODALITIES]
-        words = sorted({n for *_, needles in table if needles for n in needles})
-        # each needle's needle prefixes: at a position the finder reports the longest needle
-        # there, and every shorter needle there is a prefix of it
-        known = set(words)
-        prefixes = {w: frozenset(w[:k] for k in range(1, len(w) + 1) if w[:k] in known) for w in words}
-        _needle_finder = (re.compile(f"(?=({_trie(words)}))").findall, prefixes)
-        _item_table = [(name, strong, search, frozenset(needles) if needles else None)
-                       for name, strong, search, needles in table]
-    return _item_table
-
-
-# Building the needle tables costs about what compiling the patterns does (tens of ms): a
-# one-case command never recoups it, a batch or the service does after a few dozen items.
+# Building the needle finder (one trie of every needle) costs a few ms: a one-case command
+# never recoups it, a batch or the service does after a few dozen items. Without needles in the
+# start-up cache, working them out costs about what compiling every pattern does: the first
+# items are then tried pattern by pattern.
 WARM_UP_ITEMS = 32
-_plain_parses = 0
+
+# an entry: (name, strong, pattern compiled on first use, needles or None)
+_Entry = tuple[str, bool, "_LazyPattern", "frozenset[str] | None"]
 
 
-def _modality_table_after_warm_up() -> list | None:
-    global _plain_parses
-    _plain_parses += 1
-    return _modality_table() if _plain_parses > WARM_UP_ITEMS else None
+class _ItemTables:
+    """items.yaml's four tables of one rulebook, each entry with its needles once known."""
+
+    def __init__(self, vocabulary: dict[str, list[dict[str, Any]]],
+                 needles: dict[str, list[tuple[str, ...] | None]] | None = None):
+        self.vocabulary = vocabulary
+        self.parses = 0
+        self.finder: tuple[Callable[[str], list[str]], dict[str, frozenset[str]]] | None = None
+        self.modality_patterns: tuple[tuple[str, Any], ...] | None = None
+        self._set(needles)
+
+    def _set(self, needles: dict[str, list[tuple[str, ...] | None]] | None) -> None:
+        self.has_needles = needles is not None
+
+        def entries(key: str, label: str) -> tuple[_Entry, ...]:
+            rows = self.vocabulary[key]
+            found = needles[key] if needles is not None else [None] * len(rows)
+            old = getattr(self, key, None)   # patterns already compiled are kept
+            return tuple((row[label], row.get("strong", False),
+                          old[n][2] if old else _LazyPattern(row["pattern"], _flags(row)),
+                          frozenset(hit) if hit else None) for n, (row, hit) in enumerate(zip(rows, found)))
+
+        self.item_modalities = entries("item_modalities", "modality")
+        self.text_modalities = entries("text_modalities", "modality")
+        self.text_regions = entries("text_regions", "region")
+        self.item_regions = entries("item_regions", "region")
+
+    def warm(self) -> bool:
+        """Count an item parsed; True once the needle finder pays (after WARM_UP_ITEMS)."""
+        self.parses += 1
+        if self.parses <= WARM_UP_ITEMS:
+            return False
+        if not self.has_needles:
+            self._set(_vocabulary_needles(self.vocabulary))
+        if self.finder is None:
+            words = sorted({n for *_, needles in self.item_modalities if needles for n in needles})
+            # each needle's needle prefixes: at a position the finder reports the longest needle
+            # there, and every shorter needle there is a prefix of it
+            known = set(words)
+            prefixes = {w: frozenset(w[:k] for k in range(1, len(w) + 1) if w[:k] in known) for w in words}
+            self.finder = (re.compile(f"(?=({_trie(words)}))").findall, prefixes)
+        return True
+
+    def needles_in(self, low: str) -> set[str]:
+        """Every item_modalities needle the lower-cased text contains (the finder built)."""
+        findall, prefixes = self.finder
+        present: set[str] = set()
+        for longest in findall(low):
+            present |= prefixes[longest]
+        return present
+
+
+def _tables_of(root: Path, rulebook: Any) -> _ItemTables:
+    if rulebook is None or not rulebook.items:
+        return _ItemTables(_read_item_vocabulary(root / "vocabulary"))
+    vocabulary = rulebook.items
+    if not rulebook.caches:    # nothing kept: worked out after the warm-up, if ever
+        return _ItemTables(vocabulary)
+    return _ItemTables(vocabulary, rulebook.cached("item-needles", lambda: _vocabulary_needles(vocabulary)))
+
+
+# per rules directory in effect ($MTUS_RULES; None: the default), as the letter reader keeps its
+# tables: a process that switches rulebook reads the second one's items
+_tables_by_rules: dict[str | None, _ItemTables] = {}
+
+
+def _tables() -> _ItemTables:
+    key = os.environ.get("MTUS_RULES")
+    found = _tables_by_rules.get(key)
+    if found is None:
+        root = default_rules_dir()
+        # the import's look-up (one walk of the rules a start) when it found this directory's
+        found = _tables_by_rules[key] = _tables_of(
+            root, _STARTUP_RULEBOOK if _STARTUP_RULEBOOK is not None and key == _STARTUP_RULES else
+            cached_rulebook(root))
+    return found
+
+
+def modality_patterns() -> tuple[tuple[str, Any], ...]:
+    """(modality, pattern) of items.yaml's text_modalities, in order, of the rulebook in effect
+    (the same tuple while that rulebook is)."""
+    tables = _tables()
+    if tables.modality_patterns is None:
+        tables.modality_patterns = tuple((name, pattern) for name, _, pattern, _ in tables.text_modalities)
+    return tables.modality_patterns
 
 
 def _trie(words: list[str]) -> str:
@@ -563,54 +614,32 @@ def _trie(words: list[str]) -> str:
     return build(trie)
 
 
-def _needles_in(low: str) -> set[str]:
-    """Every item_modalities needle the lower-cased text contains."""
-    findall, prefixes = _needle_finder
-    present: set[str] = set()
-    for longest in findall(low):
-        present |= prefixes[longest]
-    return present
-
-
-def _regions_tables() -> tuple[list, list]:
-    global _region_tables
-    if _region_tables is None:
-        _region_tables = ([(name, *_guarded(p)) for name, p in _REGION_PATTERNS],
-                          [(name, *_guarded(p)) for name, p in _ITEM_REGION_PATTERNS])
-    return _region_tables
-
-
-def _matching(table: list, text: str) -> list[str]:
-    """Names of the table's entries whose pattern the text matches, in table order."""
+def _matching(table: tuple[_Entry, ...], text: str) -> list[str]:
+    """Names of the table's entries whose pattern the text matches, in table order. ASCII text
+    lower-cases exactly, so a match implies a needle in it; other text is searched."""
     low = text.lower() if text.isascii() else None
     found = []
-    for name, search, needles in table:
+    for name, _, pattern, needles in table:
         if needles is not None and low is not None:
             for needle in needles:
                 if needle in low:
                     break
             else:
                 continue
-        if search(text):
+        if pattern.search(text):
             found.append(name)
     return found
 
 
 def body_regions(text: str) -> list[str]:
     """The body regions a text names, in BODY_REGIONS order (shared with the letter extractor)."""
-    tables = _region_tables or (_regions_tables() if _plain_parses > WARM_UP_ITEMS else None)
-    if tables is None:
-        return [name for name, pattern in _REGION_PATTERNS if pattern.search(text)]
-    return _matching(tables[0], text)
+    return _matching(_tables().text_regions, text)
 
 
 def item_regions(item: str) -> list[str]:
     """The body regions a request item names, in BODY_REGIONS order."""
-    tables = _region_tables or (_regions_tables() if _plain_parses > WARM_UP_ITEMS else None)
-    if tables is None:
-        found = {name for name, pattern in (*_REGION_PATTERNS, *_ITEM_REGION_PATTERNS) if pattern.search(item)}
-    else:
-        found = set(_matching(tables[0], item)) | set(_matching(tables[1], item))
+    tables = _tables()
+    found = set(_matching(tables.text_regions, item)) | set(_matching(tables.item_regions, item))
     return [name for name in BODY_REGIONS if name in found]
 
 
@@ -723,20 +752,29 @@ def _quantity(item: str, text: str) -> int | None:
 
 def item_modality(item: str) -> tuple[str | None, bool]:
     """The modality an item names and whether it wins over a drug the item also names."""
-    table = _item_table or _modality_table_after_warm_up()
-    if table is None:
-        for name, strong, pattern in _ITEM_MODALITIES:
-            if pattern.search(item):
-                return name, strong
+    tables = _tables()
+    table = tables.item_modalities
+    if not tables.warm() or not item.isascii():
+        for name, strong in _matching_first(table, item):
+            return name, strong
         return None, False
-    # ASCII text lower-cases exactly, so a match implies a needle in it; other text is searched
-    present = _needles_in(item.lower()) if item.isascii() else None
-    for name, strong, search, needles in table:
-        if needles is not None and present is not None and needles.isdisjoint(present):
+    present = tables.needles_in(item.lower())
+    for name, strong, pattern, needles in table:
+        if needles is not None and needles.isdisjoint(present):
             continue
-        if search(item):
+        if pattern.search(item):
             return name, strong
     return None, False
+
+
+def _matching_first(table: tuple[_Entry, ...], item: str) -> Iterator[tuple[str, bool]]:
+    """The entries whose pattern the item matches, in table order (lazily: the first wins)."""
+    low = item.lower() if item.isascii() else None
+    for name, strong, pattern, needles in table:
+        if needles is not None and low is not None and not any(needle in low for needle in needles):
+            continue
+        if pattern.search(item):
+            yield name, strong
 
 
 # prescription directions: how often, then how many units a dose ("1-2 tabs q4-6h" = 12 a day)
@@ -876,7 +914,7 @@ def _compound(item: str, drug: str | None, drugs: DrugLookup) -> list[str] | Non
     # "Diclofenac sodium 3% 300mg/g"; a topical product of its own (Flector 1.3% patch) is not
     in_percent = spec is not None and "topical" not in spec.classes and bool(_PERCENT.search(item))
     if not as_compound and not in_percent and not _TOPICAL_FORM.search(item) and (
-            len(_PERCENT.findall(item)) < 2 or any(pattern.search(item) for _, pattern in MODALITY_PATTERNS)):
+            len(_PERCENT.findall(item)) < 2 or next(_matching_first(_tables().text_modalities, item), None)):
         return None  # e.g. an injection of lidocaine 1% and bupivacaine 0.25%
     ingredients = [i for i in _ingredients(item, drugs) if not (as_compound and i == "other")] \
         if as_compound else _ingredients(item, drugs)

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Literal, Protocol, Sequence
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from ..evaluation.case import BODY_REGIONS, MODALITY_PATTERNS, body_regions
+from ..evaluation.case import BODY_REGIONS, body_regions, modality_patterns
 from ..errors import InputError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -306,7 +306,20 @@ def _drug_mentions(text: str, words: set[str] | None = None) -> list[tuple[str, 
 
 # the therapies whose visits, prior sessions and functional improvement the extractor reads
 _THERAPIES = ("chiropractic", "acupuncture", "aquatic_therapy", "massage", "physical_therapy")
-_MODALITY_RES = tuple((name, rx) for name, rx in MODALITY_PATTERNS if name in _THERAPIES)
+
+
+_therapies: tuple[tuple, dict[str, Any]] | None = None
+
+
+def _therapy_patterns() -> dict[str, Any]:
+    """The therapies' patterns of the rulebook in effect (items.yaml's text_modalities)."""
+    global _therapies
+    patterns = modality_patterns()     # one tuple per rulebook
+    if _therapies is None or _therapies[0] is not patterns:
+        _therapies = (patterns, {name: rx for name, rx in patterns if name in _THERAPIES})
+    return _therapies[1]
+
+
 _NON_DRUG_FIRST_LINE = (
     ("physical_therapy", re.compile(r"\b(?i:physical therapy|physiotherapy)\b|\bPT\b")),
     ("home_exercise", re.compile(r"\bhome exercises?\b|\bHEP\b|\bexercise program\b", re.I)),
@@ -316,7 +329,6 @@ _NON_DRUG_FIRST_LINE = (
     ("epidural_steroid_injection", re.compile(r"\bepidural\b|\bESIs?\b", re.I)),
     ("nsaid", re.compile(r"\bNSAIDs?\b|\banti-?inflammator(?:y|ies)\b", re.I)),
 )
-_MODALITY_DICT = dict(_MODALITY_RES)
 _CHIRO_PT = re.compile(r"\bchiro(?:practic\s+|-?)(?:physio|physical)\w*(?:\s+therapy)?$", re.I)
 _K_FIRST_LINE = ("physical therapy", "physiotherapy", "exercise", "hep", "acupunct", "chiropract",
                  "trigger point", "tpi", "epidural", "esi", "nsaid", "inflammator")
@@ -1508,7 +1520,7 @@ class _Sent:
                               and not _GUIDELINE_WORDS.search(text))
         self.drugs = _drug_mentions(text, words)
         if ("chiropract" in low or "acupunct" in low or not words.isdisjoint(_K_MODALITY)):
-            self.modalities = {name for name, rx in _MODALITY_RES if rx.search(text)}
+            self.modalities = {name for name, rx in _therapy_patterns().items() if rx.search(text)}
         else:
             self.modalities = set()
         # generics and modalities this sentence is about, named or referred to ("it")
@@ -2328,7 +2340,7 @@ class _Narrative:
         for key, value in parsed.items():
             if key not in ("modality", "sessions", "prior_treatment", "body_region"):
                 req.setdefault(key, value)
-        if modality not in _MODALITY_DICT:  # procedures, diagnostics, devices: no visit counts
+        if modality not in _therapy_patterns():  # procedures, diagnostics, devices: no visit counts
             regions = body_regions(text) or self._context_regions(k) or self._diagnosis_regions(text, modality)
             if regions:
                 req["body_region"] = regions
@@ -2380,11 +2392,11 @@ class _Narrative:
                 if s.request:
                     # "requesting additional chiropractic treatments", in the therapy's own clause
                     # ("initial acupuncture ...; and additional physical therapy")
-                    rx = _MODALITY_DICT[modality]
+                    rx = _therapy_patterns()[modality]
                     prior = any(rx.search(c) and _MORE_OF_SAME.search(c) for c in _clauses(s.text))
                 elif s.fact and _RECEIVED.search(s.text):
                     # "has received some chiropractic care", "already attempted a series of acupuncture"
-                    mention = _MODALITY_DICT[modality].search(s.text)
+                    mention = _therapy_patterns()[modality].search(s.text)
                     prior = mention is not None and _polarity(s.text, mention.start()) is not False
                 if prior:
                     break

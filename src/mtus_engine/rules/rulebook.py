@@ -489,14 +489,18 @@ class Rulebook:
         return (Rulebook, (self.directory, self.manifest, self.facts, self.drugs, self.files, self.digest,
                            self.items))
 
+    @property
+    def caches(self) -> bool:
+        """Whether cached() keeps what it builds (a rulebook loaded from a directory, the cache on)."""
+        return self.__dict__.get("_cache_key") is not None and not os.environ.get("MTUS_NO_CACHE")
+
     def cached(self, kind: str, build: Callable[[], Any]) -> Any:
         """build(), kept in the start-up cache beside this rulebook and reused while the rule files
         and the code are unchanged (e.g. the engine's compiled rules). References to this rulebook
         inside are stored as such. A rulebook not loaded from a directory just builds."""
-        key = self.__dict__.get("_cache_key")
-        if key is None or os.environ.get("MTUS_NO_CACHE"):
+        if not self.caches:
             return build()
-        path = _cache_path(key, kind)
+        path = _cache_path(self.__dict__["_cache_key"], kind)
         me = self
 
         class _In(pickle.Unpickler):
@@ -716,13 +720,26 @@ def _files_key(root: Path) -> tuple:
     return (str(root.resolve()), tuple(out))
 
 
+# the key cached_rulebook took, for the load_rulebook that follows it: the case model's import
+# asks first and the command's engine next, and the start walks the rules directory once
+_handed_over: tuple[str, tuple] | None = None
+
+
+def _key_for_load(root: Path) -> tuple:
+    global _handed_over
+    handed, _handed_over = _handed_over, None
+    return handed[1] if handed is not None and handed[0] == str(root) else _files_key(root)
+
+
 def cached_rulebook(directory: str | Path | None = None) -> Rulebook | None:
     """The rulebook load_rulebook would give, when it is in memory or in the start-up cache;
     None rather than read any YAML (the case model's import asks; it cannot load a rulebook)."""
+    global _handed_over
     root = Path(directory) if directory else default_rules_dir()
     if not (root / "rulebook.yaml").exists():
         return None
     key = _files_key(root)
+    _handed_over = (str(root), key)
     found = _loaded.get(key)
     if found is None:
         found = _read_cache(root, key)
@@ -739,7 +756,7 @@ def load_rulebook(directory: str | Path | None = None) -> Rulebook:
     root = Path(directory) if directory else default_rules_dir()
     if not (root / "rulebook.yaml").exists():
         raise RulebookError([f"{root}: not a rulebook directory (no rulebook.yaml)"])
-    key = _files_key(root)
+    key = _key_for_load(root)
     cached = _loaded.get(key)
     if cached is None:
         cached = _read_cache(root, key)
