@@ -10,76 +10,19 @@ import json
 import logging
 import os
 import sys
-
-# pydantic scans every installed distribution's entry points for plugins on its first model
-# (~40 ms of a cold start); the command uses none. A user's own setting wins.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-_PLUGINS_OFF = ("__all__", "1", "true")    # pydantic's own test (pydantic/plugin/_loader.py)
-
-
-def _no_plugin_loader() -> None:
-    """Even with plugins off, importing pydantic's plugin loader imports importlib.metadata
-    (and email, zipfile, csv...: ~5% of a cold evaluate) only to return no plugins. Until
-    pydantic imports it, a stand-in answers "none" while they are off; asked anything else, or
-    with plugins turned on, it hands over to the real loader."""
-    import types
-
-    name = "pydantic.plugin._loader"
-    if name in sys.modules:
-        return
-    stub = types.ModuleType(name)
-
-    def real() -> types.ModuleType:
-        import importlib
-        if sys.modules.get(name) is stub:
-            del sys.modules[name]
-        return importlib.import_module(name)
-
-    def get_plugins():
-        if os.environ.get("PYDANTIC_DISABLE_PLUGINS") in _PLUGINS_OFF:
-            return ()
-        return real().get_plugins()
-
-    def getattr_(attr: str):
-        if attr.startswith("__"):    # the import system asking whether it is a package
-            raise AttributeError(attr)
-        return getattr(real(), attr)
-
-    stub.get_plugins = get_plugins
-    stub.__getattr__ = getattr_
-    sys.modules[name] = stub
-
-
-if os.environ["PYDANTIC_DISABLE_PLUGINS"] in _PLUGINS_OFF:
-    _no_plugin_loader()
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
 from .. import __version__
-from ..errors import MtusError, RulebookError
+from ..errors import MtusError
+# the front door (python -m mtus_engine, the `mtus` script) turned pydantic's plugins off; the
+# same when this module is imported first (tests, callers of main)
+from .front import DEFAULTS, EXIT_BAD_INPUT, configure_logging, evaluate_cases
+from .front import check_edition as _check_edition, engine_for as _engine, fail as _fail
 
-EXIT_BAD_INPUT = 2
 log = logging.getLogger("mtus_engine")
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(EXIT_BAD_INPUT)
-
-
-def _engine(rules: str | None):
-    from ..api import load_engine
-    try:
-        return load_engine(rules)
-    except RulebookError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        raise SystemExit(EXIT_BAD_INPUT) from None
-    except MtusError as exc:  # durable_rules refused a compiled family
-        _fail(str(exc))
 
 
 def _use_rules(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -108,15 +51,6 @@ edition_option = click.option(
          "date; for requests no edition covers, such as today's. The output says it was chosen.")
 
 
-def _check_edition(rulebook, edition: str | None) -> None:
-    if edition is None:
-        return
-    try:
-        rulebook.edition(edition)
-    except MtusError as exc:
-        _fail(str(exc))
-
-
 @contextmanager
 def _progress(label: str, quiet: bool):
     """A transient progress bar on a terminal's stderr: yields update(done, total=None), or None."""
@@ -137,11 +71,10 @@ def _progress(label: str, quiet: bool):
 @click.version_option(__version__, prog_name="mtus")
 def main() -> None:
     """MTUS utilization review rules engine: cited determinations from structured cases."""
-    # our own messages only; nothing (and no case data) is logged unless --log-cases asks
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    configure_logging()
 
 
-max_bytes_option = click.option("--max-bytes", type=click.IntRange(1), default=5 * 1024 * 1024, show_default=True,
+max_bytes_option = click.option("--max-bytes", type=click.IntRange(1), default=DEFAULTS["max_bytes"], show_default=True,
                                 help="Largest case file (or JSONL line) accepted.")
 quiet_option = click.option("--quiet", is_flag=True, help="Nothing on stderr but errors (no progress bar).")
 batch_output_option = click.option(
@@ -198,47 +131,8 @@ def evaluate(cases: tuple[str, ...], fmt: str, explain: bool, color: bool | None
         return
     if not cases:
         _fail("no CASE given (a file, - for stdin, or --batch INPUT)")
-    from .. import api
-    engine = _engine(rules_dir)
-    _check_edition(engine.rulebook, edition)
-    results = api.evaluate_sources(list(cases), engine, explain=explain, max_bytes=max_bytes, edition=edition)
-    if log_cases:
-        _log_cases(results, max_bytes)
-    color = sys.stdout.isatty() if color is None else color
-    failed = False
-    json_docs = []
-    for item in results:
-        if item.error:
-            failed = True
-            click.echo(f"error: {item.error.message}", err=True)
-            continue
-        if fmt == "json":
-            data = item.result.to_json_data()
-            if explain:
-                data["explain"] = item.explain
-            json_docs.append(data)
-        else:
-            from .render import render
-            click.echo(render(item.result, fmt, color=color, explain=item.explain)
-                       if fmt == "text" else render(item.result, fmt), nl=False)
-    if fmt == "json" and json_docs:
-        from .render import to_json
-        click.echo(to_json(json_docs[0] if len(cases) == 1 else json_docs), nl=False)
-    if failed:
-        raise SystemExit(EXIT_BAD_INPUT)
-
-
-def _log_cases(results, max_bytes: int) -> None:
-    from ..api import case_data
-    logging.getLogger("mtus_engine").setLevel(logging.INFO)
-    for item in results:
-        if item.result is not None:
-            try:
-                shown = (json.dumps(case_data(item.source, max_bytes=max_bytes), default=str)
-                         if item.source != "-" else item.result.case_id)
-            except Exception as exc:  # noqa: BLE001 - logging never fails the run
-                shown = f"(not re-read: {type(exc).__name__})"
-            log.info("case %s: %s", item.source, shown)
+    # the same function as the front door's plain `mtus evaluate CASE...` (front.py)
+    evaluate_cases(cases, fmt, explain, color, max_bytes, log_cases, edition, rules_dir)
 
 
 def _silence_libraries() -> None:
