@@ -1,9 +1,11 @@
 """Cold start-up: a bare `python -c pass` against `mtus evaluate CASE --format json`, each run
 N times in a fresh process; prints best and median seconds and their ratio (issue 12: <= 15x).
 
-    python benchmarks/bench_startup.py [-n 15] [--case CASE] [--src OTHER_CHECKOUT/src]
+    python benchmarks/bench_startup.py [-n 15] [--case CASE] [--src OTHER_CHECKOUT/src] [--before OLD/src]
 
-A "third-party floor" line times importing click, PyYAML and pydantic and validating one model.
+A "third-party floor" line times importing PyYAML and pydantic (as the command's front door sets
+pydantic up) and validating one model; click, which a plain evaluate no longer imports, is shown
+apart.
 Then where the time goes in one cold evaluate: imports (python -X importtime, our modules and
 the heaviest others), loading the rulebook, compiling it into durable_rules, and evaluating.
 The start-up cache is warm (a first, unmeasured run writes it, in a temporary directory); one
@@ -26,20 +28,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# the command's module (click, and pydantic's plugins off as a run has them), PyYAML, pydantic
-# and one validated model: the part of a cold evaluate that is not this package's own work
+# the command's front door (pydantic's plugins off as a run has them), PyYAML, pydantic and one
+# validated model: the part of a cold evaluate that is not this package's own work
 FLOOR = """
-import mtus_engine.interfaces.cli, yaml
+import mtus_engine.interfaces.front, yaml
 from pydantic import BaseModel, Field
 class M(BaseModel):
     x: int = Field(ge=0)
 M(x=1)
 """
+# the same with the click app's module: what any command other than a plain evaluate adds
+FLOOR_CLICK = "import mtus_engine.interfaces.cli\n" + FLOOR
 
 PHASES = """
 import time
 t0 = time.perf_counter()
-import mtus_engine.interfaces.cli, mtus_engine.api, mtus_engine.evaluation.engine, mtus_engine.evaluation.case
+import mtus_engine.interfaces.front, mtus_engine.api, mtus_engine.evaluation.engine, mtus_engine.evaluation.case
 t1 = time.perf_counter()
 from mtus_engine.rules.rulebook import load_rulebook
 rb = load_rulebook()
@@ -55,22 +59,24 @@ print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 """
 
 
-def timed(cmd: list[str], n: int, env: dict) -> tuple[list[float], list[float]]:
-    """(wall seconds, CPU seconds user+sys) of each run. CPU time is what to compare on a
-    loaded machine: waiting for a core does not count."""
-    wall, cpu = [], []
+def timed(cmds: dict[str, tuple[list[str], dict]], n: int) -> dict[str, tuple[list[float], list[float]]]:
+    """(wall seconds, CPU seconds user+sys) of each run of each command, the commands taken in
+    turn n times (a load that comes and goes falls on all of them alike). CPU time is what to
+    compare on a loaded machine: waiting for a core does not count."""
+    out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cmds}
     for _ in range(n):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
-        wall.append(time.perf_counter() - t)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return wall, cpu
+        for name, (cmd, env) in cmds.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
+            out[name][0].append(time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            out[name][1].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return out
 
 
 def _line(name: str, xs: list[float]) -> str:
-    return f"{name:<44} best {min(xs):.3f} s  median {statistics.median(xs):.3f} s"
+    return f"{name:<48} best {min(xs):.3f} s  median {statistics.median(xs):.3f} s"
 
 
 def main() -> None:
@@ -78,8 +84,14 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=15, help="runs of each command")
     ap.add_argument("--case", default="cases/example-chronic-cyclobenzaprine.yaml")
     ap.add_argument("--src", default=str(ROOT / "src"), help="the source tree to measure (another checkout's src/)")
+    ap.add_argument("--before", metavar="SRC", help="also another checkout's src/, its evaluate interleaved "
+                                                    "with this one's (a before/after in one run)")
     args = ap.parse_args()
-    env = {**os.environ, "PYTHONPATH": args.src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def env_for(src: str) -> dict:
+        return {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    env = env_for(args.src)
     py = sys.executable
     # the start-up cache (docs/performance.md) in a directory of its own: written by the first
     # run, read by the others; MTUS_NO_CACHE measures the first run after a rule file changed
@@ -87,31 +99,37 @@ def main() -> None:
     env["MTUS_CACHE_DIR"] = cache
     env.pop("MTUS_NO_CACHE", None)
     evaluate = [py, "-m", "mtus_engine", "evaluate", args.case, "--format", "json"]
-    bare, bare_cpu = timed([py, "-c", "pass"], args.n, env)
-    # the third-party floor: what evaluate imports of click, PyYAML and pydantic, and one model
-    floor, floor_cpu = timed([py, "-c", FLOOR], args.n, env)
-    timed(evaluate, 1, env)
-    cold, cold_cpu = timed(evaluate, args.n, env)
-    uncached, uncached_cpu = timed(evaluate, max(3, args.n // 3), {**env, "MTUS_NO_CACHE": "1"})
-    print(f"runs: {args.n} each, source {args.src}")
+    cmds = {"python -c pass": ([py, "-c", "pass"], env),
+            # the third-party floor: what evaluate imports of PyYAML and pydantic, and one model
+            "third-party floor": ([py, "-c", FLOOR], env),
+            "  the same with click (cli.py)": ([py, "-c", FLOOR_CLICK], env),
+            "mtus evaluate CASE --format json": (evaluate, env)}
+    if args.before:
+        before_env = {**env_for(args.before), "MTUS_CACHE_DIR": os.path.join(cache, "before")}
+        cmds["  the same, before (--before)"] = (evaluate, before_env)
+    timed({k: v for k, v in cmds.items() if k.startswith(("mtus", "  the same, before"))}, 1)  # the caches
+    runs = timed(cmds, args.n)
+    uncached = timed({"off": (evaluate, {**env, "MTUS_NO_CACHE": "1"})}, max(3, args.n // 3))["off"]
+    print(f"runs: {args.n} each, interleaved, source {args.src}" + (f", before {args.before}" if args.before else ""))
+    print("load average at the end:", " ".join(f"{x:.1f}" for x in os.getloadavg()))
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         print("PYTHONDONTWRITEBYTECODE is set: this package is compiled from source on every run "
               "(an installed package has its .pyc; set PYTHONPYCACHEPREFIX and unset it to compare)")
-    for what, b, c, u, f in (("wall", bare, cold, uncached, floor),
-                             ("CPU (user+sys)", bare_cpu, cold_cpu, uncached_cpu, floor_cpu)):
-        print(_line(f"python -c pass, {what}", b))
-        print(_line(f"third-party floor, {what}", f) + f"  ({min(f) / min(b):.1f}x)")
-        print(_line(f"mtus evaluate CASE --format json, {what}", c))
-        print(f"{'ratio, ' + what:<44} best {min(c) / min(b):.1f}x  "
-              f"median {statistics.median(c) / statistics.median(b):.1f}x  (target <= 15x)")
-        print(_line(f"  the same, start-up cache off, {what}", u))
+    for k, what in ((0, "wall"), (1, "CPU (user+sys)")):
+        bare = runs["python -c pass"][k]
+        for name, xs in ((n, r[k]) for n, r in runs.items()):
+            ratio = "" if name == "python -c pass" else \
+                f"  ({min(xs) / min(bare):.1f}x / {statistics.median(xs) / statistics.median(bare):.1f}x)"
+            print(_line(f"{name}, {what}", xs) + ratio)
+        print(_line(f"  the same, start-up cache off, {what}", uncached[k]))
+    print("(ratios: best / median against python -c pass; issue 12's target for evaluate: <= 15x)")
 
     phases = []
     for _ in range(max(3, args.n // 3)):
         res = subprocess.run([py, "-c", PHASES.format(case=args.case)], check=True, capture_output=True,
                              text=True, env=env, cwd=ROOT)
         phases.append([float(x) for x in res.stdout.split()])
-    names = ("imports (cli, api, engine, case)", "load the rulebook (start-up cache)",
+    names = ("imports (front, api, engine, case)", "load the rulebook (start-up cache)",
              "compile into durable_rules (Engine())", "evaluate one case + JSON")
     print("\none cold evaluate, by phase (median of", len(phases), "runs):")
     for i, name in enumerate(names):

@@ -165,14 +165,29 @@ class Medication(_CaseModel):
     intermittent: bool | None = Field(default=None, description="Taken intermittently, as needed.")
 
 
+# default factories as Python functions, not `list` or the model classes: pydantic reads each
+# factory's signature when it builds the model, and a builtin's or a model's costs the import
+# a tokenizer (its regular expressions) and the model's whole signature
+def _no_items() -> list:
+    return []
+
+
+def _no_patient() -> Any:
+    return Patient()
+
+
+def _no_findings() -> Any:
+    return Findings()
+
+
 class Case(_CaseModel):
     id: str = Field(min_length=1)
-    patient: Patient = Field(default_factory=Patient)
+    patient: Patient = Field(default_factory=_no_patient)
     injury_date: dt.date | None = None
     request_date: dt.date | None = None
-    diagnoses: list[str] = Field(default_factory=list)
-    findings: Findings = Field(default_factory=Findings)
-    medications: list[Medication] = Field(default_factory=list)
+    diagnoses: list[str] = Field(default_factory=_no_items)
+    findings: Findings = Field(default_factory=_no_findings)
+    medications: list[Medication] = Field(default_factory=_no_items)
     requests: list[Request] = Field(min_length=1)
 
     @field_validator("id", mode="before")
