@@ -7,7 +7,6 @@ A fact left out means the records are silent on it; that is different from ``fal
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import math
 import os
 import re
@@ -255,6 +254,7 @@ def _allowed_values(path: tuple) -> list[str]:
 
 
 def _did_you_mean(word: Any, choices: list[str]) -> str:
+    import difflib    # bad input only: not on every start
     near = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6) if isinstance(word, str) else []
     return f"did you mean {near[0]!r}?" if near else ""
 
