@@ -241,11 +241,14 @@ def test_a_start_walks_the_rules_directory_once(cache, rules_copy, monkeypatch):
     walks = []
     real = rb_module._files_key
     monkeypatch.setattr(rb_module, "_files_key", lambda root: walks.append(root) or real(root))
-    found = rb_module.cached_rulebook(rules_copy)     # the case model's import
+    found = rb_module.cached_rulebook(rules_copy, hand_over=True)     # the case model's import
     assert load_rulebook(rules_copy) is found and len(walks) == 1   # the command's engine
     # a later load looks at the files again: an edited rule file is loaded afresh
     load_rulebook(rules_copy)
     assert len(walks) == 2
+    rb_module.cached_rulebook(rules_copy)     # any other look-up hands nothing over
+    load_rulebook(rules_copy)
+    assert len(walks) == 4
 
 
 def _python(code, **env):

@@ -70,7 +70,7 @@ _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # looked up once for the import: the facts here, and the item tables of this rulebook on first
 # use (each look-up walks the rules directory)
 _STARTUP_RULES = os.environ.get("MTUS_RULES")
-_STARTUP_RULEBOOK = cached_rulebook(default_rules_dir())
+_STARTUP_RULEBOOK = cached_rulebook(default_rules_dir(), hand_over=True)
 CASE_FACTS = _case_facts(default_rules_dir(), _STARTUP_RULEBOOK)
 
 

@@ -738,15 +738,18 @@ def _key_for_load(root: Path) -> tuple:
     return handed[1] if handed is not None and handed[0] == str(root) else _files_key(root)
 
 
-def cached_rulebook(directory: str | Path | None = None) -> Rulebook | None:
+def cached_rulebook(directory: str | Path | None = None, *, hand_over: bool = False) -> Rulebook | None:
     """The rulebook load_rulebook would give, when it is in memory or in the start-up cache;
-    None rather than read any YAML (the case model's import asks; it cannot load a rulebook)."""
+    None rather than read any YAML (the case model's import asks; it cannot load a rulebook).
+    hand_over: the next load_rulebook of this directory takes the files' key found here (the
+    import's look-up and the command's load, one walk of the rules a start)."""
     global _handed_over
     root = Path(directory) if directory else default_rules_dir()
     if not (root / "rulebook.yaml").exists():
         return None
     key = _files_key(root)
-    _handed_over = (str(root), key)
+    if hand_over:
+        _handed_over = (str(root), key)
     found = _loaded.get(key)
     if found is None:
         found = _read_cache(root, key)
