@@ -547,7 +547,8 @@ def test_finding_regions_take_the_body_region_vocabulary():
     case = load_case_text(REGIONED.format(regions="[lumbar, foot]"), "c.yaml")
     assert case.findings.neurologic_deficit_regions == ["lumbar", "foot"]
     # one vocabulary: the regions a finding is placed in are the requests' body regions
-    for name in ("neurologic_deficit_regions", "invasive_procedure_regions", "surgery_considered_regions"):
+    for name in ("neurologic_deficit_regions", "invasive_procedure_regions", "surgery_considered_regions",
+                 "red_flags_regions"):
         assert fact_values(name) == BODY_REGIONS
 
 
@@ -556,6 +557,14 @@ def test_a_bad_finding_region_names_the_field(regions):
     with pytest.raises(InputError) as exc:
         load_case_text(REGIONED.format(regions=regions), "bad.yaml")
     assert exc.value.message.startswith("bad.yaml:4: findings.neurologic_deficit_regions")
+
+
+def test_a_bad_red_flag_region_names_the_field():
+    text = REGIONED.format(regions="[lumbar]").replace("neurologic_deficit_regions: [lumbar]",
+                                                       "red_flags_regions: [spine]")
+    with pytest.raises(InputError) as exc:
+        load_case_text(text, "bad.yaml")
+    assert exc.value.message.startswith("bad.yaml:4: findings.red_flags_regions")
 
 
 def test_the_cli_exits_2_on_a_bad_finding_region(tmp_path):

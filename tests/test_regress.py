@@ -343,6 +343,24 @@ def test_possible_reasons_are_what_the_engine_can_name(engine):
     assert f"{guarded[0].id}/{guarded[1].when.fact.replace('_', '-')}" in known
     assert all(f"{r.id}/{c.id}" in known for r in rules for c in r.criteria)
     assert "imaging.shoulder/no-such-criterion" not in known
+    # a guard on a region-bound finding is named by the finding, as the letters' reasons are
+    assert "surgery.knee/red-flags" in known and not any("in-region" in r for r in known)
+
+
+@pytest.mark.parametrize("regions, certified", [(None, True), (["knee"], True), (["lumbar"], False)])
+def test_a_guard_on_a_region_bound_red_flag_is_named_by_the_finding(engine, regions, certified):
+    from mtus_engine.rules.regress import engine_reasons
+    findings = {"red_flags": True, "conservative_care_failed": True}
+    if regions:
+        findings["red_flags_regions"] = regions
+    case = case_from_data({"id": "g", "request_date": "2016-11-10", "findings": findings,
+                           "requests": [{"item": "Left knee arthroscopy", "modality": "surgery",
+                                         "body_region": ["knee"]}]}, "g")
+    det = engine.evaluate(case).determinations[0]
+    reasons = engine_reasons(det, engine.rulebook)
+    # a lumbar red flag sets nothing aside for the knee: the surgical lesion is still asked
+    assert (det.decision == "certify") == certified
+    assert ("surgery.knee/red-flags" in reasons) == certified, reasons
 
 
 @pytest.mark.parametrize("findings, named, not_named", [

@@ -255,13 +255,22 @@ def engine_reasons(det: Any, rulebook: Any) -> list[str]:
                 if members:
                     out.extend(_alternatives_held(det, rule, members))
                 else:
-                    out.append(f"{c.rule}/{guard.fact.replace('_', '-')}")
+                    out.append(f"{c.rule}/{_guard_name(rulebook, guard.fact).replace('_', '-')}")
     else:
         for rid in det.rules_fired:
             rule = rulebook.by_id.get(rid)
             if rule is not None and rule.recommendation == "not-recommended":
                 out.append(f"{rid}/not-recommended")
     return list(dict.fromkeys(out))
+
+
+def _guard_name(rulebook: Any, fact: str) -> str:
+    """A guard's fact as the reviewer's reason names it: a region-bound finding
+    (red_flags_in_region) by the finding itself (red_flags), as criterion ids do."""
+    spec = rulebook.facts.get(fact)
+    if getattr(spec, "function", None) == "finding_in_region":
+        return spec.params["finding"]
+    return fact
 
 
 def _alternatives(rulebook: Any, rule: Any, fact: str) -> set[str] | None:
@@ -300,7 +309,7 @@ def possible_reasons(rulebook: Any) -> set[str]:
         for crit in rule.criteria:
             out.add(f"{rule.id}/{crit.id}")
             if crit.when is not None and not _alternatives(rulebook, rule, crit.when.fact):
-                out.add(f"{rule.id}/{crit.when.fact.replace('_', '-')}")
+                out.add(f"{rule.id}/{_guard_name(rulebook, crit.when.fact).replace('_', '-')}")
     return out
 
 
