@@ -83,7 +83,8 @@ def test_reviewer_matches_gold(path):
 # findings added for the 2016-2017 letters (issue 9); the seed gold files predate them and are
 # measured against the real letters' gold files instead (tests/test_real_letters.py)
 _LATER_FINDINGS = {"red_flags", "neurologic_deficit", "surgery_considered", "conservative_care_failed",
-                   "neurologic_deficit_regions", "invasive_procedure_regions", "surgery_considered_regions"}
+                   "neurologic_deficit_regions", "invasive_procedure_regions", "surgery_considered_regions",
+                   "red_flags_regions"}
 
 
 @pytest.mark.parametrize("path", LETTERS, ids=lambda p: p.stem)
@@ -918,12 +919,24 @@ MULTI_PART = ("The injured worker is a 50 year old female who sustained an indus
     ("On examination moderate weakness was noted.", "neurologic_deficit_regions", None),
     ("A corticosteroid injection is contemplated to treat the continued symptoms.",
      "invasive_procedure_regions", None),
+    # red flags: the part named in the list segment that states one, else by the sign
+    ("She reports new saddle anesthesia and urinary retention concerning for cauda equina.",
+     "red_flags_regions", ["lumbar"]),
+    ("She is also treated for a right knee contusion, and a compression fracture of the L1 vertebra.",
+     "red_flags_regions", ["lumbar"]),
+    ("He has neck strain, right knee contusion, and vertebral fracture nondisplaced.",
+     "red_flags_regions", ["cervical", "thoracic", "lumbar"]),
+    ("X-rays showed a nondisplaced fracture of the right radial head.", "red_flags_regions", ["elbow"]),
+    ("X-rays showed a displaced distal radius fracture.", "red_flags_regions", ["wrist"]),
+    ("She has a history of a shoulder dislocation.", "red_flags_regions", ["shoulder"]),
+    # a systemic red flag placed nowhere holds for the whole case
+    ("She has a history of a malignant tumor.", "red_flags_regions", None),
 ])
 def test_where_a_region_bound_finding_holds(exam, key, regions):
     findings = _case(MULTI_PART.format(exam=exam), "MRI of the right shoulder", "The patient has pain.")["findings"]
     assert findings.get(key) == regions
     finding = {"neurologic_deficit_regions": "neurologic_deficit", "surgery_considered_regions": "surgery_considered",
-               "invasive_procedure_regions": "invasive_procedure_planned"}[key]
+               "invasive_procedure_regions": "invasive_procedure_planned", "red_flags_regions": "red_flags"}[key]
     assert findings.get(finding) is True
 
 
@@ -951,3 +964,28 @@ def test_a_finding_about_the_low_back_does_not_certify_a_shoulder_mri(engine, ex
     det = engine.evaluate(case).determinations[0]
     assert det.decision == "certify"
     assert any(f"{c.rule}/{c.criterion}" == criterion and c.state == "met" for c in det.criteria)
+
+
+def test_a_lumbar_red_flag_does_not_certify_a_shoulder_mri(engine):
+    exam = "She reports new saddle anesthesia and bladder incontinence concerning for cauda equina."
+    text = make_letter(MULTI_PART.format(exam=exam),
+                       [("MRI of the right shoulder", "Upheld", "The patient has pain."),
+                        ("MRI of the lumbar spine", "Upheld", "The patient has pain.")],
+                       guideline="MTUS Shoulder Complaints 2004, Section(s): Special Studies.")
+    case = Case.model_validate(letter_to_case(parse_letter(text), "t"))
+    assert case.findings.red_flags is True and case.findings.red_flags_regions == ["lumbar"]
+    shoulder, lumbar = engine.evaluate(case).determinations
+    assert shoulder.decision == "non-certify"
+    assert any(f"{c.rule}/{c.criterion}" == "imaging.shoulder/red-flags" and c.state == "failed"
+               for c in shoulder.criteria)
+    # the lumbar MRI is still certified by it
+    assert lumbar.decision == "certify"
+    assert any(f"{c.rule}/{c.criterion}" == "imaging.lumbar-spine/neurologic-deficit" and c.state == "not applicable"
+               for c in lumbar.criteria)
+    # a red flag placed nowhere (a history of cancer) holds for the shoulder too, as for one body part
+    text = make_letter(MULTI_PART.format(exam="She has a history of a malignant tumor."),
+                       [("MRI of the right shoulder", "Upheld", "The patient has pain.")])
+    case = Case.model_validate(letter_to_case(parse_letter(text), "t"))
+    det = engine.evaluate(case).determinations[0]
+    assert det.decision == "certify"
+    assert any(f"{c.rule}/{c.criterion}" == "imaging.shoulder/red-flags" and c.state == "met" for c in det.criteria)

@@ -139,6 +139,7 @@ FINDING_FLOORS = {
     # where: exact lists; a deficit one sentence places nowhere stays case-wide (left out)
     "neurologic_deficit_regions": (0.75, 0.62),  # 78.9 / 65.2
     "invasive_procedure_regions": (0.95, 0.95),  # 100 / 100 (gold 1)
+    "red_flags_regions": (0.85, 0.95),  # 90.9 / 100 (gold 10; a skull and a femur fracture have no region)
     "surgery_considered_regions": (0.95, 0.30),  # 100 / 33.3 (gold 3; the hernia repair of a fourth has no region)
 }
 

@@ -1326,6 +1326,26 @@ _PROCEDURE_SIGN_REGIONS = (
     (re.compile(r"\bC[2-7]\b"), "cervical"),
     (re.compile(r"\bsubacromial\b", re.I), "shoulder"),
 )
+# where a red flag is though no region word is said: cauda equina and its signs are the low
+# back's, a root or vertebral level its spine's, a named bone its joint's (a distal radius
+# fracture is the wrist's). Systemic red flags (a tumor history, fever) name none: case-wide
+_RED_FLAG_SIGN_REGIONS = (
+    (re.compile(r"\bcauda equina\b|\bsaddle an(?:a)?esthesia\b|\b(?:bowel|bladder)\b", re.I), "lumbar"),
+    (re.compile(r"\b(?:L[1-5]|S1)\b"), "lumbar"),
+    (re.compile(r"\bT(?:[1-9]|1[0-2])\b"), "thoracic"),
+    (re.compile(r"\bC[1-7]\b"), "cervical"),
+    (re.compile(r"\b(?:radius|radial)\b(?! head)|\b(?:ulnar? styloid|scaphoid|colles)\b", re.I), "wrist"),
+    (re.compile(r"\b(?:radius|radial) head\b|\bolecranon\b", re.I), "elbow"),
+    (re.compile(r"\bmetacarpals?\b", re.I), "hand"),
+    (re.compile(r"\b(?:humer(?:us|al)|clavic\w+|glenoid|acromioclavicular)\b", re.I), "shoulder"),
+    # a vertebra no level word names is of the spine, at a level not said
+    *((re.compile(r"(?<!lumbar )(?<!thoracic )(?<!cervical )(?<![CTLS]\d )(?<![CTL]1\d )\bvertebra\w*"
+                  r"(?![^,;.]{0,20}\b[CTLS]\d)", re.I), r)
+      for r in ("cervical", "thoracic", "lumbar")),
+    (re.compile(r"\b(?:patell\w+|tibial plateau)\b", re.I), "knee"),
+    (re.compile(r"\b(?:malleol\w+|calcane\w+|talus|talar)\b", re.I), "ankle"),
+    (re.compile(r"\b(?:metatarsals?|lisfranc)\b", re.I), "foot"),
+)
 _K_SLR = ("slr", "straight", "spurling", "leg rais", "leg-rais")
 _K_INVASIVE = ("inject", "surg", "arthroscop", "decompress", "fusion", "arthroplast", "repair")
 # imaging that shows a lesion surgery treats
@@ -1667,6 +1687,31 @@ def _finding_regions(found: list[tuple[str, str]], signs: tuple = ()) -> list[st
     regions: set[str] = set()
     for sentence, clause in found:
         here = _placed(clause, signs) or _placed(sentence, signs)
+        if not here or None in here:
+            return None
+        regions |= here
+    return [r for r in BODY_REGIONS if r in regions] or None
+
+
+def _segment(text: str, start: int, end: int) -> tuple[int, int]:
+    """The bounds of the list segment (between commas, semicolons, "and") holding text[start:end]."""
+    cut = text.rfind(" and ", 0, start)
+    lo = max(text.rfind(",", 0, start) + 1, text.rfind(";", 0, start) + 1, cut + 5 if cut >= 0 else 0)
+    ends = [i for i in (text.find(",", end), text.find(";", end), text.find(" and ", end)) if i >= 0]
+    return lo, (min(ends) if ends else len(text))
+
+
+def _red_flag_regions(found: list[tuple[str, str]]) -> list[str] | None:
+    """Where red flags are, as _finding_regions reads a finding, but first from the list segment
+    that names each one: a diagnosis list ("neck strain, right knee contusion, and vertebral
+    fracture") places the fracture in the spine, not in every part the list names."""
+    regions: set[str | None] = set()
+    for sentence, clause in found:
+        here: set[str | None] = set()
+        for m in _RED_FLAG_TERMS.finditer(clause):
+            if _polarity(clause, m.start()):
+                here |= _placed(clause[slice(*_segment(clause, m.start(), m.end()))], _RED_FLAG_SIGN_REGIONS)
+        here = here or _placed(clause, _RED_FLAG_SIGN_REGIONS) or _placed(sentence, _RED_FLAG_SIGN_REGIONS)
         if not here or None in here:
             return None
         regions |= here
@@ -2083,12 +2128,7 @@ class _Narrative:
             return text
         out, pos = [], 0
         for m in _RED_FLAG_TERMS.finditer(text):
-            cut = text.rfind(" and ", 0, m.start())
-            start = max(text.rfind(",", 0, m.start()) + 1, text.rfind(";", 0, m.start()) + 1,
-                        cut + 5 if cut >= 0 else 0)
-            ends = [i for i in (text.find(",", m.end()), text.find(";", m.end()),
-                                text.find(" and ", m.end())) if i >= 0]
-            end = min(ends) if ends else len(text)
+            start, end = _segment(text, m.start(), m.end())
             groups = {_REGION_GROUP.get(r, r) for r in body_regions(text[start:end])}
             if groups and groups.isdisjoint(wanted) and start >= pos:
                 out.append(text[pos:start])
@@ -2222,6 +2262,10 @@ class _Narrative:
         if _asserted(summary, _RED_FLAG_TERMS) \
                 or _asserted(sents, _RED_FLAG_FOUND):
             out["red_flags"] = True
+            # where: a lumbar red flag is no reason to image the shoulder of the same case
+            regions = _red_flag_regions(_asserting(summary, _RED_FLAG_TERMS) + _asserting(sents, _RED_FLAG_FOUND))
+            if regions:
+                out["red_flags_regions"] = regions
         elif _denied(sents, _RED_FLAG):
             out["red_flags"] = False
         # surgery considered: planned, requested or contemplated; or denied in the record
