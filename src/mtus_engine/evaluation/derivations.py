@@ -290,6 +290,7 @@ class Step:
     solve: Any = None                         # FactSpec.solve
     inverse: Callable[..., list] | None = None
     params: dict = field(default_factory=dict)
+    reads: frozenset[str] = frozenset()       # every declared fact it reads (derived or not)
 
     def __post_init__(self) -> None:
         self.put = _runner(self)
@@ -483,7 +484,7 @@ def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
                 raise ExpressionError(f"solve.say words {f!r}, which solve neither varies nor sets", "solve")
     deps = frozenset(r for r in reads if r != name and comp.facts[r].source == "derived")
     return Step(name, deps, compute, spec.type == "list", tuple(spec.values or ()), guard, spec.solve,
-                inverse, params)
+                inverse, params, frozenset(reads - {name}))
 
 
 def _topological(steps: dict[str, Step], problems: list) -> list[str]:
@@ -550,6 +551,73 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Any) -> dict[str, A
     for put in plan.puts_for(drug, req.modality):
         put(ctx)
     return facts
+
+
+class FactPlan:
+    """What request_facts would give, cut to what the rules that can match read: planned once
+    per (drug, modality) from the keys of the rule families chosen for it and the derived facts
+    their rules read (with the declared inputs of those derivations). A request then copies
+    only those findings and request fields and runs only those steps; everything it leaves out
+    is a key no rule of those families names."""
+
+    __slots__ = ("families", "findings", "fields", "age", "puts", "keys")
+
+    def __init__(self, rulebook: Any, drug: str | None, modality: str | None, families: list[int],
+                 family_keys: list[frozenset[str]]):
+        plan = rulebook.derivation_plan
+        steps = plan.for_request(drug, modality)
+        flag_of = {key: name for name, keys in plan.flags.items() for _, key in keys}
+        # every fact the chosen families' rules name (a list fact by its member flags), the
+        # facts the planned derivations read, and what picks the families (families_for)
+        wanted = {flag_of.get(k, k) for keys in family_keys for k in keys}
+        for step in steps:
+            wanted |= step.reads
+        wanted |= {"drug", "modality"}
+        flags = plan.flags
+        self.families = families
+        self.findings = tuple((n, flags.get(n)) for n in _findings_fields(rulebook) if n in wanted)
+        self.age = "age" in wanted
+        self.fields = {n: flags.get(n) for n in sorted(request_fields() - {"item", "strength"}) if n in wanted}
+        self.puts = tuple(step.put for step in steps)
+        # per family, the keys its rules read, in a fixed order (several families: one fact each)
+        self.keys = [tuple(sorted(keys)) for keys in family_keys]
+
+    def facts(self, case: Case, req: DerivedRequest, rulebook: Any) -> dict[str, Any]:
+        """request_facts for this request, restricted to the plan (same values, fewer keys)."""
+        facts: dict[str, Any] = {"kind": "request", "id": "request"}
+        found = case.findings.__dict__
+        for name, keys in self.findings:
+            value = found[name]
+            if value is None:
+                continue
+            if keys is None:
+                facts[name] = value
+            else:
+                for v, key in keys:
+                    facts[key] = v in value
+        if self.age and case.patient.age is not None:
+            facts["age"] = case.patient.age
+        fields, wanted = req.__dict__, self.fields
+        for name in req.given:
+            if name in wanted:
+                keys, value = wanted[name], fields[name]
+                if keys is None:
+                    facts[name] = value
+                elif value is not None:
+                    for v, key in keys:
+                        facts[key] = v in value
+        if self.puts:
+            drug = req.drug
+            ctx = Ctx(case, req, rulebook, rulebook.drugs.spec(drug) if drug else None, facts)
+            for put in self.puts:
+                put(ctx)
+        return facts
+
+
+def _findings_fields(rulebook: Any) -> list[str]:
+    """The findings a case can carry, in the model's order (what request_facts walks)."""
+    from .case import Findings
+    return list(Findings.model_fields)
 
 
 def derive_value(case: Case, req: DerivedRequest, rulebook: Any, name: str) -> Any:
@@ -852,5 +920,5 @@ def solve(case: Case, fields: dict[str, Any], rulebook: Any, fact: str, holds: C
     return vary, hi, {}
 
 
-__all__ = ["DerivedRequest", "request_facts", "derivation", "function", "Plan", "PlanError", "solve",
+__all__ = ["DerivedRequest", "request_facts", "FactPlan", "derivation", "function", "Plan", "PlanError", "solve",
            "DERIVATIONS", "FUNCTIONS"]

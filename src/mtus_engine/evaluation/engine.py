@@ -14,7 +14,7 @@ from ..rules.compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, Compile
                        compile_rulebook, flag)
 from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
                             Determination, ModifiedRequest, RulebookRef)
-from .derivations import request_facts  # noqa: F401 - re-exported (cli, tests)
+from .derivations import FactPlan, request_facts  # request_facts re-exported (cli, tests)
 from .derived import DerivedRequest
 from ..errors import EngineError
 from ..rules.phrases import Phrases, load_phrases
@@ -149,6 +149,7 @@ class Engine:
         self._chain = functools.partial(chained_facts, self.compiled)
         self._in_effect: dict[tuple[str, Any], tuple[str, ...]] = {}
         self._part_of: dict[tuple[str, tuple[str, ...]], str | None] = {}   # (rule, parts in effect) -> part
+        self._fact_plans: dict[tuple[str | None, str | None], FactPlan] = {}   # (drug, modality) -> plan
 
     def under_edition(self, edition: str | None) -> "Engine":
         """This engine, evaluating every case under a named edition (what-if, batch, service).
@@ -230,8 +231,38 @@ class Engine:
     # -------------------------------------------------------------- internals
     def _evaluate_request(self, case: Case, req: DerivedRequest, provenance: dict[str, str],
                           edition: Edition, day: Any) -> Determination:
-        facts = request_facts(case, req, self.rulebook)
-        return self.determine(facts, req, provenance, edition, day)
+        facts, fired = self._planned(case, req)
+        return self._judge(fired, facts, req, provenance, edition, day)
+
+    def _planned(self, case: Case, req: DerivedRequest) -> tuple[dict[str, Any], list[str]]:
+        """The request's fact, built from its (drug, modality)'s plan, and the rules it fires.
+
+        The plan is made on the first request for the pair, from request_facts' full fact and
+        the families it picks. Each request checks the families its planned fact picks are the
+        plan's (the plan holds what picks them): if not, the full fact is used."""
+        rb, compiled = self.rulebook, self.compiled
+        key = (req.drug, req.modality)
+        plan = self._fact_plans.get(key)
+        if plan is None:
+            facts = request_facts(case, req, rb)
+            found = compiled.families_for(facts)
+            if len(self._fact_plans) > 4096:   # one per drug and modality seen: keep it bounded
+                self._fact_plans.clear()
+            self._fact_plans[key] = FactPlan(rb, req.drug, req.modality, found,
+                                             [compiled.families[i].request_keys for i in found])
+            return facts, self._fire(facts)
+        facts = plan.facts(case, req, rb)
+        found = compiled.families_for(facts)
+        if found != plan.families:
+            facts = request_facts(case, req, rb)
+            return facts, self._fire(facts)
+        if len(found) == 1:   # the usual case: the planned fact is the payload, nothing to filter
+            return facts, self._rulesets[found[0]].evaluate([facts], self._chain)
+        fired: list[str] = []
+        rulesets, chain = self._rulesets, self._chain
+        for i, keys in zip(found, plan.keys):
+            fired += rulesets[i].evaluate([{k: facts[k] for k in keys if k in facts}], chain)
+        return facts, fired
 
     def determine(self, facts: dict[str, Any], req: dict[str, Any] | None = None,
                   provenance: dict[str, str] | None = None, edition: Edition | str | None = None,
@@ -245,7 +276,11 @@ class Engine:
             k: v for k, v in facts.items() if k in ("drug", "modality", "quantity", "refills", "sessions")}})
         if not isinstance(edition, Edition):
             edition = self.rulebook.edition(edition) if edition else self.rulebook.manifest.editions[-1]
-        fired = self._fire(facts)
+        return self._judge(self._fire(facts), facts, req, provenance, edition, request_date)
+
+    def _judge(self, fired: list[str], facts: dict[str, Any], req: DerivedRequest,
+               provenance: dict[str, str] | None, edition: Edition, request_date: Any) -> Determination:
+        """The determination from the durable rules fired for a request fact."""
         applied: set[str] = set()
         certified: set[str] = set()
         states: dict[tuple[str, str], tuple[str, bool]] = {}
