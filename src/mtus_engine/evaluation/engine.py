@@ -93,6 +93,27 @@ class _RuleText(NamedTuple):
     citations: tuple[tuple[tuple, CitationOut], ...]   # ((guideline, section, pages), citation)
 
 
+class _Quoted(NamedTuple):
+    """What the rationale reads of a criterion result."""
+
+    decisive: bool
+    state: str
+    finding: str
+
+
+class _Verdict:
+    """What a set of fired durable rules decides, before the request's values are filled in
+    (Engine._verdict). ``rules`` None: no rule applies (``no_part``: none in a part in effect)."""
+
+    __slots__ = ("rules", "no_part", "rule_ids", "criteria", "decision", "missing", "supply", "sessions",
+                 "citations", "heads", "closing", "lead")
+
+    def __init__(self) -> None:
+        self.rules: list[Rule] | None = None
+        self.no_part = False
+        self.lead: str | None = None     # the rationale up to its last sentence, when fixed
+
+
 class _Rulesets:
     """The families' durable_rules rulesets, each created on first use (a case needs one or
     two of ~40; creating them all was ~0.04 s of every cold start)."""
@@ -138,9 +159,8 @@ class Engine:
         self.edition: str | None = None     # pinned by under_edition()
         # what a determination says of each criterion, worked out once rather than per request
         self.phrases = load_phrases(self.rulebook.directory)
-        self._criteria = {r.id: [_CriterionText(r, c, self.rulebook.facts.get(c.fact), self._documentable(c),
-                                                self.phrases)
-                                 for c in r.criteria] for r in self.rulebook.rules}
+        self._criteria: dict[str, list[_CriterionText]] = {}   # rule -> its criteria, made on first use
+        self._verdicts: dict[tuple[frozenset[str], tuple[str, ...]], _Verdict] = {}
         self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
         # per durable rule name, what its firing says: (kind, rule, (rule, criterion), (state,
         # assumed)), the tuples made once rather than per fired rule
@@ -280,7 +300,63 @@ class Engine:
 
     def _judge(self, fired: list[str], facts: dict[str, Any], req: DerivedRequest,
                provenance: dict[str, str] | None, edition: Edition, request_date: Any) -> Determination:
-        """The determination from the durable rules fired for a request fact."""
+        """The determination from the durable rules fired for a request fact: the verdict the
+        fired rules give under the parts in effect (worked out once per such pair), with this
+        request's values filled in."""
+        in_effect = self._parts_in_effect(edition, request_date)
+        key = (frozenset(fired), in_effect)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdict(fired, in_effect)
+            if len(self._verdicts) > 4096:   # one per set of fired rules seen: keep it bounded
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        if verdict.rules is None:
+            if verdict.no_part:
+                return self._no_rule(req, self.phrases.say("no_rule.no_part", edition=edition.id,
+                                                           date=request_date or self.phrases["no_rule.no_part_date"]))
+            return self._no_rule(req, self._why_no_rule(req))
+        criteria: list[CriterionResult] = []
+        add = criteria.append
+        get_source = (provenance or {}).get
+        unknown = self.phrases["finding.unknown_number"]
+        for rule_id, m, state, finding, assumed in verdict.criteria:
+            if assumed:
+                add(CriterionResult(rule_id, m.id, m.asks, m.fact, m.assume, "assumed", m.test, state,
+                                    m.decisive, finding, m.because))
+                continue
+            value = facts.get(m.fact) if m.plain else m.value(facts)
+            if finding is None:   # the sentence names the value
+                finding = m.finding[state].replace("{value}", _show(value) if value is not None else unknown)
+            # positional, in field order: keywords cost a little on every criterion
+            add(CriterionResult(rule_id, m.id, m.asks, m.fact, value, get_source(m.fact, m.source), m.test,
+                                state, m.decisive, finding, None))
+        decision, modified = verdict.decision, None
+        if decision == "modify":
+            modified = self._modified(req, facts, verdict.supply, verdict.sessions)
+            if modified.sessions == 0:   # UR already certified all the guideline allows
+                decision, modified = "non-certify", None
+        say = self.phrases.say
+        if decision == "certify":
+            last = say("rationale.certify", item=req.item).strip()
+        elif decision == "modify":
+            last = say("rationale.modify", item=req.item, modification=modified.change).strip()
+        else:
+            last = say("rationale.non_certify", item=req.item).strip()
+        if verdict.lead is not None:
+            rationale = f"{verdict.lead} {last}"
+        else:   # some finding the rationale quotes names a value
+            rationale = " ".join([*verdict.heads, *self._case_sentences(criteria), *verdict.closing, last])
+        return Determination(
+            request=req.item, decision=decision, medically_necessary=decision == "certify",
+            rationale=rationale, citations=list(verdict.citations), rules_fired=list(verdict.rule_ids),
+            criteria=criteria, missing_documentation=list(verdict.missing), modified_request=modified)
+
+    def _verdict(self, fired: list[str], in_effect: tuple[str, ...]) -> "_Verdict":
+        """What a set of fired durable rules decides under the parts in effect, everything that
+        does not depend on the request's values: the rules and their parts, each criterion's
+        state and (where it names no value) its finding, the decision before any modification
+        is sized, the missing documentation, the citations and the rationale's fixed sentences."""
         applied: set[str] = set()
         certified: set[str] = set()
         states: dict[tuple[str, str], tuple[str, bool]] = {}
@@ -297,10 +373,10 @@ class Engine:
                 applied.add(rule_id)
             else:
                 certified.add(rule_id)
+        verdict = _Verdict()
         if not applied:
-            return self._no_rule(req, self._why_no_rule(req))
+            return verdict
         by_id = self.rulebook.by_id
-        in_effect = self._parts_in_effect(edition, request_date)
         part_of = self._part_of
         parts = {}
         for rule_id in applied:
@@ -312,43 +388,28 @@ class Engine:
             if p:
                 parts[rule_id] = p
         if not parts:
-            return self._no_rule(req, self.phrases.say("no_rule.no_part", edition=edition.id,
-                                                       date=request_date or self.phrases["no_rule.no_part_date"]))
+            verdict.no_part = True
+            return verdict
         if conflict:
             raise EngineError(f"criterion {conflict} matched two states")
         rules = [by_id[i] for i in sorted(parts, key=self._rule_order.__getitem__)]
-        return self._decide(req, facts, provenance or {}, rules, states, certified, parts)
-
-    def _decide(self, req: DerivedRequest, facts: dict, provenance: dict[str, str], rules: list[Rule],
-                states: dict[tuple[str, str], tuple[str, bool]], certified: set[str],
-                parts: dict[str, str]) -> Determination:
-        criteria: list[CriterionResult] = []
-        add = criteria.append
+        criteria = []
         decision = "certify"
-        modify_supply: list[int] = []
-        modify_sessions: list[int] = []
+        supply: list[int] = []
+        sessions: list[int] = []
         missing: list[str] = []
-        get_state, get_source = states.get, provenance.get
         for rule in rules:
             rule_id = rule.id
             blocking: list[_CriterionText] = []
-            for m in self._criteria[rule_id]:
-                found = get_state(m.key)
+            for m in self._criteria_of(rule):
+                found = states.get(m.key)
                 if found is None:
                     raise EngineError(f"no state matched for criterion {rule_id}/{m.id}")
                 state, assumed = found
                 if assumed:
-                    add(CriterionResult(rule_id, m.id, m.asks, m.fact, m.assume, "assumed", m.test, state,
-                                        m.decisive, m.assumed_finding[state], m.because))
+                    criteria.append((rule_id, m, state, m.assumed_finding[state], True))
                 else:
-                    value = facts.get(m.fact) if m.plain else m.value(facts)
-                    finding = m.finding[state]
-                    if m.placeholder[state]:
-                        finding = finding.replace("{value}", _show(value) if value is not None
-                                                  else self.phrases["finding.unknown_number"])
-                    # positional, in field order: keywords cost a little on every criterion
-                    add(CriterionResult(rule_id, m.id, m.asks, m.fact, value, get_source(m.fact, m.source), m.test,
-                                        state, m.decisive, finding, None))
+                    criteria.append((rule_id, m, state, None if m.placeholder[state] else m.finding[state], False))
                 if m.decisive and (state == FAILED or state == UNDOCUMENTED):
                     blocking.append(m)
                     if (state == UNDOCUMENTED or m.documentable) and m.missing not in missing:
@@ -361,9 +422,9 @@ class Engine:
                     rule_decision = "modify"
                     for m in blocking:
                         if m.modify and m.modify.supply_days:
-                            modify_supply.append(m.modify.supply_days)
+                            supply.append(m.modify.supply_days)
                         if m.modify and m.modify.sessions:
-                            modify_sessions.append(m.modify.sessions)
+                            sessions.append(m.modify.sessions)
                 else:
                     rule_decision = "non-certify"
             else:
@@ -375,19 +436,30 @@ class Engine:
                 decision = rule_decision
         if decision == "non-certify" and any(r.recommendation == "not-recommended" for r in rules):
             missing = []  # nothing the records could show changes a not-recommended agent
-        modified = None
-        if decision == "modify":
-            modified = self._modified(req, facts, modify_supply, modify_sessions)
-            if modified.sessions == 0:   # UR already certified all the guideline allows
-                decision, modified = "non-certify", None
-        known = self._texts
-        texts = [known.get((rule.id, parts[rule.id])) or self._rule_text(rule, parts[rule.id]) for rule in rules]
-        citations = self._citations(texts)
-        rationale = self._rationale(req, rules, texts, criteria, decision, modified, parts)
-        return Determination(
-            request=req.item, decision=decision, medically_necessary=decision == "certify",
-            rationale=rationale, citations=citations, rules_fired=[r.id for r in rules],
-            criteria=criteria, missing_documentation=missing, modified_request=modified)
+        texts = [self._texts.get((rule.id, parts[rule.id])) or self._rule_text(rule, parts[rule.id]) for rule in rules]
+        verdict.rules, verdict.rule_ids = rules, tuple(r.id for r in rules)
+        verdict.criteria, verdict.decision, verdict.missing = tuple(criteria), decision, tuple(missing)
+        verdict.supply, verdict.sessions = supply, sessions
+        verdict.citations = tuple(self._citations(texts))
+        verdict.heads = [t.head for t in texts] + [e for t in texts for e in t.extras]
+        closing = []
+        if any(r.recommendation == "not-recommended" for r in rules):
+            names = ", ".join(r.parts[parts[r.id]].section for r in rules if r.recommendation == "not-recommended")
+            closing.append(self.phrases.say("rationale.not_recommended", sections=names).strip())
+        verdict.closing = closing
+        # the rationale quotes decisive findings and failed cautions: fixed text unless one names a value
+        if not any(finding is None and (m.decisive or state == FAILED) for _, m, state, finding, _ in criteria):
+            fixed = [_Quoted(m.decisive, state, finding) for _, m, state, finding, _ in criteria]
+            verdict.lead = " ".join([*verdict.heads, *self._case_sentences(fixed), *closing])
+        return verdict
+    def _criteria_of(self, rule: Rule) -> list[_CriterionText]:
+        """A rule's criteria as determinations report them, made the first time the rule applies."""
+        found = self._criteria.get(rule.id)
+        if found is None:
+            found = self._criteria[rule.id] = [
+                _CriterionText(rule, c, self.rulebook.facts.get(c.fact), self._documentable(c), self.phrases)
+                for c in rule.criteria]
+        return found
 
     def _parts_in_effect(self, edition: Edition, day: Any) -> tuple[str, ...]:
         """The edition's guideline parts in effect on the day, in the edition's order (what
@@ -456,13 +528,10 @@ class Engine:
                     out.append(citation)
         return out
 
-    def _rationale(self, req: DerivedRequest, rules: list[Rule], texts: list[_RuleText],
-                   criteria: list[CriterionResult], decision: str, modified: ModifiedRequest | None,
-                   cited: dict[str, str]) -> str:
+    def _case_sentences(self, criteria: list) -> list[str]:
+        """The rationale's sentences on the case: the decisive findings met, failed and not
+        documented, and the failed cautions (each finding once, in order)."""
         say, phrase = self.phrases.say, self.phrases.__getitem__
-        parts = [t.head for t in texts]
-        for t in texts:
-            parts += t.extras
         met, failed, undocumented, cautions = {}, {}, {}, {}   # dicts: unique, in order
         for c in criteria:
             state = c.state
@@ -475,7 +544,7 @@ class Engine:
                     undocumented[c.finding] = None
             elif state == FAILED:
                 cautions[c.finding] = None
-        case_bits = []
+        parts, case_bits = [], []
         if met:
             case_bits.append("; ".join(met))
         if failed:
@@ -486,16 +555,7 @@ class Engine:
             parts.append(say("rationale.in_this_case", findings="; ".join(case_bits)).strip())
         if cautions:
             parts.append(say("rationale.also_noted", cautions="; ".join(cautions)).strip())
-        if any(r.recommendation == "not-recommended" for r in rules):
-            names = ", ".join(r.parts[cited[r.id]].section for r in rules if r.recommendation == "not-recommended")
-            parts.append(say("rationale.not_recommended", sections=names).strip())
-        if decision == "certify":
-            parts.append(say("rationale.certify", item=req.item).strip())
-        elif decision == "modify":
-            parts.append(say("rationale.modify", item=req.item, modification=modified.change).strip())
-        else:
-            parts.append(say("rationale.non_certify", item=req.item).strip())
-        return " ".join(parts)
+        return parts
 
     def _why_no_rule(self, req: DerivedRequest) -> str:
         say = self.phrases.say
