@@ -49,6 +49,8 @@ class RulesetHandle:
         self._sid: str | None = None      # the live session, reused while it stays clean
         self._started = False             # some action ran in it (deleting it is then safe)
         self._uses = 0
+        self._then: Callable | None = None    # the last ``then``, and its answers as JSON
+        self._chained: dict[tuple[str, ...], str] = {}
         self._lock = threading.Lock()
 
     def evaluate(self, facts: list[dict],
@@ -56,7 +58,8 @@ class RulesetHandle:
         """Assert ``facts`` in a clean session; return the names of the rules that fired.
 
         ``then`` receives the rules fired so far and returns facts to assert next in the same
-        session: forward chaining from one stage's conclusions to the next.
+        session: forward chaining from one stage's conclusions to the next. It must be a pure
+        function of the names fired: its answer is kept (as JSON) per names for the session.
 
         One session is reused: every fact asserted is retracted before returning, so the next
         evaluation starts from an empty session. Creating a session costs more than matching
@@ -74,9 +77,18 @@ class RulesetHandle:
                 payload = self._payload(sid, facts)
                 fired = self._assert(payload)
                 if then is not None:
-                    more = then(fired)
-                    if more:
-                        extra = self._payload(sid, more)
+                    # the next stage's facts as JSON, kept per fired names for this session
+                    key = tuple(fired)
+                    if then is not self._then:
+                        self._then, self._chained = then, {}
+                    extra = self._chained.get(key)
+                    if extra is None:
+                        more = then(fired)
+                        extra = self._payload(sid, more) if more else ""
+                        if len(self._chained) > 4096:   # bounded: one per set of rules fired
+                            self._chained.clear()
+                        self._chained[key] = extra
+                    if extra:
                         fired += self._assert(extra)
                         # both JSON arrays' members as one array: one retract call
                         payload = extra if payload == "[]" else f"{payload[:-1]},{extra[1:]}"
@@ -91,6 +103,7 @@ class RulesetHandle:
 
     def _drop_session(self) -> None:
         sid, self._sid = self._sid, None
+        self._chained = {}   # its JSON names the session
         if sid is not None:
             self._end(sid, self._started)
 

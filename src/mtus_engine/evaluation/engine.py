@@ -169,6 +169,7 @@ class Engine:
         self._chain = functools.partial(chained_facts, self.compiled)
         self._in_effect: dict[tuple[str, Any], tuple[str, ...]] = {}
         self._part_of: dict[tuple[str, tuple[str, ...]], str | None] = {}   # (rule, parts in effect) -> part
+        self._editions: dict[tuple[str | None, Any], tuple[Edition | None, RulebookRef]] = {}
         self._fact_plans: dict[tuple[str | None, str | None], FactPlan] = {}   # (drug, modality) -> plan
 
     def under_edition(self, edition: str | None) -> "Engine":
@@ -185,15 +186,10 @@ class Engine:
     def evaluate(self, case: Case, edition: str | None = None) -> CaseDetermination:
         """Determinations under the edition in effect on the request date, or under the
         edition named (for requests no edition covers, such as today's); the output says which."""
-        rb = self.rulebook
         edition = edition or self.edition
-        chosen, basis = self._edition_of(case, edition)
+        chosen, ref = self._edition_of(case, edition)
         determinations = [self._request(case, idx, chosen, edition) for idx in range(len(case.requests))]
-        return CaseDetermination(
-            case_id=case.id,
-            rulebook=RulebookRef(edition=chosen.id if chosen else None, version=rb.version,
-                                 digest=rb.digest, edition_basis=basis, edition_chosen=edition is not None),
-            determinations=determinations)
+        return CaseDetermination(case_id=case.id, rulebook=ref, determinations=determinations)
 
     def evaluate_request(self, case: Case, index: int, edition: str | None = None) -> Determination:
         """The determination evaluate gives request ``index``, without judging the case's other
@@ -202,8 +198,13 @@ class Engine:
         chosen, _ = self._edition_of(case, edition)
         return self._request(case, index, chosen, edition)
 
-    def _edition_of(self, case: Case, edition: str | None) -> tuple[Edition | None, str]:
-        """The edition a case is judged under, and why."""
+    def _edition_of(self, case: Case, edition: str | None) -> tuple[Edition | None, RulebookRef]:
+        """The edition a case is judged under, and the rulebook reference saying why (one per
+        edition asked for and request date)."""
+        key = (edition, case.request_date)
+        found = self._editions.get(key)
+        if found is not None:
+            return found
         rb = self.rulebook
         if edition is not None:
             chosen = rb.edition(edition)
@@ -213,7 +214,12 @@ class Engine:
             chosen = rb.edition_for(case.request_date)
             basis = (f"request date {case.request_date}" if case.request_date else
                      "no request date documented: judged under the newest edition")
-        return chosen, basis
+        ref = RulebookRef(edition=chosen.id if chosen else None, version=rb.version,
+                          digest=rb.digest, edition_basis=basis, edition_chosen=edition is not None)
+        if len(self._editions) > 4096:   # one per request date seen: keep it bounded
+            self._editions.clear()
+        found = self._editions[key] = (chosen, ref)
+        return found
 
     def _request(self, case: Case, idx: int, chosen: Edition | None, edition: str | None) -> Determination:
         rb = self.rulebook
