@@ -1,0 +1,194 @@
+"""The engine's compiled per-request machinery: the fact plans (what a request's fact holds,
+per drug and modality) and the verdicts (what a set of fired rules decides, values aside)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from mtus_engine.errors import MtusError
+from mtus_engine.evaluation.case import case_from_data, derive_request, load_case_text
+from mtus_engine.evaluation.derivations import FactPlan, request_facts
+from mtus_engine.evaluation.derived import DerivedRequest
+from mtus_engine.evaluation.engine import Engine
+from mtus_engine.interfaces.render import render_json
+from mtus_engine.rules.compiler import flag
+
+_ABSENT = object()
+
+
+@pytest.fixture(scope="module")
+def corpus(root) -> list:
+    """Every case of the rule tests and the real letters' gold files: rules of every family fire."""
+    cases = []
+    paths = sorted((root / "rules").rglob("*.test.yaml")) + sorted((root / "cases/letters/real").glob("*.gold.yaml"))
+    for path in paths:
+        doc = yaml.safe_load(path.read_text()) or {}
+        for entry in doc.get("tests") or [doc]:
+            data = entry.get("case") if isinstance(entry, dict) else None
+            if isinstance(data, dict):
+                try:
+                    cases.append(case_from_data(data, str(path)))
+                except MtusError:
+                    continue
+    assert len(cases) > 400
+    return cases
+
+
+def _rules_for(rb, drug, modality):
+    """The rules that can apply to a request for this drug or modality (what Rulebook.reads reads)."""
+    if drug:
+        spec = rb.drugs.drugs.get(drug)
+        classes = set(spec.classes) if spec else set()
+        return [r for r in rb.rules if spec and (drug in r.applies_to.drugs or classes & set(r.applies_to.classes))]
+    return [r for r in rb.rules if modality in r.applies_to.modalities]
+
+
+def _plan_for(engine, drug, modality):
+    """The plan the engine makes for a drug or modality, with the families its drug and classes pick."""
+    rb, compiled = engine.rulebook, engine.compiled
+    spec = rb.drugs.drugs.get(drug) if drug else None
+    probe = {"drug": drug, "modality": modality,
+             **{flag("drug_class", c): True for c in (spec.classes if spec else [])}}
+    found = compiled.families_for(probe)
+    return FactPlan(rb, drug, modality, found, [compiled.families[i].request_keys for i in found]), found
+
+
+def test_every_fact_a_rule_that_can_apply_reads_is_in_its_plan(engine):
+    # for every drug and modality of the vocabulary: each fact the rules for it read (criteria,
+    # when: guards, applies_when) is carried by the plan, as a finding, a request field, the
+    # patient's age or a derived fact the plan computes
+    rb = engine.rulebook
+    plan_steps = rb.derivation_plan
+    keys = [(d, None) for d in sorted(rb.drugs.drugs)]
+    keys += [(None, m) for m in sorted({m for r in rb.rules for m in r.applies_to.modalities})]
+    checked = 0
+    for drug, modality in keys:
+        rules = _rules_for(rb, drug, modality)
+        if not rules:
+            continue
+        plan, found = _plan_for(engine, drug, modality)
+        assert found, (drug, modality)
+        derived = {s.name for s in plan_steps.for_request(drug, modality)}
+        carried = ({n for n, _ in plan.findings} | set(plan.fields) | ({"age"} if plan.age else set())
+                   | derived)
+        for rule in rules:
+            read = [f for c in rule.criteria for f in (c.fact, c.when and c.when.fact) if f]
+            read += [rule.applies_when.fact] if rule.applies_when else []
+            missing = [f for f in read if f not in carried]
+            assert not missing, f"{rule.id} reads {missing}, which the plan for {drug or modality} leaves out"
+            checked += 1
+    assert checked > 100
+
+
+def test_a_planned_fact_gives_every_key_the_families_read_as_the_full_fact_does(engine, corpus):
+    # the plan leaves out only keys no rule of the chosen families names: on every request of the
+    # corpus, each key those families read is in the planned fact exactly as in request_facts'
+    rb, compiled = engine.rulebook, engine.compiled
+    compared = 0
+    for case in corpus:
+        for i in range(len(case.requests)):
+            req = DerivedRequest.of(derive_request(case, i, rb.drugs)[0])
+            full = request_facts(case, req, rb)
+            found = compiled.families_for(full)
+            plan = FactPlan(rb, req.drug, req.modality, found, [compiled.families[n].request_keys for n in found])
+            planned = plan.facts(case, req, rb)
+            assert compiled.families_for(planned) == found
+            for n in found:
+                for key in compiled.families[n].request_keys:
+                    assert planned.get(key, _ABSENT) == full.get(key, _ABSENT), (case.id, i, key)
+                    compared += 1
+    assert compared > 5000
+
+
+def test_a_request_whose_fact_picks_other_families_than_its_plan_uses_the_full_fact(engine, corpus):
+    # a plan is made from the first request for its drug and modality; a request whose planned
+    # fact picks other families is judged from the full fact instead
+    fresh = Engine(engine.rulebook)
+    case = next(c for c in corpus if c.id == "acute-ribs")
+    want = render_json(engine.evaluate(case))
+    fresh.evaluate(case)
+    (key, plan), = [(k, p) for k, p in fresh._fact_plans.items() if k[0] == "oxycodone"]
+    plan.families = [n for n in range(len(fresh.compiled.families)) if n not in plan.families][:1]
+    plan.findings, plan.fields, plan.puts = (), {}, ()   # a plan that could not judge it
+    assert render_json(fresh.evaluate(case)) == want
+
+
+def test_cached_plans_and_verdicts_never_carry_one_request_into_another(engine, corpus):
+    # plans and verdicts are kept per (drug, modality) and per (fired rules, parts in effect):
+    # every case judged by an engine that has seen the whole corpus is judged as by one that
+    # has seen nothing
+    for case in corpus:
+        engine.evaluate(case)
+    cold = Engine(engine.rulebook)
+    for case in corpus:
+        cold._fact_plans.clear()
+        cold._verdicts.clear()
+        assert render_json(engine.evaluate(case)) == render_json(cold.evaluate(case)), case.id
+
+
+SUPPLY = """\
+id: acute-supply
+injury_date: 2016-10-18
+request_date: 2016-11-29
+diagnoses: [status post rib fracture T9-10]
+findings: {{analgesia_documented: true}}
+medications: [{{name: Percocet}}]
+requests: [{{item: "Oxycodone HCL ER 20mg #{qty}", units_per_day: 2}}]
+"""
+
+
+def test_one_verdict_serves_requests_with_different_values(engine):
+    # the same rules fire in the same states: one verdict, and each request's finding and
+    # rationale name its own supply (quantity / the drug's usual 4 a day)
+    dets = [engine.evaluate(load_case_text(SUPPLY.format(qty=q))).determinations[0] for q in (20, 40, 44)]
+    assert {d.decision for d in dets} == {"certify"}
+    for det, days in zip(dets, ("5", "10", "11")):
+        supply = next(c for c in det.criteria if c.criterion == "limited-supply")
+        assert supply.value == float(days) and f"about {days} days" in supply.finding
+        assert f"about {days} days" in det.rationale
+    longer = engine.evaluate(load_case_text(SUPPLY.format(qty=200))).determinations[0]
+    assert longer.decision == "modify" and "about 50 days" in longer.rationale
+
+
+def test_engine_start_makes_no_criteria_texts(engine):
+    # a rule's criteria texts are made the first time it applies, not for every rule at start-up
+    fresh = Engine(engine.rulebook)
+    assert fresh._criteria == {}
+    fresh.evaluate(load_case_text(SUPPLY.format(qty=20)))
+    assert set(fresh._criteria) == {"opioids.severe-acute-injury"}
+
+
+def test_the_next_stage_is_kept_per_names_fired_per_then_and_per_session(monkeypatch):
+    # the backend keeps stage two's facts as JSON per names fired: asked again, ``then`` is not
+    # called; another ``then`` or a new session (the JSON names it) starts afresh
+    from mtus_engine.evaluation import backend
+    from mtus_engine.evaluation.backend import RulesetHandle
+
+    def rule(kind, cond):
+        return {"all": [{"m": {"$and": [{"kind": kind}, cond]}}]}
+    rs = RulesetHandle("chain-kept", {"a": rule("request", {"x": 1}), "b": rule("next", {"y": 1}),
+                                      "c": rule("next", {"y": 2})})
+    calls = []
+
+    def then(y):
+        def chain(fired):
+            calls.append(y)
+            return [{"kind": "next", "id": "n", "y": y}] if "a" in fired else []
+        return chain
+    one, two = then(1), then(2)
+    try:
+        assert rs.evaluate([{"kind": "request", "x": 1}], one) == ["a", "b"]
+        assert rs.evaluate([{"kind": "request", "x": 1}], one) == ["a", "b"]
+        assert rs.evaluate([{"kind": "request", "x": 2}], one) == []
+        assert calls == [1, 1]            # once per names fired
+        assert rs.evaluate([{"kind": "request", "x": 1}], two) == ["a", "c"]
+        assert calls == [1, 1, 2]
+        # every evaluation now ends its session: the first still has the kept JSON, then each
+        # new session asks ``then`` again
+        monkeypatch.setattr(backend, "RECYCLE_AFTER", 1)
+        for _ in range(3):
+            assert rs.evaluate([{"kind": "request", "x": 1}], two) == ["a", "c"]
+        assert calls == [1, 1, 2, 2, 2] and rs.session_facts() == []
+    finally:
+        rs.close()
