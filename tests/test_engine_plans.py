@@ -45,34 +45,34 @@ def _rules_for(rb, drug, modality):
 
 
 def _plan_for(engine, drug, modality):
-    """The plan the engine makes for a drug or modality, with the families its drug and classes pick."""
-    rb, compiled = engine.rulebook, engine.compiled
+    """The plan the engine makes for a drug or modality, from a fact with its drug's classes."""
+    rb = engine.rulebook
     spec = rb.drugs.drugs.get(drug) if drug else None
-    probe = {"drug": drug, "modality": modality,
-             **{flag("drug_class", c): True for c in (spec.classes if spec else [])}}
-    found = compiled.families_for(probe)
-    return FactPlan(rb, drug, modality, found, [compiled.families[i].request_keys for i in found]), found
+    probe = {"kind": "request", "id": "request", "drug": drug, "modality": modality,
+             **{flag("drug_class", c): c in (spec.classes if spec else []) for c in rb.facts["drug_class"].values}}
+    return FactPlan(rb, engine.compiled, drug, modality, probe)
 
 
 def test_every_fact_a_rule_that_can_apply_reads_is_in_its_plan(engine):
-    # for every drug and modality of the vocabulary: each fact the rules for it read (criteria,
-    # when: guards, applies_when) is carried by the plan, as a finding, a request field, the
-    # patient's age or a derived fact the plan computes
-    rb = engine.rulebook
-    plan_steps = rb.derivation_plan
+    # for every drug and modality of the vocabulary: each key the durable rules of the rules
+    # for it read is in the payload durable_rules is given, and each fact those rules read
+    # (criteria, when: guards, applies_when) is carried by the working fact, as a finding, a
+    # request field, the patient's age or a derived fact the plan computes
+    rb, compiled = engine.rulebook, engine.compiled
     keys = [(d, None) for d in sorted(rb.drugs.drugs)]
     keys += [(None, m) for m in sorted({m for r in rb.rules for m in r.applies_to.modalities})]
+    rule_keys = {r: ks for f in compiled.families for r, ks in f.rule_keys.items()}
     checked = 0
     for drug, modality in keys:
         rules = _rules_for(rb, drug, modality)
         if not rules:
             continue
-        plan, found = _plan_for(engine, drug, modality)
-        assert found, (drug, modality)
-        derived = {s.name for s in plan_steps.for_request(drug, modality)}
+        plan = _plan_for(engine, drug, modality)
+        derived = {s.name for s in rb.derivation_plan.for_request(drug, modality)}
         carried = ({n for n, _ in plan.findings} | set(plan.fields) | ({"age"} if plan.age else set())
                    | derived)
         for rule in rules:
+            assert rule_keys[rule.id] <= set(plan.payload), (rule.id, rule_keys[rule.id] - set(plan.payload))
             read = [f for c in rule.criteria for f in (c.fact, c.when and c.when.fact) if f]
             read += [rule.applies_when.fact] if rule.applies_when else []
             missing = [f for f in read if f not in carried]
@@ -81,36 +81,36 @@ def test_every_fact_a_rule_that_can_apply_reads_is_in_its_plan(engine):
     assert checked > 100
 
 
-def test_a_planned_fact_gives_every_key_the_families_read_as_the_full_fact_does(engine, corpus):
-    # the plan leaves out only keys no rule of the chosen families names: on every request of the
-    # corpus, each key those families read is in the planned fact exactly as in request_facts'
+def test_a_planned_fact_gives_every_key_the_rules_read_as_the_full_fact_does(engine, corpus):
+    # on every request of the corpus, each key of the payload (what the rules that can apply
+    # read) is in the planned fact exactly as in request_facts' full fact, and the planned fact
+    # picks the same families and drug classes
     rb, compiled = engine.rulebook, engine.compiled
     compared = 0
     for case in corpus:
         for i in range(len(case.requests)):
             req = DerivedRequest.of(derive_request(case, i, rb.drugs)[0])
             full = request_facts(case, req, rb)
-            found = compiled.families_for(full)
-            plan = FactPlan(rb, req.drug, req.modality, found, [compiled.families[n].request_keys for n in found])
+            plan = FactPlan(rb, compiled, req.drug, req.modality, full)
             planned = plan.facts(case, req, rb)
-            assert compiled.families_for(planned) == found
-            for n in found:
-                for key in compiled.families[n].request_keys:
-                    assert planned.get(key, _ABSENT) == full.get(key, _ABSENT), (case.id, i, key)
-                    compared += 1
+            assert compiled.families_for(planned) == plan.families == compiled.families_for(full)
+            assert compiled.classes_on(planned) == plan.classes
+            for key in plan.payload:
+                assert planned.get(key, _ABSENT) == full.get(key, _ABSENT), (case.id, i, key)
+                compared += 1
     assert compared > 5000
 
 
-def test_a_request_whose_fact_picks_other_families_than_its_plan_uses_the_full_fact(engine, corpus):
-    # a plan is made from the first request for its drug and modality; a request whose planned
-    # fact picks other families is judged from the full fact instead
+def test_a_request_whose_fact_sets_other_drug_classes_than_its_plan_uses_the_full_fact(engine, corpus):
+    # a plan is made from the first request for its drug and modality; a request whose working
+    # fact sets other drug-class flags is judged from the full fact instead
     fresh = Engine(engine.rulebook)
     case = next(c for c in corpus if c.id == "acute-ribs")
     want = render_json(engine.evaluate(case))
     fresh.evaluate(case)
     (key, plan), = [(k, p) for k, p in fresh._fact_plans.items() if k[0] == "oxycodone"]
-    plan.families = [n for n in range(len(fresh.compiled.families)) if n not in plan.families][:1]
-    plan.findings, plan.fields, plan.puts = (), {}, ()   # a plan that could not judge it
+    plan.classes = frozenset({flag("drug_class", "nsaid")})
+    plan.payload, plan.findings, plan.fields, plan.families = ("kind", "id"), (), {}, []   # could not judge it
     assert render_json(fresh.evaluate(case)) == want
 
 

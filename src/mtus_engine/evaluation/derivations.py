@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from .case import Case, medication_generic, parse_item, strength_mg, units_per_day
 from .derived import DerivedRequest
+from ..rules.compiler import flag
 
 # ----------------------------------------------------------------------------- registries
 
@@ -554,33 +555,43 @@ def request_facts(case: Case, req: DerivedRequest, rulebook: Any) -> dict[str, A
 
 
 class FactPlan:
-    """What request_facts would give, cut to what the rules that can match read: planned once
-    per (drug, modality) from the keys of the rule families chosen for it and the derived facts
-    their rules read (with the declared inputs of those derivations). A request then copies
-    only those findings and request fields and runs only those steps; everything it leaves out
-    is a key no rule of those families names."""
+    """A request's fact, planned once per (drug, modality) from the first request for the pair.
 
-    __slots__ = ("families", "findings", "fields", "age", "puts", "keys")
+    The rules that can apply are those of the families picked for it whose applies_to names
+    its drug, one of its drug's classes or its modality; ``payload`` is the keys their durable
+    rules read, the fact durable_rules is given. The request's working fact holds those, what
+    picks the families (drug, modality, the drug-class flags) and the inputs of the derived
+    facts the plan computes (Plan.for_request: those the rules for the drug or modality read).
+    A request then copies only those findings and request fields and runs only those steps.
+    ``classes`` is the drug-class flags the plan was made for: a request whose working fact
+    sets others is not one the plan is for (Engine._planned checks)."""
 
-    def __init__(self, rulebook: Any, drug: str | None, modality: str | None, families: list[int],
-                 family_keys: list[frozenset[str]]):
+    __slots__ = ("families", "classes", "payload", "findings", "fields", "age", "puts")
+
+    def __init__(self, rulebook: Any, compiled: Any, drug: str | None, modality: str | None,
+                 facts: dict[str, Any]):
         plan = rulebook.derivation_plan
         steps = plan.for_request(drug, modality)
+        self.families = compiled.families_for(facts)
+        self.classes = on = compiled.classes_on(facts)
+        payload = {"kind", "id"}
+        for n in self.families:
+            family = compiled.families[n]
+            for rule_id in family.rule_ids:
+                a = rulebook.by_id[rule_id].applies_to
+                if (facts.get("drug") in a.drugs or facts.get("modality") in a.modalities
+                        or any(flag("drug_class", c) in on for c in a.classes)):
+                    payload |= family.rule_keys[rule_id]
+        self.payload = ("kind", "id", *sorted(payload - {"kind", "id"}))
         flag_of = {key: name for name, keys in plan.flags.items() for _, key in keys}
-        # every fact the chosen families' rules name (a list fact by its member flags), the
-        # facts the planned derivations read, and what picks the families (families_for)
-        wanted = {flag_of.get(k, k) for keys in family_keys for k in keys}
+        wanted = {flag_of.get(k, k) for k in payload} | {"drug", "modality"}
         for step in steps:
             wanted |= step.reads
-        wanted |= {"drug", "modality"}
         flags = plan.flags
-        self.families = families
         self.findings = tuple((n, flags.get(n)) for n in _findings_fields(rulebook) if n in wanted)
         self.age = "age" in wanted
         self.fields = {n: flags.get(n) for n in sorted(request_fields() - {"item", "strength"}) if n in wanted}
         self.puts = tuple(step.put for step in steps)
-        # per family, the keys its rules read, in a fixed order (several families: one fact each)
-        self.keys = [tuple(sorted(keys)) for keys in family_keys]
 
     def facts(self, case: Case, req: DerivedRequest, rulebook: Any) -> dict[str, Any]:
         """request_facts for this request, restricted to the plan (same values, fewer keys)."""

@@ -263,31 +263,33 @@ class Engine:
     def _planned(self, case: Case, req: DerivedRequest) -> tuple[dict[str, Any], list[str]]:
         """The request's fact, built from its (drug, modality)'s plan, and the rules it fires.
 
-        The plan is made on the first request for the pair, from request_facts' full fact and
-        the families it picks. Each request checks the families its planned fact picks are the
-        plan's (the plan holds what picks them): if not, the full fact is used."""
+        The plan is made on the first request for the pair, from request_facts' full fact. A
+        request whose fact sets other drug-class flags than the plan was made for (none, while
+        a drug's classes are what drugs.yaml says) is judged from the full fact."""
         rb, compiled = self.rulebook, self.compiled
         key = (req.drug, req.modality)
         plan = self._fact_plans.get(key)
         if plan is None:
             facts = request_facts(case, req, rb)
-            found = compiled.families_for(facts)
             if len(self._fact_plans) > 4096:   # one per drug and modality seen: keep it bounded
                 self._fact_plans.clear()
-            self._fact_plans[key] = FactPlan(rb, req.drug, req.modality, found,
-                                             [compiled.families[i].request_keys for i in found])
+            self._fact_plans[key] = FactPlan(rb, compiled, req.drug, req.modality, facts)
             return facts, self._fire(facts)
         facts = plan.facts(case, req, rb)
-        found = compiled.families_for(facts)
-        if found != plan.families:
+        if compiled.classes_on(facts) != plan.classes:
             facts = request_facts(case, req, rb)
             return facts, self._fire(facts)
-        if len(found) == 1:   # the usual case: the planned fact is the payload, nothing to filter
-            return facts, self._rulesets[found[0]].evaluate([facts], self._chain)
-        fired: list[str] = []
+        found = plan.families
+        if not found:
+            return facts, []
+        # durable_rules is given the keys the rules that can apply read, nothing else
+        payload = {k: facts[k] for k in plan.payload if k in facts}
         rulesets, chain = self._rulesets, self._chain
-        for i, keys in zip(found, plan.keys):
-            fired += rulesets[i].evaluate([{k: facts[k] for k in keys if k in facts}], chain)
+        if len(found) == 1:
+            return facts, rulesets[found[0]].evaluate([payload], chain)
+        fired: list[str] = []
+        for i in found:
+            fired += rulesets[i].evaluate([dict(payload)], chain)
         return facts, fired
 
     def determine(self, facts: dict[str, Any], req: dict[str, Any] | None = None,

@@ -146,6 +146,7 @@ class Family:
     rule_ids: list[str]
     definition: dict[str, Any]
     request_keys: frozenset[str]      # request-fact keys these rules read
+    rule_keys: dict[str, frozenset[str]] = None   # per rule, the fact keys its durable rules read
 
 
 @dataclass
@@ -159,6 +160,11 @@ class CompiledRulebook:
     by_modality: dict[str, int]
     by_class: dict[str, int] = None    # drug class -> family index
     chain_table: dict[str, tuple[str, str | None] | None] = None   # fired rule name -> its part of stage two's facts
+
+    def classes_on(self, facts: dict[str, Any]) -> frozenset[str]:
+        """The drug-class flags some rule names that this request fact sets true: with its drug
+        and modality, what picks its families and which of their rules can apply."""
+        return frozenset(key for key in self._class_flags.keys() & facts.keys() if facts[key] is True)
 
     def families_for(self, facts: dict[str, Any]) -> list[int]:
         """Indices of every family with a rule that could match this request fact (usually one)."""
@@ -286,7 +292,8 @@ def _families(rulebook: Rulebook, definition: dict[str, Any], name: str):
             fdef.update(by_rule.get(rule_id, {}))
             keys |= keys_of.get(rule_id, set())
         keys = (keys - {"all", "any", "m", "a"}) | {"kind", "id"}
-        families.append(Family(f"{name}-{n}", ids, fdef, frozenset(keys)))
+        families.append(Family(f"{name}-{n}", ids, fdef, frozenset(keys),
+                               {r: frozenset(keys_of.get(r, set()) - {"all", "any", "m", "a"}) for r in ids}))
         index_of[root] = n
     by_drug = {t: index_of[find(ids[0])] for (k, t), ids in targets.items() if k == "drug"}
     by_modality = {t: index_of[find(ids[0])] for (k, t), ids in targets.items() if k == "modality"}
