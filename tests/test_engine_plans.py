@@ -45,12 +45,11 @@ def _rules_for(rb, drug, modality):
 
 
 def _plan_for(engine, drug, modality):
-    """The plan the engine makes for a drug or modality, from a fact with its drug's classes."""
+    """The plan the engine makes for a drug or modality, from a request naming just that."""
     rb = engine.rulebook
-    spec = rb.drugs.drugs.get(drug) if drug else None
-    probe = {"kind": "request", "id": "request", "drug": drug, "modality": modality,
-             **{flag("drug_class", c): c in (spec.classes if spec else []) for c in rb.facts["drug_class"].values}}
-    return FactPlan(rb, engine.compiled, drug, modality, probe)
+    case = load_case_text("id: probe\nrequests: [{item: probe}]\n")
+    req = DerivedRequest.of({"item": "probe", **({"drug": drug} if drug else {"modality": modality})})
+    return FactPlan(rb, engine.compiled, case, req, request_facts(case, req, rb))
 
 
 def test_every_fact_a_rule_that_can_apply_reads_is_in_its_plan(engine):
@@ -91,7 +90,7 @@ def test_a_planned_fact_gives_every_key_the_rules_read_as_the_full_fact_does(eng
         for i in range(len(case.requests)):
             req = DerivedRequest.of(derive_request(case, i, rb.drugs)[0])
             full = request_facts(case, req, rb)
-            plan = FactPlan(rb, compiled, req.drug, req.modality, full)
+            plan = FactPlan(rb, compiled, case, req, full)
             planned = plan.facts(case, req, rb)
             assert compiled.families_for(planned) == plan.families == compiled.families_for(full)
             assert compiled.classes_on(planned) == plan.classes
@@ -109,7 +108,8 @@ def test_a_request_whose_fact_sets_other_drug_classes_than_its_plan_uses_the_ful
     want = render_json(engine.evaluate(case))
     fresh.evaluate(case)
     (key, plan), = [(k, p) for k, p in fresh._fact_plans.items() if k[0] == "oxycodone"]
-    plan.classes = frozenset({flag("drug_class", "nsaid")})
+    # as under a rulebook whose drug classes are not the drug's alone (plan.classes_fixed off)
+    plan.classes, plan.classes_fixed = frozenset({flag("drug_class", "nsaid")}), False
     plan.payload, plan.findings, plan.fields, plan.families = ("kind", "id"), (), {}, []   # could not judge it
     assert render_json(fresh.evaluate(case)) == want
 
@@ -192,3 +192,30 @@ def test_the_next_stage_is_kept_per_names_fired_per_then_and_per_session(monkeyp
         assert calls == [1, 1, 2, 2, 2] and rs.session_facts() == []
     finally:
         rs.close()
+
+
+def test_a_fact_a_plan_works_out_once_depends_on_the_drug_and_modality_alone(engine, corpus):
+    # Step.keyed: the plan gives every request the value it found for the first; on every
+    # request of the corpus that value is what request_facts derives for it, and what it
+    # derives for a request naming only the drug or modality
+    rb = engine.rulebook
+    steps = rb.derivation_plan.steps
+    keyed = {n for n, s in steps.items() if s.keyed}
+    assert "drug_class" in keyed and "sedating" in keyed
+    assert not steps["morphine_equivalent_total"].keyed          # a registered derivation reads the case
+    assert not steps["supply_days"].keyed                       # reads the quantity
+    assert steps["opioid_wean_indicated"].guard_keyed           # only_if: 'opioid' in drug.classes
+    probe_case = load_case_text("id: probe\nrequests: [{item: probe}]\n")
+    seen = 0
+    for case in corpus:
+        for i in range(len(case.requests)):
+            req = DerivedRequest.of(derive_request(case, i, rb.drugs)[0])
+            probe = DerivedRequest.of({"item": "probe", **{k: v for k, v in (("drug", req.drug),
+                                                                            ("modality", req.modality)) if v}})
+            full, alone = request_facts(case, req, rb), request_facts(probe_case, probe, rb)
+            for step in rb.derivation_plan.for_request(req.drug, req.modality):
+                if step.keyed:
+                    keys = [k for _, k in rb.derivation_plan.flags[step.name]] if step.is_list else [step.name]
+                    assert [full.get(k, _ABSENT) for k in keys] == [alone.get(k, _ABSENT) for k in keys]
+                    seen += 1
+    assert seen > 600

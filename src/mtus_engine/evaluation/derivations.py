@@ -155,6 +155,7 @@ class Compiler:
     def __init__(self, facts: dict[str, Any], request_fields: set[str]):
         self.facts = facts
         self.request_fields = request_fields
+        self.touched: set[str] = set()   # request fields read and functions called (see KEYED)
 
     def compile(self, text: str) -> tuple[Callable[[Ctx], Any], set[str]]:
         """The closure and the fact names it reads; ExpressionError for anything else."""
@@ -250,6 +251,8 @@ class Compiler:
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
             name = n.func.id
             fn = _BUILTINS.get(name) or FUNCTIONS.get(name)
+            if name not in _BUILTINS:   # registered functions read the case
+                self.touched.add(f"{name}()")
             if fn is None:
                 raise ExpressionError(f"unknown function {name!r} (registered: "
                                       f"{', '.join(sorted({*_BUILTINS, *FUNCTIONS}))})")
@@ -272,6 +275,7 @@ class Compiler:
                                     if first is not None and first in ctx.facts else None)
             return lambda ctx: ctx.facts.get(name)
         if name in self.request_fields:
+            self.touched.add(name)
             return lambda ctx: getattr(ctx.req, name)
         raise ExpressionError(f"unknown name {name!r} (not a declared fact nor a request field)")
 
@@ -292,15 +296,21 @@ class Step:
     inverse: Callable[..., list] | None = None
     params: dict = field(default_factory=dict)
     reads: frozenset[str] = frozenset()       # every declared fact it reads (derived or not)
+    keyed: bool = False                       # its value depends on the request's drug and modality alone
+    guard_keyed: bool = False                 # so does its only_if
+
+    def runner(self, guarded: bool = True) -> Callable[[Ctx], None]:
+        """put, or without the only_if (for a plan that found it holds)."""
+        return self.put if guarded or self.guard is None else _runner(self, guarded=False)
 
     def __post_init__(self) -> None:
         self.put = _runner(self)
 
 
-def _runner(step: Step) -> Callable[[Ctx], None]:
+def _runner(step: Step, guarded: bool = True) -> Callable[[Ctx], None]:
     """The step as one closure, made once: compute the value (when the guard holds) and put it
     in the facts, a list as its member flags; nothing for None (not documented)."""
-    name, compute, guard = step.name, step.compute, step.guard
+    name, compute, guard = step.name, step.compute, step.guard if guarded else None
     if step.is_list:
         keys = tuple((v, f"{name}__{v}") for v in step.values)
 
@@ -430,12 +440,19 @@ def _compile_at(comp: Compiler, key: str, text: str) -> tuple[Callable[[Ctx], An
         raise ExpressionError(str(exc), key) from None
 
 
+# what a plan may work out once per (drug, modality): a step reading nothing else
+KEYED = frozenset({"drug", "modality"})
+
+
 def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
     reads: set[str] = set()
     guard = None
+    comp.touched = set()
+    guard_keyed = False
     if spec.only_if is not None:
         guard, r = _compile_at(comp, "only_if", spec.only_if)
         reads |= r
+        guard_keyed = r <= KEYED and comp.touched <= KEYED
     inverse, params = None, dict(spec.params or {})
     if spec.any_of or spec.all_of or spec.none_of:
         kind = "any_of" if spec.any_of else ("all_of" if spec.all_of else "none_of")
@@ -471,6 +488,7 @@ def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
             if i not in comp.facts and i not in comp.request_fields:
                 raise ExpressionError(f"input {i!r} is not a declared fact nor a request field", "inputs")
         reads |= {i for i in spec.inputs if i in comp.facts}
+        comp.touched.add(f"{spec.function}()")   # a derivation reads the case
         fwd = reg.forward
         compute = (lambda ctx, fwd=fwd, params=params: fwd(ctx, **params))
         inverse = reg.inverse
@@ -485,7 +503,7 @@ def _compile_step(name: str, spec: Any, comp: Compiler) -> Step | None:
                 raise ExpressionError(f"solve.say words {f!r}, which solve neither varies nor sets", "solve")
     deps = frozenset(r for r in reads if r != name and comp.facts[r].source == "derived")
     return Step(name, deps, compute, spec.type == "list", tuple(spec.values or ()), guard, spec.solve,
-                inverse, params, frozenset(reads - {name}))
+                inverse, params, frozenset(reads - {name}), reads <= KEYED and comp.touched <= KEYED, guard_keyed)
 
 
 def _topological(steps: dict[str, Step], problems: list) -> list[str]:
@@ -564,13 +582,20 @@ class FactPlan:
     facts the plan computes (Plan.for_request: those the rules for the drug or modality read).
     A request then copies only those findings and request fields and runs only those steps.
     ``classes`` is the drug-class flags the plan was made for: a request whose working fact
-    sets others is not one the plan is for (Engine._planned checks)."""
+    sets others is not one the plan is for (Engine._planned checks, unless ``classes_fixed``:
+    the plan sets them itself).
 
-    __slots__ = ("families", "classes", "payload", "findings", "fields", "age", "puts")
+    A derived fact whose value depends on the drug and modality alone (Step.keyed) is worked
+    out once, here: a request is given its value. A step whose only_if depends on them alone is
+    run without it where it holds, and left out where it does not."""
 
-    def __init__(self, rulebook: Any, compiled: Any, drug: str | None, modality: str | None,
-                 facts: dict[str, Any]):
+    __slots__ = ("families", "classes", "classes_fixed", "payload", "findings", "fields", "age", "fixed",
+                 "puts")
+
+    def __init__(self, rulebook: Any, compiled: Any, case: Case, req: DerivedRequest, facts: dict[str, Any]):
+        """From the first request for its drug and modality, and request_facts' fact for it."""
         plan = rulebook.derivation_plan
+        drug, modality = req.drug, req.modality
         steps = plan.for_request(drug, modality)
         self.families = compiled.families_for(facts)
         self.classes = on = compiled.classes_on(facts)
@@ -591,7 +616,22 @@ class FactPlan:
         self.findings = tuple((n, flags.get(n)) for n in _findings_fields(rulebook) if n in wanted)
         self.age = "age" in wanted
         self.fields = {n: flags.get(n) for n in sorted(request_fields() - {"item", "strength"}) if n in wanted}
-        self.puts = tuple(step.put for step in steps)
+        fixed: dict[str, Any] = {}
+        puts = []
+        ctx = Ctx(case, req, rulebook, rulebook.drugs.spec(drug) if drug else None, facts)
+        for step in steps:
+            if step.keyed:
+                for key in ([k for _, k in flags[step.name]] if step.is_list else [step.name]):
+                    if key in facts:
+                        fixed[key] = facts[key]
+            elif step.guard is not None and step.guard_keyed:
+                if step.guard(ctx) is True:
+                    puts.append(step.runner(guarded=False))
+            else:
+                puts.append(step.put)
+        self.fixed = fixed
+        self.puts = tuple(puts)
+        self.classes_fixed = any(step.name == "drug_class" and step.keyed for step in steps)
 
     def facts(self, case: Case, req: DerivedRequest, rulebook: Any) -> dict[str, Any]:
         """request_facts for this request, restricted to the plan (same values, fewer keys)."""
@@ -617,6 +657,8 @@ class FactPlan:
                 elif value is not None:
                     for v, key in keys:
                         facts[key] = v in value
+        if self.fixed:   # derived facts of the drug and modality alone, as request_facts derives them
+            facts.update(self.fixed)
         if self.puts:
             drug = req.drug
             ctx = Ctx(case, req, rulebook, rulebook.drugs.spec(drug) if drug else None, facts)

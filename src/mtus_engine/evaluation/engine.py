@@ -273,10 +273,10 @@ class Engine:
             facts = request_facts(case, req, rb)
             if len(self._fact_plans) > 4096:   # one per drug and modality seen: keep it bounded
                 self._fact_plans.clear()
-            self._fact_plans[key] = FactPlan(rb, compiled, req.drug, req.modality, facts)
+            self._fact_plans[key] = FactPlan(rb, compiled, case, req, facts)
             return facts, self._fire(facts)
         facts = plan.facts(case, req, rb)
-        if compiled.classes_on(facts) != plan.classes:
+        if not plan.classes_fixed and compiled.classes_on(facts) != plan.classes:
             facts = request_facts(case, req, rb)
             return facts, self._fire(facts)
         found = plan.families
