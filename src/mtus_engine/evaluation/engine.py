@@ -160,6 +160,8 @@ class Engine:
         # what a determination says of each criterion, worked out once rather than per request
         self.phrases = load_phrases(self.rulebook.directory)
         self._criteria: dict[str, list[_CriterionText]] = {}   # rule -> its criteria, made on first use
+        # the rationale's last sentence per decision
+        self._last = {d: self.phrases[f"rationale.{d.replace('-', '_')}"] for d in ("certify", "modify", "non-certify")}
         self._verdicts: dict[tuple[frozenset[str], tuple[str, ...]], _Verdict] = {}
         self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
         # per durable rule name, what its firing says: (kind, rule, (rule, criterion), (state,
@@ -229,8 +231,8 @@ class Engine:
             spans = ", ".join(f"{e.id} {e.effective_from} to {e.effective_until or 'now'}"
                               for e in rb.manifest.editions)
             return self._no_rule(req, self.phrases.say("no_rule.no_edition", date=case.request_date, spans=spans))
-        day = None if edition is not None else case.request_date
-        return self._evaluate_request(case, req, provenance, chosen, day)
+        facts, fired = self._planned(case, req)
+        return self._judge(fired, facts, req, provenance, chosen, None if edition is not None else case.request_date)
 
     def fire(self, case: Case, index: int = 0) -> list[str]:
         """Names of the durable rules that fire for one request (for --explain and tests)."""
@@ -255,11 +257,6 @@ class Engine:
         return fired
 
     # -------------------------------------------------------------- internals
-    def _evaluate_request(self, case: Case, req: DerivedRequest, provenance: dict[str, str],
-                          edition: Edition, day: Any) -> Determination:
-        facts, fired = self._planned(case, req)
-        return self._judge(fired, facts, req, provenance, edition, day)
-
     def _planned(self, case: Case, req: DerivedRequest) -> tuple[dict[str, Any], list[str]]:
         """The request's fact, built from its (drug, modality)'s plan, and the rules it fires.
 
@@ -311,7 +308,7 @@ class Engine:
         """The determination from the durable rules fired for a request fact: the verdict the
         fired rules give under the parts in effect (worked out once per such pair), with this
         request's values filled in."""
-        in_effect = self._parts_in_effect(edition, request_date)
+        in_effect = self._in_effect.get((edition.id, request_date)) or self._parts_in_effect(edition, request_date)
         key = (frozenset(fired), in_effect)
         verdict = self._verdicts.get(key)
         if verdict is None:
@@ -328,37 +325,34 @@ class Engine:
         add = criteria.append
         get_source = (provenance or {}).get
         unknown = self.phrases["finding.unknown_number"]
-        for rule_id, m, state, finding, assumed in verdict.criteria:
+        # each criterion's fixed fields unpacked from one tuple (Engine._verdict): no attribute reads
+        for rule_id, cid, asks, fact, test, state, decisive, finding, m, assumed in verdict.criteria:
             if assumed:
-                add(CriterionResult(rule_id, m.id, m.asks, m.fact, m.assume, "assumed", m.test, state,
-                                    m.decisive, finding, m.because))
+                add(CriterionResult(rule_id, cid, asks, fact, m.assume, "assumed", test, state,
+                                    decisive, finding, m.because))
                 continue
-            value = facts.get(m.fact) if m.plain else m.value(facts)
+            value = facts.get(fact) if m.plain else m.value(facts)
             if finding is None:   # the sentence names the value
                 finding = m.finding[state].replace("{value}", _show(value) if value is not None else unknown)
             # positional, in field order: keywords cost a little on every criterion
-            add(CriterionResult(rule_id, m.id, m.asks, m.fact, value, get_source(m.fact, m.source), m.test,
-                                state, m.decisive, finding, None))
+            add(CriterionResult(rule_id, cid, asks, fact, value, get_source(fact, m.source), test,
+                                state, decisive, finding, None))
         decision, modified = verdict.decision, None
         if decision == "modify":
             modified = self._modified(req, facts, verdict.supply, verdict.sessions)
             if modified.sessions == 0:   # UR already certified all the guideline allows
                 decision, modified = "non-certify", None
-        say = self.phrases.say
-        if decision == "certify":
-            last = say("rationale.certify", item=req.item).strip()
-        elif decision == "modify":
-            last = say("rationale.modify", item=req.item, modification=modified.change).strip()
+            last = self._last["modify"].format(item=req.item, modification=modified.change).strip() \
+                if modified else self._last[decision].format(item=req.item).strip()
         else:
-            last = say("rationale.non_certify", item=req.item).strip()
+            last = self._last[decision].format(item=req.item).strip()
         if verdict.lead is not None:
             rationale = f"{verdict.lead} {last}"
         else:   # some finding the rationale quotes names a value
             rationale = " ".join([*verdict.heads, *self._case_sentences(criteria), *verdict.closing, last])
-        return Determination(
-            request=req.item, decision=decision, medically_necessary=decision == "certify",
-            rationale=rationale, citations=list(verdict.citations), rules_fired=list(verdict.rule_ids),
-            criteria=criteria, missing_documentation=list(verdict.missing), modified_request=modified)
+        # positional, in field order
+        return Determination(req.item, decision, decision == "certify", rationale, list(verdict.citations),
+                             list(verdict.rule_ids), criteria, list(verdict.missing), modified)
 
     def _verdict(self, fired: list[str], in_effect: tuple[str, ...]) -> "_Verdict":
         """What a set of fired durable rules decides under the parts in effect, everything that
@@ -414,10 +408,9 @@ class Engine:
                 if found is None:
                     raise EngineError(f"no state matched for criterion {rule_id}/{m.id}")
                 state, assumed = found
-                if assumed:
-                    criteria.append((rule_id, m, state, m.assumed_finding[state], True))
-                else:
-                    criteria.append((rule_id, m, state, None if m.placeholder[state] else m.finding[state], False))
+                finding = (m.assumed_finding[state] if assumed
+                           else None if m.placeholder[state] else m.finding[state])
+                criteria.append((rule_id, m.id, m.asks, m.fact, m.test, state, m.decisive, finding, m, assumed))
                 if m.decisive and (state == FAILED or state == UNDOCUMENTED):
                     blocking.append(m)
                     if (state == UNDOCUMENTED or m.documentable) and m.missing not in missing:
@@ -456,8 +449,8 @@ class Engine:
             closing.append(self.phrases.say("rationale.not_recommended", sections=names).strip())
         verdict.closing = closing
         # the rationale quotes decisive findings and failed cautions: fixed text unless one names a value
-        if not any(finding is None and (m.decisive or state == FAILED) for _, m, state, finding, _ in criteria):
-            fixed = [_Quoted(m.decisive, state, finding) for _, m, state, finding, _ in criteria]
+        if not any(c[7] is None and (c[6] or c[5] == FAILED) for c in criteria):
+            fixed = [_Quoted(decisive, state, finding) for *_, state, decisive, finding, _, _ in criteria]
             verdict.lead = " ".join([*verdict.heads, *self._case_sentences(fixed), *closing])
         return verdict
     def _criteria_of(self, rule: Rule) -> list[_CriterionText]:
