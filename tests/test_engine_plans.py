@@ -219,3 +219,35 @@ def test_a_fact_a_plan_works_out_once_depends_on_the_drug_and_modality_alone(eng
                     assert [full.get(k, _ABSENT) for k in keys] == [alone.get(k, _ABSENT) for k in keys]
                     seen += 1
     assert seen > 600
+
+
+def test_expressions_keep_three_valued_logic(engine):
+    # the closures compiled from declared expressions: and/or/not/if over True, False and None
+    # (not documented), arithmetic and comparisons with a constant or a None operand
+    import itertools
+
+    from mtus_engine.evaluation.derivations import Compiler, Ctx, request_fields
+    comp = Compiler(engine.rulebook.facts, request_fields())
+
+    def run(text, **facts):
+        fn, _ = comp.compile(text)
+        return fn(Ctx(None, None, engine.rulebook, None, facts))
+
+    def kleene_or(a, b):
+        return True if True in (a, b) else (None if None in (a, b) else False)
+
+    def kleene_and(a, b):
+        return False if False in (a, b) else (None if None in (a, b) else True)
+    for a, b in itertools.product((True, False, None), repeat=2):
+        facts = {k: v for k, v in (("red_flags", a), ("full_thickness_cuff_tear", b)) if v is not None}
+        assert run("red_flags or full_thickness_cuff_tear", **facts) is kleene_or(a, b)
+        assert run("red_flags and full_thickness_cuff_tear", **facts) is kleene_and(a, b)
+        assert run("not red_flags", **facts) is (None if a is None else not a)
+        assert run("1 if red_flags else 2", **facts) == (None if a is None else (1 if a else 2))
+    for age, want in ((70, True), (65, False), (None, None)):
+        facts = {"age": age} if age is not None else {}
+        assert run("age > 65", **facts) is want
+        assert run("65 < age", **facts) is want
+        assert run("age + 1", **facts) == (None if age is None else age + 1)
+        assert run("age / 0", **facts) is None
+        assert run("age * 2 - 1", **facts) == (None if age is None else age * 2 - 1)

@@ -20,6 +20,7 @@ None; ``and``/``or``/``not`` are three-valued (Kleene); ``==``/``!=`` compare pl
 from __future__ import annotations
 
 import ast
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -86,14 +87,10 @@ class ExpressionError(ValueError):
         self.key = key
 
 
-def _kleene(v: Any) -> bool | None:
-    return None if v is None else bool(v)
-
-
-_ARITH = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-          ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b if b else None}
-_ORDER = {ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b,
-          ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b}
+# the operator module's functions: the same operations, without a Python frame each
+_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub,
+          ast.Mult: operator.mul, ast.Div: lambda a, b: a / b if b else None}
+_ORDER = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
 
 
 def _builtin_round(ctx: Ctx, x: Any, n: int = 0) -> Any:
@@ -185,6 +182,14 @@ class Compiler:
         if isinstance(n, ast.BinOp) and type(n.op) in _ARITH:
             op, a, b = _ARITH[type(n.op)], self._node(n.left, reads), self._node(n.right, reads)
 
+            if isinstance(n.right, ast.Constant) and n.right.value is not None:
+                bv = n.right.value   # a constant operand: read once
+
+                def arith_const(ctx: Ctx) -> Any:
+                    x = a(ctx)
+                    return None if x is None else op(x, bv)
+                return arith_const
+
             def arith(ctx: Ctx) -> Any:
                 x, y = a(ctx), b(ctx)
                 return None if x is None or y is None else op(x, y)
@@ -199,16 +204,28 @@ class Compiler:
             parts = [self._node(v, reads) for v in n.values]
             stop = not isinstance(n.op, ast.And)   # and stops at False, or at True
 
-            def kleene(ctx: Ctx) -> bool | None:
+            if stop:
+                def kleene_or(ctx: Ctx) -> bool | None:
+                    unknown = False
+                    for p in parts:
+                        v = p(ctx)
+                        if v is None:
+                            unknown = True
+                        elif v:
+                            return True
+                    return None if unknown else False
+                return kleene_or
+
+            def kleene_and(ctx: Ctx) -> bool | None:
                 unknown = False
                 for p in parts:
-                    v = _kleene(p(ctx))
+                    v = p(ctx)
                     if v is None:
                         unknown = True
-                    elif v is stop:
-                        return stop
-                return None if unknown else not stop
-            return kleene
+                    elif not v:
+                        return False
+                return None if unknown else True
+            return kleene_and
         if isinstance(n, ast.Compare) and len(n.ops) == 1:
             a, b, op = self._node(n.left, reads), self._node(n.comparators[0], reads), type(n.ops[0])
             if op is ast.Eq:
@@ -217,6 +234,14 @@ class Compiler:
                 return lambda ctx: a(ctx) != b(ctx)
             if op in _ORDER:
                 cmp = _ORDER[op]
+                right = n.comparators[0]
+                if isinstance(right, ast.Constant) and right.value is not None:
+                    bv = right.value   # a constant bound: read once
+
+                    def order_const(ctx: Ctx) -> bool | None:
+                        x = a(ctx)
+                        return None if x is None else cmp(x, bv)
+                    return order_const
 
                 def order(ctx: Ctx) -> bool | None:
                     x, y = a(ctx), b(ctx)
@@ -233,7 +258,7 @@ class Compiler:
             c, yes, no = self._node(n.test, reads), self._node(n.body, reads), self._node(n.orelse, reads)
 
             def choose(ctx: Ctx) -> Any:
-                v = _kleene(c(ctx))
+                v = c(ctx)
                 return None if v is None else (yes(ctx) if v else no(ctx))
             return choose
         if isinstance(n, ast.Subscript):
