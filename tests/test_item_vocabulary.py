@@ -235,3 +235,29 @@ def test_the_item_tables_follow_the_rulebook_in_effect(rules_copy, monkeypatch):
     monkeypatch.delenv("MTUS_RULES")      # and back
     assert C.item_modality(item) == (None, False) and C.body_regions(region) == []
     assert not letter._therapy_patterns()["physical_therapy"].search(therapy)
+
+
+def test_threads_warming_the_tables_at_once_build_a_finder_of_every_needle():
+    # the service's worker threads parse items at once: one thread setting the needles while
+    # another built the finder from the entries still without needles left a finder that missed
+    # them, and every item after the warm-up parsed as no modality
+    import threading
+    import time
+
+    class Slow(C._ItemTables):
+        def __setattr__(self, name, value):
+            if name == "item_modalities" and getattr(self, "has_needles", False):
+                time.sleep(0.2)    # the window between the needles' flag and the entries
+            super().__setattr__(name, value)
+
+    tables = Slow(C._tables().vocabulary)
+    tables.parses = C.WARM_UP_ITEMS + 10
+    threads = [threading.Thread(target=tables.warm) for _ in range(2)]
+    threads[0].start()
+    time.sleep(0.05)
+    threads[1].start()
+    for t in threads:
+        t.join()
+    wanted = {n for *_, needles in tables.item_modalities if needles for n in needles}
+    assert wanted and tables.finder is not None
+    assert tables.needles_in(" ".join(sorted(wanted))) >= wanted

@@ -10,6 +10,7 @@ import datetime as dt
 import math
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Protocol, get_args, get_origin
 
@@ -530,6 +531,7 @@ class _ItemTables:
                  needles: dict[str, list[tuple[str, ...] | None]] | None = None):
         self.vocabulary = vocabulary
         self.parses = 0
+        self._lock = threading.Lock()
         self.finder: tuple[Callable[[str], list[str]], dict[str, frozenset[str]]] | None = None
         self.modality_patterns: tuple[tuple[str, Any], ...] | None = None
         self._set(needles)
@@ -555,15 +557,21 @@ class _ItemTables:
         self.parses += 1
         if self.parses <= WARM_UP_ITEMS:
             return False
-        if not self.has_needles:
-            self._set(_vocabulary_needles(self.vocabulary))
         if self.finder is None:
-            words = sorted({n for *_, needles in self.item_modalities if needles for n in needles})
-            # each needle's needle prefixes: at a position the finder reports the longest needle
-            # there, and every shorter needle there is a prefix of it
-            known = set(words)
-            prefixes = {w: frozenset(w[:k] for k in range(1, len(w) + 1) if w[:k] in known) for w in words}
-            self.finder = (re.compile(f"(?=({_trie(words)}))").findall, prefixes)
+            # the service's threads share these tables: a finder built from item_modalities
+            # before their needles were set would miss needles and skip patterns that match, so
+            # one thread builds, and the finder is published last
+            with self._lock:
+                if self.finder is None:
+                    if not self.has_needles:
+                        self._set(_vocabulary_needles(self.vocabulary))
+                    words = sorted({n for *_, needles in self.item_modalities if needles for n in needles})
+                    # each needle's needle prefixes: at a position the finder reports the longest
+                    # needle there, and every shorter needle there is a prefix of it
+                    known = set(words)
+                    prefixes = {w: frozenset(w[:k] for k in range(1, len(w) + 1) if w[:k] in known)
+                                for w in words}
+                    self.finder = (re.compile(f"(?=({_trie(words)}))").findall, prefixes)
         return True
 
     def needles_in(self, low: str) -> set[str]:
