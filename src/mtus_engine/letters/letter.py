@@ -1647,23 +1647,16 @@ def _guideline_words_before(clause: str, start: int) -> bool:
 
 def _asserted(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = False) -> bool:
     """Whether some sentence asserts the term (not negated; not hedged unless ``hedged_ok``)."""
-    for s in sentences:
-        if not term.search(s):
-            continue
-        guarded = isinstance(s, _Rationale)
-        for clause in _clauses(s):
-            for m in term.finditer(clause):
-                if guarded and _guideline_words_before(clause, m.start()):
-                    continue
-                p = _polarity(clause, m.start())
-                if p or (hedged_ok and p is None):
-                    return True
-    return False
+    return next(_assertions(sentences, term, hedged_ok), None) is not None
 
 
 def _asserting(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = False) -> list[tuple[str, str]]:
     """Each (sentence, clause) where the term is asserted, as _asserted reads them."""
-    out = []
+    return list(_assertions(sentences, term, hedged_ok))
+
+
+def _assertions(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool) -> Iterable[tuple[str, str]]:
+    # lazily: _asserted stops at the first
     for s in sentences:
         if not term.search(s):
             continue
@@ -1674,9 +1667,8 @@ def _asserting(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool = Fal
                     continue
                 p = _polarity(clause, m.start())
                 if p or (hedged_ok and p is None):
-                    out.append((s, clause))
+                    yield s, clause
                     break
-    return out
 
 
 def _finding_regions(found: list[tuple[str, str]], signs: tuple = ()) -> list[str] | None:
