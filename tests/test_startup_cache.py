@@ -241,6 +241,8 @@ def test_a_start_walks_the_rules_directory_once(cache, rules_copy, monkeypatch):
     walks = []
     real = rb_module._files_key
     monkeypatch.setattr(rb_module, "_files_key", lambda root: walks.append(root) or real(root))
+    monkeypatch.setattr(rb_module, "_hand_over_armed", False)
+    rb_module.arm_hand_over()                                         # the command's start
     found = rb_module.cached_rulebook(rules_copy, hand_over=True)     # the case model's import
     assert load_rulebook(rules_copy) is found and len(walks) == 1   # the command's engine
     # a later load looks at the files again: an edited rule file is loaded afresh
@@ -249,6 +251,37 @@ def test_a_start_walks_the_rules_directory_once(cache, rules_copy, monkeypatch):
     rb_module.cached_rulebook(rules_copy)     # any other look-up hands nothing over
     load_rulebook(rules_copy)
     assert len(walks) == 4
+
+
+def test_without_a_command_start_an_edit_after_the_case_model_import_is_loaded(cache, rules_copy, monkeypatch):
+    # a library user imports the case model, edits a rule file, then loads: the hand-over of
+    # the import's files key (a command's start only) would give the rulebook from before the edit
+    load_rulebook(rules_copy)
+    _fresh_process(monkeypatch)
+    monkeypatch.setattr(rb_module, "_hand_over_armed", False)
+    before = rb_module.cached_rulebook(rules_copy, hand_over=True)
+    path = rules_copy / "acoem" / "shoulder-special-studies.yaml"
+    text = path.read_text()
+    old_title = before.by_id["imaging.shoulder"].title
+    path.write_text(text.replace(f"title: {old_title}", "title: Shoulder imaging, edited"))
+    assert load_rulebook(rules_copy).by_id["imaging.shoulder"].title == "Shoulder imaging, edited"
+
+
+def test_the_plain_evaluate_walks_the_rules_once(root, tmp_path):
+    code = ("import atexit, sys\n"
+            "import mtus_engine.rules.rulebook as rb\n"
+            "walks = []\n"
+            "real = rb._files_key\n"
+            "rb._files_key = lambda root: walks.append(root) or real(root)\n"
+            "atexit.register(lambda: sys.__stderr__.write(str(len(walks))))\n"
+            "from mtus_engine.interfaces.front import main\n"
+            "main(['evaluate', sys.argv[1], '--format', 'json'])\n")
+    env = {**os.environ, "MTUS_CACHE_DIR": str(tmp_path)}
+    env.pop("MTUS_RULES", None)
+    for _ in range(2):     # the second with the start-up cache written
+        res = subprocess.run([sys.executable, "-c", code, str(root / "cases/example-chronic-cyclobenzaprine.yaml")],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0 and res.stdout.startswith("{") and res.stderr == "1"
 
 
 def _python(code, **env):

@@ -222,6 +222,8 @@ def main(args: list[str] | None = None) -> None:
         app(args)     # None: click reads sys.argv itself, as it always has
         return
     configure_logging()
+    from ..rules.rulebook import arm_hand_over
+    arm_hand_over()     # the case model's import and the engine's load: one walk of the rules
     # the start (imports, the rulebook unpickled, the case models built) makes ~100,000
     # long-lived objects and little garbage; the cyclic collector scanned them again and again
     # as they grew, and once more at exit (~7% of a cold evaluate). Off until the engine is

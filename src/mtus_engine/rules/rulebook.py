@@ -730,6 +730,17 @@ def _files_key(root: Path) -> tuple:
 # the key cached_rulebook took, for the load_rulebook that follows it: the case model's import
 # asks first and the command's engine next, and the start walks the rules directory once
 _handed_over: tuple[str, tuple] | None = None
+# only a command's start, which loads right after that import, takes the hand-over
+# (arm_hand_over): a library user may edit the rules between importing the case model and
+# loading, and would be handed the rulebook from before the edit
+_hand_over_armed = False
+
+
+def arm_hand_over() -> None:
+    """Let the next cached_rulebook(hand_over=True) hand its files' key to the load that follows
+    (once): for a command that loads the rulebook straight after importing the case model."""
+    global _hand_over_armed
+    _hand_over_armed = True
 
 
 def _key_for_load(root: Path) -> tuple:
@@ -742,14 +753,15 @@ def cached_rulebook(directory: str | Path | None = None, *, hand_over: bool = Fa
     """The rulebook load_rulebook would give, when it is in memory or in the start-up cache;
     None rather than read any YAML (the case model's import asks; it cannot load a rulebook).
     hand_over: the next load_rulebook of this directory takes the files' key found here (the
-    import's look-up and the command's load, one walk of the rules a start)."""
-    global _handed_over
+    import's look-up and the command's load, one walk of the rules a start), if arm_hand_over()
+    was called."""
+    global _handed_over, _hand_over_armed
     root = Path(directory) if directory else default_rules_dir()
     if not (root / "rulebook.yaml").exists():
         return None
     key = _files_key(root)
-    if hand_over:
-        _handed_over = (str(root), key)
+    if hand_over and _hand_over_armed:
+        _handed_over, _hand_over_armed = (str(root), key), False
     found = _loaded.get(key)
     if found is None:
         found = _read_cache(root, key)
