@@ -315,9 +315,10 @@ def _therapy_patterns() -> dict[str, Any]:
     """The therapies' patterns of the rulebook in effect (items.yaml's text_modalities)."""
     global _therapies
     patterns = modality_patterns()     # one tuple per rulebook
-    if _therapies is None or _therapies[0] is not patterns:
-        _therapies = (patterns, {name: rx for name, rx in patterns if name in _THERAPIES})
-    return _therapies[1]
+    found = _therapies     # read once: another thread may replace it meanwhile
+    if found is None or found[0] is not patterns:
+        found = _therapies = (patterns, {name: rx for name, rx in patterns if name in _THERAPIES})
+    return found[1]
 
 
 _NON_DRUG_FIRST_LINE = (
