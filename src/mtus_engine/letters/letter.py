@@ -2233,14 +2233,12 @@ class _Narrative:
         # cheap keyword gates first: each regex runs only on sentences that could match
         sents = _having(record, _K_NEURO, lows)
         # neurologic deficit: an objective deficit asserted anywhere wins over normal findings
-        deficit = _asserted([t for t in sents if not _PAIN_LIMITED.search(t)], _NEURO_DEFICIT) \
-            or _asserted(sents, _RADIC_EXAM)
+        deficit = _asserting([t for t in sents if not _PAIN_LIMITED.search(t)], _NEURO_DEFICIT) \
+            + _asserting(sents, _RADIC_EXAM)
         if deficit:
             out["neurologic_deficit"] = True
             # where: a multi-part case's deficit of the low back is no reason to image the shoulder
-            regions = _finding_regions(
-                _asserting([t for t in sents if not _PAIN_LIMITED.search(t)], _NEURO_DEFICIT)
-                + _asserting(sents, _RADIC_EXAM), _NEURO_SIGN_REGIONS)
+            regions = _finding_regions(deficit, _NEURO_SIGN_REGIONS)
             if regions:
                 out["neurologic_deficit_regions"] = regions
         elif _asserted(sents, _NEURO_NORMAL) or _denied(sents, _NEURO_DEFICIT) \
@@ -2252,11 +2250,10 @@ class _Narrative:
         sents = _having(record, _K_RED_FLAG, lows)
         summary = _having(summary_all, _K_RED_FLAG)
         summary = [self._red_flag_part(t) for t in summary if not _GENERAL_LIST.search(t)]
-        if _asserted(summary, _RED_FLAG_TERMS) \
-                or _asserted(sents, _RED_FLAG_FOUND):
+        if flags := _asserting(summary, _RED_FLAG_TERMS) + _asserting(sents, _RED_FLAG_FOUND):
             out["red_flags"] = True
             # where: a lumbar red flag is no reason to image the shoulder of the same case
-            regions = _red_flag_regions(_asserting(summary, _RED_FLAG_TERMS) + _asserting(sents, _RED_FLAG_FOUND))
+            regions = _red_flag_regions(flags)
             if regions:
                 out["red_flags_regions"] = regions
         elif _denied(sents, _RED_FLAG):
@@ -2265,10 +2262,9 @@ class _Narrative:
         sents = _having(record, _K_SURGERY, lows)
         if _denied(sents, _SURGERY_CONSIDERED) or _asserted(sents, _NO_SURGERY):
             out["surgery_considered"] = False
-        elif _asserted(sents, _SURGERY_CONSIDERED, hedged_ok=True):
+        elif considered := _asserting(sents, _SURGERY_CONSIDERED, hedged_ok=True):
             out["surgery_considered"] = True
-            regions = _finding_regions(_asserting(sents, _SURGERY_CONSIDERED, hedged_ok=True),
-                                       _PROCEDURE_SIGN_REGIONS)
+            regions = _finding_regions(considered, _PROCEDURE_SIGN_REGIONS)
             if regions:
                 out["surgery_considered_regions"] = regions
         # conservative care failed
@@ -2293,10 +2289,9 @@ class _Narrative:
         sents = [t if s.block == "summary" else _Rationale(t) for s in self.sents
                  if not s.conclusion and any(k in s.low for k in _K_INVASIVE)
                  for t in (s.text,)]
-        if _asserted(sents, _INVASIVE_PLANNED, hedged_ok=True):
+        if planned := _asserting(sents, _INVASIVE_PLANNED, hedged_ok=True):
             out["invasive_procedure_planned"] = True
-            regions = _finding_regions(_asserting(sents, _INVASIVE_PLANNED, hedged_ok=True),
-                                       _PROCEDURE_SIGN_REGIONS)
+            regions = _finding_regions(planned, _PROCEDURE_SIGN_REGIONS)
             if regions:
                 out["invasive_procedure_regions"] = regions
         sents = [t for t in _having(record, _K_LESION, lows) if _IMAGING_WORDS.search(t)]
