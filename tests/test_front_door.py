@@ -107,3 +107,33 @@ def test_the_plain_evaluate_never_imports_click(root):
     res = subprocess.run([sys.executable, "-c", code, str(root / EXAMPLE)], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("{") and res.stderr == "no click[(True, True)]"
+
+
+@pytest.mark.parametrize("encoding, plain", [("utf-8", True), ("UTF8", True), ("latin-1", False), ("ascii", False)])
+def test_a_stream_not_in_utf_8_goes_to_click(encoding, plain, monkeypatch):
+    # click's echo re-encodes such a stream (and replaces an ASCII one): the front door must not
+    # print what click would print otherwise
+    import io
+    monkeypatch.delenv("MTUS_RULES", raising=False)
+    for name in ("stdout", "stderr"):
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+        monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+        monkeypatch.setattr(sys, name, io.TextIOWrapper(io.BytesIO(), encoding=encoding))
+        assert (front.plain_evaluate(["evaluate", "a.yaml"]) is not None) == plain, name
+
+
+def test_the_collector_is_on_again_after_a_failed_start(tmp_path, root):
+    # a rulebook that fails to load never reaches started(): the collector must not stay off.
+    # (MTUS_RULES would hand over to click: the default rules directory is pointed elsewhere)
+    (tmp_path / "rulebook.yaml").write_text("not: a rulebook\n")
+    code = ("import gc, pathlib, sys\n"
+            "import mtus_engine.rules.rulebook as rb\n"
+            "rb.default_rules_dir = lambda: pathlib.Path(sys.argv[2])\n"
+            "from mtus_engine.interfaces.front import main\n"
+            "try:\n    main(['evaluate', sys.argv[1]])\n"
+            "except SystemExit as exc:\n    sys.__stderr__.write(f'{exc.code} {gc.isenabled()}')\n")
+    env = {**os.environ, "MTUS_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("MTUS_RULES", None)
+    res = subprocess.run([sys.executable, "-c", code, str(root / EXAMPLE), str(tmp_path)], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert "error:" in res.stderr and "rulebook.yaml" in res.stderr and res.stderr.endswith("2 True"), res.stderr
