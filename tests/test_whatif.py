@@ -195,3 +195,18 @@ def test_flip_of_a_region_bound_finding_documents_it_for_the_body_part(engine, f
     ok = apply_changes(case, [("findings.invasive_procedure_planned", True),
                               ("findings.invasive_procedure_regions", ["shoulder"])])
     assert any(s.changes == [("findings.invasive_procedure_planned", False)] for s in flip(ok, engine)[0].suggestions)
+
+
+def test_flip_offers_each_alternative_that_alone_certifies(engine):
+    # the neck's alternatives guard each other: a deficit placed in the low back and no planned
+    # procedure both block a cervical MRI, and either one fixed alone certifies it; minimising
+    # the two fixed together kept only one of them
+    case = load_case_text("id: r\nrequest_date: 2016-11-10\n"
+                          "findings: {neurologic_deficit: true, neurologic_deficit_regions: [lumbar], "
+                          "conservative_care_failed: true, red_flags: false, invasive_procedure_planned: false}\n"
+                          "requests:\n  - {item: MRI of the cervical spine, body_region: [cervical]}\n")
+    ans = flip(case, engine)[0]
+    assert ans.decision == "non-certify"
+    found = [s.changes for s in ans.suggestions if s.verified]
+    assert [("findings.invasive_procedure_planned", True)] in found, found
+    assert [("findings.neurologic_deficit_regions", ["cervical", "lumbar"])] in found, found

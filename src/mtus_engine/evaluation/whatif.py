@@ -382,7 +382,11 @@ def _flip_one(case: Case, engine: Engine, idx: int, det: Determination, limit: i
                               + ", ".join(stuck))
             return ans
         seen = set()
-        for combo in itertools.islice(itertools.product(*options), 64):
+        # every blocking criterion fixed at once; then each alone, since a rule's alternatives
+        # (imaging on a red flag, or a deficit, or ...) are guarded by each other, and fixing one
+        # sets the others aside: minimising the first combination keeps just one of them
+        singles = ([alt] for o in options for alt in o) if len(options) > 1 else ()
+        for combo in itertools.chain(itertools.islice(itertools.product(*options), 64), singles):
             changes = _merge([step for alt in combo for step in alt])
             sug = _verify(case, engine, idx, changes, want="certify")
             if sug:
