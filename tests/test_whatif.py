@@ -210,3 +210,5 @@ def test_flip_offers_each_alternative_that_alone_certifies(engine):
     found = [s.changes for s in ans.suggestions if s.verified]
     assert [("findings.invasive_procedure_planned", True)] in found, found
     assert [("findings.neurologic_deficit_regions", ["cervical", "lumbar"])] in found, found
+    placed = next(s for s in ans.suggestions if s.changes[0][0] == "findings.neurologic_deficit_regions")
+    assert placed.documentation == ["document that the neurologic deficit concerns the body part requested (cervical)"]

@@ -35,8 +35,9 @@ from ..rules.compiler import flag
 @dataclass(frozen=True)
 class Registered:
     """A fact-level derivation: forward(ctx, **params) -> value (None: not documented), and
-    inverse(ctx, op, bound, want_met, **params) -> what-if alternatives, each a list of
-    (request field, value, words); inverse None says no change of one input can be proposed."""
+    inverse(case, fields, rulebook, op, bound, want_met, **params) -> what-if alternatives, each
+    a list of (case field, value, words); inverse None says no change of one input can be
+    proposed."""
 
     name: str
     forward: Callable[..., Any]
@@ -938,7 +939,7 @@ def _finding_in_region_inverse(case: Case, fields: dict[str, Any], rulebook: Any
         order = list(rulebook.facts["body_region"].values or ())
         placed = [r for r in order if r in {*where, *wanted}]
         change.append((f"findings.{regions}", placed, f"document that the {finding.replace('_', ' ')} concerns "
-                                                       f"the {' and '.join(wanted).replace('_', ' ')}"))
+                                                       f"the body part requested ({', '.join(wanted)})"))
     return [change]
 
 
