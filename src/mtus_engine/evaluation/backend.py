@@ -50,7 +50,7 @@ class RulesetHandle:
         self._started = False             # some action ran in it (deleting it is then safe)
         self._uses = 0
         self._then: Callable | None = None    # the last ``then``, and its answers as JSON
-        self._chained: dict[tuple[str, ...], str] = {}
+        self._chained: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._lock = threading.Lock()
 
     def evaluate(self, facts: list[dict],
@@ -59,7 +59,10 @@ class RulesetHandle:
 
         ``then`` receives the rules fired so far and returns facts to assert next in the same
         session: forward chaining from one stage's conclusions to the next. It must be a pure
-        function of the names fired: its answer is kept (as JSON) per names for the session.
+        function of the names fired, and its facts must fire the same rules whatever ``facts``
+        were (no pattern of the next stage matches a first-stage fact): its answer and the
+        rules that fire on it are kept per names for the session, so a repeat asserts only the
+        first stage.
 
         One session is reused: every fact asserted is retracted before returning, so the next
         evaluation starts from an empty session. Creating a session costs more than matching
@@ -77,21 +80,25 @@ class RulesetHandle:
                 payload = self._payload(sid, facts)
                 fired = self._assert(payload)
                 if then is not None:
-                    # the next stage's facts as JSON, kept per fired names for this session
+                    # the next stage's rules, kept per names fired for this session: ``then``'s
+                    # facts are a pure function of the names, and what fires on them too (the
+                    # next stage's patterns match only its own kind of fact, never a request's)
                     key = tuple(fired)
                     if then is not self._then:
                         self._then, self._chained = then, {}
-                    extra = self._chained.get(key)
-                    if extra is None:
+                    known = self._chained.get(key)
+                    if known is None:
                         more = then(fired)
                         extra = self._payload(sid, more) if more else ""
+                        known = tuple(self._assert(extra)) if extra else ()
+                        if extra:
+                            # both JSON arrays' members as one array: one retract call
+                            payload = extra if payload == "[]" else f"{payload[:-1]},{extra[1:]}"
                         if len(self._chained) > 4096:   # bounded: one per set of rules fired
                             self._chained.clear()
-                        self._chained[key] = extra
-                    if extra:
-                        fired += self._assert(extra)
-                        # both JSON arrays' members as one array: one retract call
-                        payload = extra if payload == "[]" else f"{payload[:-1]},{extra[1:]}"
+                        self._chained[key] = known
+                    if known:
+                        fired += known
                 self._retract(payload)
                 self._uses += 1
                 if self._uses % RECYCLE_AFTER == 0:   # bound whatever a long session might accumulate
@@ -103,7 +110,7 @@ class RulesetHandle:
 
     def _drop_session(self) -> None:
         sid, self._sid = self._sid, None
-        self._chained = {}   # its JSON names the session
+        self._chained = {}   # begun again with the session
         if sid is not None:
             self._end(sid, self._started)
 
@@ -147,13 +154,14 @@ class RulesetHandle:
         try:
             message = _dre.start_action_for_state(handle, state)
             message = message[1] if message else None
-            next_action = _dre.complete_and_start_action
-            while message:
+            if message:
                 self._started = True
-                # a message is {"<rule name>": {...matched facts...}}; rule names hold no
-                # quotes, so slicing saves decoding the whole matched fact
-                fired.append(message[message.index('"') + 1: message.index('":')])
-                message = next_action(handle, state)
+                next_action, add = _dre.complete_and_start_action, fired.append
+                while message:
+                    # a message is {"<rule name>": {...matched facts...}}; rule names hold no
+                    # quotes, so slicing saves decoding the whole matched fact
+                    add(message[message.index('"') + 1: message.index('":')])
+                    message = next_action(handle, state)
         except Exception as exc:  # noqa: BLE001
             raise EngineError(_explain(self.name, exc)) from None
         if _CLEANUP_RULE in fired:

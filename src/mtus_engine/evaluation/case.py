@@ -864,10 +864,20 @@ def _parsed(item: str, drugs: DrugLookup) -> dict[str, Any]:
 
 def strength_mg(text: str | None) -> list[float] | None:
     """The milligram amounts of a strength ("10/325 mg": [10, 325]); None unless in mg."""
-    m = _STRENGTH.search(text or "")
-    if not m or (m.group(2) or "").lower() != "mg":
-        return None
-    return [float(x) for x in _AMOUNT_SPLIT(_SPACES("", m.group(1)))]
+    text = text or ""
+    # per text: the search costs ~10 us and derivations ask per request (a fresh list each call)
+    hit = _strength_cache.get(text, _strength_cache)
+    if hit is _strength_cache:
+        m = _STRENGTH.search(text)
+        hit = None if not m or (m.group(2) or "").lower() != "mg" else \
+            tuple(float(x) for x in _AMOUNT_SPLIT(_SPACES("", m.group(1))))
+        if len(_strength_cache) > 4096:   # bounded: strengths repeat, memory stays flat
+            _strength_cache.clear()
+        _strength_cache[text] = hit
+    return None if hit is None else list(hit)
+
+
+_strength_cache: dict[str, tuple[float, ...] | None] = {}
 
 
 # compiled once: re.sub and re.split look their pattern up in re's cache on every call

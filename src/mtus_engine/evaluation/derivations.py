@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .case import Case, medication_generic, parse_item, strength_mg, units_per_day
+from .case import Case, _parsed, medication_generic, strength_mg, units_per_day
 from .derived import DerivedRequest
 from ..rules.compiler import flag
 
@@ -373,14 +373,32 @@ class PlanError(ValueError):
 
 
 def _combine(kind: str, members: list[str]) -> Callable[[Ctx], Any]:
-    def combined(ctx: Ctx) -> bool | None:
-        values = [ctx.facts.get(m) for m in members]
-        if kind == "any_of":
-            return True if True in values else (False if all(v is False for v in values) else None)
-        if kind == "all_of":
-            return False if False in values else (True if all(v is True for v in values) else None)
-        return False if True in values else (True if all(v is False for v in values) else None)
-    return combined
+    # one closure per kind, one pass over the members (runs per request); ``==`` where the
+    # list test was ``in`` (which compares by ==), ``is`` where it was ``is``
+    members = tuple(members)
+    if kind == "all_of":
+        def all_of(ctx: Ctx) -> bool | None:
+            get, unknown = ctx.facts.get, False
+            for m in members:
+                v = get(m)
+                if v == False:  # noqa: E712 - as ``False in values`` compared
+                    return False
+                if v is not True:
+                    unknown = True
+            return None if unknown else True
+        return all_of
+    hit = kind == "any_of"   # any_of: a True member makes it True; none_of: makes it False
+
+    def any_or_none_of(ctx: Ctx) -> bool | None:
+        get, unknown = ctx.facts.get, False
+        for m in members:
+            v = get(m)
+            if v == True:  # noqa: E712 - as ``True in values`` compared
+                return hit
+            if v is not False:
+                unknown = True
+        return None if unknown else not hit
+    return any_or_none_of
 
 
 def request_fields() -> set[str]:
@@ -751,7 +769,7 @@ def _case_drugs(case: Case, rulebook: Any):
             meds[g] = (g, med.dose, units_per_day(med.dose) if med.dose else None)
     requests: dict[str, list[tuple[int, str, tuple]]] = {}
     for pos, other in enumerate(case.requests):
-        parsed = parse_item(other.item, rulebook.drugs)
+        parsed = _parsed(other.item, rulebook.drugs)   # the cached parse, read only: no copy
         g = _generic(rulebook, other.drug or parsed.get("drug"))
         if g:
             requests.setdefault(g, []).append((pos, other.item, (g, other.strength or parsed.get("strength"),
@@ -775,7 +793,7 @@ def _case_requests(case: Case, rulebook: Any) -> tuple[set[str], dict[str, set[s
     for r in case.requests:
         if r.prior_treatment or (r.prior_sessions or 0) > 0:
             in_care.add(r.item)
-        modality = r.modality or parse_item(r.item, rulebook.drugs).get("modality")
+        modality = r.modality or _parsed(r.item, rulebook.drugs).get("modality")
         if modality:
             by_modality.setdefault(modality, set()).add(r.item)
     summary = (in_care, by_modality)

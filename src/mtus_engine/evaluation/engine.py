@@ -162,6 +162,7 @@ class Engine:
         self._criteria: dict[str, list[_CriterionText]] = {}   # rule -> its criteria, made on first use
         # the rationale's last sentence per decision
         self._last = {d: self.phrases[f"rationale.{d.replace('-', '_')}"] for d in ("certify", "modify", "non-certify")}
+        self._last_of: dict[tuple[str, str], str] = {}   # (decision, item) -> that sentence, made once
         self._verdicts: dict[tuple[frozenset[str], tuple[str, ...]], _Verdict] = {}
         self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
         # per durable rule name, what its firing says: (kind, rule, (rule, criterion), (state,
@@ -345,7 +346,12 @@ class Engine:
             last = self._last["modify"].format(item=req.item, modification=modified.change).strip() \
                 if modified else self._last[decision].format(item=req.item).strip()
         else:
-            last = self._last[decision].format(item=req.item).strip()
+            last = self._last_of.get((decision, req.item))
+            if last is None:
+                last = self._last[decision].format(item=req.item).strip()
+                if len(self._last_of) > 4096:   # one per decision and item text seen: keep it bounded
+                    self._last_of.clear()
+                self._last_of[(decision, req.item)] = last
         if verdict.lead is not None:
             rationale = f"{verdict.lead} {last}"
         else:   # some finding the rationale quotes names a value
