@@ -3,11 +3,11 @@ per drug and modality) and the verdicts (what a set of fired rules decides, valu
 
 from __future__ import annotations
 
-import pytest
-import yaml
+import sys
 
-from mtus_engine.errors import MtusError
-from mtus_engine.evaluation.case import case_from_data, derive_request, load_case_text
+import pytest
+
+from mtus_engine.evaluation.case import derive_request, load_case_text
 from mtus_engine.evaluation.derivations import FactPlan, request_facts
 from mtus_engine.evaluation.derived import DerivedRequest
 from mtus_engine.evaluation.engine import Engine
@@ -19,18 +19,14 @@ _ABSENT = object()
 
 @pytest.fixture(scope="module")
 def corpus(root) -> list:
-    """Every case of the rule tests and the real letters' gold files: rules of every family fire."""
-    cases = []
-    paths = sorted((root / "rules").rglob("*.test.yaml")) + sorted((root / "cases/letters/real").glob("*.gold.yaml"))
-    for path in paths:
-        doc = yaml.safe_load(path.read_text()) or {}
-        for entry in doc.get("tests") or [doc]:
-            data = entry.get("case") if isinstance(entry, dict) else None
-            if isinstance(data, dict):
-                try:
-                    cases.append(case_from_data(data, str(path)))
-                except MtusError:
-                    continue
+    """Every case of the rule tests and the real letters' gold files: rules of every family fire
+    (the engine benchmark's mix, read by its own function)."""
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        from bench_engine import family_mix
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    cases = family_mix()
     assert len(cases) > 400
     return cases
 
