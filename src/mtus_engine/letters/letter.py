@@ -1672,14 +1672,21 @@ def _assertions(sentences: Iterable[str], term: re.Pattern, hedged_ok: bool) -> 
                     break
 
 
-def _finding_regions(found: list[tuple[str, str]], signs: tuple = ()) -> list[str] | None:
+def _finding_regions(found: list[tuple[str, str]], signs: tuple = (), term: Any = None) -> list[str] | None:
     """The body regions where a finding holds, from the clauses (else the sentences) asserting it:
     the region words they name, and the regions ``signs`` (pattern, region) point to. None when
     one of them places it nowhere, or in a part no region stands for (a sign's region None): the
-    finding then holds for the whole case."""
+    finding then holds for the whole case. With ``term``, first the list segment naming each
+    asserted match: a diagnosis list ("neck strain, right knee contusion, and vertebral
+    fracture") places the fracture in the spine, not in every part the list names."""
     regions: set[str] = set()
     for sentence, clause in found:
-        here = _placed(clause, signs) or _placed(sentence, signs)
+        here: set[str | None] = set()
+        if term is not None:
+            for m in term.finditer(clause):
+                if _polarity(clause, m.start()):
+                    here |= _placed(clause[slice(*_segment(clause, m.start(), m.end()))], signs)
+        here = here or _placed(clause, signs) or _placed(sentence, signs)
         if not here or None in here:
             return None
         regions |= here
@@ -1692,23 +1699,6 @@ def _segment(text: str, start: int, end: int) -> tuple[int, int]:
     lo = max(text.rfind(",", 0, start) + 1, text.rfind(";", 0, start) + 1, cut + 5 if cut >= 0 else 0)
     ends = [i for i in (text.find(",", end), text.find(";", end), text.find(" and ", end)) if i >= 0]
     return lo, (min(ends) if ends else len(text))
-
-
-def _red_flag_regions(found: list[tuple[str, str]]) -> list[str] | None:
-    """Where red flags are, as _finding_regions reads a finding, but first from the list segment
-    that names each one: a diagnosis list ("neck strain, right knee contusion, and vertebral
-    fracture") places the fracture in the spine, not in every part the list names."""
-    regions: set[str | None] = set()
-    for sentence, clause in found:
-        here: set[str | None] = set()
-        for m in _RED_FLAG_TERMS.finditer(clause):
-            if _polarity(clause, m.start()):
-                here |= _placed(clause[slice(*_segment(clause, m.start(), m.end()))], _RED_FLAG_SIGN_REGIONS)
-        here = here or _placed(clause, _RED_FLAG_SIGN_REGIONS) or _placed(sentence, _RED_FLAG_SIGN_REGIONS)
-        if not here or None in here:
-            return None
-        regions |= here
-    return [r for r in BODY_REGIONS if r in regions] or None
 
 
 def _placed(text: str, signs: tuple) -> set[str | None]:
@@ -2253,7 +2243,7 @@ class _Narrative:
         if flags := _asserting(summary, _RED_FLAG_TERMS) + _asserting(sents, _RED_FLAG_FOUND):
             out["red_flags"] = True
             # where: a lumbar red flag is no reason to image the shoulder of the same case
-            regions = _red_flag_regions(flags)
+            regions = _finding_regions(flags, _RED_FLAG_SIGN_REGIONS, _RED_FLAG_TERMS)
             if regions:
                 out["red_flags_regions"] = regions
         elif _denied(sents, _RED_FLAG):
