@@ -3,6 +3,12 @@
 A rulebook directory holds ``rulebook.yaml`` (name, version, editions), ``vocabulary/``
 (facts.yaml, drugs.yaml) and one rule file per guideline section. Rule tests live beside
 their section as ``*.test.yaml``. Every problem is reported with its file and line.
+
+rules/schema.py's pydantic models validate the YAML; a Rulebook holds what they validated as
+the plain records of rules/records.py, which the start-up cache pickles: importing this module
+and a warm load import no pydantic. The part names here (Rule, Criterion, FactSpec, ...) are
+the record classes, the types a Rulebook's contents have; ``Rule.model_validate(data)``
+validates with the schema model of the same name and gives the record.
 """
 
 from __future__ import annotations
@@ -16,403 +22,19 @@ import sys
 import functools
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from .records import (AppliesTo, AppliesWhen, Assume, Citation, Criterion, DrugSpec, Edition, ExtraCitation,  # noqa: F401
+                      FactSpec, Guard, GuardDefault, Manifest, Modify, Part, PartCitation, Quote, Rule, RuleFile,
+                      Solve, Test, record_of)
 
 from ..errors import RulebookError
 from ..yamlio import line_of, parse_document, plain, read_bytes
 from ..errors import InputError
 from .phrases import phrase_problems
 
-Certainty = Literal["letter", "public", "recalled"]
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 ALLOWED_PLACEHOLDERS = {"value"}
-
-
-class _RuleModel(BaseModel):
-    """A rulebook's parts: unknown keys refused, immutable once loaded (cases are mutable)."""
-
-    # defer_build: a rulebook from the start-up cache is unpickled, never validated, so the
-    # validators are built on first validation only (a YAML load), not at import
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-class _TestForms(BaseModel):
-    """The forms a test over a fact takes: a criterion's test: and a when: guard share them."""
-
-    # a part of Test and Guard, never validated itself: no validator built at import
-    model_config = ConfigDict(defer_build=True)
-
-    equals: bool | str | None = None
-    not_equals: bool | str | None = None
-    lt: float | None = None
-    lte: float | None = None
-    gt: float | None = None
-    gte: float | None = None
-    documented: Literal[True] | None = None
-    includes: str | None = None
-    excludes: list[str] | None = None
-
-
-class Test(_TestForms):
-    """One comparison over a fact. Exactly one key is set."""
-
-    # not frozen: cached_property needs a writable __dict__
-    model_config = ConfigDict(extra="forbid", ignored_types=(cached_property,), defer_build=True)
-
-    @model_validator(mode="after")
-    def _one(self) -> "Test":
-        set_keys = [k for k, v in self.__dict__.items() if v is not None]
-        if len(set_keys) != 1:
-            raise ValueError(f"a test has exactly one of equals, not_equals, lt, lte, gt, gte, documented, "
-                             f"includes, excludes (found {', '.join(set_keys) or 'none'})")
-        return self
-
-    @cached_property
-    def op(self) -> str:
-        return next(k for k, v in self.__dict__.items() if v is not None)
-
-    @property
-    def operand(self) -> Any:
-        return getattr(self, self.op)
-
-    @cached_property
-    def description(self) -> str:
-        return self.describe()
-
-    def describe(self) -> str:
-        op, v = self.op, self.operand
-        if op == "documented":
-            return "documented"
-        if op == "equals":
-            return f"is {str(v).lower() if isinstance(v, bool) else v}"
-        if op == "not_equals":
-            return f"is not {str(v).lower() if isinstance(v, bool) else v}"
-        if op in ("lt", "lte", "gt", "gte"):
-            sym = {"lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}[op]
-            return f"{sym} {v:g}"
-        if op == "includes":
-            return f"includes {v}"
-        return "none of " + ", ".join(v)
-
-    def describe_negation(self) -> str:
-        """What the value is when the test does not hold (a guard's "not applicable")."""
-        op, v = self.op, self.operand
-        if op == "equals" and isinstance(v, bool):
-            return f"is {str(not v).lower()}"
-        if op in ("equals", "not_equals"):
-            return Test(**{"not_equals" if op == "equals" else "equals": v}).describe()
-        if op in ("lt", "lte", "gt", "gte"):
-            flipped = {"lt": "gte", "lte": "gt", "gt": "lte", "gte": "lt"}[op]
-            return Test(**{flipped: v}).describe()
-        if op == "includes":
-            return f"excludes {v}"
-        if op == "excludes":
-            return "includes one of " + ", ".join(v)
-        return "not documented"
-
-
-class Assume(_RuleModel):
-    """A default a reviewer applies when the records are silent, and why."""
-
-    assume: Any
-    because: str = Field(min_length=1)
-
-
-# What an undocumented fact means for a criterion: required documentation (the criterion is
-# "not documented" and the request fails naming it), or a reviewer's default.
-IfUndocumented = Literal["required"] | Assume
-
-
-class GuardDefault(_RuleModel):
-    """For a guard over a fact with no natural default value: whether the criterion applies
-    when the fact is not documented, and why."""
-
-    applies: bool
-    because: str = Field(min_length=1)
-
-
-class _GuardFact(BaseModel):
-    model_config = ConfigDict(defer_build=True)   # a part of Guard, as _TestForms is
-
-    fact: str
-
-
-# pydantic orders fields from the last base on: fact, then the test's keys, then if_undocumented
-# (the order lint reports a guard's problems in)
-class Guard(_TestForms, _GuardFact, _RuleModel):
-    """``when:``: the criterion applies only when a test over a fact holds. The test takes the
-    same forms as a criterion's (equals, not_equals, lt, lte, gt, gte, includes, excludes)."""
-
-    if_undocumented: Literal["required"] | Assume | GuardDefault = "required"
-
-    _test: Test | None = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _one_test(self) -> "Guard":
-        # validated once, kept: the compiler, the engine and what-if each ask for it
-        self._test = Test(**{k: getattr(self, k) for k in _TestForms.model_fields if getattr(self, k) is not None})
-        return self
-
-    @property
-    def test(self) -> Test:
-        return self._test
-
-    def applies_when_undocumented(self) -> bool | None:
-        """None: required documentation; else whether the criterion applies on a silent record."""
-        d = self.if_undocumented
-        if d == "required":
-            return None
-        if isinstance(d, GuardDefault):
-            return d.applies
-        from .compiler import test_holds
-        return bool(test_holds(self.test, d.assume))
-
-
-class Modify(_RuleModel):
-    supply_days: int | None = Field(default=None, gt=0)
-    sessions: int | None = Field(default=None, gt=0)
-
-
-class Criterion(_RuleModel):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    asks: str
-    fact: str
-    test: Test
-    when: Guard | None = None
-    decisive: bool = True
-    met: str
-    failed: str | None = None
-    missing: str
-    on_failure: Literal["non-certify", "modify"] = "non-certify"
-    modify: Modify | None = None
-    if_undocumented: IfUndocumented
-
-    @property
-    def assumed(self) -> Assume | None:
-        return self.if_undocumented if isinstance(self.if_undocumented, Assume) else None
-
-    @model_validator(mode="after")
-    def _modify_needs_target(self) -> "Criterion":
-        if self.on_failure == "modify" and self.modify is None:
-            raise ValueError("on_failure: modify needs a modify: target (supply_days or sessions)")
-        if self.test.op != "documented" and self.failed is None:
-            raise ValueError("a criterion that can fail needs failed: wording")
-        return self
-
-
-class AppliesTo(_RuleModel):
-    drugs: list[str] = Field(default_factory=list)
-    classes: list[str] = Field(default_factory=list)
-    modalities: list[str] = Field(default_factory=list)
-    # with modalities: only for these body regions (imaging of the knee, not of the spine)
-    regions: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _something(self) -> "AppliesTo":
-        if self.regions and not self.modalities:
-            raise ValueError("applies_to.regions narrows modalities; name the modalities too")
-        if not (self.drugs or self.classes or self.modalities):
-            raise ValueError("applies_to names no drugs, classes or modalities")
-        return self
-
-
-class Citation(_RuleModel):
-    guideline: str
-    section: str
-    pages: str | None
-    certainty: Certainty
-    note: str | None = None
-    part: str = ""                  # the guideline part (edition) id it cites
-
-
-class ExtraCitation(_RuleModel):
-    section: str
-    # pages by guideline part; a part not named is cited by section alone (2016 letters give none)
-    pages: dict[str, str] = Field(default_factory=dict)
-    certainty: Certainty
-    for_: str | None = Field(default=None, alias="for")
-
-
-class AppliesWhen(_RuleModel):
-    """The section speaks to this request only when a fact has this value (a post-operative
-    opioid, not every opioid); an undocumented fact means the rule does not apply."""
-
-    fact: str
-    equals: Any
-
-
-class Rule(_RuleModel):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
-    title: str
-    applies_to: AppliesTo
-    applies_when: AppliesWhen | None = None
-    recommendation: Literal["recommended", "not-recommended"]
-    recommends: str
-    criteria: list[Criterion] = Field(default_factory=list)
-    also_cites: list[ExtraCitation] = Field(default_factory=list)
-    # filled in by the loader: the citation under each guideline part the rule belongs to
-    parts: dict[str, Citation] = Field(default_factory=dict)
-    file: str = ""
-    line: int = 0
-
-    @property
-    def citation(self) -> Citation | None:
-        """The first part's citation (listings); determinations use citation_for(edition)."""
-        return next(iter(self.parts.values()), None)
-
-    @property
-    def edition(self) -> str:
-        return ", ".join(self.parts)
-
-    def part_in(self, edition: "Edition", day: dt.date | None = None) -> str | None:
-        """The guideline part through which this rule belongs to an edition (None: it does not)."""
-        for part in edition.parts:
-            if part.id in self.parts and (day is None or part.covers(day)):
-                return part.id
-        return None
-
-    @property
-    def specificity(self) -> int:
-        """Drug rules come before class rules: the drug's own entry is cited first."""
-        return 0 if self.applies_to.drugs else (1 if self.applies_to.modalities else 2)
-
-    def citations(self, part: str | None = None) -> list[Citation]:
-        main = self.parts[part] if part else self.citation
-        assert main is not None
-        extra = [Citation(guideline=main.guideline, section=c.section, pages=c.pages.get(main.part),
-                          certainty=c.certainty, part=main.part) for c in self.also_cites]
-        return [main, *extra]
-
-
-class Quote(_RuleModel):
-    text: str
-    source: str
-
-
-class PartCitation(_RuleModel):
-    """How letters cite a rule file's section under one guideline part."""
-
-    section: str | None = None      # when the part names the section differently
-    pages: str | None = None        # None: cited by section alone
-    certainty: Certainty            # of the pages (or, with none, of the section name)
-    note: str | None = None
-
-
-class RuleFile(_RuleModel):
-    section: str
-    # guideline part id (rulebook.yaml) -> how this section is cited there; one file serves
-    # every part whose text carries the criteria forward
-    parts: dict[str, PartCitation] = Field(min_length=1)
-    quote: Quote | None = None
-    rules: list[Rule] = Field(min_length=1)
-
-
-class Solve(_RuleModel):
-    """What-if's inverse of a formula: the request field to vary (the fact rising with it), and
-    fields set alongside (e.g. no refills when the quantity alone sets the supply)."""
-
-    vary: str
-    set: dict[str, Any] = Field(default_factory=dict)
-    # how what-if words each change: field -> text with {bound} (at most / at least) and {value}
-    say: dict[str, str] = Field(default_factory=dict)
-
-
-class FactSpec(_RuleModel):
-    type: Literal["boolean", "integer", "number", "string", "list"]
-    source: Literal["findings", "request", "patient", "derived"]
-    meaning: str
-    values: list[str] | None = None
-    # bounds of a number a case may state (past them it is a data-entry error, refused)
-    minimum: int | float | None = None
-    exclusive_minimum: int | float | None = None
-    maximum: int | float | None = None
-    # a derived fact is declared as data (see docs/writing-rules.md, "Adding a derived fact"):
-    # three-valued combinations of boolean facts ...
-    any_of: list[str] | None = None
-    all_of: list[str] | None = None
-    none_of: list[str] | None = None
-    # ... an expression giving the value, or true/false conditions ...
-    formula: str | None = None
-    true_when: str | None = None
-    false_when: str | None = None
-    # ... or a Python derivation registered in derivations.py, with its inputs and parameters
-    function: str | None = None
-    inputs: list[str] | None = None
-    params: dict[str, Any] | None = None
-    only_if: str | None = None      # the fact is left out unless this holds
-    solve: Solve | None = None      # what-if: the request field that moves a formula fact
-
-    @model_validator(mode="after")
-    def _derivation_is_derived(self) -> "FactSpec":
-        forms = [k for k in ("any_of", "all_of", "none_of", "formula", "true_when", "function")
-                 if getattr(self, k) is not None]
-        if forms and self.source != "derived":
-            raise ValueError(f"{forms[0]} declares a derived fact (source: derived)")
-        if len(forms) > 1:
-            raise ValueError(f"a derived fact has one derivation (found {', '.join(forms)})")
-        if any(getattr(self, k) is not None for k in ("any_of", "all_of", "none_of", "true_when")) \
-                and self.type != "boolean":
-            raise ValueError(f"{forms[0]} declares a derived boolean (type: boolean)")
-        if self.false_when is not None and self.true_when is None:
-            raise ValueError("false_when goes with true_when")
-        if (self.params is not None or self.inputs is not None) and self.function is None:
-            raise ValueError("inputs and params go with function:")
-        bounded = (self.minimum, self.exclusive_minimum, self.maximum) != (None, None, None)
-        if bounded and self.type not in ("integer", "number"):
-            raise ValueError("minimum/maximum bound an integer or number fact")
-        return self
-
-
-class DrugSpec(_RuleModel):
-    brands: list[str] = Field(default_factory=list)
-    aliases: list[str] = Field(default_factory=list)
-    classes: list[str] = Field(min_length=1)
-    sedating: bool
-    daily_units: float = Field(gt=0)
-    # oral morphine equivalent per mg (opioids); None where no single factor holds (methadone)
-    morphine_equivalent: float | None = Field(default=None, gt=0)
-
-
-class _Dated(_RuleModel):
-    effective_from: dt.date
-    effective_until: dt.date | None = None
-    source: str = Field(min_length=1)          # where the dates come from
-    date_certainty: Certainty
-
-    def covers(self, day: dt.date) -> bool:
-        return self.effective_from <= day and (self.effective_until is None or day <= self.effective_until)
-
-
-class Part(_Dated):
-    """One guideline of the MTUS as letters cite it (CPMTG 2016, ACOEM Low Back 2004, ...)."""
-
-    id: str
-    title: str                                  # as the letters write it
-
-
-class Edition(_Dated):
-    """The MTUS as in force over a span of dates: the guideline parts it is made of."""
-
-    id: str
-    title: str
-    parts: list[Part] = Field(min_length=1)
-
-    def part(self, part_id: str) -> Part | None:
-        return next((p for p in self.parts if p.id == part_id), None)
-
-
-class Manifest(_RuleModel):
-    name: str
-    version: str
-    editions: list[Edition] = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_anchors(cls, data: Any) -> Any:
-        # x- keys only hold YAML anchors that editions share
-        return {k: v for k, v in data.items() if not str(k).startswith("x-")} if isinstance(data, dict) else data
 
 
 class DrugVocabulary:
@@ -591,7 +213,8 @@ def _where(source: str, data: Any, path: tuple) -> str:
     return f"{source}:{line}" if line else source
 
 
-def _validation_problems(exc: ValidationError, source: str, data: Any) -> list[str]:
+def _validation_problems(exc: Any, source: str, data: Any) -> list[str]:
+    """A pydantic ValidationError's problems, each at its file and line."""
     out = []
     for err in exc.errors():
         path = tuple(err["loc"])
@@ -664,7 +287,7 @@ def _cache_path(key: tuple, kind: str) -> Path:
     return cache_dir() / f"{kind}-{where}-{what}.pickle"
 
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2      # 2: records (rules/records.py), not pydantic models
 
 
 def _read_cache(root: Path, key: tuple) -> Rulebook | None:
@@ -793,7 +416,12 @@ def _load_rulebook(root: Path) -> Rulebook:
     problems: list[str] = []
     digest = hashlib.sha256()
 
-    def load_model(path: Path, model: type[BaseModel], sub: str | None = None):
+    # the schema (pydantic) validates; the rulebook holds what it validated as records
+    from pydantic import ValidationError
+
+    from . import schema
+
+    def load_model(path: Path, model: type, sub: str | None = None):
         data = _load_yaml(path, problems)
         if data is None:
             return None, None
@@ -804,18 +432,18 @@ def _load_rulebook(root: Path) -> Rulebook:
                 if not isinstance(payload, dict):
                     problems.append(f"{path}: expected a mapping under {sub}:")
                     return None, data
-                return {k: model.model_validate(v) for k, v in payload.items()}, data
-            return model.model_validate(payload), data
+                return {k: record_of(model.model_validate(v)) for k, v in payload.items()}, data
+            return record_of(model.model_validate(payload)), data
         except ValidationError as exc:
             problems.extend(_validation_problems(exc, str(path), data))
             return None, data
 
-    manifest, _ = load_model(root / "rulebook.yaml", Manifest)
-    facts, facts_data = load_model(root / "vocabulary" / "facts.yaml", FactSpec, "facts")
+    manifest, _ = load_model(root / "rulebook.yaml", schema.Manifest)
+    facts, facts_data = load_model(root / "vocabulary" / "facts.yaml", schema.FactSpec, "facts")
     fact_where = {n: (str(root / "vocabulary" / "facts.yaml"), facts_data) for n in facts or {}}
     # a family of facts may keep its own file (vocabulary/facts-imaging.yaml, ...)
     for extra in sorted((root / "vocabulary").glob("facts-*.yaml")):
-        more, more_data = load_model(extra, FactSpec, "facts")
+        more, more_data = load_model(extra, schema.FactSpec, "facts")
         for name in (more or {}):
             if facts and name in facts:
                 problems.append(f"{_where(str(extra), more_data, ('facts', name))}: fact {name!r} is "
@@ -823,7 +451,7 @@ def _load_rulebook(root: Path) -> Rulebook:
         if facts is not None and more:
             facts = {**facts, **more}
             fact_where.update({n: (str(extra), more_data) for n in more})
-    drug_specs, _ = load_model(root / "vocabulary" / "drugs.yaml", DrugSpec, "drugs")
+    drug_specs, _ = load_model(root / "vocabulary" / "drugs.yaml", schema.DrugSpec, "drugs")
     # the item table: hashed into the digest below with the other vocabulary (as before)
     items_path = root / "vocabulary" / "items.yaml"
     items_data = _load_yaml(items_path, problems)
@@ -847,7 +475,7 @@ def _load_rulebook(root: Path) -> Rulebook:
             parts_by_id.setdefault(part.id, part)
     seen_ids: dict[str, str] = {}
     for path in rule_paths:
-        rf, data = load_model(path, RuleFile)
+        rf, data = load_model(path, schema.RuleFile)
         if rf is None:
             continue
         source = str(path.relative_to(root.parent)) if root.parent in path.parents else str(path)
@@ -1048,5 +676,5 @@ def _value_fits(spec: FactSpec, value: Any) -> bool:
     return isinstance(value, list) and all(v in (spec.values or []) for v in value)
 
 
-__all__ = ["Rulebook", "Rule", "Criterion", "Citation", "load_rulebook", "default_rules_dir",
-           "DrugVocabulary", "plain"]
+__all__ = ["Rulebook", "Rule", "Criterion", "Citation", "FactSpec", "DrugSpec", "Edition", "Part", "Test",
+           "Guard", "load_rulebook", "cached_rulebook", "default_rules_dir", "DrugVocabulary", "record_of", "plain"]
