@@ -191,7 +191,7 @@ def test_a_family_durable_rules_refuses_fails_at_start_up_until_accepted(cache, 
 
 
 def test_the_case_models_facts_come_from_the_cached_rulebook(cache, rules_copy, monkeypatch):
-    from mtus_engine.evaluation import case as case_module
+    from mtus_engine.evaluation import items as case_module   # the case facts and item tables: items.py
     from_yaml = case_module._read_case_facts(rules_copy / "vocabulary")
     assert from_yaml and set(from_yaml) < set(load_rulebook(rules_copy).facts)   # derived facts left out
     _fresh_process(monkeypatch)
@@ -206,7 +206,7 @@ def test_the_case_models_facts_come_from_the_cached_rulebook(cache, rules_copy, 
 
 
 def test_the_item_tables_come_from_the_cached_rulebook(cache, rules_copy, monkeypatch):
-    from mtus_engine.evaluation import case as case_module
+    from mtus_engine.evaluation import items as case_module   # the case facts and item tables: items.py
     from_yaml = case_module._read_item_vocabulary(rules_copy / "vocabulary")
     assert load_rulebook(rules_copy).items == from_yaml          # checked and kept at load
     _fresh_process(monkeypatch)
@@ -221,7 +221,7 @@ def test_the_item_tables_come_from_the_cached_rulebook(cache, rules_copy, monkey
 
 
 def test_the_item_needles_come_from_the_start_up_cache(cache, rules_copy, monkeypatch):
-    from mtus_engine.evaluation import case as case_module
+    from mtus_engine.evaluation import items as case_module   # the case facts and item tables: items.py
     first = case_module._tables_of(rules_copy, load_rulebook(rules_copy))    # worked out, then kept
     assert first.has_needles and _entries(cache, "item-needles")
     _fresh_process(monkeypatch)

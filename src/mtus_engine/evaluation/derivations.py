@@ -23,11 +23,14 @@ import ast
 import operator
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .case import Case, _parsed, medication_generic, strength_mg, units_per_day
+from .items import _parsed, medication_generic, strength_mg, units_per_day
 from .derived import DerivedRequest
 from ..rules.compiler import flag
+
+if TYPE_CHECKING:   # a case is the pydantic model or records.py's record of it (duck-typed)
+    from .case import Case
 
 # ----------------------------------------------------------------------------- registries
 
@@ -712,9 +715,10 @@ class FactPlan:
 
 
 def _findings_fields(rulebook: Any) -> list[str]:
-    """The findings a case can carry, in the model's order (what request_facts walks)."""
-    from .case import Findings
-    return list(Findings.model_fields)
+    """The findings a case can carry, in the model's order (what request_facts walks): the
+    declared findings facts, in declaration order."""
+    from .items import CASE_FACTS
+    return [name for name, spec in CASE_FACTS.items() if spec.source == "findings"]
 
 
 def derive_value(case: Case, req: DerivedRequest, rulebook: Any, name: str) -> Any:

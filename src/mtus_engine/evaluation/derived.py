@@ -2,8 +2,9 @@
 fields the records leave out as None. Reading a field that does not exist raises (the old
 dict-with-getattr read a typo as None and a rule silently saw "not documented").
 
-The fields are the Request model's, which come from the fact vocabulary: a request fact added
-to rules/vocabulary is a field here with no Python edit.
+The fields are the Request model's: item and strength, then the request facts declared in the
+fact vocabulary (read from the declarations, so this module never imports pydantic): a request
+fact added to rules/vocabulary is a field here with no Python edit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import make_dataclass
 from typing import Any, Iterator
 
-from .case import Request
+from .items import CASE_FACTS
 
 _new = object.__new__
 
@@ -38,10 +39,13 @@ def _items(self) -> Iterator[tuple[str, Any]]:
         yield name, d[name]
 
 
+# each field's type as the Request model annotates it (documentation only: nothing is checked here)
+_TYPES = {"boolean": "bool", "integer": "int", "number": "float", "string": "str", "list": "list[str]"}
+
 DerivedRequest = make_dataclass(
     "DerivedRequest",
-    [("item", str)]
-    + [(name, info.annotation, None) for name, info in Request.model_fields.items() if name != "item"]
+    [("item", str), ("strength", "str | None", None)]
+    + [(name, f"{_TYPES[spec.type]} | None", None) for name, spec in CASE_FACTS.items() if spec.source == "request"]
     # the fields derivation gave, in its order (request_facts keeps absent facts out)
     + [("given", tuple, ())],
     namespace={"of": classmethod(_of), "items": _items, "__module__": __name__},

@@ -6,10 +6,10 @@ import copy
 import functools
 import math
 import threading
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .backend import RulesetHandle
-from .case import Case, derive_request
+from .items import derive_request
 from ..rules.compiler import (FAILED, MET, NOT_APPLICABLE, UNDOCUMENTED, CompiledRulebook, chained_facts,
                        compile_rulebook, flag)
 from .determination import (SEVERITY, CaseDetermination, CitationOut, CriterionResult,
@@ -19,6 +19,9 @@ from .derived import DerivedRequest
 from ..errors import EngineError
 from ..rules.phrases import Phrases, load_phrases
 from ..rules.rulebook import Criterion, Edition, Rule, Rulebook, load_rulebook
+
+if TYPE_CHECKING:   # a case is the pydantic model or records.py's record of it (duck-typed)
+    from .case import Case
 
 
 def _show(value: Any) -> str:
