@@ -43,15 +43,42 @@ class Evaluated:
     explain: list[list[str]] | None = None
 
 
-def read_case(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
-    """A case from a path, or ``-`` for standard input."""
+def read_case(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES, plain: bool = False) -> "Case":
+    """A case from a path, or ``-`` for standard input.
+
+    ``plain``: for the engine alone (a plain evaluate). The case is then records.py's records
+    when its fast reader takes the document (no pydantic imported), else the model as always;
+    the engine gives the same output from either. Nothing but the engine reads records."""
+    if plain:
+        return _read_plain(source, max_bytes)
     from .evaluation.case import load_case, load_case_text
     if source == "-":
-        raw = sys.stdin.buffer.read(max_bytes + 1)
-        if len(raw) > max_bytes:
-            raise InputError("<stdin>", f"input is over the {max_bytes}-byte limit")
-        return load_case_text(raw, "<stdin>")
+        return load_case_text(_stdin(max_bytes), "<stdin>")
     return load_case(Path(source), max_bytes=max_bytes)
+
+
+def _stdin(max_bytes: int) -> bytes:
+    raw = sys.stdin.buffer.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise InputError("<stdin>", f"input is over the {max_bytes}-byte limit")
+    return raw
+
+
+def _read_plain(source: str, max_bytes: int) -> Any:
+    """read_case's plain path: the same bytes, names and errors as load_case / load_case_text."""
+    from .evaluation.records import case_records
+    from .yamlio import parse_document, read_bytes
+    if source == "-":
+        name, raw = "<stdin>", _stdin(max_bytes)
+    else:
+        name = str(Path(source))
+        raw = read_bytes(name, max_bytes=max_bytes)
+    data = parse_document(raw, name)
+    case = case_records(data)
+    if case is None:      # not in the models' stored form, or invalid: the models decide and report
+        from .evaluation.case import case_from_data
+        case = case_from_data(data, name)
+    return case
 
 
 def evaluate_sources(sources: list[str], engine: "Engine", *, explain: bool = False,
@@ -63,7 +90,7 @@ def evaluate_sources(sources: list[str], engine: "Engine", *, explain: bool = Fa
     for source in sources:
         case = None
         try:
-            case = read_source(source, max_bytes=max_bytes)
+            case = read_source(source, max_bytes=max_bytes, plain=True)   # records: the engine's alone
             result = engine.evaluate(case)
             trace = [engine.fire(case, i) for i in range(len(case.requests))] if explain else None
         except Exception as exc:  # noqa: BLE001 - one case never takes down the run
@@ -78,12 +105,12 @@ def case_error(source: str, exc: BaseException, case: "Case | None" = None,
     """Any failure of one case as its one-line error: bad input as reported, a derived value
     out of bounds naming the request and field, anything else (an engine or internal error)
     named by its type, never a traceback."""
+    if isinstance(exc, InputError):
+        return exc
     from pydantic import ValidationError
 
     from .evaluation.case import derived_error
     from .errors import MtusError
-    if isinstance(exc, InputError):
-        return exc
     if isinstance(exc, ValidationError) and case is not None and engine is not None:
         try:
             found = derived_error(case, engine.rulebook.drugs, source)
@@ -238,14 +265,15 @@ def regression_report(paths: list[str], *, fmt: str = "json", output: str | None
         return {"summary": run.summary, "errors": run.errors, "changes": changes, "regressed": regressed}
 
 
-def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> "Case":
-    """A case file, or an IMR letter or a progress note (.txt/.pdf), whose case is read first."""
+def read_source(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES, plain: bool = False) -> "Case":
+    """A case file, or an IMR letter or a progress note (.txt/.pdf), whose case is read first.
+    ``plain``: for the engine alone (see read_case)."""
     if source != "-" and Path(source).suffix.lower() in (".txt", ".pdf"):
         from .letters.letter import read_letter
         from .letters.notes import case_from_text, letter_or_note
         text = read_letter(source, max_bytes=max_bytes)
         return case_from_text(text, source, kind=letter_or_note(text), stem=Path(source).stem)[1]
-    return read_case(source, max_bytes=max_bytes)
+    return read_case(source, max_bytes=max_bytes, plain=plain)
 
 
 def case_data(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
