@@ -312,12 +312,9 @@ def test_the_plain_evaluate_reads_its_case_without_the_models(tmp_path):
     assert warm.stdout == off.stdout == first.stdout and warm.stdout.startswith(b"{")
     imported = warm.stderr.decode().rsplit("\n", 1)[-1]
     assert "mtus_engine.evaluation.case" not in imported        # no case model built
-    # pydantic, if anything still imports it, comes from the rulebook's schema alone
-    assert _importers_of_pydantic(warm.stderr.decode()) <= {"mtus_engine.rules.rulebook"}
+    assert _importers_of_pydantic(warm.stderr.decode()) == set()    # neither the case nor the rulebook
 
 
-@pytest.mark.xfail(strict=False, reason="rules/rulebook.py still imports pydantic at import (its runtime records "
-                                        "are the startup-rules branch's work); passes once both are merged")
 def test_a_plain_evaluate_on_a_warm_cache_never_imports_pydantic(tmp_path):
     cache = tmp_path / "cache"
     assert _evaluate([str(EXAMPLE)], cache).returncode == 0
