@@ -334,3 +334,70 @@ def test_the_readers_vocabulary_follows_the_rules_dir_in_one_process(root, flexm
     monkeypatch.setenv("MTUS_RULES", str(root / "rules"))
     with pytest.raises(InputError, match="no requested item"):
         extract_letter(str(note))
+
+
+# ---------------------------------------------------------------- where a finding was found
+
+_TWO_PARTS = ROOT / "cases" / "notes" / "10-mri-shoulder-and-lumbar-deficit-of-the-back.txt"
+
+
+def _regions(text: str) -> list[str] | None:
+    return read_progress_note(text).case.get("findings", {}).get("neurologic_deficit_regions")
+
+
+def test_a_body_parts_label_places_the_findings_under_it():
+    """The examination's "Lumbar spine:" label places the sentences under it that name no part;
+    without it the weakness of the great toe's extensor still names the leg (the low back's), and
+    a deficit the note places nowhere is case-wide."""
+    text = _TWO_PARTS.read_text()
+    assert _regions(text) == ["lumbar", "foot"]
+    # a deficit that names no part: the label decides
+    plain = text.replace("Extensor hallucis\nlongus weakness 4/5 on the right.", "Weakness 4/5 on the right.")
+    assert plain != text and _regions(plain) == ["lumbar", "foot"]
+    assert _regions(plain.replace("Lumbar spine: ", "")) is None      # placed nowhere: case-wide
+    # the label says the shoulder: the weakness is the shoulder's, the straight-leg raise still the low back's
+    moved = plain.replace("Lumbar spine: Tenderness over the lower lumbar paraspinals.", "Right shoulder:")
+    assert _regions(moved) == ["lumbar", "shoulder", "foot"]
+    # a label that names no part ends the one before it: the neurologic examination is the whole body's
+    neuro = plain.replace("Decreased sensation over the dorsum of the right foot. ", "").replace(
+        "Weakness 4/5 on the right.", "\nNeurologic: Weakness 4/5 on the right.")
+    assert _regions(neuro) is None
+
+
+def test_a_label_holds_across_lines_bullets_and_headings():
+    """The label on its own line, in capitals, over a bulleted list, or as an examination
+    heading ("Right shoulder exam:"), reads as the same place."""
+    text = (ROOT / "cases" / "notes" / "11-mri-shoulder-and-lumbar-deficit-of-the-shoulder.txt").read_text()
+    assert _regions(text) == ["shoulder"]
+    own_line = text.replace("Right shoulder: Tenderness", "RIGHT SHOULDER:\nTenderness")
+    assert _regions(own_line) == ["shoulder"]
+    bullets = text.replace("Right shoulder: Tenderness over the anterior acromion. Diminished sensation to light "
+                           "touch over\nthe lateral aspect. Abduction strength 4/5 on the right.",
+                           "Right shoulder:\n- Tenderness over the anterior acromion.\n"
+                           "- Diminished sensation to light touch over the lateral aspect.\n"
+                           "- Abduction strength 4/5 on the right.")
+    assert bullets != text and _regions(bullets) == ["shoulder"]
+    heading = text.replace("OBJECTIVE:\nRight shoulder: ", "RIGHT SHOULDER EXAM:\n")
+    assert heading != text and _regions(heading) == ["shoulder"]
+    # the label gone, the same sentences are placed nowhere
+    assert _regions(text.replace("Right shoulder: ", "")) is None
+
+
+def test_placement_decides_the_other_body_parts_imaging(engine):
+    """The two notes, each with the engine: a deficit of the low back is no evidence for the
+    shoulder's imaging, nor the shoulder's for the low back's; case-wide, it was for both."""
+
+    def deficit(text: str) -> dict[str, str]:
+        _, case = case_from_text(text, "note")
+        return {r.body_region[0]: next(c.state for c in d.criteria if c.criterion == "neurologic-deficit")
+                for r, d in zip(case.requests, engine.evaluate(case).determinations)}
+
+    back = _TWO_PARTS.read_text()
+    assert deficit(back) == {"lumbar": "met", "shoulder": "failed"}
+    shoulder = (ROOT / "cases" / "notes" / "11-mri-shoulder-and-lumbar-deficit-of-the-shoulder.txt").read_text()
+    assert deficit(shoulder) == {"shoulder": "met", "lumbar": "failed"}
+    unplaced = back.replace("Lumbar spine: ", "").replace("Extensor hallucis\nlongus weakness", "Weakness").replace(
+        "Positive straight leg raise on the\nright at 45 degrees. ", "").replace(
+        "Decreased sensation over the dorsum of the right foot. ", "")
+    assert "neurologic_deficit_regions" not in read_progress_note(unplaced).case["findings"]
+    assert deficit(unplaced) == {"lumbar": "met", "shoulder": "met"}

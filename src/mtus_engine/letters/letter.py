@@ -1311,6 +1311,10 @@ _PAIN_LIMITED = re.compile(r"\b(?:strength|weakness|/5|of 5)\b[^.;]{0,40}?\bwith
 _NEURO_SIGN_REGIONS = (
     (re.compile(r"\bstraight[- ]legs?[- ]rais|\bSLR\b|\blower extremit\w*|\blegs?\b|\bcalf\b|\bthighs?\b|"
                 r"\btoes?\b", re.I), "lumbar"),
+    # the leg's muscles by name: the great toe's extensor (L5), tibialis anterior (L4),
+    # quadriceps (L3-4), gastrocnemius (S1), and a foot drop
+    (re.compile(r"\b(?:extensor hallucis|EHL|hallux|tibialis anterior|quadriceps|gastrocnemius|hamstrings?)\b|"
+                r"\bfoot drop\b", re.I), "lumbar"),
     (re.compile(r"\b(?:L[1-5]|S1)\b"), "lumbar"),
     (re.compile(r"\b(?:patellar|achilles)\b", re.I), "lumbar"),
     (re.compile(r"\bSpurling|\b(?:biceps|triceps|brachioradialis)\b[^.;]{0,60}\breflex|"

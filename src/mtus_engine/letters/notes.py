@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..errors import InputError
+from ..evaluation.case import body_regions
 from .letter import (_AGE_SEX, _DATE, _H_ITEMS_A, _H_ITEMS_B, _LETTER_MARKERS, _date, _drug_mentions,
                      _lines, _parse_item_text, _sentences, _split_outside_parens, narrative_case,
                      read_narrative)
@@ -111,6 +112,7 @@ class _Unit:
     lines: list[int]          # 1-based line numbers, one per joined source line
     offsets: list[int]        # offset in ``text`` where each line starts
     section: str
+    block: int = 0            # which heading's section it is in (a body part's label holds within it)
 
 
 @dataclass
@@ -202,19 +204,35 @@ def _label_kind(label: str) -> str | None:
     return kind
 
 
-def _section_of(line: str) -> tuple[str | None, str]:
-    """(section kind, the rest of the line) if the line opens a section."""
+def _section_of(line: str) -> tuple[str | None, str, str]:
+    """(section kind, the rest of the line, the heading's label) if the line opens a section."""
     m = _HEADING.match(line)
     if m:
         kind = _label_kind(m.group("label"))
         if kind:
-            return kind, m.group("rest").strip()
+            return kind, m.group("rest").strip(), m.group("label")
     m = _CAPS_HEADING.match(line)
     if m:
         kind = _label_kind(m.group("label"))
         if kind:
-            return kind, ""
-    return None, line
+            return kind, "", m.group("label")
+    return None, line, ""
+
+
+# a body part's label opening a sentence of the history or the examination ("Lumbar spine:",
+# "RIGHT SHOULDER:", a heading "Right shoulder exam:"): what follows, up to the next label or
+# section, is about that part, as a summary's "Examination of the lumbar spine revealed ..." is
+_PART_LABEL = re.compile(r"^(?P<label>[A-Za-z][A-Za-z /&,-]{0,40}?)\s*:(?:\s|$)")
+_NARRATIVE_SECTIONS = ("subjective", "objective", "other")
+
+
+def _part_label(sentence: str) -> tuple[bool, str | None]:
+    """(whether the sentence opens with a label, the label when it names a body region)."""
+    m = _PART_LABEL.match(sentence)
+    if not m or len(m.group("label").split()) > 5:
+        return False, None
+    label = m.group("label").strip()
+    return True, (label if body_regions(label) else None)
 
 
 def _numbered_lines(text: str) -> list[tuple[int, str]]:
@@ -341,9 +359,11 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
     sections: dict[str, int] = {}
     by_section: list[tuple[str, list[tuple[int, str]]]] = [("header", [])]
     for n, line in numbered:
-        kind, rest = _section_of(line)
+        kind, rest, label = _section_of(line)
         if kind:
             sections.setdefault(kind, n)
+            if kind in _NARRATIVE_SECTIONS and body_regions(label):
+                rest = f"{label}: {rest}".strip()   # "Right shoulder exam:" says where
             by_section.append((kind, [(n, rest)] if rest else []))
         else:
             by_section[-1][1].append((n, line))
@@ -351,7 +371,7 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
     units: list[_Unit] = []
     diagnoses: list[tuple[str, int]] = []
     requests: list[_NoteRequest] = []
-    for kind, lines in by_section:
+    for block, (kind, lines) in enumerate(by_section):
         if not lines or kind == "skip":
             continue
         if kind == "header":
@@ -372,23 +392,39 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
                     # line is planned, which the narrative reader never counts as tried
                     first = _BULLET.sub("", entry[0][1])
                     units.append(_unit(entry, kind, "" if _CONTINUE.match(first) else "Plan: "))
-            elif kind == "objective":
-                units.append(_unit(entry, kind))
             else:
                 units.append(_unit(entry, kind))
+                units[-1].block = block
     # objective sentences are examination findings: say so the way a summary does
     # the narrative text, and where each of the note's lines starts in it (for provenance)
+    # a sentence under a body part's label that names no part itself is said with the label, so
+    # the narrative reader places its findings there (letter.py's _finding_regions, as for a
+    # letter's "Examination of the lumbar spine revealed ...")
     summary, starts, line_at = "", [], []
+    part: tuple[int, str | None] = (-1, None)    # (block, the label in force)
     for u in units:
-        sents = _sentences(u.text) if u.section == "objective" else [u.text]
+        narrative = u.section in _NARRATIVE_SECTIONS
+        sents = _sentences(u.text) if narrative else [u.text]
+        if u.section != "objective" and part[0] != u.block and not any(_part_label(x)[1] for x in sents):
+            sents = [u.text]    # history read whole, as before, unless a body part's label opens a sentence
         base = 0
         for s in sents:
             pos = u.text.find(s, base)
             base = pos + len(s)
             if summary:
                 summary += " "
+            label = None
+            if narrative:
+                opens, named = _part_label(s)
+                if opens or part[0] != u.block:
+                    part = (u.block, named)
+                elif part[1] and not body_regions(s):
+                    label = part[1]
             if u.section == "objective":
-                summary += "Exam: "  # an examination finding, said the way a summary says it
+                # an examination finding, said the way a summary says it
+                summary += f"Exam, {label}: " if label else "Exam: "
+            elif label:
+                summary += f"{label}: "
             at = len(summary)
             starts.append(at)
             line_at.append(u.lines[max(0, bisect.bisect_right(u.offsets, pos) - 1)])
@@ -532,7 +568,8 @@ def _finding_provenance(case: dict[str, Any], facts: Any, requests: list[_NoteRe
         alone = read_narrative(text, bare)
         got = alone.findings() if findings else {}
         for key, value in findings.items():
-            if key in got and got[key] == value:
+            if key in got and (got[key] == value or key.endswith("_regions") and set(got[key]) <= set(value)):
+                # a place is read a sentence at a time: each sentence placing it somewhere it is
                 prov.setdefault(f"findings.{key}", []).append(line)
         if wanted:
             about = alone.sents[0].refers if alone.sents else set()
