@@ -945,9 +945,14 @@ def _morphine_equivalent_total(ctx: Ctx, drug_class: str = "opioid") -> int | No
     return None if total is None else round(total)
 
 
+def _list_fact(facts: dict[str, Any], rulebook: Any, name: str) -> list[str]:
+    """A derived list's members: the facts hold it as its member flags (name__value)."""
+    return [v for v in rulebook.facts[name].values or () if facts.get(f"{name}__{v}")]
+
+
 def _finding_in_region_inverse(case: Case, fields: dict[str, Any], rulebook: Any, op: str, bound: Any,
                                want_met: bool, finding: str, regions: str,
-                               bears_on: dict[str, list[str]] | None = None) -> list:
+                               bears_on: dict[str, list[str]] | None = None, request: str = "body_region") -> list:
     """What-if: document the finding (true, or false to deny); to hold it for this request where
     the case places it elsewhere, place it in the request's regions too. Words None: the
     criterion's own (what-if says "document <missing>")."""
@@ -956,7 +961,11 @@ def _finding_in_region_inverse(case: Case, fields: dict[str, Any], rulebook: Any
     value = bound if want_met else not bound
     change = [(f"findings.{finding}", value, None)]
     where = getattr(case.findings, regions, None)
-    wanted = fields.get("body_region") if isinstance(fields, dict) else getattr(fields, "body_region", None)
+    if request == "body_region":
+        wanted = fields.get("body_region") if isinstance(fields, dict) else getattr(fields, "body_region", None)
+    else:   # the request's regions as a derived fact says them (a limb's study: its spine)
+        req = fields if isinstance(fields, DerivedRequest) else DerivedRequest.of(dict(fields))
+        wanted = _list_fact(request_facts(case, req, rulebook), rulebook, request)
     if value and where and wanted:
         order = list(rulebook.facts["body_region"].values or ())
         placed = [r for r in order if r in {*where, *wanted}]
@@ -967,14 +976,18 @@ def _finding_in_region_inverse(case: Case, fields: dict[str, Any], rulebook: Any
 
 @derivation("finding_in_region", inverse=_finding_in_region_inverse)
 def _finding_in_region(ctx: Ctx, finding: str, regions: str,
-                       bears_on: dict[str, list[str]] | None = None) -> bool | None:
+                       bears_on: dict[str, list[str]] | None = None, request: str = "body_region") -> bool | None:
     """A region-bound finding (``finding``, a boolean) as it holds for this request's body part:
     the finding itself where the case does not place it (``regions`` left out) or the request
     names no region; else whether a region it was found in bears on a region of the request
-    (``bears_on``: request region -> finding regions; a region not listed bears on itself)."""
+    (``bears_on``: request region -> finding regions; a region not listed bears on itself).
+    ``request``: the fact giving the request's regions (a derived list; body_region by default)."""
     value = ctx.facts.get(finding)
     where = getattr(ctx.case.findings, regions, None)
-    wanted = ctx.req.body_region
+    if request == "body_region":
+        wanted = ctx.req.body_region
+    else:
+        wanted = _list_fact(ctx.facts, ctx.rulebook, request)
     if value is not True or not where or not wanted:
         return value
     bears_on = bears_on or {}
