@@ -216,13 +216,13 @@ def test_the_item_tables_follow_the_rulebook_in_effect(rules_copy, monkeypatch):
     from mtus_engine.rules.rulebook import load_rulebook
     path = rules_copy / "vocabulary" / "items.yaml"
     text = path.read_text()
-    fce, knee, pt = ("pattern: 'functional capacity|", "pattern: '\\bknees?\\b'",
+    fce, knee, pt = ("pattern: 'functional capacity|", "pattern: '\\bknees?\\b|",
                      "pattern: '\\b(?i:physical therap\\w*|physiotherap\\w*)|\\bPT\\b'")
     assert fce in text and knee in text and pt in text
     path.write_text(text.replace(fce, "pattern: 'work tolerance screen|functional capacity|", 1)
-                    .replace(knee, "pattern: '\\bknees?\\b|\\bpatella\\b'", 1)
+                    .replace(knee, "pattern: '\\bknees?\\b|\\bkneecaps?\\b|", 1)
                     .replace(pt, "pattern: '\\b(?i:physical therap\\w*|physiotherap\\w*|kinesiotherap\\w*)|\\bPT\\b'", 1))
-    item, region, therapy = "Work tolerance screen", "pain over the patella", "kinesiotherapy twice a week"
+    item, region, therapy = "Work tolerance screen", "pain over the kneecap", "kinesiotherapy twice a week"
     monkeypatch.delenv("MTUS_RULES", raising=False)
     assert C.item_modality(item) == (None, False) and C.body_regions(region) == []
     assert not letter._therapy_patterns()["physical_therapy"].search(therapy)
@@ -230,7 +230,7 @@ def test_the_item_tables_follow_the_rulebook_in_effect(rules_copy, monkeypatch):
     monkeypatch.setenv("MTUS_RULES", str(rules_copy))
     assert C.item_modality(item) == ("fce", True)
     assert C.parse_item(item, drugs)["modality"] == "fce"
-    assert C.body_regions(region) == ["knee"] and C.item_regions("brace for the patella") == ["knee"]
+    assert C.body_regions(region) == ["knee"] and C.item_regions("brace for the kneecap") == ["knee"]
     assert letter._therapy_patterns()["physical_therapy"].search(therapy)
     monkeypatch.delenv("MTUS_RULES")      # and back
     assert C.item_modality(item) == (None, False) and C.body_regions(region) == []

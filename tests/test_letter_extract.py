@@ -775,6 +775,11 @@ def test_conservative_care_of_a_stated_length():
      "X-ray of the right wrist", True),
     ("He sustained a fracture of the fifth metatarsal on the right foot.", "MRI of the right elbow",
      None),
+    # a bone the body-region vocabulary places is a part too
+    ("X-rays showed a nondisplaced fracture of the right radial head.", "MRI of the right shoulder", None),
+    ("X-rays showed a nondisplaced fracture of the right radial head.", "X-ray of the right elbow", True),
+    ("He sustained a fracture of the right calcaneus.", "MRI of the cervical spine", None),
+    ("He sustained a fracture of the right calcaneus.", "X-ray of the right foot", True),
 ])
 def test_red_flag_on_another_body_part(extra, item, expected):
     summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
@@ -926,8 +931,6 @@ MULTI_PART = ("The injured worker is a 50 year old female who sustained an indus
      "red_flags_regions", ["lumbar"]),
     ("He has neck strain, right knee contusion, and vertebral fracture nondisplaced.",
      "red_flags_regions", ["cervical", "thoracic", "lumbar"]),
-    ("X-rays showed a nondisplaced fracture of the right radial head.", "red_flags_regions", ["elbow"]),
-    ("X-rays showed a displaced distal radius fracture.", "red_flags_regions", ["wrist"]),
     ("She has a history of a shoulder dislocation.", "red_flags_regions", ["shoulder"]),
     # a systemic red flag placed nowhere holds for the whole case
     ("She has a history of a malignant tumor.", "red_flags_regions", None),
@@ -938,6 +941,27 @@ def test_where_a_region_bound_finding_holds(exam, key, regions):
     finding = {"neurologic_deficit_regions": "neurologic_deficit", "surgery_considered_regions": "surgery_considered",
                "invasive_procedure_regions": "invasive_procedure_planned", "red_flags_regions": "red_flags"}[key]
     assert findings.get(finding) is True
+
+
+@pytest.mark.parametrize("exam, item, regions", [
+    # a fracture is placed by the bone, as the body-region vocabulary places it (items.yaml's
+    # text_regions), or by the red-flag signs
+    ("X-rays showed a nondisplaced fracture of the right radial head.", "X-ray of the right elbow", ["elbow"]),
+    ("X-rays showed a displaced distal radius fracture.", "X-ray of the right wrist", ["wrist"]),
+    ("X-rays showed a displaced fracture of the distal humerus.", "X-ray of the right elbow", ["elbow"]),
+    ("She fell and fractured the right scapula.", "MRI of the right shoulder", ["shoulder"]),
+    ("X-rays showed a fracture of the right calcaneus.", "X-ray of the right ankle", ["foot"]),
+    ("Radiographs showed a nondisplaced fracture of the femoral neck.", "MRI of the right hip", ["hip"]),
+    ("CT showed a fracture of the odontoid.", "MRI of the cervical spine", ["cervical"]),
+    # bones no MTUS region holds: the fracture stays case-wide
+    ("He sustained fractures of the left seventh and eighth ribs.", "MRI of the right shoulder", None),
+    ("X-rays showed a fracture of the right tibial shaft.", "X-ray of the right knee", None),
+    ("He sustained a fracture of the pelvis.", "MRI of the right hip", None),
+])
+def test_where_a_fracture_is(exam, item, regions):
+    findings = _case(MULTI_PART.format(exam=exam), item, "The patient has pain.")["findings"]
+    assert findings.get("red_flags") is True
+    assert findings.get("red_flags_regions") == regions
 
 
 @pytest.mark.parametrize("exam, unplaced, criterion", [

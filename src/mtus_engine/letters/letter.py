@@ -1332,24 +1332,24 @@ _PROCEDURE_SIGN_REGIONS = (
     (re.compile(r"\bsubacromial\b", re.I), "shoulder"),
 )
 # where a red flag is though no region word is said: cauda equina and its signs are the low
-# back's, a root or vertebral level its spine's, a named bone its joint's (a distal radius
-# fracture is the wrist's). Systemic red flags (a tumor history, fever) name none: case-wide
+# back's, a root or vertebral level its spine's; a bone the body-region vocabulary does not place
+# by itself, by what the fracture of it usually is (a radius fracture is the wrist's, a humerus
+# fracture the shoulder's). The bones it does place (scaphoid, olecranon, malleolus, ...) are in
+# rules/vocabulary/items.yaml's text_regions. Systemic red flags (a tumor history, fever) name
+# none: case-wide
 _RED_FLAG_SIGN_REGIONS = (
     (re.compile(r"\bcauda equina\b|\bsaddle an(?:a)?esthesia\b|\b(?:bowel|bladder)\b", re.I), "lumbar"),
     (re.compile(r"\b(?:L[1-5]|S1)\b"), "lumbar"),
     (re.compile(r"\bT(?:[1-9]|1[0-2])\b"), "thoracic"),
     (re.compile(r"\bC[1-7]\b"), "cervical"),
-    (re.compile(r"\b(?:radius|radial)\b(?! head)|\b(?:ulnar? styloid|scaphoid|colles)\b", re.I), "wrist"),
-    (re.compile(r"\b(?:radius|radial) head\b|\bolecranon\b", re.I), "elbow"),
-    (re.compile(r"\bmetacarpals?\b", re.I), "hand"),
-    (re.compile(r"\b(?:humer(?:us|al)|clavic\w+|glenoid|acromioclavicular)\b", re.I), "shoulder"),
+    (re.compile(r"\b(?:radius|radial)\b(?! head| shaft)", re.I), "wrist"),
+    (re.compile(r"\bradius head\b", re.I), "elbow"),
+    (re.compile(r"(?<!distal )(?<!supracondylar )\bhumer(?:us|al)\b", re.I), "shoulder"),
     # a vertebra no level word names is of the spine, at a level not said
     *((re.compile(r"(?<!lumbar )(?<!thoracic )(?<!cervical )(?<![CTLS]\d )(?<![CTL]1\d )\bvertebra\w*"
                   r"(?![^,;.]{0,20}\b[CTLS]\d)", re.I), r)
       for r in ("cervical", "thoracic", "lumbar")),
-    (re.compile(r"\b(?:patell\w+|tibial plateau)\b", re.I), "knee"),
-    (re.compile(r"\b(?:malleol\w+|calcane\w+|talus|talar)\b", re.I), "ankle"),
-    (re.compile(r"\b(?:metatarsals?|lisfranc)\b", re.I), "foot"),
+    (re.compile(r"\bpatell\w+", re.I), "knee"),
 )
 _K_SLR = ("slr", "straight", "spurling", "leg rais", "leg-rais")
 _K_INVASIVE = ("inject", "surg", "arthroscop", "decompress", "fusion", "arthroplast", "repair")
