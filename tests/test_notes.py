@@ -358,6 +358,13 @@ def test_a_body_parts_label_places_the_findings_under_it():
     # the label says the shoulder: the weakness is the shoulder's, the straight-leg raise still the low back's
     moved = plain.replace("Lumbar spine: Tenderness over the lower lumbar paraspinals.", "Right shoulder:")
     assert _regions(moved) == ["lumbar", "shoulder", "foot"]
+    # a part of that examination ("Sensation:", "Motor:") keeps the label; a limb's label places by the limb
+    sub = plain.replace("Weakness 4/5 on the right.", "Motor: weakness 4/5 on the right.")
+    assert sub != plain and _regions(sub) == ["lumbar", "foot"]
+    assert _regions(sub.replace("Lumbar spine: ", "")) is None
+    limb = plain.replace("Lumbar spine: ", "").replace("Weakness 4/5 on the right.",
+                                                       "\nNeurological exam of the lower extremities: Weakness 4/5.")
+    assert _regions(limb) == ["lumbar", "foot"]
     # a label that names no part ends the one before it: the neurologic examination is the whole body's
     neuro = plain.replace("Decreased sensation over the dorsum of the right foot. ", "").replace(
         "Weakness 4/5 on the right.", "\nNeurologic: Weakness 4/5 on the right.")

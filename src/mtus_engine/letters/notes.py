@@ -24,9 +24,9 @@ from pydantic import BaseModel, Field
 
 from ..errors import InputError
 from ..evaluation.case import body_regions
-from .letter import (_AGE_SEX, _DATE, _H_ITEMS_A, _H_ITEMS_B, _LETTER_MARKERS, _date, _drug_mentions,
-                     _lines, _parse_item_text, _sentences, _split_outside_parens, narrative_case,
-                     read_narrative)
+from .letter import (_AGE_SEX, _DATE, _H_ITEMS_A, _H_ITEMS_B, _LETTER_MARKERS, _NEURO_SIGN_REGIONS, _date,
+                     _drug_mentions, _lines, _parse_item_text, _placed, _sentences, _split_outside_parens,
+                     narrative_case, read_narrative)
 
 __all__ = ["DocumentKind", "ParsedNote", "case_from_text", "detect_document", "extract_note",
            "read_progress_note"]
@@ -223,16 +223,30 @@ def _section_of(line: str) -> tuple[str | None, str, str]:
 # "RIGHT SHOULDER:", a heading "Right shoulder exam:"): what follows, up to the next label or
 # section, is about that part, as a summary's "Examination of the lumbar spine revealed ..." is
 _PART_LABEL = re.compile(r"^(?P<label>[A-Za-z][A-Za-z /&,-]{0,40}?)\s*:(?:\s|$)")
+# the parts of one body part's examination: under "Lumbar spine:", "Sensation: decreased on the
+# right" is still the low back's; any other label ("Neurologic:", "Gait:") ends the part's
+_EXAM_PART = re.compile(r"^(?:motor(?: exam\w*)?|strength|motor strength|sensation|sensory(?: exam\w*)?|"
+                        r"reflexes|DTRs?|deep tendon reflexes|range of motion|ROM|palpation|inspection|"
+                        r"tenderness|special tests|provocative tests|orthop(?:a)?edic tests)$", re.I)
 _NARRATIVE_SECTIONS = ("subjective", "objective", "other")
 
 
+def _names_part(label: str) -> bool:
+    """A label names a body part: a region, or a limb or sign the narrative reader places
+    ("Lower extremities:"; the arm it leaves case-wide)."""
+    return bool(body_regions(label) or _placed(label, _NEURO_SIGN_REGIONS))
+
+
 def _part_label(sentence: str) -> tuple[bool, str | None]:
-    """(whether the sentence opens with a label, the label when it names a body region)."""
+    """(whether the sentence opens with a label that ends the one in force, the label when it
+    names a body part). A part of the examination ("Motor:", "Sensation:") ends none."""
     m = _PART_LABEL.match(sentence)
     if not m or len(m.group("label").split()) > 5:
         return False, None
     label = m.group("label").strip()
-    return True, (label if body_regions(label) else None)
+    if _EXAM_PART.match(label):
+        return False, None
+    return True, (label if _names_part(label) else None)
 
 
 def _numbered_lines(text: str) -> list[tuple[int, str]]:
@@ -362,7 +376,7 @@ def read_progress_note(text: str, source: str = "<note>", case_id: str | None = 
         kind, rest, label = _section_of(line)
         if kind:
             sections.setdefault(kind, n)
-            if kind in _NARRATIVE_SECTIONS and body_regions(label):
+            if kind in _NARRATIVE_SECTIONS and _names_part(label):
                 rest = f"{label}: {rest}".strip()   # "Right shoulder exam:" says where
             by_section.append((kind, [(n, rest)] if rest else []))
         else:
