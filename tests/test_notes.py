@@ -386,6 +386,8 @@ def test_a_label_holds_across_lines_bullets_and_headings():
     assert bullets != text and _regions(bullets) == ["shoulder"]
     heading = text.replace("OBJECTIVE:\nRight shoulder: ", "RIGHT SHOULDER EXAM:\n")
     assert heading != text and _regions(heading) == ["shoulder"]
+    longer = text.replace("OBJECTIVE:\nRight shoulder: ", "PHYSICAL EXAMINATION OF THE RIGHT SHOULDER:\n")
+    assert longer != text and _regions(longer) == ["shoulder"]
     # the label gone, the same sentences are placed nowhere
     assert _regions(text.replace("Right shoulder: ", "")) is None
 

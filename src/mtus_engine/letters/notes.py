@@ -222,7 +222,7 @@ def _section_of(line: str) -> tuple[str | None, str, str]:
 # a body part's label opening a sentence of the history or the examination ("Lumbar spine:",
 # "RIGHT SHOULDER:", a heading "Right shoulder exam:"): what follows, up to the next label or
 # section, is about that part, as a summary's "Examination of the lumbar spine revealed ..." is
-_PART_LABEL = re.compile(r"^(?P<label>[A-Za-z][A-Za-z /&,-]{0,40}?)\s*:(?:\s|$)")
+_PART_LABEL = re.compile(r"^(?P<label>[A-Za-z][A-Za-z /&,-]{0,60}?)\s*:(?:\s|$)")
 # the parts of one body part's examination: under "Lumbar spine:", "Sensation: decreased on the
 # right" is still the low back's; any other label ("Neurologic:", "Gait:") ends the part's
 _EXAM_PART = re.compile(r"^(?:motor(?: exam\w*)?|strength|motor strength|sensation|sensory(?: exam\w*)?|"
@@ -241,7 +241,7 @@ def _part_label(sentence: str) -> tuple[bool, str | None]:
     """(whether the sentence opens with a label that ends the one in force, the label when it
     names a body part). A part of the examination ("Motor:", "Sensation:") ends none."""
     m = _PART_LABEL.match(sentence)
-    if not m or len(m.group("label").split()) > 5:
+    if not m or len(m.group("label").split()) > 8:
         return False, None
     label = m.group("label").strip()
     if _EXAM_PART.match(label):
