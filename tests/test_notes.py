@@ -410,3 +410,19 @@ def test_placement_decides_the_other_body_parts_imaging(engine):
         "Decreased sensation over the dorsum of the right foot. ", "")
     assert "neurologic_deficit_regions" not in read_progress_note(unplaced).case["findings"]
     assert deficit(unplaced) == {"lumbar": "met", "shoulder": "met"}
+
+
+def test_an_emg_of_a_limb_takes_the_deficit_of_its_own_spine(engine):
+    """The low back's deficit, placed by the note's label, supports an EMG of the legs and not one
+    of the arms (tested_regions: the arm's study is the neck's, the leg's the low back's)."""
+    text = _TWO_PARTS.read_text()
+    plan = ("1. Request authorization for MRI of the lumbar spine.\n"
+            "2. Request authorization for MRI of the right shoulder.\n")
+    assert plan in text
+    text = text.replace(plan, "1. Request authorization for EMG/NCV bilateral upper extremities.\n"
+                              "2. Request authorization for EMG/NCV bilateral lower extremities.\n")
+    _, case = case_from_text(text, "note")
+    assert [r.modality for r in case.requests] == ["emg_ncs", "emg_ncs"]
+    states = [next(c.state for c in d.criteria if c.criterion == "neurologic-deficit")
+              for d in engine.evaluate(case).determinations]
+    assert states == ["failed", "met"]
