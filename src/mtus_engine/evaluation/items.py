@@ -806,7 +806,7 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
 def _modality_details(modality: str, item: str) -> dict[str, Any]:
     """What the item says about a device, an injection or home services."""
     out: dict[str, Any] = {}
-    if modality in ("tens", "dme", "hot_cold", "lumbar_support", "brace"):
+    if modality in ("tens", "h_wave", "interferential", "nmes", "dme", "hot_cold", "lumbar_support", "brace"):
         if _PURCHASE.search(item):
             out["purchase"] = True
         elif _RENTAL.search(item):
