@@ -169,6 +169,7 @@ def test_session_notations(engine, item, sessions):
     ("Consultation for spinal cord stimulator", "consultation"),
     ("Botox injection 100 units", "botulinum_toxin"),
     ("Outpatient detoxification program", "detoxification"),
+    ("Inpatient detoxification", "detoxification"),
     ("Inpatient rehabilitation 7-10 days", "other"),
 ])
 def test_therapy_modalities(engine, item, modality):
