@@ -1013,3 +1013,35 @@ def test_a_lumbar_red_flag_does_not_certify_a_shoulder_mri(engine):
     det = engine.evaluate(case).determinations[0]
     assert det.decision == "certify"
     assert any(f"{c.rule}/{c.criterion}" == "imaging.shoulder/red-flags" and c.state == "met" for c in det.criteria)
+
+
+# what the stimulator and work-conditioning sections ask of the records, read for such a request only
+@pytest.mark.parametrize("extra, item, rationale, key, expected", [
+    ("A TENS unit trial failed to provide relief.", "H-wave unit 30-day trial", "The patient has pain.",
+     "tens_trial_failed", True),
+    ("She tried a TENS unit without significant relief.", "Home H-wave device rental", "The patient has pain.",
+     "tens_trial_failed", True),
+    ("The TENS unit helps with her pain.", "H-wave unit purchase", "The patient has pain.",
+     "tens_trial_failed", False),
+    ("", "H-wave unit 30-day trial", "There is no documentation of a failed TENS trial.",
+     "tens_trial_failed", False),
+    ("", "H-wave unit 30-day trial", "The patient has pain.", "tens_trial_failed", None),
+    # the same sentence says nothing for a request that does not ask it
+    ("A TENS unit trial failed to provide relief.", "MRI of the lumbar spine", "The patient has pain.",
+     "tens_trial_failed", None),
+    ("She has plateaued in physical therapy.", "Work hardening program x 10 sessions", "The patient has pain.",
+     "therapy_plateau", True),
+    ("She made no further progress with physical therapy.", "Work conditioning x 10 visits",
+     "The patient has pain.", "therapy_plateau", True),
+    ("", "Work conditioning x 10 visits",
+     "There is no documentation that the patient has plateaued with physical therapy.", "therapy_plateau", False),
+    ("", "Work conditioning x 10 visits", "The patient has pain.", "therapy_plateau", None),
+    ("A psychological evaluation cleared him for the stimulator.", "Spinal cord stimulator trial",
+     "The patient has pain.", "psychological_clearance", True),
+    ("", "Spinal cord stimulator trial", "There is no documentation of a psychological evaluation.",
+     "psychological_clearance", False),
+    ("", "Spinal cord stimulator trial", "The patient has pain.", "psychological_clearance", None),
+])
+def test_stimulator_and_work_conditioning_findings(extra, item, rationale, key, expected):
+    summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
+    assert _case(summary, item, rationale)["findings"].get(key) == expected

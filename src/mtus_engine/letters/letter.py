@@ -1397,6 +1397,27 @@ _MEDICATION_HELPS = re.compile(
     r"\bhelping\s+(?:with\s+)?(?:the\s+|his\s+|her\s+)?pain\b|"
     r"\bhelps?\s+(?:with\s+|to\s+(?:reduce|relieve|control)\s+)?(?:the\s+|his\s+|her\s+)?pain\b", re.I)
 
+# findings the stimulator and work-conditioning sections ask for, read only for such a request:
+# a TENS trial that failed (H-wave: "only after failure of ... TENS"), or one that helps
+_TENS = r"(?:(?-i:\bTENS\b)|\btranscutaneous electrical nerve stimulat\w*)"
+_TENS_FAILED = re.compile(
+    _TENS + r"(?:\s+(?:unit|trial|device))?[^.;]{0,50}?\b(?:fail\w*|did not (?:help|provide|improve|work|give)|"
+    r"(?:no|minimal|little|without) (?:significant |lasting )?(?:relief|benefit|improvement)|"
+    r"not (?:been )?(?:helpful|effective|beneficial|tolerated)|ineffective|unsuccessful)|"
+    r"\b(?:fail\w*|unsuccessful|ineffective)\s+(?:\w+\s+){0,2}?" + _TENS, re.I)
+_TENS_HELPS = re.compile(_TENS + r"[^.;]{0,50}?\b(?:help(?:s|ed|ful|ing)?|(?:provides?|provided|gives?|gave)\s+"
+                         r"(?:\w+\s+)?(?:relief|benefit)|effective|beneficial)\b", re.I)
+# therapy that improved function and then plateaued (work conditioning's entry criterion)
+_THERAPY_PLATEAU = re.compile(r"\bplateau\w*|\bno (?:further|additional) (?:functional )?(?:gains?|improvement|progress)\b",
+                              re.I)
+_THERAPY_MENTION = re.compile(r"\btherap\w*|\bphysiotherap\w*|(?-i:\b(?:PT|OT)\b)", re.I)
+# a psychological evaluation that cleared the patient for a stimulator; or none made
+_PSYCH_CLEARED = re.compile(
+    r"\bpsycholog\w*\s+(?:\w+\s+){0,3}?(?:clearance|cleared)\b|\bcleared\s+(?:\w+\s+){0,3}?psycholog\w*|"
+    r"\bpsych\w*\s+(?:evaluation|eval|assessment|screening)\b[^.;]{0,60}?\b(?:cleared|(?:an )?appropriate "
+    r"candidate|good candidate|realistic expectations)\b", re.I)
+_PSYCH_EVALUATION = re.compile(r"\bpsych\w*\s+(?:evaluation|eval|assessment|screening|clearance)\b", re.I)
+
 # a drug described as new: a trial, an initial prescription, therapy being started
 _NEW_DRUG = re.compile(r"\b(?:a|an|the)\s+(?:\w+\s+)?trial (?:of|with)\b|\binitial (?:prescription|trial|dose|"
                        r"fill)\b|\binitiat(?:e|ed|ing|ion of)\b|\bnew(?:ly)? (?:prescri\w*|medications?|start)\b|"
@@ -2069,6 +2090,7 @@ class _Narrative:
                 out["prior_injection_relief_percent"] = int(m.group(1))
                 break
         out.update(self._exam_findings(bool(tried)))
+        out.update(self._modality_findings())
         return out
 
     def _fi_sentences(self, k: int, related: list[_Sent]) -> list[str]:
@@ -2191,6 +2213,37 @@ class _Narrative:
         drugs = _rulebook().drugs
         return any((spec := drugs.spec(g)) is not None and "opioid" in spec.classes
                    for g in drugs.find_all_in_text(text))
+
+    def _modality_findings(self) -> dict[str, Any]:
+        """What a stimulator or work-conditioning request's section asks of the records, read only
+        for such a request: tens_trial_failed (H-wave), therapy_plateau (work conditioning),
+        psychological_clearance (spinal cord stimulator)."""
+        out: dict[str, Any] = {}
+        wanted = {_parse_item_text(item.item).get("modality") for item in self.items}
+        if wanted.isdisjoint(("h_wave", "work_conditioning", "spinal_cord_stimulator")):
+            return out
+        record = self._record_sentences()
+        lows = [t.lower() for t in record]
+        if "h_wave" in wanted:
+            sents = _having(record, ("tens", "transcutaneous"), lows)
+            if _asserted(sents, _TENS_FAILED):
+                out["tens_trial_failed"] = True
+            elif _denied(sents, _TENS_FAILED) or _asserted(sents, _TENS_HELPS):
+                out["tens_trial_failed"] = False   # none documented as failed, or it helps
+        if "work_conditioning" in wanted:
+            sents = [t for t in _having(record, ("plateau", "further", "additional"), lows)
+                     if _THERAPY_MENTION.search(t)]
+            if _asserted(sents, _THERAPY_PLATEAU):
+                out["therapy_plateau"] = True
+            elif _denied(sents, _THERAPY_PLATEAU):
+                out["therapy_plateau"] = False
+        if "spinal_cord_stimulator" in wanted:
+            sents = _having(record, ("psych",), lows)
+            if _asserted(sents, _PSYCH_CLEARED):
+                out["psychological_clearance"] = True
+            elif _denied(sents, _PSYCH_CLEARED) or _denied(sents, _PSYCH_EVALUATION):
+                out["psychological_clearance"] = False
+        return out
 
     def _opioid_request(self) -> bool:
         drugs = _rulebook().drugs
