@@ -1045,3 +1045,13 @@ def test_a_lumbar_red_flag_does_not_certify_a_shoulder_mri(engine):
 def test_stimulator_and_work_conditioning_findings(extra, item, rationale, key, expected):
     summary = SUMMARY.replace(" The Utilization Review", f" {extra} The Utilization Review")
     assert _case(summary, item, rationale)["findings"].get(key) == expected
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("Work hardening program x 10 sessions", {"sessions": 10}),
+    ("Additional work conditioning 2 times a week for 6 weeks", {"sessions": 12, "prior_treatment": True}),
+])
+def test_work_conditioning_visits_read_from_the_item(item, expected):
+    request = _case(SUMMARY, item, "The patient has pain.")["requests"][0]
+    assert request["modality"] == "work_conditioning"
+    assert {k: request.get(k) for k in expected} == expected

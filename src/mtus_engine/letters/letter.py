@@ -306,6 +306,8 @@ def _drug_mentions(text: str, words: set[str] | None = None) -> list[tuple[str, 
 
 # the therapies whose visits, prior sessions and functional improvement the extractor reads
 _THERAPIES = ("chiropractic", "acupuncture", "aquatic_therapy", "massage", "physical_therapy")
+# programs counted in visits whose item states them (their rules read course_sessions)
+_VISIT_PROGRAMS = ("work_conditioning",)
 
 
 _therapies: tuple[tuple, dict[str, Any]] | None = None
@@ -2425,6 +2427,11 @@ class _Narrative:
                 req["body_region"] = regions
             if modality in _APPROVAL_FACT and self._already_approved(k):
                 req[_APPROVAL_FACT[modality]] = True  # the same evaluation is already approved
+            if modality in _VISIT_PROGRAMS:
+                # "Work hardening x 10 sessions": visits; "Additional work conditioning": a continuation
+                for key in ("sessions", "prior_treatment"):
+                    if parsed.get(key) is not None:
+                        req[key] = parsed[key]
             return req
         sessions = parsed.get("sessions", _item_sessions(text))
         req["sessions"] = sessions
