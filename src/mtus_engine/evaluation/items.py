@@ -589,6 +589,8 @@ _STRENGTH_BEFORE_PATCH = _LazyPattern(r"\b([A-Za-z]+)\s+\d+(?:\.\d+)?\s*%\s+(?:t
 _PURCHASE = _LazyPattern(r"purchase|\bbuy\b", re.I)
 _RENTAL = _LazyPattern(r"rental|\brent\b|\btrial\b", re.I)
 _FLUORO = _LazyPattern(r"fluoro|image[- ]guid", re.I)
+_RENTAL_LENGTH = _LazyPattern(r"(?<![\w.])(\d+)\s*-?\s*(days?|weeks?|wks?|months?|mos?)\b", re.I)
+_DAYS_IN = {"d": 1, "w": 7, "m": 30}
 _HOURS_WEEK = _LazyPattern(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
 _HOURS_DAY = _LazyPattern(r"(\d+)\s*(?:hours?|hrs?)\s*(?:per|a|/)\s*day\b", re.I)
 _DAYS_WEEK = _LazyPattern(r"(\d+)\s*(?:days?|times|x)\s*(?:per|a|/)\s*(?:week|wk)\b", re.I)
@@ -811,6 +813,10 @@ def _modality_details(modality: str, item: str) -> dict[str, Any]:
             out["purchase"] = True
         elif _RENTAL.search(item):
             out["purchase"] = False
+            if modality in ("h_wave", "interferential") and (m := _RENTAL_LENGTH.search(_numbers(item))):
+                days = int(m.group(1)) * _DAYS_IN[m.group(2)[0].lower()]
+                if days <= 3650:
+                    out["rental_days"] = days   # "30-day trial", "3 month rental": the trial's length
     elif modality == "epidural_steroid_injection" and _FLUORO.search(item):
         out["fluoroscopy"] = True
     elif modality == "trigger_point_injection":
