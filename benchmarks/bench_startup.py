@@ -48,7 +48,7 @@ FLOOR_CLICK = "import mtus_engine.interfaces.cli\n" + PYDANTIC
 PHASES = """
 import time
 t0 = time.perf_counter()
-import mtus_engine.interfaces.front, mtus_engine.api, mtus_engine.evaluation.engine, mtus_engine.evaluation.records
+import mtus_engine.interfaces.front, mtus_engine.api, mtus_engine.evaluation.engine, mtus_engine.evaluation.plain_case
 t1 = time.perf_counter()
 from mtus_engine.rules.rulebook import load_rulebook
 rb = load_rulebook()
@@ -134,7 +134,7 @@ def main() -> None:
         res = subprocess.run([py, "-c", PHASES.format(case=args.case)], check=True, capture_output=True,
                              text=True, env=env, cwd=ROOT)
         phases.append([float(x) for x in res.stdout.split()])
-    names = ("imports (front, api, engine, records)", "load the rulebook (start-up cache)",
+    names = ("imports (front, api, engine, plain_case)", "load the rulebook (start-up cache)",
              "compile into durable_rules (Engine())", "evaluate one case + JSON")
     print("\none cold evaluate, by phase (median of", len(phases), "runs):")
     for i, name in enumerate(names):

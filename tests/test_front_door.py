@@ -97,10 +97,10 @@ def test_both_paths_print_the_same_bytes_and_exit_alike(which, bad_cases, tmp_pa
 def test_the_plain_evaluate_never_imports_click(root):
     # and its start-up objects are frozen out of the cyclic collector, which runs again for the cases
     code = ("import atexit, gc, sys\n"
-            "import mtus_engine.evaluation.records as R\n"     # the plain evaluate's case reader
+            "import mtus_engine.evaluation.plain_case as R\n"     # the plain evaluate's case reader
             "seen = []\n"
-            "real = R.case_records\n"
-            "R.case_records = lambda *a, **k: seen.append((gc.isenabled(), gc.get_freeze_count() > 0)) or real(*a, **k)\n"
+            "real = R.plain_case\n"
+            "R.plain_case = lambda *a, **k: seen.append((gc.isenabled(), gc.get_freeze_count() > 0)) or real(*a, **k)\n"
             "atexit.register(lambda: sys.__stderr__.write(('click' if 'click' in sys.modules else 'no click') + str(seen)))\n"
             "from mtus_engine.interfaces.front import main\n"
             "main(['evaluate', sys.argv[1], '--format', 'json'])\n")

@@ -46,9 +46,9 @@ class Evaluated:
 def read_case(source: str, *, max_bytes: int = DEFAULT_MAX_BYTES, plain: bool = False) -> "Case":
     """A case from a path, or ``-`` for standard input.
 
-    ``plain``: for the engine alone (a plain evaluate). The case is then records.py's records
-    when its fast reader takes the document (no pydantic imported), else the model as always;
-    the engine gives the same output from either. Nothing but the engine reads records."""
+    ``plain``: for the engine alone (a plain evaluate). The case is then plain_case.py's plain
+    case when that reader takes the document (no pydantic imported), else the model as always;
+    the engine gives the same output from either. Nothing but the engine reads a plain case."""
     if plain:
         return _read_plain(source, max_bytes)
     from .evaluation.case import load_case, load_case_text
@@ -66,7 +66,7 @@ def _stdin(max_bytes: int) -> bytes:
 
 def _read_plain(source: str, max_bytes: int) -> Any:
     """read_case's plain path: the same bytes, names and errors as load_case / load_case_text."""
-    from .evaluation.records import case_records
+    from .evaluation.plain_case import plain_case
     from .yamlio import parse_document, read_bytes
     if source == "-":
         name, raw = "<stdin>", _stdin(max_bytes)
@@ -74,7 +74,7 @@ def _read_plain(source: str, max_bytes: int) -> Any:
         name = str(Path(source))
         raw = read_bytes(name, max_bytes=max_bytes)
     data = parse_document(raw, name)
-    case = case_records(data)
+    case = plain_case(data)
     if case is None:      # not in the models' stored form, or invalid: the models decide and report
         from .evaluation.case import case_from_data
         case = case_from_data(data, name)

@@ -34,7 +34,7 @@ from .items import (BODY_REGIONS, CASE_FACTS, COMPOUND, DIAGNOSIS_TYPES, FIRST_L
 # rules/vocabulary/facts*.yaml (items.CASE_FACTS): its type, its values, its bounds and its
 # meaning. The models below are built from those declarations, so a fact added there is a case
 # field; only what is not a fact (ids, dates, the item as written, the medication list) is
-# written here. records.py reads the same declarations for the plain evaluate's fast reader.
+# written here. plain_case.py reads the same declarations for the plain evaluate's case reader.
 
 def _field(spec: FactSpec) -> tuple[Any, Any]:
     scalar: Any = {"boolean": bool, "integer": int, "number": float, "string": str, "list": str}[spec.type]

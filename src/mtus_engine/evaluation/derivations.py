@@ -29,7 +29,7 @@ from .items import _parsed, medication_generic, strength_mg, units_per_day
 from .derived import DerivedRequest
 from ..rules.compiler import flag
 
-if TYPE_CHECKING:   # a case is the pydantic model or records.py's record of it (duck-typed)
+if TYPE_CHECKING:   # a case is the pydantic model or plain_case.py's plain case (duck-typed)
     from .case import Case
 
 # ----------------------------------------------------------------------------- registries

@@ -20,7 +20,7 @@ from ..errors import EngineError
 from ..rules.phrases import Phrases, load_phrases
 from ..rules.rulebook import Criterion, Edition, Rule, Rulebook, load_rulebook
 
-if TYPE_CHECKING:   # a case is the pydantic model or records.py's record of it (duck-typed)
+if TYPE_CHECKING:   # a case is the pydantic model or plain_case.py's plain case (duck-typed)
     from .case import Case
 
 

@@ -6,7 +6,7 @@ the start-up cache. This module imports no pydantic, so neither does a warm star
 unpickles records. The schema models inherit the same mixins, so behaviour is written once.
 
 A record class names its fields in order (``_fields``, the schema model's order) and the
-defaults of those that have one (``_defaults``); tests/test_rulebook.py checks both against
+defaults of those that have one (``_defaults``); tests/test_rulebook_records.py checks both against
 the schema. ``model_validate``, ``model_dump`` and ``model_copy`` work as on the models.
 """
 

@@ -1,7 +1,7 @@
-"""The plain evaluate's case reader (evaluation/records.py) against the pydantic models
+"""The plain evaluate's case reader (evaluation/plain_case.py) against the pydantic models
 (evaluation/case.py): whenever the reader takes a document, the models take it too and store
 the same values, of the same types, in the same field order; and the engine's output from the
-records is the models' byte for byte. A document the reader does not take is the models' to
+plain case is the models' byte for byte. A document the reader does not take is the models' to
 validate (and to report, with their messages)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mtus_engine.errors import InputError
 from mtus_engine.evaluation import case as C
 from mtus_engine.evaluation.derived import DerivedRequest
 from mtus_engine.evaluation.items import CASE_FACTS
-from mtus_engine.evaluation.records import Record, case_records
+from mtus_engine.evaluation.plain_case import Plain, plain_case
 from mtus_engine.interfaces.render import to_json
 from mtus_engine.yamlio import parse_document
 
@@ -31,8 +31,8 @@ EXAMPLE = ROOT / "cases" / "example-chronic-cyclobenzaprine.yaml"
 
 def _typed(value):
     """A value with every type made explicit (1 == 1.0 == True in Python), parts as their
-    fields in order: what a model or a record stores, comparable."""
-    if isinstance(value, (C.BaseModel, Record)):
+    fields in order: what a model or a plain case stores, comparable."""
+    if isinstance(value, (C.BaseModel, Plain)):
         return ("part", [(k, _typed(v)) for k, v in value.__dict__.items()])
     if isinstance(value, list):
         return ("list", [_typed(v) for v in value])
@@ -48,8 +48,8 @@ def _models(doc, source="<case>"):
 
 # ---------------------------------------------------------------- the fields
 
-def test_the_records_have_the_models_fields_in_order():
-    empty = case_records({"id": "x", "requests": [{"item": "Soma"}]})
+def test_a_plain_case_has_the_models_fields_in_order():
+    empty = plain_case({"id": "x", "requests": [{"item": "Soma"}]})
     model = C.case_from_data({"id": "x", "requests": [{"item": "Soma"}]})
     for rec, mod in ((empty, model), (empty.patient, model.patient), (empty.findings, model.findings),
                      (empty.requests[0], model.requests[0])):
@@ -174,21 +174,21 @@ def documents(draw, near=True):
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents())
 def test_what_the_reader_takes_the_models_store_alike(doc):
-    records = case_records(doc)
-    if records is None:
+    plain = plain_case(doc)
+    if plain is None:
         return                      # the models' to validate and report
     model = _models(doc)
     assert model is not None, "the reader took a document the models refuse"
-    assert _typed(records) == _typed(model)
+    assert _typed(plain) == _typed(model)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(near=False))
 def test_the_reader_takes_documents_written_as_the_models_store_them(doc):
     model = _models(doc)
-    records = case_records(doc)
+    plain = plain_case(doc)
     if model is None:               # a bound crossed, dates out of order: the models report it
-        assert records is None
+        assert plain is None
         return
     stored = all(  # the ints the models turn into floats, a lone region they turn into a list
         not (CASE_FACTS[k].type == "number" and type(v) is int) and not (CASE_FACTS[k].type == "list"
@@ -196,9 +196,9 @@ def test_the_reader_takes_documents_written_as_the_models_store_them(doc):
         for part in [doc.get("patient", {}), doc.get("findings", {}), *doc["requests"]]
         for k, v in part.items() if k in CASE_FACTS)
     if stored:
-        assert records is not None, "a document in the models' stored form was not taken"
-    if records is not None:
-        assert _typed(records) == _typed(model)
+        assert plain is not None, "a document in the models' stored form was not taken"
+    if plain is not None:
+        assert _typed(plain) == _typed(model)
 
 
 @pytest.mark.parametrize("doc, why", [
@@ -219,15 +219,15 @@ def test_the_reader_takes_documents_written_as_the_models_store_them(doc):
     ({"id": "x", "requests": [{"item": "Soma"}], "patient": None}, "a null part"),
 ])
 def test_the_reader_leaves_these_to_the_models(doc, why):
-    assert case_records(doc) is None, why
+    assert plain_case(doc) is None, why
 
 
 def test_the_validators_effects_are_the_models():
     doc = {"id": 12, "requests": [{"item": "Soma", "drug": "  SOMA ", "body_region": "lumbar",
                                    "units_per_day": 3}]}
-    records, model = case_records(doc), C.case_from_data(doc)
-    assert records is not None and _typed(records) == _typed(model)
-    assert (records.id, records.requests[0].drug, records.requests[0].body_region, records.requests[0].units_per_day) \
+    plain, model = plain_case(doc), C.case_from_data(doc)
+    assert plain is not None and _typed(plain) == _typed(model)
+    assert (plain.id, plain.requests[0].drug, plain.requests[0].body_region, plain.requests[0].units_per_day) \
         == ("12", "soma", ["lumbar"], 3.0)
 
 
@@ -248,18 +248,18 @@ def _case_documents():
                   for name, doc in out]
 
 
-def test_every_case_judged_from_records_is_judged_as_from_the_models(engine):
+def test_every_case_judged_plain_is_judged_as_from_the_models(engine):
     docs = _case_documents()
     taken = 0
     for name, doc in docs:
         model = C.case_from_data(doc, name)
-        records = case_records(doc)
-        if records is None:
+        plain = plain_case(doc)
+        if plain is None:
             continue
         taken += 1
-        assert _typed(records) == _typed(model), name
-        assert to_json(engine.evaluate(records).to_json_data()) == to_json(engine.evaluate(model).to_json_data()), name
-        assert [engine.fire(records, i) for i in range(len(records.requests))] == \
+        assert _typed(plain) == _typed(model), name
+        assert to_json(engine.evaluate(plain).to_json_data()) == to_json(engine.evaluate(model).to_json_data()), name
+        assert [engine.fire(plain, i) for i in range(len(plain.requests))] == \
             [engine.fire(model, i) for i in range(len(model.requests))], name
     assert taken == len(docs)       # all written in the stored form: every one read by the reader
 

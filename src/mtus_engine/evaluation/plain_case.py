@@ -1,16 +1,17 @@
 """A case read without pydantic, for the plain `mtus evaluate` (issue 12: importing pydantic and
 building the case models was about a third of a cold evaluate).
 
-``case_records(data)`` takes a parsed case document and returns it as plain records (the same
+``plain_case(data)`` takes a parsed case document and returns it as plain objects (the same
 attribute names, values and field order as the pydantic models in case.py) only when every
 value is already in the form the model would store: exact types (a bool is a bool, an int is
 not a bool, a number field takes an int or a float and stores a float), declared values,
 bounds, required fields, no unknown keys, dates in order. Anything else, valid or not, is
 "not mine" (None): the caller validates with the models as before, so every error message,
 field path, line and "did you mean" stays pydantic's. The fact fields come from the same
-declarations (items.CASE_FACTS) as the models'; tests/test_records.py checks both agree.
+declarations (items.CASE_FACTS) as the models'; tests/test_plain_case.py checks both agree.
 
-The engine reads a case by attribute (duck typing): a record or a model gives the same output.
+The engine reads a case by attribute (duck typing): a plain case or a model gives the same output.
+(Named "plain", not "records": in this domain a case's records are the medical records.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class _NotMine(Exception):
     """A value the models might convert or refuse: the models decide."""
 
 
-class Record:
+class Plain:
     """A case part as plain data: every field in its model's order in the instance dict (the
     engine reads ``findings.__dict__`` and ``request.__dict__`` as it reads a model's)."""
 
@@ -43,23 +44,23 @@ class Record:
 
 
 # plain classes, not dataclasses: a dataclass's generated code costs about a millisecond each at import
-class PatientRecord(Record):
+class PlainPatient(Plain):
     pass
 
 
-class FindingsRecord(Record):
+class PlainFindings(Plain):
     pass
 
 
-class RequestRecord(Record):
+class PlainRequest(Plain):
     pass
 
 
-class MedicationRecord(Record):
+class PlainMedication(Plain):
     pass
 
 
-class CaseRecord(Record):
+class PlainCase(Plain):
     pass
 
 
@@ -188,7 +189,7 @@ _REQUIRED = object()
 class _Part:
     """One model's fields: name -> check, in order, the required ones and each default."""
 
-    def __init__(self, cls: type[Record], checks: dict[str, Callable[[Any], Any]],
+    def __init__(self, cls: type[Plain], checks: dict[str, Callable[[Any], Any]],
                  defaults: dict[str, Any] | None = None, required: tuple[str, ...] = ()):
         self.cls = cls
         self.checks = checks
@@ -198,7 +199,7 @@ class _Part:
         # the instance dict of a part given nothing: every field's default, in order
         self.empty = {name: defaults.get(name) for name in checks}
 
-    def read(self, data: Any) -> Record:
+    def read(self, data: Any) -> Plain:
         if not isinstance(data, dict):
             raise _NotMine
         checks = self.checks
@@ -211,26 +212,26 @@ class _Part:
         for name in self.required:
             if name not in data:
                 raise _NotMine
-        for name, value in values.items():    # fresh lists: a record owns its lists, as a model does
+        for name, value in values.items():    # fresh lists: a plain part owns its lists, as a model does
             if value is _FRESH_LIST:
                 values[name] = []
         obj = _new(self.cls)
         obj.__dict__ = values
         return obj
 
-    def default(self) -> Record:
+    def default(self) -> Plain:
         obj = _new(self.cls)
         obj.__dict__ = dict(self.empty)
         return obj
 
 
-_FRESH_LIST = object()   # a default of [] (each record its own list)
+_FRESH_LIST = object()   # a default of [] (each plain part its own list)
 
-PATIENT = _Part(PatientRecord, {"sex": _optional(_one_of(("male", "female"))), **_facts("patient")})
-FINDINGS = _Part(FindingsRecord, _facts("findings"))
-REQUEST = _Part(RequestRecord, {"item": _text(1), "strength": _optional(_text()), **_facts("request")},
+PATIENT = _Part(PlainPatient, {"sex": _optional(_one_of(("male", "female"))), **_facts("patient")})
+FINDINGS = _Part(PlainFindings, _facts("findings"))
+REQUEST = _Part(PlainRequest, {"item": _text(1), "strength": _optional(_text()), **_facts("request")},
                 required=("item",))
-MEDICATION = _Part(MedicationRecord, {"name": _text(1), "since": _optional(_date), "dose": _optional(_text()),
+MEDICATION = _Part(PlainMedication, {"name": _text(1), "since": _optional(_date), "dose": _optional(_text()),
                                       "intermittent": _optional(_boolean)}, required=("name",))
 
 
@@ -249,7 +250,7 @@ def _requests(v: Any) -> Any:
     return found
 
 
-CASE = _Part(CaseRecord, {
+CASE = _Part(PlainCase, {
     "id": _before(id_text, _text(1)),
     "patient": PATIENT.read,
     "injury_date": _optional(_date),
@@ -261,15 +262,15 @@ CASE = _Part(CaseRecord, {
 }, defaults={"diagnoses": _FRESH_LIST, "medications": _FRESH_LIST}, required=("id", "requests"))
 
 
-def case_records(data: Any) -> CaseRecord | None:
-    """The case document as records when every value is as the models would store it; None
+def plain_case(data: Any) -> PlainCase | None:
+    """The case document as a plain case when every value is as the models would store it; None
     (the models decide, and report any problem) otherwise."""
     try:
         case = CASE.read(data)
         d = case.__dict__
-        if type(d["patient"]) is not PatientRecord:
+        if type(d["patient"]) is not PlainPatient:
             d["patient"] = PATIENT.default()
-        if type(d["findings"]) is not FindingsRecord:
+        if type(d["findings"]) is not PlainFindings:
             d["findings"] = FINDINGS.default()
     except (_NotMine, RecursionError):
         return None
