@@ -3,7 +3,7 @@ their bounds, the item notation (drug, strength, quantity, units a day, modality
 the item text) and the derivation of a request's left-out fields.
 
 The case models (case.py) are built from the same declarations; a plain `mtus evaluate` on a
-warm start-up cache reads its case with records.py and never imports pydantic (issue 12).
+warm start-up cache reads its case with plain_case.py and never imports pydantic (issue 12).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from ..errors import InputError
 from ..rules.rulebook import FactSpec, cached_rulebook, default_rules_dir, item_tables
 from ..yamlio import parse_document, read_bytes
 
-from ..yamlio import DEFAULT_MAX_BYTES, line_of, parse_document, read_bytes
-
 # Per case: a UR request names a handful of items; thousands are a malformed or hostile case.
 # Documented in `mtus evaluate --help`; the engine stays linear in requests below it.
 MAX_REQUESTS = 500
@@ -32,9 +30,8 @@ MAX_MEDICATIONS = 500
 
 # ---------------------------------------------------------------- the fact vocabulary
 # Every fact a case states (source findings, request or patient) is declared once, in
-# rules/vocabulary/facts*.yaml: its type, its values, its bounds and its meaning. The models
-# below are built from those declarations, so a fact added there is a case field; only what is
-# not a fact (ids, dates, the item as written, the medication list) is written here.
+# rules/vocabulary/facts*.yaml: its type, its values, its bounds and its meaning. CASE_FACTS
+# holds those declarations; the case models (case.py) and plain_case.py's reader are built from them.
 
 def _read_case_facts(vocabulary: Path) -> dict[str, FactSpec]:
     """The declared facts a case states, in declaration order (facts.yaml, then facts-*.yaml).
@@ -108,7 +105,7 @@ DIAGNOSIS_TYPES = fact_values("diagnosis_type")
 
 
 # ---- what the case models' validators do to a value before it is checked (case.py's models
-# and records.py's reader both call these: one definition)
+# and plain_case.py's reader both call these: one definition)
 
 def one_region(v: Any) -> Any:
     """requests[].body_region: one region written alone is a list of one."""
