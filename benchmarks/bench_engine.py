@@ -33,7 +33,7 @@ import yaml  # noqa: E402
 
 from bench_items import synthetic_request  # noqa: E402
 from durable_yardstick import RULES, host_trivial_rate, trivial_ruleset_rate  # noqa: E402
-from mtus_engine.evaluation import case as case_module  # noqa: E402
+from mtus_engine.evaluation import items as items_module  # noqa: E402
 from mtus_engine.evaluation.case import Case, case_from_data  # noqa: E402
 from mtus_engine.rules.compiler import compile_rulebook  # noqa: E402
 from mtus_engine.evaluation.engine import Engine  # noqa: E402
@@ -73,12 +73,12 @@ def family_mix() -> list[Case]:
 def engine_round(engine: Engine, cases: list[Case], requests: int, cold: bool = False) -> tuple[float, list[float]]:
     """Requests per second over ``requests`` requests (cycling the cases), and per-request latencies.
 
-    The item parser keeps what it read of each item text (case._item_cache): replaying the same
+    The item parser keeps what it read of each item text (items._item_cache): replaying the same
     cases, every item after the first round is a cache hit. ``cold`` empties that cache before
     every case, so each case's items are read afresh, as a stream of new cases would be."""
     latencies: list[float] = []
     done = 0
-    item_cache = case_module._item_cache
+    item_cache = items_module._item_cache
     start = time.process_time()
     while done < requests:
         for case in cases:

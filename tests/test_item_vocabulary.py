@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtus_engine.evaluation import case as C
+from mtus_engine.evaluation import items
+from mtus_engine.evaluation.case import case_from_data
 from mtus_engine.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ EXAMPLES = VOCAB["order_examples"]
 
 
 def _modalities():
-    return C._tables().item_modalities     # (name, strong, pattern, needles), in the YAML's order
+    return items._tables().item_modalities     # (name, strong, pattern, needles), in the YAML's order
 
 
 def _entries(name: str) -> list[int]:
@@ -31,12 +32,12 @@ def _matches(n: int, item: str) -> bool:
     return bool(re.compile(*_modalities()[n][2]._args).search(item))
 
 
-def _fresh_tables(monkeypatch, needles: bool) -> "C._ItemTables":
+def _fresh_tables(monkeypatch, needles: bool) -> "items._ItemTables":
     """The rulebook in effect's tables as a new process has them: needles from the start-up
     cache or none (worked out after the warm-up), no pattern compiled, no finder."""
-    vocabulary = C._tables().vocabulary
-    fresh = C._ItemTables(vocabulary, C._vocabulary_needles(vocabulary) if needles else None)
-    monkeypatch.setitem(C._tables_by_rules, os.environ.get("MTUS_RULES"), fresh)
+    vocabulary = items._tables().vocabulary
+    fresh = items._ItemTables(vocabulary, items._vocabulary_needles(vocabulary) if needles else None)
+    monkeypatch.setitem(items._tables_by_rules, os.environ.get("MTUS_RULES"), fresh)
     return fresh
 
 
@@ -47,7 +48,7 @@ def test_order_example_is_matched_by_both_and_won_by_the_earlier(example):
     over_hits = [n for n in _entries(over) if _matches(n, item)]
     assert over_hits, f"{item!r} is not matched by {over}: the example shows no order"
     assert first_win < min(over_hits), f"{wins} must come before {over} in items.yaml"
-    assert C.item_modality(item)[0] == wins
+    assert items.item_modality(item)[0] == wins
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["first items", "after the warm-up"])
@@ -55,15 +56,15 @@ def test_the_parser_honours_the_tables_order(monkeypatch, warm):
     tables = _fresh_tables(monkeypatch, needles=True)
     original = tables.item_modalities
     if warm:
-        tables.parses = C.WARM_UP_ITEMS
+        tables.parses = items.WARM_UP_ITEMS
     monkeypatch.setattr(tables, "item_modalities", tuple(reversed(original)))
     for example in EXAMPLES:
         # reversed, the last entry that matches wins; where that is another entry of the same
         # modality (a narrower entry placed ahead of its general one), the winner stays
         last = max(n for n in range(len(original)) if bool(re.compile(*original[n][2]._args).search(example["item"])))
-        assert C.item_modality(example["item"])[0] == original[last][0], example
+        assert items.item_modality(example["item"])[0] == original[last][0], example
     # and for all but such narrower entries, reversing the table hands the item to the loser
-    flipped = [e for e in EXAMPLES if C.item_modality(e["item"])[0] != e["wins"]]
+    flipped = [e for e in EXAMPLES if items.item_modality(e["item"])[0] != e["wins"]]
     assert len(flipped) >= len(EXAMPLES) - 1, "reversing the table must change the examples' winners"
 
 
@@ -84,13 +85,13 @@ def _cases():
     for path in sorted((ROOT / "rules").rglob("*.test.yaml")):
         for entry in (yaml.safe_load(path.read_text()) or {}).get("tests") or []:
             try:
-                yield C.case_from_data(entry["case"], str(path))
+                yield case_from_data(entry["case"], str(path))
             except Exception:  # noqa: BLE001 - invalid cases are what some tests are about
                 continue
 
 
 def test_every_pattern_compiles():
-    tables = C._tables()
+    tables = items._tables()
     for table in (tables.item_modalities, tables.text_modalities, tables.text_regions, tables.item_regions):
         for _, _, pattern, _ in table:
             re.compile(*pattern._args)
@@ -100,13 +101,13 @@ def test_every_pattern_compiles():
 def test_needles_never_change_a_match(monkeypatch, warm):
     tables = _fresh_tables(monkeypatch, needles=True)
     if warm:
-        tables.parses = C.WARM_UP_ITEMS
+        tables.parses = items.WARM_UP_ITEMS
     plain = [(n, s, re.compile(*p._args)) for n, s, p, _ in tables.item_modalities]
     regions = [(n, re.compile(*p._args)) for n, _, p, _ in tables.text_regions]
     for text in _corpus():
         expect = next(((n, s) for n, s, rx in plain if rx.search(text)), (None, False))
-        assert C.item_modality(text) == expect, text
-        assert C.body_regions(text) == [n for n, rx in regions if rx.search(text)], text
+        assert items.item_modality(text) == expect, text
+        assert items.body_regions(text) == [n for n, rx in regions if rx.search(text)], text
         if not warm:
             tables.parses = 0     # stays before the warm-up
     assert (tables.finder is not None) == warm
@@ -116,19 +117,19 @@ def test_a_drug_item_compiles_no_modality_pattern(monkeypatch):
     # with the needles from the start-up cache, a cold evaluate of a drug request tries none of
     # the ~40 item patterns (compiling them was a fifth of its first evaluate)
     tables = _fresh_tables(monkeypatch, needles=True)
-    assert C.item_modality("Cyclobenzaprine 7.5mg #60 refills x 3") == (None, False)
+    assert items.item_modality("Cyclobenzaprine 7.5mg #60 refills x 3") == (None, False)
     assert all(pattern._compiled is None for _, _, pattern, _ in tables.item_modalities)
     assert tables.finder is None
 
 
 def test_the_first_items_take_the_plain_path_and_agree(monkeypatch):
     tables = _fresh_tables(monkeypatch, needles=False)     # no needles cached: worked out later
-    corpus = _corpus()[:C.WARM_UP_ITEMS]
-    plain = [(C.item_modality(t), C.item_regions(t)) for t in corpus]
+    corpus = _corpus()[:items.WARM_UP_ITEMS]
+    plain = [(items.item_modality(t), items.item_regions(t)) for t in corpus]
     assert not tables.has_needles and tables.finder is None     # nothing built for a one-case command
-    C.item_modality("x")
+    items.item_modality("x")
     assert tables.has_needles and tables.finder is not None
-    assert plain == [(C.item_modality(t), C.item_regions(t)) for t in corpus]
+    assert plain == [(items.item_modality(t), items.item_regions(t)) for t in corpus]
 
 
 def test_needles_are_lower_case_and_found_in_what_they_guard(monkeypatch):
@@ -137,14 +138,14 @@ def test_needles_are_lower_case_and_found_in_what_they_guard(monkeypatch):
         for *_, needles in table:
             assert needles and all(n == n.lower() for n in needles)
     # "Knee" with a Kelvin sign matches \bknees?\b case-insensitively: non-ASCII text skips needles
-    assert C.item_regions("\u212anee brace") == ["knee"]
+    assert items.item_regions("\u212anee brace") == ["knee"]
 
 
 def test_a_broken_item_vocabulary_names_the_file_and_entry(tmp_path):
     (tmp_path / "items.yaml").write_text(
         "item_modalities:\n  - {modality: x, pattern: 3}\ntext_modalities: []\n")
     with pytest.raises(InputError) as err:
-        C._read_item_vocabulary(tmp_path)
+        items._read_item_vocabulary(tmp_path)
     assert "items.yaml" in str(err.value) and "item_modalities[0]" in str(err.value)
 
 
@@ -224,16 +225,16 @@ def test_the_item_tables_follow_the_rulebook_in_effect(rules_copy, monkeypatch):
                     .replace(pt, "pattern: '\\b(?i:physical therap\\w*|physiotherap\\w*|kinesiotherap\\w*)|\\bPT\\b'", 1))
     item, region, therapy = "Work tolerance screen", "pain over the kneecap", "kinesiotherapy twice a week"
     monkeypatch.delenv("MTUS_RULES", raising=False)
-    assert C.item_modality(item) == (None, False) and C.body_regions(region) == []
+    assert items.item_modality(item) == (None, False) and items.body_regions(region) == []
     assert not letter._therapy_patterns()["physical_therapy"].search(therapy)
     drugs = load_rulebook(rules_copy).drugs
     monkeypatch.setenv("MTUS_RULES", str(rules_copy))
-    assert C.item_modality(item) == ("fce", True)
-    assert C.parse_item(item, drugs)["modality"] == "fce"
-    assert C.body_regions(region) == ["knee"] and C.item_regions("brace for the kneecap") == ["knee"]
+    assert items.item_modality(item) == ("fce", True)
+    assert items.parse_item(item, drugs)["modality"] == "fce"
+    assert items.body_regions(region) == ["knee"] and items.item_regions("brace for the kneecap") == ["knee"]
     assert letter._therapy_patterns()["physical_therapy"].search(therapy)
     monkeypatch.delenv("MTUS_RULES")      # and back
-    assert C.item_modality(item) == (None, False) and C.body_regions(region) == []
+    assert items.item_modality(item) == (None, False) and items.body_regions(region) == []
     assert not letter._therapy_patterns()["physical_therapy"].search(therapy)
 
 
@@ -244,14 +245,14 @@ def test_threads_warming_the_tables_at_once_build_a_finder_of_every_needle():
     import threading
     import time
 
-    class Slow(C._ItemTables):
+    class Slow(items._ItemTables):
         def __setattr__(self, name, value):
             if name == "item_modalities" and getattr(self, "has_needles", False):
                 time.sleep(0.2)    # the window between the needles' flag and the entries
             super().__setattr__(name, value)
 
-    tables = Slow(C._tables().vocabulary)
-    tables.parses = C.WARM_UP_ITEMS + 10
+    tables = Slow(items._tables().vocabulary)
+    tables.parses = items.WARM_UP_ITEMS + 10
     threads = [threading.Thread(target=tables.warm) for _ in range(2)]
     threads[0].start()
     time.sleep(0.05)

@@ -5,7 +5,7 @@ A fact left out means the records are silent on it; that is different from ``fal
 
 These pydantic models are the validating definition of a case. What the engine reads at run
 time (the item notation, the derivation of a request's fields, the fact bounds) is in
-items.py, without pydantic, and re-exported here.
+items.py, without pydantic; the names callers imported from here before the split still work.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from ..errors import InputError
 from ..rules.rulebook import FactSpec
 from ..yamlio import DEFAULT_MAX_BYTES, line_of, parse_document, read_bytes
 from . import items as _items
-# what the engine reads at run time lives in items.py (no pydantic); its public names re-exported
-from .items import (BODY_REGIONS, CASE_FACTS, COMPOUND, DIAGNOSIS_TYPES, FIRST_LINE_TREATMENTS,  # noqa: F401
-                    GI_RISK_FACTORS, INGREDIENTS, MAX_INJECTIONS, MAX_MEDICATIONS, MAX_QUANTITY, MAX_REQUESTS,
-                    MAX_SESSIONS, MAX_UNITS_PER_DAY, MODALITIES, WARM_UP_ITEMS, DrugLookup, body_regions,
-                    date_order_problems, derive_request, fact_values, item_modality, item_regions,
-                    medication_generic, modality_patterns, parse_item, strength_mg, units_per_day)
+# what the engine reads at run time lives in items.py (no pydantic); the names callers import
+# from here before the split are re-exported (the rest: import them from items.py)
+from .items import (BODY_REGIONS, CASE_FACTS, DIAGNOSIS_TYPES, GI_RISK_FACTORS, INGREDIENTS,  # noqa: F401
+                    MAX_MEDICATIONS, MAX_REQUESTS, MODALITIES, DrugLookup, body_regions, date_order_problems,
+                    derive_request, fact_values, modality_patterns, parse_item)
 
 # ---------------------------------------------------------------- the fact vocabulary
 # Every fact a case states (source findings, request or patient) is declared once, in
@@ -135,7 +134,6 @@ class Case(_CaseModel):
             if problems:
                 raise ValueError("; ".join(msg for _, msg in problems))
         return self
-
 
 
 # ---------------------------------------------------------------- loading
@@ -330,11 +328,3 @@ def _kind(spec: FactSpec) -> str:
     if spec.exclusive_minimum is not None:
         return f"{spec.type} over {spec.exclusive_minimum}" + (f", at most {high}" if high is not None else "")
     return spec.type + (f" up to {high}" if high is not None else "")
-
-
-def __getattr__(name: str) -> Any:
-    """The rest of items.py (its internals were this module's before the split)."""
-    try:
-        return getattr(_items, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

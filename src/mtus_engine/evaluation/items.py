@@ -88,12 +88,10 @@ def _maximum(name: str) -> float:
 
 
 # Bounds above which a number is a data-entry error, not a request (declared in the vocabulary).
-MAX_QUANTITY = _maximum("quantity")
 MAX_SESSIONS = _maximum("sessions")
 MAX_UNITS_PER_DAY = _maximum("units_per_day")
 MAX_INJECTIONS = _maximum("injections_per_session")
 
-FIRST_LINE_TREATMENTS = fact_values("first_line_tried")
 BODY_REGIONS = fact_values("body_region")
 MODALITIES = fact_values("modality")
 # what a compounded topical may contain; "other" is an ingredient the vocabulary cannot name

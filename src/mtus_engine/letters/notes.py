@@ -5,7 +5,7 @@ A note is read by its sections: the header (dates, age, sex), Subjective/History
 Medications, Assessment/Diagnoses and Plan/Request. The clinical facts come from letter.py's
 narrative reader (one reader, one vocabulary: rules/vocabulary), applied to the note's
 Subjective, Objective and Medications text as it reads an IMR letter's clinical case summary.
-The requests come from the Plan's lines that request an item, parsed with case.parse_item.
+The requests come from the Plan's lines that request an item, parsed with items.parse_item.
 
 What is never guessed: a drug continued without a quantity is not a request (it is a current
 medication); a planned or requested treatment is not one tried; an allergy list names no
