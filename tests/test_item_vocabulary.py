@@ -262,3 +262,19 @@ def test_threads_warming_the_tables_at_once_build_a_finder_of_every_needle():
     wanted = {n for *_, needles in tables.item_modalities if needles for n in needles}
     assert wanted and tables.finder is not None
     assert tables.needles_in(" ".join(sorted(wanted))) >= wanted
+
+
+def test_a_medication_is_named_when_another_thread_empties_the_item_cache(monkeypatch):
+    # the item cache is emptied when it grows past its bound, by whichever of the service's
+    # threads parses then: a medication's name parsed and stored by one thread may be gone
+    # before that thread reads it back (simulated: a cache that keeps nothing)
+    from mtus_engine.rules.rulebook import load_rulebook
+
+    class Forgetful(dict):
+        def __setitem__(self, key, value):
+            pass
+
+    drugs = load_rulebook().drugs
+    monkeypatch.setattr(items, "_item_cache", Forgetful())
+    assert items.medication_generic("Flexeril 10 mg", drugs) == "cyclobenzaprine"
+    assert items.medication_generic("compounded ketoprofen 20% cream", drugs) == items.COMPOUND

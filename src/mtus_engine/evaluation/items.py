@@ -144,12 +144,8 @@ class DrugLookup(Protocol):
 
 def medication_generic(name: str, drugs: DrugLookup) -> str | None:
     """A medication's generic name; a compounded topical is one drug, whatever it contains."""
-    key = (id(drugs), name)
-    hit = _item_cache.get(key)
-    if hit is None:
-        parse_item(name, drugs)
-        hit = _item_cache[key]
-    if hit.get("drug") == COMPOUND:
+    # the parse as _parsed returns it: read back from the cache, another thread may have emptied it
+    if _parsed(name, drugs).get("drug") == COMPOUND:
         return COMPOUND
     return drugs.generic(name)
 
