@@ -152,7 +152,11 @@ def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _before(transform: Callable[[Any], Any], check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def transformed(v: Any) -> Any:
-        return check(transform(v))
+        try:
+            v = transform(v)
+        except ValueError:      # the models' validator raises it too, and they report it
+            raise _NotMine from None
+        return check(v)
     return transformed
 
 
