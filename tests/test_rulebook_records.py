@@ -78,6 +78,19 @@ def test_records_behave_as_the_schema_models(rulebook):
         assert all(type(c) is records.Citation for c in rule.citations())
 
 
+def test_values_of_any_type_dump_as_the_schema_model_dumps_them():
+    # a fact's params (and an assume:) hold any value: a tuple is dumped as a tuple in python
+    # mode and as a list in json mode by pydantic, None inside a mapping kept by exclude_none
+    import datetime as dt
+    model = schema.FactSpec.model_validate({"type": "boolean", "source": "derived", "meaning": "m", "function": "f",
+                                            "params": {"a": None, "pair": (1, [2, (3,)]), "on": dt.date(2015, 1, 2)}})
+    for options in ({}, {"exclude_none": True}, {"exclude_defaults": True}, {"mode": "json"},
+                    {"mode": "json", "exclude_none": True, "by_alias": True}):
+        dumped = record_of(model).model_dump(**options)
+        assert dumped == model.model_dump(**options), options
+        assert type(dumped["params"]["pair"]) is type(model.model_dump(**options)["params"]["pair"]), options
+
+
 def test_records_are_immutable_and_validate_through_the_schema(rulebook):
     rule = rulebook.rules[0]
     with pytest.raises(AttributeError):

@@ -219,7 +219,9 @@ def _dump(value: Any, mode: str, exclude_none: bool, exclude_defaults: bool, by_
         return value.model_dump(mode=mode, exclude_none=exclude_none, exclude_defaults=exclude_defaults,
                                 by_alias=by_alias)
     if isinstance(value, (list, tuple)):
-        return [_dump(v, mode, exclude_none, exclude_defaults, by_alias) for v in value]
+        out = [_dump(v, mode, exclude_none, exclude_defaults, by_alias) for v in value]
+        # pydantic keeps a tuple (an Any field's) a tuple in python mode
+        return tuple(out) if mode == "python" and isinstance(value, tuple) else out
     if isinstance(value, dict):
         return {k: _dump(v, mode, exclude_none, exclude_defaults, by_alias) for k, v in value.items()}
     if mode == "json" and isinstance(value, dt.date):
