@@ -147,7 +147,11 @@ class EditionMixin(DatedMixin):
 
 class Record:
     """Validated values as attributes, immutable. Not a dataclass: generating one costs about
-    a millisecond at import, which every start would pay for each of these classes."""
+    a millisecond at import, which every start would pay for each of these classes.
+
+    Calling the class (``Rule(...)``) checks only the field names (required, unknown): values
+    are stored as given, nested mappings are not made records. Data from outside is validated
+    with ``Rule.model_validate(data)`` (the schema model's errors, then the record)."""
 
     _fields: tuple[str, ...] = ()
     _defaults: dict[str, Any] = {}
