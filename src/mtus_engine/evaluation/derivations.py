@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from .items import _parsed, medication_generic, strength_mg, units_per_day
+from .items import CASE_FACTS, _parsed, medication_generic, strength_mg, units_per_day
 from .derived import DerivedRequest
 from ..rules.compiler import flag
 
@@ -716,8 +716,7 @@ class FactPlan:
 
 def _findings_fields(rulebook: Any) -> list[str]:
     """The findings a case can carry, in the model's order (what request_facts walks): the
-    declared findings facts, in declaration order."""
-    from .items import CASE_FACTS
+    declared findings facts, in declaration order (the case model's, read at import)."""
     return [name for name, spec in CASE_FACTS.items() if spec.source == "findings"]
 
 
