@@ -1,4 +1,4 @@
-"""A request after derivation (case.derive_request): every field of a Request, typed, with the
+"""A request after derivation (items.derive_request): every field of a Request, typed, with the
 fields the records leave out as None. Reading a field that does not exist raises (the old
 dict-with-getattr read a typo as None and a rule silently saw "not documented").
 
