@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..errors import InputError
-from ..evaluation.case import body_regions
+from ..evaluation.items import body_regions
 from .letter import (_AGE_SEX, _DATE, _H_ITEMS_A, _H_ITEMS_B, _LETTER_MARKERS, _NEURO_SIGN_REGIONS, _date,
                      _drug_mentions, _lines, _parse_item_text, _placed, _sentences, _split_outside_parens,
                      narrative_case, read_narrative)
