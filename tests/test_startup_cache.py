@@ -191,48 +191,48 @@ def test_a_family_durable_rules_refuses_fails_at_start_up_until_accepted(cache, 
 
 
 def test_the_case_models_facts_come_from_the_cached_rulebook(cache, rules_copy, monkeypatch):
-    from mtus_engine.evaluation import items as case_module   # the case facts and item tables: items.py
-    from_yaml = case_module._read_case_facts(rules_copy / "vocabulary")
+    from mtus_engine.evaluation import items as items_module   # the case facts and item tables
+    from_yaml = items_module._read_case_facts(rules_copy / "vocabulary")
     assert from_yaml and set(from_yaml) < set(load_rulebook(rules_copy).facts)   # derived facts left out
     _fresh_process(monkeypatch)
-    monkeypatch.setattr(case_module, "_read_case_facts", lambda vocabulary: pytest.fail("read the YAML"))
-    got = case_module._case_facts(rules_copy)
+    monkeypatch.setattr(items_module, "_read_case_facts", lambda vocabulary: pytest.fail("read the YAML"))
+    got = items_module._case_facts(rules_copy)
     assert list(got.items()) == list(from_yaml.items())      # same facts, same order
     # nothing cached for this directory: read from the YAML (never a rulebook load from the import)
     _fresh_process(monkeypatch)
     monkeypatch.setenv("MTUS_NO_CACHE", "1")
-    monkeypatch.setattr(case_module, "_read_case_facts", lambda vocabulary: {"read": vocabulary})
-    assert case_module._case_facts(rules_copy) == {"read": rules_copy / "vocabulary"}
+    monkeypatch.setattr(items_module, "_read_case_facts", lambda vocabulary: {"read": vocabulary})
+    assert items_module._case_facts(rules_copy) == {"read": rules_copy / "vocabulary"}
 
 
 def test_the_item_tables_come_from_the_cached_rulebook(cache, rules_copy, monkeypatch):
-    from mtus_engine.evaluation import items as case_module   # the case facts and item tables: items.py
-    from_yaml = case_module._read_item_vocabulary(rules_copy / "vocabulary")
+    from mtus_engine.evaluation import items as items_module   # the case facts and item tables
+    from_yaml = items_module._read_item_vocabulary(rules_copy / "vocabulary")
     assert load_rulebook(rules_copy).items == from_yaml          # checked and kept at load
     _fresh_process(monkeypatch)
-    monkeypatch.setattr(case_module, "_read_item_vocabulary", lambda vocabulary: pytest.fail("read the YAML"))
-    got = case_module._item_vocabulary(rules_copy)                # unpickled from the start-up cache
+    monkeypatch.setattr(items_module, "_read_item_vocabulary", lambda vocabulary: pytest.fail("read the YAML"))
+    got = items_module._item_vocabulary(rules_copy)                # unpickled from the start-up cache
     assert list(got) == list(from_yaml) and got == from_yaml       # same tables, same order
     # nothing cached for this directory: read from the YAML (never a rulebook load from the import)
     _fresh_process(monkeypatch)
     monkeypatch.setenv("MTUS_NO_CACHE", "1")
-    monkeypatch.setattr(case_module, "_read_item_vocabulary", lambda vocabulary: {"read": vocabulary})
-    assert case_module._item_vocabulary(rules_copy) == {"read": rules_copy / "vocabulary"}
+    monkeypatch.setattr(items_module, "_read_item_vocabulary", lambda vocabulary: {"read": vocabulary})
+    assert items_module._item_vocabulary(rules_copy) == {"read": rules_copy / "vocabulary"}
 
 
 def test_the_item_needles_come_from_the_start_up_cache(cache, rules_copy, monkeypatch):
-    from mtus_engine.evaluation import items as case_module   # the case facts and item tables: items.py
-    first = case_module._tables_of(rules_copy, load_rulebook(rules_copy))    # worked out, then kept
+    from mtus_engine.evaluation import items as items_module   # the case facts and item tables
+    first = items_module._tables_of(rules_copy, load_rulebook(rules_copy))    # worked out, then kept
     assert first.has_needles and _entries(cache, "item-needles")
     _fresh_process(monkeypatch)
-    monkeypatch.setattr(case_module, "_vocabulary_needles", lambda vocabulary: pytest.fail("worked them out again"))
-    again = case_module._tables_of(rules_copy, case_module.cached_rulebook(rules_copy))
+    monkeypatch.setattr(items_module, "_vocabulary_needles", lambda vocabulary: pytest.fail("worked them out again"))
+    again = items_module._tables_of(rules_copy, items_module.cached_rulebook(rules_copy))
     assert again.has_needles
     assert [e[3] for e in again.item_modalities] == [e[3] for e in first.item_modalities]
     # the cache off: no needles until the warm-up (then worked out), nothing written
     _fresh_process(monkeypatch)
     monkeypatch.setenv("MTUS_NO_CACHE", "1")
-    assert not case_module._tables_of(rules_copy, load_rulebook(rules_copy)).has_needles
+    assert not items_module._tables_of(rules_copy, load_rulebook(rules_copy)).has_needles
 
 
 def test_a_start_walks_the_rules_directory_once(cache, rules_copy, monkeypatch):
