@@ -212,3 +212,23 @@ def test_flip_offers_each_alternative_that_alone_certifies(engine):
     assert [("findings.neurologic_deficit_regions", ["cervical", "lumbar"])] in found, found
     placed = next(s for s in ans.suggestions if s.changes[0][0] == "findings.neurologic_deficit_regions")
     assert placed.documentation == ["document that the neurologic deficit concerns the body part requested (cervical)"]
+
+
+def test_flip_goes_through_a_combination_of_findings_member_by_member(engine):
+    # an EMG's indication is any_of [a deficit for the limb's spine, a suspected entrapment]: a
+    # lumbar deficit does not indicate a study of the arms; placing it at the neck would (through
+    # finding_in_region's inverse); the entrapment, read from the diagnoses, has no field to set
+    case = load_case_text("id: r\nrequest_date: 2016-10-01\n"
+                          "findings: {neurologic_deficit: true, neurologic_deficit_regions: [lumbar], "
+                          "conservative_care_failed: true}\n"
+                          "requests:\n  - item: EMG/NCV bilateral upper extremities\n")
+    ans = flip(case, engine)[0]
+    assert ans.decision == "non-certify" and ans.impossible is None, ans.impossible
+    found = [s.changes for s in ans.suggestions if s.verified]
+    assert [("findings.neurologic_deficit_regions", ["cervical", "lumbar"])] in found, found
+    # certified on a cervical deficit: documenting no deficit denies it (every member of the
+    # any_of not already false: the entrapment is not suspected, so the deficit alone)
+    ok = apply_changes(case, [("findings.neurologic_deficit_regions", ["cervical"])])
+    denials = [s for s in flip(ok, engine)[0].suggestions if s.to == "non-certify" and s.verified]
+    assert any(s.changes == [("findings.neurologic_deficit", False)] for s in denials), denials
+    assert any(s.documentation == ["records showing no neurologic deficit"] for s in denials), denials

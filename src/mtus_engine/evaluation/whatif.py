@@ -21,7 +21,8 @@ from pydantic import BaseModel
 
 from .case import Case, Findings, Medication, Patient, Request, case_from_data, derive_request
 from ..rules.compiler import test_holds
-from .derivations import solve
+from .derivations import request_facts, solve
+from .derived import DerivedRequest
 from .determination import DECISIONS, CaseDetermination, Determination
 from .engine import Engine
 from ..errors import InputError
@@ -228,6 +229,10 @@ def _derived_fixes(case: Case, fields: dict[str, Any], rb: Any, step: Any, crit:
     """Through a derived fact's declaration: a formula's ``solve`` (the request field to vary,
     searched over the formula itself), or a registered function's inverse."""
     t = crit.test
+    spec = rb.facts[step.name]
+    if t.op == "equals" and isinstance(t.operand, bool) and (spec.any_of or spec.all_of or spec.none_of):
+        # a combination of yes/no facts: through its members, each by its own declaration
+        return _boolean_fixes(case, fields, rb, step.name, t.operand if want_met else not t.operand, req)
     if t.op == "equals" and step.inverse is not None:
         # a derived yes/no (a finding held for the request's body part): the inverse names the
         # findings to document; words it leaves out are the criterion's own
@@ -253,6 +258,49 @@ def _derived_fixes(case: Case, fields: dict[str, Any], rb: Any, step: Any, crit:
     if step.inverse is not None:
         return step.inverse(case, fields, rb, t.op, t.operand, want_met, **step.params)
     return []  # e.g. a sum over several drugs: no one field to change
+
+
+def _boolean_fixes(case: Case, fields: Any, rb: Any, fact: str, target: bool, req: str,
+                   depth: int = 0, now: dict[str, Any] | None = None) -> list[list[tuple[str, Any, str]]]:
+    """Ways to make a yes/no fact hold ``target``: a documented fact is set; a derived one goes
+    through its registered inverse, or, for any_of / all_of / none_of, through its members: one
+    member suffices (any_of true, all_of false), else every member not yet so, each its first
+    way, together. Each alternative is verified by evaluation before it is offered."""
+    if now is None:
+        derived = fields if isinstance(fields, DerivedRequest) else DerivedRequest.of(dict(fields))
+        now = request_facts(case, derived, rb)
+    spec = rb.facts.get(fact)
+    if spec is None or spec.type != "boolean" or depth > 8:
+        return []
+    name = fact.replace("_", " ")
+    words = f"document {name}" if target else f"records showing no {name}"
+    if spec.source != "derived":
+        path = {"findings": f"findings.{fact}", "request": f"{req}.{fact}", "patient": f"patient.{fact}"}[spec.source]
+        return [[(path, target, words)]]
+    kind = "any_of" if spec.any_of else "all_of" if spec.all_of else "none_of" if spec.none_of else None
+    if kind is None:
+        step = rb.derivation_plan.steps.get(fact)
+        if step is None or step.inverse is None:
+            return []
+        # the inverse's own words where it gives them; else the finding it sets
+        return [[(p, v, w or (f"document {p.rsplit('.', 1)[-1].replace('_', ' ')}" if v is True else
+                              f"records showing no {p.rsplit('.', 1)[-1].replace('_', ' ')}"))
+                 for p, v, w in alt]
+                for alt in step.inverse(case, fields, rb, "equals", target, True, **step.params)]
+    members = getattr(spec, kind)
+    if kind == "none_of":
+        kind, target = "any_of", not target
+    if (kind == "any_of") == target:
+        return [alt for m in members for alt in _boolean_fixes(case, fields, rb, m, target, req, depth + 1, now)]
+    together: list[tuple[str, Any, str]] = []
+    for m in members:
+        if (now.get(m) is True) == target:
+            continue    # already as wanted (false, or undocumented, counts as not true)
+        alts = _boolean_fixes(case, fields, rb, m, target, req, depth + 1, now)
+        if not alts:
+            return []
+        together.extend(alts[0])
+    return [together]
 
 
 def _fixes(engine: Engine, case: Case, idx: int, rule_id: str, crit_id: str, want_met: bool,
