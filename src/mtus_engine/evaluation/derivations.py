@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from .items import CASE_FACTS, _parsed, medication_generic, strength_mg, units_per_day
+from .items import CASE_FACTS, _parsed, medication_generic, strength_mcg, strength_mg, units_per_day
 from .derived import DerivedRequest
 from ..rules.compiler import flag
 
@@ -180,7 +180,8 @@ class Compiler:
             if not (isinstance(n.value, ast.Name) and n.value.id == "drug"):
                 raise ExpressionError("only drug.<attribute> (the requested drug's vocabulary entry) is allowed")
             attr = n.attr
-            if attr not in ("classes", "sedating", "daily_units", "morphine_equivalent", "brands", "aliases"):
+            if attr not in ("classes", "sedating", "daily_units", "morphine_equivalent", "brands", "aliases",
+                            "opioid_figure", "strength_unit", "morphine_equivalent_excluded"):
                 raise ExpressionError(f"drugs.yaml has no attribute {attr!r}")
             return lambda ctx: None if ctx.spec is None else getattr(ctx.spec, attr)
         if isinstance(n, ast.BinOp) and type(n.op) in _ARITH:
@@ -920,11 +921,19 @@ def _months_since_injury(ctx: Ctx) -> int | None:
 
 def _morphine_mg(spec: Any, strength: str | None, per_day: float | None) -> float | None:
     """Daily oral morphine mg of one opioid: strength x units a day (as directed, else the
-    usual) x the conversion factor; None when any of them is unknown."""
-    mg = strength_mg(strength)
-    if spec is None or spec.morphine_equivalent is None or not mg:
+    usual) x the conversion factor; for a patch (strength_unit mcg/hr) its rate x the factor;
+    0 for an opioid the conversion tables leave out; None when any of them is unknown."""
+    if spec is not None and spec.morphine_equivalent_excluded:
+        return 0.0
+    if spec is None or spec.morphine_equivalent is None:
         return None
-    return mg[0] * (per_day or spec.daily_units) * spec.morphine_equivalent
+    if spec.strength_unit == "mcg/hr":
+        rate = strength_mcg(strength)
+        return rate[0] * spec.morphine_equivalent if rate else None
+    mg = strength_mg(strength)
+    if not mg or len(mg) < spec.opioid_figure:
+        return None
+    return mg[spec.opioid_figure - 1] * (per_day or spec.daily_units) * spec.morphine_equivalent
 
 
 @derivation("morphine_equivalent_total", inverse=None)   # a sum over several drugs: no one field to change

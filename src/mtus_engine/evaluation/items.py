@@ -575,7 +575,9 @@ _SEGMENT_SPLIT = _LazyPattern(r"[,;+]|(?<!\d)/|/(?!\d)|\band\b|\bwith\b|\bin\b",
 _PERCENT = _LazyPattern(r"\d\s*%")
 _INGREDIENT_WORDS = [(name, _LazyPattern(r"(?<![A-Za-z])" + name.replace("_", r"[\s-]*") + r"(?![A-Za-z])", re.I))
                      for name in INGREDIENTS if name != "other"]
-# "Lidocaine 5% patch": the patch the vocabulary names "lidocaine patch"
+# "Lidocaine 5% patch": the patch the vocabulary names "lidocaine patch"; a strength in mcg an
+# hour is a patch's rate ("Fentanyl 25 mcg/hr")
+_PATCH = _LazyPattern(r"\bpatch|\btransdermal|\d\s*mcg\s*/\s*h(?:r|our)?\b", re.I)
 _STRENGTH_BEFORE_PATCH = _LazyPattern(r"\b([A-Za-z]+)\s+\d+(?:\.\d+)?\s*%\s+(?:transdermal\s+)?(patch)", re.I)
 _PURCHASE = _LazyPattern(r"purchase|\bbuy\b", re.I)
 _RENTAL = _LazyPattern(r"rental|\brent\b|\btrial\b", re.I)
@@ -592,6 +594,22 @@ _MEDICAL_HOME = _LazyPattern(r"nurs|\bRN\b|wound|infusion|injection|skilled|ther
                            re.I)
 _INJECTIONS = (_LazyPattern(r"(\d+)\s+(?:trigger[- ]?point\s+)?injections?\b", re.I),
                _LazyPattern(r"(?<![\w.])x\s*(\d+)\b", re.I))
+
+
+_numbered_cache: dict[int, tuple[Any, re.Pattern | None]] = {}
+
+
+def _numbered_names(drugs: DrugLookup) -> re.Pattern | None:
+    """The vocabulary's names numbered with "#" ("Tylenol #3"), whose number is no quantity."""
+    hit = _numbered_cache.get(id(drugs))
+    if hit is None or hit[0] is not drugs:
+        names = sorted((n for n in getattr(drugs, "names", dict)() if "#" in n), key=len, reverse=True)
+        pattern = re.compile(r"(?<![A-Za-z])(?:" + "|".join(re.escape(n) for n in names) + r")(?!\d)", re.I) \
+            if names else None
+        if len(_numbered_cache) > 16:
+            _numbered_cache.clear()
+        hit = _numbered_cache[id(drugs)] = (drugs, pattern)
+    return hit[1]
 
 
 def _first_int(m: re.Match | None) -> int | None:
@@ -638,6 +656,14 @@ def strength_mg(text: str | None) -> list[float] | None:
 
 
 _strength_cache: dict[str, tuple[float, ...] | None] = {}
+
+
+def strength_mcg(text: str | None) -> list[float] | None:
+    """The microgram amounts of a strength ("25 mcg", a patch's "25 mcg/hr": [25]); None unless in mcg."""
+    m = _STRENGTH.search(text or "")
+    if not m or (m.group(2) or "").lower() != "mcg":
+        return None
+    return [float(x) for x in _AMOUNT_SPLIT(_SPACES("", m.group(1)))]
 
 
 # compiled once: re.sub and re.split look their pattern up in re's cache on every call
@@ -745,8 +771,10 @@ def _parse_item(item: str, drugs: DrugLookup) -> dict[str, Any]:
     text = _numbers(item)
     modality, strong = item_modality(item)
     drug = None if strong else drugs.find_in_text(_STRENGTH_BEFORE_PATCH.sub(r"\1 \2", item))
-    if drug and re.search(r"\bpatch", item, re.I) and drugs.generic(f"{drug} patch"):
-        drug = drugs.generic(f"{drug} patch")   # "Lidocaine 5% patch"
+    if drug and _PATCH.search(item) and drugs.generic(f"{drug} patch"):
+        drug = drugs.generic(f"{drug} patch")   # "Lidocaine 5% patch", "Fentanyl 25 mcg/hr"
+    if drug and "#" in text and (numbered := _numbered_names(drugs)) is not None:
+        text = numbered.sub(lambda m: m.group().replace("#", "No. "), text)   # "Tylenol #3 #60": #60
     if drug and modality == "other" and _judged_as_compound(drug, drugs):
         drug = None     # "Lidocaine injection" is no topical
     ingredients = None if strong else _compound(item, drug, drugs)

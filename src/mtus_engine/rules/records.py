@@ -315,8 +315,10 @@ class FactSpec(Record):
 
 
 class DrugSpec(Record):
-    _fields = ("brands", "aliases", "classes", "sedating", "daily_units", "morphine_equivalent")
-    _defaults = {"brands": [], "aliases": [], "morphine_equivalent": None}
+    _fields = ("brands", "aliases", "classes", "sedating", "daily_units", "morphine_equivalent", "opioid_figure",
+               "strength_unit", "morphine_equivalent_excluded")
+    _defaults = {"brands": [], "aliases": [], "morphine_equivalent": None, "opioid_figure": 1, "strength_unit": "mg",
+                 "morphine_equivalent_excluded": False}
 
 
 _DATED = ("effective_from", "effective_until", "source", "date_certainty")

@@ -271,6 +271,14 @@ class DrugSpec(_RuleModel):
     daily_units: float = Field(gt=0)
     # oral morphine equivalent per mg (opioids); None where no single factor holds (methadone)
     morphine_equivalent: float | None = Field(default=None, gt=0)
+    # which figure of a combined strength is the opioid ("300/30 mg" acetaminophen/codeine: 2)
+    opioid_figure: int = Field(default=1, ge=1, le=4)
+    # "mcg/hr": the strength is a patch's delivery rate; the daily morphine equivalent is the
+    # rate x the factor, whatever the number of patches a day (fentanyl, CDC/MTUS tables)
+    strength_unit: Literal["mg", "mcg/hr"] = "mg"
+    # a partial agonist the conversion tables leave out (buprenorphine): counts for nothing in
+    # the morphine-equivalent total, and the dosing ceiling does not speak to it
+    morphine_equivalent_excluded: bool = False
 
 
 class _Dated(DatedMixin, _RuleModel):
