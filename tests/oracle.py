@@ -271,8 +271,14 @@ def request_facts(case: Any, fields: dict[str, Any], rulebook: Rulebook) -> dict
         put("gi_risk", True)
     elif f.gi_risk_factors is not None and case.patient.age is not None:
         put("gi_risk", False)
+    # a severe acute injury or surgery, either documented true; false when both are documented false
+    if f.severe_acute_injury is True or f.post_operative is True:
+        put("acute_painful_condition", True)
+    elif f.severe_acute_injury is False and f.post_operative is False:
+        put("acute_painful_condition", False)
     if not (spec and "opioid" in spec.classes):
         return facts
+    put("morphine_equivalent_counted", not spec.morphine_equivalent_excluded)
     # opioids (MTUS Opioid Treatment 2016): which phase of use, and its criteria
     on_list = any("opioid" in _classes(rulebook, m) for m in meds)
     in_use = g("prior_treatment") is True or on_list
@@ -318,10 +324,18 @@ def request_facts(case: Any, fields: dict[str, Any], rulebook: Rulebook) -> dict
                   for m in case.medications if _generic(rulebook, m.name) not in (None, drug)
                   and "opioid" in _classes(rulebook, _generic(rulebook, m.name))]
         for s, strength, per_day in parts:
-            mg = re.match(r"\s*(\d+(?:\.\d+)?)", strength or "")
-            if s is None or s.morphine_equivalent is None or not mg:
+            if s is not None and s.morphine_equivalent_excluded:
+                continue    # buprenorphine: outside the conversion tables
+            # the strength's figures: "300/30 mg" -> [300, 30]; a patch's "25 mcg" is its rate an hour
+            unit = re.search(r"(mcg|mg)\b", strength or "")
+            figures = re.findall(r"\d+(?:\.\d+)?", strength or "")
+            want = "mcg" if s is not None and s.strength_unit == "mcg/hr" else "mg"
+            if s is None or s.morphine_equivalent is None or not unit or unit.group(1) != want \
+                    or len(figures) < s.opioid_figure:
                 total = None
                 break
-            total += float(mg.group(1)) * (per_day or s.daily_units) * s.morphine_equivalent
+            amount = float(figures[s.opioid_figure - 1])
+            total += amount * s.morphine_equivalent if want == "mcg" else \
+                amount * (per_day or s.daily_units) * s.morphine_equivalent
         put("morphine_equivalent_total", None if total is None else round(total))
     return facts
