@@ -108,3 +108,14 @@ def test_buprenorphine_is_not_judged_by_the_dosing_ceiling(engine):
                           '"requests": [{"item": "Butrans 10 mcg/hr #4"}]}')
     rules = set(engine.evaluate(case).determinations[0].rules_fired)
     assert "buprenorphine.chronic-pain" in rules and "opioids.dosing-ceiling" not in rules
+
+
+def test_a_section_cited_with_pages_is_not_cited_again_without(engine):
+    """Ketorolac's own entry (the NSAIDs' specific drug list, p. 72) and the NSAID class, which
+    also cites that list without pages: the list is cited once, with its page."""
+    case = load_case_text('{"id": "k", "request_date": "2014-03-20", "findings": {"post_operative": true}, '
+                          '"requests": [{"item": "Ketorolac 10 mg #20", "prior_use_weeks": 0}]}')
+    citations = engine.evaluate(case).determinations[0].citations
+    listed = [(c.section, c.pages) for c in citations if c.section.startswith("NSAIDs, specific drug list")]
+    assert len(listed) == 1 and listed[0][1] in ("72", ["72"], ("72",))
+    assert any(c.section.startswith("NSAIDs (non-steroidal") for c in citations)

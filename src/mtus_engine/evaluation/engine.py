@@ -533,8 +533,11 @@ class Engine:
         seen, out = set(), []
         for text in texts:
             for key, citation in text.citations:
-                if key not in seen:
+                # a section cited without pages adds nothing to the same section cited with them
+                # (ketorolac's entry in the NSAIDs' specific drug list, which the class also cites)
+                if key not in seen and (key[2] or key[:2] not in seen):
                     seen.add(key)
+                    seen.add(key[:2])
                     out.append(citation)
         return out
 
