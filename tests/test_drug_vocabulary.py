@@ -119,3 +119,15 @@ def test_a_section_cited_with_pages_is_not_cited_again_without(engine):
     listed = [(c.section, c.pages) for c in citations if c.section.startswith("NSAIDs, specific drug list")]
     assert len(listed) == 1 and listed[0][1] in ("72", ["72"], ("72",))
     assert any(c.section.startswith("NSAIDs (non-steroidal") for c in citations)
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    ("She is undergoing treatment for major depressive disorder and anxiety.", True),
+    ("The diagnoses include lumbar strain and depression.", True),
+    ("There is no documentation of depression.", False),
+    ("There was pain with shoulder depression and elevation.", None),   # a motion, not a mood
+    ("She reports pain of 7/10.", None),
+])
+def test_letter_reader_reads_depression(sentence, expected):
+    case = _letter_case(SUMMARY + " " + sentence, "Prozac 20 mg #30", "The request is not medically necessary.")
+    assert (case.get("findings") or {}).get("depression") is expected

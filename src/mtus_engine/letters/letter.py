@@ -1107,6 +1107,10 @@ _EXAM_CUE = re.compile(r"\b(?:exam\w*|revealed|palpa\w*|objective\w*|findings?|n
 _COMPLAINT_CUE = re.compile(r"\b(?:complain\w*|described|reports?|reported|reporting|medications? for|"
                             r"diagnostic studies|studies)\b", re.I)
 _SPASM = re.compile(r"\bspasms?\b(?!\s+flare|\s+exacerbation)", re.I)
+# depression as a condition of the patient (the SSRI section's indication); "depressed reflexes"
+# and a shoulder's depression (a motion, CM17-0008479) are no mood
+_DEPRESSION = re.compile(r"(?<!shoulder )(?<!scapular )(?<!scapula )\bdepression\b|\bdepressive\b"
+                         r"|\bdepressed mood\b", re.I)
 _RTW_FALSE = re.compile(r"\btemporar(?:il)?y (?:and )?(?:totally |total )?(?:\w+ )?(?:disabled|diabled|disable|"
                         r"disability)\b|\btotally (?:\w+ )?disabled\b|"
                         r"\bTTD\b|(?<!needs to be taken )(?<!to place him )(?<!to place her )\b(?:off|out of) work\b|"
@@ -2036,6 +2040,9 @@ class _Narrative:
         acute = _finding(_having(facts, ("flare", "exacerbat"), fact_lows), _ACUTE)
         if acute is not None:
             out["acute_exacerbation"] = acute
+        depression = _finding(_having(facts, ("depress",), fact_lows), _DEPRESSION)
+        if depression is not None:
+            out["depression"] = depression
         # muscle spasm is an examination finding: one found on exam wins over "no documentation
         # of spasm" elsewhere; a complaint of spasm, or medication "for spasms", is not one
         spasm_sents = [t for t in facts if "spasm" in t.lower()]
