@@ -17,6 +17,10 @@ from test_letter_extract import SUMMARY, make_letter
     ("Butrans 10mcg/hr patch #4", {"drug": "buprenorphine patch", "strength": "10 mcg", "quantity": 4}),
     ("Buprenorphine 5 mcg/hr transdermal #4", {"drug": "buprenorphine patch", "strength": "5 mcg", "quantity": 4}),
     ("Belbuca 150 mcg #60", {"drug": "buprenorphine", "strength": "150 mcg", "quantity": 60}),
+    # a sublingual or buccal film is the drug's form, not a radiograph
+    ("Suboxone 8/2 mg sublingual film #30", {"drug": "buprenorphine/naloxone", "strength": "8/2 mg", "quantity": 30}),
+    ("Belbuca 150 mcg buccal film #60", {"drug": "buprenorphine", "strength": "150 mcg", "quantity": 60}),
+    ("Lumbar spine films", {"modality": "xray", "body_region": ["lumbar"]}),
     ("Duragesic 25 mcg/hr #10", {"drug": "fentanyl patch", "strength": "25 mcg", "quantity": 10}),
     ("Fentanyl 50mcg/hr #15", {"drug": "fentanyl patch", "strength": "50 mcg", "quantity": 15}),
     ("Fentora 100 mcg #28", {"drug": "fentanyl", "strength": "100 mcg", "quantity": 28}),
