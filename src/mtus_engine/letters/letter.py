@@ -27,7 +27,7 @@ from typing import Any, Iterable, Literal, Protocol, Sequence
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from ..evaluation.case import BODY_REGIONS, body_regions, modality_patterns
+from ..evaluation.items import BODY_REGIONS, body_regions, modality_patterns
 from ..errors import InputError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -2371,7 +2371,7 @@ class _Narrative:
         item = self.items[k]
         text = item.item
         req: dict[str, Any] = {"item": text}
-        # case.py's item parser first: one vocabulary for drugs, compounds and procedures
+        # items.py's item parser first: one vocabulary for drugs, compounds and procedures
         # ("injection ... of lidocaine ... to the right knee" is a knee injection)
         parsed = _parse_item_text(text)
         own = [s for s in self.sents if s.item == k]
@@ -2532,7 +2532,7 @@ def _drug_lookup() -> Any:
 
 
 def _parse_item_text(text: str) -> dict[str, Any]:
-    from ..evaluation.case import parse_item
+    from ..evaluation.items import parse_item
     return parse_item(text, _drug_lookup())
 
 
