@@ -35,6 +35,10 @@ from .phrases import phrase_problems
 
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
 ALLOWED_PLACEHOLDERS = {"value"}
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
+# where a name may start in lowercased ASCII text: not after a letter (_pattern's lookbehind)
+_WORD_START = re.compile(r"(?<![a-z])[\s\S]")
+_SCAN_LIMIT = 4000   # longer text (a letter): the compiled pattern, worth its cost there
 
 
 class DrugVocabulary:
@@ -54,8 +58,48 @@ class DrugVocabulary:
         return re.compile(
             r"(?<![A-Za-z])(" + "|".join(re.escape(n) for n in alternatives) + r")(?![A-Za-z])", re.I)
 
+    @cached_property
+    def _by_first(self) -> dict[str, tuple[str, ...]] | None:
+        """The names by first character, longest first (as _pattern tries them); None when a name
+        is not ASCII (re.I's case folding is not str.lower's there)."""
+        if not all(n.isascii() for n in self._names):
+            return None
+        out: dict[str, list[str]] = {}
+        for n in sorted(self._names, key=len, reverse=True):
+            out.setdefault(n[0], []).append(n)
+        return {c: tuple(ns) for c, ns in out.items()}
+
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_pattern"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pattern", "_by_first")}
+
+    def _spans(self, text: str, first: bool):
+        """(start, end, name) of each name in the text, as _pattern.finditer gives them (leftmost,
+        then longest, not inside a word), without compiling a pattern of every name (~10 ms a
+        start, growing with the vocabulary). Long text, non-ASCII text or names, or a pattern
+        compiled already: the pattern."""
+        index = None if "_pattern" in self.__dict__ or len(text) > _SCAN_LIMIT or not text.isascii() \
+            else self._by_first
+        if index is None:
+            for m in self._pattern.finditer(text):
+                yield m.start(1), m.end(1), m.group(1).lower()
+                if first:
+                    return
+            return
+        low = text.lower()
+        size = len(low)
+        at = 0
+        for m in _WORD_START.finditer(low):
+            i = m.start()
+            if i < at:
+                continue
+            for n in index.get(low[i], ()):
+                end = i + len(n)
+                if low.startswith(n, i) and (end == size or low[end] not in _LETTERS):
+                    yield i, end, n
+                    if first:
+                        return
+                    at = end
+                    break
 
     def names(self) -> dict[str, str]:
         """Every known name (lowercase brand, generic or alias) -> its generic."""
@@ -65,16 +109,16 @@ class DrugVocabulary:
         key = name.strip().lower()
         if key in self._names:
             return self._names[key]
-        m = self._pattern.search(key)
-        return self._names[m.group(1).lower()] if m else None
+        return self.find_in_text(key)
 
     def find_in_text(self, text: str) -> str | None:
-        m = self._pattern.search(text)
-        return self._names[m.group(1).lower()] if m else None
+        for _, _, n in self._spans(text, True):
+            return self._names[n]
+        return None
 
     def find_all_in_text(self, text: str) -> list[str]:
         """Every drug named in the text, in order, once each (a compound's ingredients)."""
-        return list(dict.fromkeys(self._names[m.group(1).lower()] for m in self._pattern.finditer(text)))
+        return list(dict.fromkeys(self._names[n] for _, _, n in self._spans(text, False)))
 
     def spec(self, generic: str) -> DrugSpec | None:
         return self.drugs.get(generic)
