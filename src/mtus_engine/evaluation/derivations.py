@@ -22,6 +22,8 @@ from __future__ import annotations
 import ast
 import operator
 import re
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -411,15 +413,66 @@ def request_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(DerivedRequest)} - {"given"}
 
 
+class _Steps(Mapping):
+    """A plan's steps by name, each compiled when first asked for: a start compiles the steps its
+    requests need, not every derived fact of the rulebook (their number grows with it)."""
+
+    def __init__(self, facts: dict[str, Any], order: list[str]) -> None:
+        self._facts = facts
+        self._names = frozenset(order)
+        self._order = order
+        self._made: dict[str, Step] = {}
+        self._comp: Compiler | None = None
+        self._lock = threading.Lock()   # the service's threads: one Step per fact
+
+    def __getitem__(self, name: str) -> Step:
+        made = self._made.get(name)
+        if made is None:
+            if name not in self._names:
+                raise KeyError(name)
+            with self._lock:
+                made = self._made.get(name)
+                if made is None:
+                    if self._comp is None:
+                        self._comp = Compiler(self._facts, request_fields())
+                    # the declarations compiled cleanly when the rulebook was loaded
+                    made = self._made[name] = _compile_step(name, self._facts[name], self._comp)
+        return made
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self):
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
 class Plan:
     """Every derived fact compiled, in dependency order; per drug or modality, the steps the
-    rules for it need (cached)."""
+    rules for it need (cached).
+
+    Made from the declarations, it compiles them all (the load's lint reports every problem).
+    Made from ``shape`` (a plan's order and dependencies, kept with the rulebook in the
+    start-up cache) it compiles each step when a request first needs it."""
 
     # the engine itself reads drug_class: it picks the rule families
     ALWAYS = frozenset({"drug_class"})
 
-    def __init__(self, facts: dict[str, Any], reads: Callable[[str | None, str | None], frozenset[str]]):
+    def __init__(self, facts: dict[str, Any], reads: Callable[[str | None, str | None], frozenset[str]],
+                 shape: tuple[list[str], dict[str, frozenset[str]]] | None = None):
         self.reads = reads
+        self._memo: dict[tuple, tuple[Step, ...]] = {}
+        self._puts: dict[tuple, tuple[Callable[[Ctx], None], ...]] = {}
+        # each list fact's member flags, (value, key), in declaration order
+        self.flags: dict[str, tuple[tuple[str, str], ...]] = {
+            name: tuple((v, f"{name}__{v}") for v in spec.values or []) for name, spec in facts.items()
+            if spec.type == "list"}
+        if shape is not None:
+            self.order, self._deps = list(shape[0]), shape[1]
+            self.steps: Mapping[str, Step] = _Steps(facts, self.order)
+            return
         problems: list[tuple[str, str, str]] = []
         comp = Compiler(facts, request_fields())
         steps: dict[str, Step] = {}
@@ -440,22 +493,22 @@ class Plan:
         if problems:
             raise PlanError(problems)
         self.steps = steps
-        self._memo: dict[tuple, tuple[Step, ...]] = {}
-        self._puts: dict[tuple, tuple[Callable[[Ctx], None], ...]] = {}
-        # each list fact's member flags, (value, key), in declaration order
-        self.flags: dict[str, tuple[tuple[str, str], ...]] = {
-            name: tuple((v, f"{name}__{v}") for v in spec.values or []) for name, spec in facts.items()
-            if spec.type == "list"}
+        self._deps = {n: s.deps for n, s in steps.items()}
+
+    @property
+    def shape(self) -> tuple[list[str], dict[str, frozenset[str]]]:
+        """What a lazy plan is made from: the order and each step's derived inputs (data)."""
+        return list(self.order), dict(self._deps)
 
     def needed(self, names: frozenset[str] | set[str]) -> tuple[Step, ...]:
         want: set[str] = set()
-        todo = [n for n in names if n in self.steps]
+        todo = [n for n in names if n in self._deps]
         while todo:
             n = todo.pop()
             if n in want:
                 continue
             want.add(n)
-            todo.extend(d for d in self.steps[n].deps if d not in want)
+            todo.extend(d for d in self._deps[n] if d not in want)
         return tuple(self.steps[n] for n in self.order if n in want)
 
     def for_request(self, drug: str | None, modality: str | None) -> tuple[Step, ...]:

@@ -157,8 +157,11 @@ class Rulebook:
     def __reduce__(self):
         # the constructor's inputs only: the cached properties and the derivation plan (closures)
         # are rebuilt on first use
+        # the plan's shape (its order and dependencies, data) is kept: a warm start compiles
+        # only the steps its requests need
+        plan = self.__dict__.get("_plan") or self.__dict__.get("derivation_plan")
         return (Rulebook, (self.directory, self.manifest, self.facts, self.drugs, self.files, self.digest,
-                           self.items))
+                           self.items), {"_plan_shape": plan.shape} if plan is not None else None)
 
     @property
     def caches(self) -> bool:
@@ -216,9 +219,10 @@ class Rulebook:
     @cached_property
     def derivation_plan(self):
         """Every derived fact compiled from its declaration, in dependency order: the plan the
-        loader compiled while linting, else compiled here once (a Rulebook built by hand)."""
+        loader compiled while linting; from the start-up cache, one compiling each step on first
+        use; else compiled here once (a Rulebook built by hand)."""
         from ..evaluation.derivations import Plan
-        plan = self.__dict__.pop("_plan", None) or Plan(self.facts, self.reads)
+        plan = self.__dict__.pop("_plan", None) or Plan(self.facts, self.reads, self.__dict__.pop("_plan_shape", None))
         plan.reads = self.reads
         return plan
 
