@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -138,9 +139,54 @@ def _pattern(*conditions: dict) -> dict:
     return {"m": {"$and": [{"kind": "request"}, *conditions]}}
 
 
+class _Pickled:
+    """Fields kept pickled, as bytes, inside the start-up cache's pickle, each unpickled when
+    first read: a start reads the definitions of the one or two families its case needs, not
+    those of the whole rulebook (unpickling them all was ~5 ms a start, growing with the rules)."""
+
+    _pickled: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_blob_")}
+        for name in self._pickled:
+            blob = self.__dict__.get("_blob_" + name)
+            state[name] = _Blob(blob if name not in self.__dict__ and blob is not None else
+                                pickle.dumps(getattr(self, name), pickle.HIGHEST_PROTOCOL))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in self._pickled:
+            if isinstance(state.get(name), _Blob):
+                state["_blob_" + name] = state.pop(name).data
+        self.__dict__.update(state)
+
+    def __getattr__(self, name: str) -> Any:
+        # only for a field not unpickled yet (an attribute found is never looked up here);
+        # two threads may both unpickle it: equal values, the last one kept
+        blob = self.__dict__.get("_blob_" + name) if name in self._pickled else None
+        if blob is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = self.__dict__[name] = pickle.loads(blob)
+        return value
+
+
+class _Blob:
+    """A field's pickle, inside the outer pickle (bytes, read back without building anything)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self):
+        return (_Blob, (self.data,))
+
+
 @dataclass
-class Family:
+class Family(_Pickled):
     """Rules that can apply to the same request, compiled into one durable_rules ruleset."""
+
+    _pickled = ("definition",)
 
     name: str
     rule_ids: list[str]
@@ -150,7 +196,8 @@ class Family:
 
 
 @dataclass
-class CompiledRulebook:
+class CompiledRulebook(_Pickled):
+    _pickled = ("definition",)
     name: str
     definition: dict[str, Any]         # every family's rules, for inspection
     actions: dict[str, Action]
