@@ -1,6 +1,8 @@
-"""A warm start's derivation plan compiles each derived fact when a request first needs it (its
-order and dependencies come from the start-up cache as data): the same determinations as the
-plan compiled whole, for every case of the corpus, from one thread or many."""
+"""What a warm start builds when a case first needs it, not for the whole rulebook: the
+derivation plan compiles each derived fact when a request first needs it (its order and
+dependencies come from the start-up cache as data), and the compiled rules unpickle a family's
+definitions when its ruleset is first made. The same determinations as built whole, for every
+case of the corpus, from one thread or many."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from mtus_engine.evaluation.case import load_case
 from mtus_engine.evaluation.derivations import Plan, _Steps
 from mtus_engine.evaluation.engine import Engine
 from mtus_engine.interfaces.render import render_json
+from mtus_engine.rules.compiler import compile_rulebook
 from mtus_engine.rules.rulebook import load_rulebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,3 +125,51 @@ def test_a_plan_made_from_declarations_still_reports_every_problem():
     facts[name] = type(facts[name])(**{**facts[name].__dict__, "formula": "no_such_name + 1"})
     with pytest.raises(ValueError, match="no_such_name"):
         Plan(facts, rb.reads)
+
+
+def _round_trip(compiled, rb):
+    """compiled pickled and read back as the start-up cache does (the rulebook by reference)."""
+    import io
+
+    class Out(pickle.Pickler):
+        def persistent_id(self, obj):
+            return "rulebook" if obj is rb else None
+
+    class In(pickle.Unpickler):
+        def persistent_load(self, pid):
+            return rb
+
+    buf = io.BytesIO()
+    Out(buf, pickle.HIGHEST_PROTOCOL).dump(compiled)
+    return In(io.BytesIO(buf.getvalue())).load()
+
+
+def test_compiled_definitions_are_unpickled_when_read():
+    rb = load_rulebook(ROOT / "rules")
+    whole = compile_rulebook(rb)
+    back = _round_trip(whole, rb)
+    assert not any("definition" in f.__dict__ for f in back.families) and "definition" not in back.__dict__
+    # pickled again before any is read: the same values (the kept pickles written as they are)
+    again = _round_trip(back, rb)
+    assert back.families[3].definition == whole.families[3].definition
+    assert "definition" in back.families[3].__dict__ and "definition" not in back.families[4].__dict__
+    for copy in (back, again, _round_trip(back, rb)):
+        assert [f.definition for f in copy.families] == [f.definition for f in whole.families]
+        assert list(copy.definition.items()) == list(whole.definition.items())
+        assert [f.rule_keys for f in copy.families] == [f.rule_keys for f in whole.families]
+        assert copy.actions == whole.actions and copy.name == whole.name
+    with pytest.raises(AttributeError):
+        back.families[0].no_such_field
+
+
+def test_a_warm_engine_unpickles_the_families_its_cases_need(cases, expected):
+    rb = load_rulebook(ROOT / "rules")
+    if not rb.caches:
+        pytest.skip("the start-up cache is off")
+    Engine(rb)          # writes the cache entry, when missing
+    engine = Engine(rb)  # reads it
+    families = engine.compiled.families
+    assert not any("definition" in f.__dict__ for f in families)
+    assert render_json(engine.evaluate(cases[0])) == expected[0]
+    assert 0 < sum("definition" in f.__dict__ for f in families) < len(families)
+    assert [render_json(engine.evaluate(case)) for case in cases] == expected
