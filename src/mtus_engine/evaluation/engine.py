@@ -146,6 +146,21 @@ class _Rulesets:
         return True
 
 
+class _Meanings(dict):
+    """Durable rule name -> what its firing says, each made when the rule first fires (for all
+    ~1,200 at once it was a cost of every start growing with the rules). Threads may make one
+    twice: equal tuples, either kept."""
+
+    def __init__(self, actions: dict) -> None:
+        super().__init__()
+        self._actions = actions
+
+    def __missing__(self, name: str) -> tuple:
+        a = self._actions[name]
+        made = self[name] = (a.kind, a.rule_id, (a.rule_id, a.criterion_id), (a.state, a.assumed))
+        return made
+
+
 class Engine:
     """A rulebook compiled into durable_rules, ready to evaluate cases. Thread-safe."""
 
@@ -170,8 +185,7 @@ class Engine:
         self._texts: dict[tuple[str, str], _RuleText] = {}   # (rule, part) -> its static text
         # per durable rule name, what its firing says: (kind, rule, (rule, criterion), (state,
         # assumed)), the tuples made once rather than per fired rule
-        self._meaning = {name: (a.kind, a.rule_id, (a.rule_id, a.criterion_id), (a.state, a.assumed))
-                         for name, a in self.compiled.actions.items()}
+        self._meaning = _Meanings(self.compiled.actions)
         self._chain = functools.partial(chained_facts, self.compiled)
         self._in_effect: dict[tuple[str, Any], tuple[str, ...]] = {}
         self._part_of: dict[tuple[str, tuple[str, ...]], str | None] = {}   # (rule, parts in effect) -> part
