@@ -403,6 +403,9 @@ def test_acute_exacerbation_negation_and_hedging(text, expected):
     ("The treater, however, does not document its impact on pain and function.", False),
     ("Length of use, rationale and response are not provided in the documentation.", False),
     ("There is no documentation of improvement.", False),
+    ("The unchanged lifting limitation argued against the applicant's having effected functional "
+     "improvement in terms of the parameters established in MTUS 9792.20(e).", False),
+    ("These findings militate against functional improvement.", False),
     ("The patient reports objective functional improvement with increased walking tolerance.", True),
     ("If there is functional improvement, additional visits may be considered.", None),
     ("Objective functional improvement should be documented.", None),

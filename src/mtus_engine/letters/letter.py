@@ -1131,6 +1131,8 @@ _FI_NEG = re.compile(
     r"\bnot\s+(?:[a-z'-]+\s+){0,6}?(?:improvement|beneficial)\b|\bwithout\s+(?:[a-z'-]+\s+){0,6}?improvement\b|"
     r"\b(?:lack|absence) of\s+(?:[a-z'-]+\s+){0,6}?(?:improvement|response|benefit)\b|"
     r"\bminimal(?: to no)? improvement\b|\bhad not alleviated\b|"
+    # "argued against the applicant's having effected functional improvement": a denial, not an assertion
+    r"\b(?:argu|militat|weigh|spok|speak)\w*\s+against\s+(?:[a-z'-]+\s+){0,6}?(?:improvement|benefit)\b|"
     r"\bimprovement\b[^.]{0,60}?\b(?:was|were|is|are|has|have)\s+not\s+(?:been\s+)?(?:indicated|"
     r"documented|noted|provided|reported|shown|demonstrated)\b|"
     r"\bnot\s+document\w*\s+(?:its|the|any)\s+(?:impact|effect|efficacy|benefit|response)\b|"
