@@ -1058,3 +1058,16 @@ def test_work_conditioning_visits_read_from_the_item(item, expected):
     request = _case(SUMMARY, item, "The patient has pain.")["requests"][0]
     assert request["modality"] == "work_conditioning"
     assert {k: request.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("rationale, expected", [
+    # the guideline's words, opened as such, say nothing of this patient
+    ("The ACOEM guidelines note that unequivocal findings that identify specific nerve compromise are "
+     "sufficient evidence to warrant imaging in patients who do not respond to treatment and he would "
+     "consider surgery an option. The patient was noted to have continued complaints of pain.", None),
+    # the reviewer's own statement of the record still counts
+    ("The patient is a candidate for lumbar decompression surgery and surgery has been discussed.", True),
+])
+def test_guideline_sentence_in_rationale_is_no_record_of_surgery(rationale, expected):
+    findings = _case(MULTI_PART.format(exam="The patient has pain."), "MRI of the lumbar spine", rationale)["findings"]
+    assert findings.get("surgery_considered") is expected

@@ -1279,6 +1279,11 @@ _RECORD_CLAIM = re.compile(
     r"examination|exam|patient|claimant|(?:injured )?worker|applicant|employee|he|she|his|her|"
     r"there (?:is|are|was|were)|identified|noted|found|present|evident|absent|strength|sensation|"
     r"reflex(?:es)?|unremarkable|intact|submitted)\b", re.I)
+# a rationale sentence opened as the guideline's words ("The ACOEM guidelines note that ... in
+# patients who ... would consider surgery an option") states the guideline, not this record
+_GUIDELINE_SAYS = re.compile(
+    r"^\s*(?:the\s+)?(?:(?:CA|California|MTUS|ACOEM|ODG|CPMTG|Chronic|Pain|Medical|Treatment)[\s/]+){0,5}guidelines?\s+"
+    r"(?:also\s+)?(?:notes?|states?|indicates?|says?|specif(?:y|ies)|recommends?)\s+that\b", re.I)
 _K_RECORD = frozenset({
     "records", "record", "documentation", "documented", "documents", "document", "notes", "note",
     "reports", "report", "evidence", "indication", "examination", "exam", "patient", "claimant",
@@ -2278,7 +2283,8 @@ class _Narrative:
                         ("denied" in s.low or "certif" in s.low or "modified" in s.low
                          or "not " in s.low) and _UR_REASON.search(s.text)):
                     out.append(s.text)
-            elif (not s.words.isdisjoint(_K_RECORD) or "there " in s.low) and _RECORD_CLAIM.search(s.text):
+            elif (not s.words.isdisjoint(_K_RECORD) or "there " in s.low) and _RECORD_CLAIM.search(s.text) \
+                    and not _GUIDELINE_SAYS.search(s.text):
                 out.append(_Rationale(s.text))
         return out
 
