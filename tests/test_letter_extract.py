@@ -911,6 +911,11 @@ MULTI_PART = ("The injured worker is a 50 year old female who sustained an indus
     ("On examination there was a positive straight leg raise on the left.",
      "neurologic_deficit_regions", ["lumbar"]),
     ("Straight leg raise test on the left is positive.", "neurologic_deficit_regions", ["lumbar"]),
+    # a finding is placed by its own list segment, not by every part the sentence names
+    ("The exam reveals painful motion of the neck and back, positive straight leg raise on the left "
+     "side and tenderness of the cervical spine.", "neurologic_deficit_regions", ["lumbar"]),
+    ("The exam reveals painful motion of the neck, and decreased sensation in the C6 dermatome.",
+     "neurologic_deficit_regions", ["cervical"]),
     ("There was decreased sensation in the left lower extremity.", "neurologic_deficit_regions", ["lumbar"]),
     ("Reflexes were diminished at the left triceps and biceps.", "neurologic_deficit_regions", ["cervical"]),
     ("Strength of the left deltoid was 4/5.", "neurologic_deficit_regions", ["shoulder"]),

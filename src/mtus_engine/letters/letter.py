@@ -1321,6 +1321,7 @@ _PAIN_LIMITED = re.compile(r"\b(?:strength|weakness|/5|of 5)\b[^.;]{0,40}?\bwith
 # the lumbosacral roots and a deficit of the leg are the low back's (its roots supply the leg; no
 # finding of the leg bears on the neck or an arm), Spurling's, the arm's roots and reflexes the
 # neck's, the deltoid and the rotator cuff the shoulder's
+_NEURO_TERMS = re.compile(f"(?:{_NEURO_DEFICIT.pattern})|(?:{_RADIC_EXAM.pattern})", re.I)
 _NEURO_SIGN_REGIONS = (
     (re.compile(r"\bstraight[- ]legs?[- ]rais|\bSLR\b|\blower extremit\w*|\blegs?\b|\bcalf\b|\bthighs?\b|"
                 r"\btoes?\b", re.I), "lumbar"),
@@ -2302,7 +2303,9 @@ class _Narrative:
         if deficit:
             out["neurologic_deficit"] = True
             # where: a multi-part case's deficit of the low back is no reason to image the shoulder
-            regions = _finding_regions(deficit, _NEURO_SIGN_REGIONS)
+            # by the list segment naming each finding: "motion of the neck and back, positive
+            # straight leg raise on the left" places the straight leg raise in the low back only
+            regions = _finding_regions(deficit, _NEURO_SIGN_REGIONS, _NEURO_TERMS)
             if regions:
                 out["neurologic_deficit_regions"] = regions
         elif _asserted(sents, _NEURO_NORMAL) or _denied(sents, _NEURO_DEFICIT) \
