@@ -260,6 +260,17 @@ def _derived_fixes(case: Case, fields: dict[str, Any], rb: Any, step: Any, crit:
     return []  # e.g. a sum over several drugs: no one field to change
 
 
+def _path_of(rb: Any, fact: str, req: str) -> str | None:
+    """Where a documented fact sits in the case (None: a derived fact, no one field)."""
+    source = rb.facts[fact].source
+    return {"findings": f"findings.{fact}", "request": f"{req}.{fact}", "patient": f"patient.{fact}"}.get(source)
+
+
+def _yes_no_words(path: str, value: Any) -> str:
+    name = path.rsplit(".", 1)[-1].replace("_", " ")
+    return f"document {name}" if value is True else f"records showing no {name}"
+
+
 def _boolean_fixes(case: Case, fields: Any, rb: Any, fact: str, target: bool, req: str,
                    depth: int = 0, now: dict[str, Any] | None = None) -> list[list[tuple[str, Any, str]]]:
     """Ways to make a yes/no fact hold ``target``: a documented fact is set; a derived one goes
@@ -272,20 +283,16 @@ def _boolean_fixes(case: Case, fields: Any, rb: Any, fact: str, target: bool, re
     spec = rb.facts.get(fact)
     if spec is None or spec.type != "boolean" or depth > 8:
         return []
-    name = fact.replace("_", " ")
-    words = f"document {name}" if target else f"records showing no {name}"
-    if spec.source != "derived":
-        path = {"findings": f"findings.{fact}", "request": f"{req}.{fact}", "patient": f"patient.{fact}"}[spec.source]
-        return [[(path, target, words)]]
+    path = _path_of(rb, fact, req)
+    if path is not None:
+        return [[(path, target, _yes_no_words(path, target))]]
     kind = "any_of" if spec.any_of else "all_of" if spec.all_of else "none_of" if spec.none_of else None
     if kind is None:
         step = rb.derivation_plan.steps.get(fact)
         if step is None or step.inverse is None:
             return []
         # the inverse's own words where it gives them; else the finding it sets
-        return [[(p, v, w or (f"document {p.rsplit('.', 1)[-1].replace('_', ' ')}" if v is True else
-                              f"records showing no {p.rsplit('.', 1)[-1].replace('_', ' ')}"))
-                 for p, v, w in alt]
+        return [[(p, v, w or _yes_no_words(p, v)) for p, v, w in alt]
                 for alt in step.inverse(case, fields, rb, "equals", target, True, **step.params)]
     members = getattr(spec, kind)
     if kind == "none_of":
@@ -322,22 +329,12 @@ def _fixes(engine: Engine, case: Case, idx: int, rule_id: str, crit_id: str, wan
         alts.append([(gpath, not guard.equals, f"document {crit.when.fact.replace('_', ' ')}: "
                                                f"{str(not guard.equals).lower()}")])
 
-    def path_of(fact: str) -> str | None:
-        s = rb.facts[fact]
-        if s.source == "findings":
-            return f"findings.{fact}"
-        if s.source == "request":
-            return f"{req}.{fact}"
-        if s.source == "patient":
-            return f"patient.{fact}"
-        return None
-
     op, v = t.op, t.operand
     step = rb.derivation_plan.steps.get(crit.fact)
     if step is not None:
         # a derived fact: its declared inverse says which request field moves it
         return alts + _derived_fixes(case, fields, rb, step, crit, want_met, req)
-    path = path_of(crit.fact)
+    path = _path_of(rb, crit.fact, req)
     if path is None:
         return alts  # a derived fact with no single field behind it (e.g. the agent's sedation)
     words = crit.missing
